@@ -1,0 +1,83 @@
+-- Teams, users, orgs and API keys.
+
+-- name: CreateTeam :exec
+INSERT INTO teams (id, name, created_at) VALUES ($1, $2, $3);
+
+-- name: GetTeam :one
+SELECT * FROM teams WHERE id = $1;
+
+-- name: CreateUser :exec
+INSERT INTO users (id, team_id, email, name, role, created_at) VALUES ($1, $2, $3, $4, $5, $6);
+
+-- name: GetUser :one
+SELECT * FROM users WHERE id = $1;
+
+-- name: ListTeamUsers :many
+SELECT * FROM users WHERE team_id = $1 ORDER BY created_at, id;
+
+-- name: CreateOrg :exec
+INSERT INTO orgs (id, team_id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4);
+
+-- name: GetOrg :one
+SELECT * FROM orgs WHERE id = $1;
+
+-- name: ListOrgsByTeam :many
+SELECT * FROM orgs WHERE team_id = $1 ORDER BY created_at, id;
+
+-- name: UpdateOrgSettings :one
+UPDATE orgs SET
+    name = $2,
+    approval_timeout_seconds = $3,
+    webhook_url = $4,
+    webhook_include_parameters = $5,
+    scrub_parameters = $6,
+    management_keys_may_decide = $7,
+    autodiscovery_hourly_cap = $8,
+    autodiscovery_total_cap = $9,
+    updated_at = $10
+WHERE id = $1
+RETURNING *;
+
+-- name: RotateOrgWebhookSecret :one
+UPDATE orgs SET
+    webhook_secret_previous = webhook_secret,
+    webhook_secret = $2,
+    webhook_secret_rotated_at = $3,
+    updated_at = $3
+WHERE id = $1
+RETURNING *;
+
+-- name: SetApproverGroup :exec
+INSERT INTO approver_group_members (team_id, level, user_id)
+SELECT $1, $2, unnest(@user_ids::text[])
+ON CONFLICT DO NOTHING;
+
+-- name: ClearApproverGroup :exec
+DELETE FROM approver_group_members WHERE team_id = $1 AND level = $2;
+
+-- name: ListApproverGroup :many
+SELECT user_id FROM approver_group_members WHERE team_id = $1 AND level = $2 ORDER BY user_id;
+
+-- name: CreateAPIKey :exec
+INSERT INTO api_keys (id, org_id, tier, name, prefix, hash, created_by, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
+
+-- name: ListAPIKeys :many
+SELECT id, org_id, tier, name, prefix, created_by, created_at, revoked_at
+FROM api_keys WHERE org_id = $1 ORDER BY created_at, id;
+
+-- name: RevokeAPIKey :one
+UPDATE api_keys SET revoked_at = $3
+WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL
+RETURNING id;
+
+-- name: LoadActiveAPIKeys :many
+-- Every usable key with its org's team, for the in-memory key cache.
+SELECT k.id, k.org_id, o.team_id, k.tier, k.hash
+FROM api_keys k JOIN orgs o ON o.id = k.org_id
+WHERE k.revoked_at IS NULL;
+
+-- name: GetActiveAPIKeyByHash :one
+SELECT k.id, k.org_id, o.team_id, k.tier, k.hash
+FROM api_keys k JOIN orgs o ON o.id = k.org_id
+WHERE k.hash = $1 AND k.revoked_at IS NULL;

@@ -1,0 +1,32 @@
+-- The append-only audit log.
+
+-- name: InsertAuditEvents :copyfrom
+INSERT INTO audit_events (id, org_id, team_id, occurred_at, actor_kind, actor_id, kind, subject, outcome, tool, tenant, billable, cost_micros, details)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14);
+
+-- name: InsertAuditEvent :exec
+INSERT INTO audit_events (id, org_id, team_id, occurred_at, actor_kind, actor_id, kind, subject, outcome, tool, tenant, billable, cost_micros, details)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: GetAuditEvent :one
+SELECT * FROM audit_events WHERE org_id = $1 AND id = $2;
+
+-- name: ListAuditEvents :many
+-- Newest first; cursor is the seq of the last row of the previous page.
+SELECT * FROM audit_events
+WHERE org_id = @org_id
+  AND (@before_seq::bigint = 0 OR seq < @before_seq)
+  AND (@kind::text = '' OR kind = @kind)
+  AND (@tool::text = '' OR tool = @tool)
+  AND (@tenant::text = '' OR tenant = @tenant)
+  AND (@outcome::text = '' OR outcome = @outcome)
+  AND (sqlc.narg('since')::timestamptz IS NULL OR occurred_at >= sqlc.narg('since'))
+  AND (sqlc.narg('until')::timestamptz IS NULL OR occurred_at < sqlc.narg('until'))
+ORDER BY seq DESC
+LIMIT @row_limit;
+
+-- name: BillingTotals :one
+-- Billable audit rows and their cost for a team: must equal the ledger's debits.
+SELECT count(*)::bigint AS calls, coalesce(sum(cost_micros), 0)::bigint AS cost_micros
+FROM audit_events WHERE team_id = $1 AND billable;

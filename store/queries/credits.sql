@@ -1,0 +1,30 @@
+-- Prepaid credit grants and the ledger.
+
+-- name: CreateCreditGrant :exec
+INSERT INTO credit_grants (id, team_id, kind, amount_micros, remaining_micros, expires_at, source, created_at)
+VALUES ($1, $2, $3, $4, $4, $5, $6, $7)
+ON CONFLICT (source) DO NOTHING;
+
+-- name: LockSpendableGrants :many
+-- Grants with credit left, in spending order: unexpired free grants first
+-- (soonest expiry first), then purchased grants, oldest first.
+SELECT * FROM credit_grants
+WHERE team_id = $1 AND remaining_micros > 0
+  AND (expires_at IS NULL OR expires_at > @now::timestamptz)
+ORDER BY (kind = 'purchased'), expires_at NULLS LAST, created_at, id
+FOR UPDATE;
+
+-- name: DebitGrant :exec
+UPDATE credit_grants SET remaining_micros = remaining_micros - @amount::bigint
+WHERE id = $1;
+
+-- name: InsertLedgerEntry :exec
+INSERT INTO credit_ledger (team_id, grant_id, delta_micros, calls, reason, created_at)
+VALUES ($1, $2, $3, $4, $5, $6);
+
+-- name: ListCreditGrants :many
+SELECT * FROM credit_grants WHERE team_id = $1 ORDER BY created_at, id;
+
+-- name: LedgerDebits :one
+SELECT coalesce(-sum(delta_micros), 0)::bigint AS debited_micros, coalesce(sum(calls), 0)::bigint AS calls
+FROM credit_ledger WHERE team_id = $1 AND delta_micros < 0;

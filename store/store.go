@@ -1,0 +1,196 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config configures the connection pool.
+type Config struct {
+	// URL is a PostgreSQL connection URL (DATABASE_URL). Required.
+	URL string
+	// MaxConns bounds the pool. Default 20.
+	MaxConns int32
+	// ConnectTimeout bounds each new connection. Default 5 s.
+	ConnectTimeout time.Duration
+}
+
+// Validate checks the configuration and fills in defaults.
+func (c *Config) Validate() error {
+	if c.URL == "" {
+		return errors.New("store: database URL is required")
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 20
+	}
+	if c.MaxConns < 2 {
+		return errors.New("store: MaxConns must be at least 2")
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 5 * time.Second
+	}
+	return nil
+}
+
+// Store holds the pool and the generated queries bound to it.
+type Store struct {
+	Pool *pgxpool.Pool
+	*Queries
+}
+
+// Open connects to PostgreSQL and checks the connection.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		// The parse error can echo the URL, password included: don't wrap it.
+		return nil, errors.New("store: DATABASE_URL is not a valid PostgreSQL URL")
+	}
+	pc.MaxConns = cfg.MaxConns
+	pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("store: open pool: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: ping: %w", err)
+	}
+	return &Store{Pool: pool, Queries: New(DB(pool))}, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.Pool.Close() }
+
+// Ping checks that the database answers (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.Pool.Ping(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// InTx runs fn in a transaction with queries bound to it; it commits when fn
+// returns nil and rolls back otherwise.
+func (s *Store) InTx(ctx context.Context, fn func(tx pgx.Tx, q *Queries) error) error {
+	tx, err := s.Pool.Begin(ctx)
+	if err != nil {
+		return translateErr(fmt.Errorf("begin: %w", err))
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if err := fn(tx, New(DB(tx))); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return translateErr(fmt.Errorf("commit: %w", err))
+	}
+	return nil
+}
+
+// Sentinel errors callers test with errors.Is.
+var (
+	// ErrNotFound: the row does not exist (or is not visible to the caller's org).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique constraint would be violated.
+	ErrConflict = errors.New("conflict")
+	// ErrReferenced: a foreign key is missing or still referenced.
+	ErrReferenced = errors.New("referenced")
+	// ErrInvalid: a check constraint rejected the value.
+	ErrInvalid = errors.New("invalid value")
+)
+
+// DBError carries the sentinel plus the constraint that fired, for messages.
+type DBError struct {
+	Kind       error
+	Constraint string
+	cause      error
+}
+
+func (e *DBError) Error() string {
+	if e.Constraint != "" {
+		return fmt.Sprintf("%s (%s)", e.Kind, e.Constraint)
+	}
+	return e.Kind.Error()
+}
+
+// Is reports whether target is the sentinel kind.
+func (e *DBError) Is(target error) bool { return target == e.Kind }
+
+// Unwrap exposes the driver error for logging.
+func (e *DBError) Unwrap() error { return e.cause }
+
+// translateErr is the one place database errors become store errors.
+func translateErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return &DBError{Kind: ErrNotFound, cause: err}
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505", "23P01": // unique_violation, exclusion_violation
+			return &DBError{Kind: ErrConflict, Constraint: pgErr.ConstraintName, cause: err}
+		case "23503": // foreign_key_violation
+			return &DBError{Kind: ErrReferenced, Constraint: pgErr.ConstraintName, cause: err}
+		case "23514", "23502", "22001": // check_violation, not_null_violation, string_data_right_truncation
+			return &DBError{Kind: ErrInvalid, Constraint: pgErr.ConstraintName, cause: err}
+		}
+	}
+	return err
+}
+
+// Executor is what the generated queries run on: a pool, a connection or a
+// transaction.
+type Executor interface {
+	Exec(context.Context, string, ...interface{}) (pgconn.CommandTag, error)
+	Query(context.Context, string, ...interface{}) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...interface{}) pgx.Row
+	CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error)
+}
+
+// DB wraps an executor so that every error it returns is translated.
+func DB(ex Executor) DBTX { return translatingDB{ex} }
+
+type translatingDB struct{ ex Executor }
+
+func (d translatingDB) Exec(ctx context.Context, sql string, args ...interface{}) (pgconn.CommandTag, error) {
+	tag, err := d.ex.Exec(ctx, sql, args...)
+	return tag, translateErr(err)
+}
+
+func (d translatingDB) Query(ctx context.Context, sql string, args ...interface{}) (pgx.Rows, error) {
+	rows, err := d.ex.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, translateErr(err)
+	}
+	return translatingRows{rows}, nil
+}
+
+func (d translatingDB) QueryRow(ctx context.Context, sql string, args ...interface{}) pgx.Row {
+	return translatingRow{d.ex.QueryRow(ctx, sql, args...)}
+}
+
+func (d translatingDB) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	n, err := d.ex.CopyFrom(ctx, table, cols, src)
+	return n, translateErr(err)
+}
+
+type translatingRow struct{ row pgx.Row }
+
+func (r translatingRow) Scan(dest ...any) error { return translateErr(r.row.Scan(dest...)) }
+
+type translatingRows struct{ pgx.Rows }
+
+func (r translatingRows) Err() error { return translateErr(r.Rows.Err()) }
