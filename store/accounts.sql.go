@@ -388,6 +388,17 @@ func (q *Queries) LoadActiveAPIKeys(ctx context.Context) ([]LoadActiveAPIKeysRow
 	return items, nil
 }
 
+const notifyChange = `-- name: NotifyChange :exec
+SELECT pg_notify('oakallow_changes', $1::text)
+`
+
+// Announces a change to every API replica (delivered at commit). Payload:
+// "keys" or "policy:<org id>".
+func (q *Queries) NotifyChange(ctx context.Context, payload string) error {
+	_, err := q.db.Exec(ctx, notifyChange, payload)
+	return err
+}
+
 const revokeAPIKey = `-- name: RevokeAPIKey :one
 UPDATE api_keys SET revoked_at = $3
 WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL

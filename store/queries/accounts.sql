@@ -81,3 +81,8 @@ WHERE k.revoked_at IS NULL;
 SELECT k.id, k.org_id, o.team_id, k.tier, k.hash
 FROM api_keys k JOIN orgs o ON o.id = k.org_id
 WHERE k.hash = $1 AND k.revoked_at IS NULL;
+
+-- name: NotifyChange :exec
+-- Announces a change to every API replica (delivered at commit). Payload:
+-- "keys" or "policy:<org id>".
+SELECT pg_notify('oakallow_changes', @payload::text);

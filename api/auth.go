@@ -1,0 +1,109 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+)
+
+// Access levels an operation declares in its metadata under "access".
+const (
+	// accessPublic needs no credentials (health, docs).
+	accessPublic = "public"
+	// accessRuntime: standard keys only (billable runtime calls).
+	accessRuntime = "runtime"
+	// accessRuntimeRead: standard keys only, free reads of runtime data.
+	accessRuntimeRead = "runtime_read"
+	// accessManageRead: management keys, and standard keys (read-only).
+	accessManageRead = "manage_read"
+	// accessManageWrite: management keys only.
+	accessManageWrite = "manage_write"
+	// accessDecide: management keys (when the org allows it) — the handler
+	// checks the org setting.
+	accessDecide = "decide"
+)
+
+const securityScheme = "apiKey"
+
+// withAccess sets an operation's declared security and access level.
+func withAccess(op huma.Operation, access string) huma.Operation {
+	if op.Metadata == nil {
+		op.Metadata = map[string]any{}
+	}
+	op.Metadata["access"] = access
+	if access != accessPublic {
+		op.Security = []map[string][]string{{securityScheme: {}}}
+	}
+	if op.MaxBodyBytes == 0 {
+		op.MaxBodyBytes = maxBodyBytes
+	}
+	return op
+}
+
+// presentedKey returns the key from X-API-Key or Authorization: Bearer.
+func presentedKey(ctx huma.Context) string {
+	if k := ctx.Header("X-API-Key"); k != "" {
+		return strings.TrimSpace(k)
+	}
+	if a := ctx.Header("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+// authenticate is the one place API security is enforced: it resolves the
+// caller and checks the operation's declared access level against the key
+// tier. An operation that declares nothing is refused (fail closed).
+func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
+	access, _ := ctx.Operation().Metadata["access"].(string)
+	if access == accessPublic {
+		next(ctx)
+		return
+	}
+	if access == "" {
+		huma.WriteErr(s.api, ctx, http.StatusInternalServerError, "operation declares no access level")
+		return
+	}
+	p, ok := s.keys.Lookup(presentedKey(ctx))
+	if !ok {
+		writeProblem(s.api, ctx, problem(http.StatusUnauthorized, CodeInvalidKey, "missing, unknown or revoked API key"))
+		return
+	}
+	allowed := false
+	switch access {
+	case accessRuntime, accessRuntimeRead:
+		allowed = p.Tier == TierStandard
+	case accessManageRead:
+		allowed = true
+	case accessManageWrite, accessDecide:
+		allowed = p.Tier == TierManagement
+	}
+	if !allowed {
+		msg := "this endpoint needs a standard (runtime) key"
+		if access == accessManageWrite || access == accessDecide || access == accessManageRead {
+			msg = "this endpoint needs a management key"
+		}
+		writeProblem(s.api, ctx, problem(http.StatusForbidden, CodeWrongKeyTier, msg))
+		return
+	}
+	next(huma.WithValue(ctx, principalKey, p))
+}
+
+func writeProblem(api huma.API, ctx huma.Context, p *Problem) {
+	p.RequestID = requestIDFrom(ctx.Context())
+	ctx.SetHeader("Content-Type", "application/problem+json")
+	ctx.SetStatus(p.Status)
+	_ = api.Marshal(ctx.BodyWriter(), "application/json", p)
+}
+
+// mustPrincipal returns the authenticated caller; authenticate guarantees it
+// exists for every non-public operation.
+func mustPrincipal(ctx context.Context) Principal {
+	p, ok := principalFrom(ctx)
+	if !ok {
+		panic("api: operation reached without a principal; authenticate middleware missing")
+	}
+	return p
+}

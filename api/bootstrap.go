@@ -1,0 +1,83 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"oakallow/store"
+)
+
+// Free credit every new team receives (SPEC §9): $5.00, expiring after 30 days.
+const (
+	FreeCreditMicros = 5_000_000
+	FreeCreditTTL    = 30 * 24 * time.Hour
+)
+
+// BootstrapInput names the first team, owner and org.
+type BootstrapInput struct {
+	TeamName   string
+	OwnerEmail string
+	OwnerName  string
+	OrgName    string
+}
+
+// BootstrapResult holds the created ids and the raw keys, which exist only
+// here: the database keeps their SHA-256.
+type BootstrapResult struct {
+	TeamID        string `json:"team_id"`
+	UserID        string `json:"user_id"`
+	OrgID         string `json:"org_id"`
+	ManagementKey string `json:"management_key"`
+	StandardKey   string `json:"standard_key"`
+}
+
+// Bootstrap creates a team with its owner, the team's free credit, an org,
+// and one management and one standard key, in one transaction.
+func Bootstrap(ctx context.Context, st *store.Store, in BootstrapInput, now time.Time) (BootstrapResult, error) {
+	now = now.UTC()
+	res := BootstrapResult{TeamID: store.NewID("team"), UserID: store.NewID("usr"), OrgID: store.NewID("org")}
+	err := st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
+		if err := q.CreateTeam(ctx, store.CreateTeamParams{ID: res.TeamID, Name: in.TeamName, CreatedAt: now}); err != nil {
+			return fmt.Errorf("create team: %w", err)
+		}
+		if err := q.CreateUser(ctx, store.CreateUserParams{ID: res.UserID, TeamID: res.TeamID,
+			Email: in.OwnerEmail, Name: in.OwnerName, Role: "owner", CreatedAt: now}); err != nil {
+			return fmt.Errorf("create owner: %w", err)
+		}
+		expires := now.Add(FreeCreditTTL)
+		if err := q.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: res.TeamID,
+			Kind: "free", AmountMicros: FreeCreditMicros, ExpiresAt: &expires,
+			Source: "signup:" + res.TeamID, CreatedAt: now}); err != nil {
+			return fmt.Errorf("grant free credit: %w", err)
+		}
+		if err := q.CreateOrg(ctx, store.CreateOrgParams{ID: res.OrgID, TeamID: res.TeamID, Name: in.OrgName, CreatedAt: now}); err != nil {
+			return fmt.Errorf("create org: %w", err)
+		}
+		var err error
+		if res.ManagementKey, err = createKey(ctx, q, res.OrgID, TierManagement, "bootstrap management key", res.UserID, now); err != nil {
+			return err
+		}
+		if res.StandardKey, err = createKey(ctx, q, res.OrgID, TierStandard, "bootstrap standard key", res.UserID, now); err != nil {
+			return err
+		}
+		return q.NotifyChange(ctx, "keys")
+	})
+	if err != nil {
+		return BootstrapResult{}, fmt.Errorf("bootstrap: %w", err)
+	}
+	return res, nil
+}
+
+// createKey stores a new key's hash and returns the raw key.
+func createKey(ctx context.Context, q *store.Queries, orgID, tier, name, createdBy string, now time.Time) (string, error) {
+	raw, hash, display := GenerateAPIKey()
+	err := q.CreateAPIKey(ctx, store.CreateAPIKeyParams{ID: store.NewID("key"), OrgID: orgID, Tier: tier,
+		Name: name, Prefix: display, Hash: hash[:], CreatedBy: &createdBy, CreatedAt: now})
+	if err != nil {
+		return "", fmt.Errorf("create %s key: %w", tier, err)
+	}
+	return raw, nil
+}

@@ -1,0 +1,176 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"oakallow/store"
+)
+
+// Problem is an RFC 9457 problem document with oakallow's stable machine
+// readable Code. It is the only error body the API sends.
+type Problem struct {
+	Type      string              `json:"type,omitempty" doc:"A URI reference that identifies the problem type."`
+	Title     string              `json:"title" doc:"Short summary of the problem type."`
+	Status    int                 `json:"status" doc:"HTTP status code."`
+	Detail    string              `json:"detail,omitempty" doc:"Explanation specific to this occurrence."`
+	Code      string              `json:"code" doc:"Stable machine-readable error code, e.g. invalid_key, wrong_key_tier, validation_failed."`
+	RequestID string              `json:"request_id,omitempty" doc:"The request id, also sent as the X-Request-Id header."`
+	Errors    []*huma.ErrorDetail `json:"errors,omitempty" doc:"Field-level details, e.g. schema validation errors."`
+
+	headers http.Header
+}
+
+// Error implements error.
+func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
+
+// GetStatus implements huma.StatusError.
+func (p *Problem) GetStatus() int { return p.Status }
+
+// GetHeaders implements huma.HeadersError (e.g. WWW-Authenticate).
+func (p *Problem) GetHeaders() http.Header { return p.headers }
+
+// ContentType makes huma send application/problem+json.
+func (p *Problem) ContentType(ct string) string {
+	if ct == "application/json" {
+		return "application/problem+json"
+	}
+	return ct
+}
+
+// Stable problem codes.
+const (
+	CodeBadRequest          = "bad_request"
+	CodeInvalidKey          = "invalid_key"
+	CodeWrongKeyTier        = "wrong_key_tier"
+	CodeForbidden           = "forbidden"
+	CodeNotFound            = "not_found"
+	CodeConflict            = "conflict"
+	CodeBodyTooLarge        = "body_too_large"
+	CodeValidationFailed    = "validation_failed"
+	CodeInsufficientCredits = "insufficient_credits"
+	CodeToolNotRegistered   = "tool_not_registered"
+	CodeTokenReplayed       = "token_replayed"
+	CodeRateLimited         = "rate_limited"
+	CodeUnavailable         = "unavailable"
+	CodeInternal            = "internal_error"
+)
+
+// problem builds a Problem for a known condition.
+func problem(status int, code, detail string, errs ...*huma.ErrorDetail) *Problem {
+	return &Problem{Title: http.StatusText(status), Status: status, Code: code, Detail: detail, Errors: errs}
+}
+
+// codeForStatus is the default code for problems huma raises itself
+// (malformed JSON, validation, body size).
+func codeForStatus(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return CodeBadRequest
+	case http.StatusUnauthorized:
+		return CodeInvalidKey
+	case http.StatusForbidden:
+		return CodeForbidden
+	case http.StatusNotFound:
+		return CodeNotFound
+	case http.StatusConflict:
+		return CodeConflict
+	case http.StatusRequestEntityTooLarge:
+		return CodeBodyTooLarge
+	case http.StatusUnprocessableEntity:
+		return CodeValidationFailed
+	case http.StatusTooManyRequests:
+		return CodeRateLimited
+	case http.StatusServiceUnavailable:
+		return CodeUnavailable
+	}
+	if status >= 500 {
+		return CodeInternal
+	}
+	return CodeBadRequest
+}
+
+func init() {
+	// huma builds its own errors (validation, malformed bodies, size limits)
+	// through this hook; make them Problems with a stable code.
+	huma.NewErrorWithContext = func(ctx huma.Context, status int, msg string, errs ...error) huma.StatusError {
+		details := make([]*huma.ErrorDetail, 0, len(errs))
+		for _, e := range errs {
+			if e == nil {
+				continue
+			}
+			if d, ok := e.(huma.ErrorDetailer); ok {
+				details = append(details, d.ErrorDetail())
+			} else if status < 500 {
+				details = append(details, &huma.ErrorDetail{Message: e.Error()})
+			}
+		}
+		for _, d := range details {
+			// Huma echoes the offending value; for an unparsable body that is
+			// the whole body, which may carry secrets. Never send it back.
+			if d.Location == "body" && status == http.StatusBadRequest {
+				d.Value = nil
+			}
+		}
+		if status >= 500 {
+			// Never leak internals: the cause is in errs, which we drop here.
+			msg = "internal error"
+		}
+		p := problem(status, codeForStatus(status), msg, details...)
+		if ctx != nil {
+			p.RequestID = requestIDFrom(ctx.Context())
+		}
+		return p
+	}
+	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
+		return huma.NewErrorWithContext(nil, status, msg, errs...)
+	}
+}
+
+// Domain errors that handlers return and toProblem maps.
+var (
+	errInsufficientCredits = errors.New("insufficient credits")
+)
+
+// toProblem is the one function that maps errors to HTTP problems. Known
+// domain and store errors get their status and code; anything else is a 500
+// with a generic message, and its cause is logged with the request id.
+func toProblem(ctx context.Context, logger *slog.Logger, err error) error {
+	var p *Problem
+	if errors.As(err, &p) {
+		if p.RequestID == "" {
+			p.RequestID = requestIDFrom(ctx)
+		}
+		return p
+	}
+	var se huma.StatusError
+	if errors.As(err, &se) {
+		return err
+	}
+	var out *Problem
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		out = problem(http.StatusNotFound, CodeNotFound, "not found")
+	case errors.Is(err, store.ErrConflict):
+		out = problem(http.StatusConflict, CodeConflict, "already exists")
+	case errors.Is(err, store.ErrReferenced):
+		out = problem(http.StatusConflict, CodeConflict, "still referenced by other objects, or refers to a missing one")
+	case errors.Is(err, store.ErrInvalid):
+		out = problem(http.StatusUnprocessableEntity, CodeValidationFailed, "a value is out of range")
+	case errors.Is(err, errInsufficientCredits):
+		out = problem(http.StatusPaymentRequired, CodeInsufficientCredits, "the account has no credit left; billable calls are refused until credit is added")
+	case errors.Is(err, context.Canceled):
+		out = problem(499, CodeBadRequest, "request cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		out = problem(http.StatusServiceUnavailable, CodeUnavailable, "timed out; retry with the same Idempotency-Key")
+	default:
+		logger.ErrorContext(ctx, "request failed", "request_id", requestIDFrom(ctx), "err", err)
+		out = problem(http.StatusInternalServerError, CodeInternal, "internal error")
+	}
+	out.RequestID = requestIDFrom(ctx)
+	return out
+}

@@ -1,0 +1,58 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestHealthAndDocs(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+
+	status, body := e.do(http.MethodGet, "/healthz", "", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+
+	status, body = e.do(http.MethodGet, "/readyz", "", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.Contains(t, string(body), `"postgres":"ok"`)
+
+	status, body = e.do(http.MethodGet, "/openapi.json", "", nil)
+	require.Equal(t, http.StatusOK, status)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(body, &doc))
+	require.Equal(t, "3.1.0", doc["openapi"])
+
+	status, _ = e.do(http.MethodGet, "/docs", "", nil)
+	require.Equal(t, http.StatusOK, status)
+}
+
+func TestReadyzReportsTemporalDown(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	e.srv.deps.TemporalReady = func(context.Context) error { return errors.New("dial refused") }
+	status, body := e.do(http.MethodGet, "/readyz", "", nil)
+	require.Equal(t, http.StatusServiceUnavailable, status, string(body))
+	require.Equal(t, CodeUnavailable, problemCode(t, body))
+}
+
+func TestRequestIDIsEchoedOrMinted(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	req, _ := http.NewRequest(http.MethodGet, e.base+"/healthz", nil)
+	req.Header.Set("X-Request-Id", "abc-123")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, "abc-123", resp.Header.Get("X-Request-Id"))
+
+	req.Header.Set("X-Request-Id", "bad id; with spaces")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Len(t, resp.Header.Get("X-Request-Id"), 24)
+}

@@ -1,0 +1,173 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"oakallow/store"
+)
+
+// maxBodyBytes is the default request body limit of every operation.
+const maxBodyBytes = 64 << 10
+
+// Version is the API version reported in the OpenAPI document.
+const Version = "0.1.0"
+
+// Config configures the HTTP server.
+type Config struct {
+	// Addr is the listen address. Default ":8080".
+	Addr string
+	// PublicURL is the externally visible base URL, used in links
+	// (dashboard, webhooks). Default "http://localhost:8080".
+	PublicURL string
+	// ShutdownTimeout bounds graceful shutdown. Default 10 s.
+	ShutdownTimeout time.Duration
+}
+
+// Validate fills defaults and checks values.
+func (c *Config) Validate() error {
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://localhost:8080"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.ShutdownTimeout < 0 {
+		return errors.New("api: ShutdownTimeout must be positive")
+	}
+	return nil
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Store  *store.Store
+	Logger *slog.Logger
+	// TemporalReady reports whether Temporal is reachable (for /readyz).
+	TemporalReady func(context.Context) error
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Server is oakallow's API process: the HTTP server plus the in-memory
+// caches it serves from and the listener that keeps them current.
+type Server struct {
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	api      huma.API
+	mux      *http.ServeMux
+	keys     *KeyCache
+	policies *PolicyCache
+	http     *http.Server
+	ln       net.Listener
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// NewServer builds the server and registers every operation.
+func NewServer(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil {
+		return nil, errors.New("api: Store is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store)}
+	s.policies = NewPolicyCache(deps.Store)
+
+	hc := huma.DefaultConfig("oakallow API", Version)
+	hc.Info.Description = "Permission checks, approvals and execution tokens for AI-agent tool calls."
+	hc.OpenAPIPath = "/openapi"
+	hc.DocsPath = "/docs"
+	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		securityScheme: {Type: "apiKey", In: "header", Name: "X-API-Key",
+			Description: "An oakallow API key (oak_live_…); also accepted as `Authorization: Bearer`."},
+	}
+	hc.CreateHooks = nil // no $schema links injected into bodies
+	s.api = humago.New(s.mux, hc)
+	s.api.UseMiddleware(s.authenticate)
+
+	registerHealth(s.api, s)
+	return s, nil
+}
+
+// Handler is the full HTTP handler with request ids, access log and panic
+// recovery.
+func (s *Server) Handler() http.Handler {
+	return withObservability(s.log, withBodyLimit(maxBodyBytes, s.mux))
+}
+
+// API exposes the huma API (OpenAPI document, tests).
+func (s *Server) API() huma.API { return s.api }
+
+// Keys exposes the key cache.
+func (s *Server) Keys() *KeyCache { return s.keys }
+
+// Start loads the caches, starts the change listener and begins serving.
+// It returns once the listener socket is bound.
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.keys.Reload(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("api: listen %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.done = make(chan struct{})
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return bg },
+	}
+	go s.listenForChanges(bg)
+	go func() {
+		defer close(s.done)
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "err", err)
+		}
+	}()
+	s.log.Info("api listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Stop drains in-flight requests (up to ShutdownTimeout) and stops the
+// background work.
+func (s *Server) Stop() {
+	if s.http == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil {
+		s.log.Warn("http shutdown", "err", err)
+	}
+	s.cancel()
+	<-s.done
+}
