@@ -1,0 +1,103 @@
+package notify
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestIsPublicAddr(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		addr string
+		want bool
+	}{
+		{"8.8.8.8", true},
+		{"1.1.1.1", true},
+		{"2606:4700:4700::1111", true},
+		{"127.0.0.1", false},
+		{"127.8.9.10", false},
+		{"::1", false},
+		{"10.1.2.3", false},
+		{"172.16.0.1", false},
+		{"172.31.255.255", false},
+		{"192.168.1.1", false},
+		{"169.254.169.254", false}, // cloud metadata
+		{"100.64.0.1", false},
+		{"0.0.0.0", false},
+		{"::", false},
+		{"fe80::1", false},
+		{"fc00::1", false},
+		{"fd12:3456::1", false},
+		{"::ffff:127.0.0.1", false}, // IPv4-mapped loopback
+		{"::ffff:10.0.0.1", false},
+		{"224.0.0.1", false},
+		{"ff02::1", false},
+		{"255.255.255.255", false},
+		{"198.18.0.1", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.addr, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, isPublicAddr(netip.MustParseAddr(tc.addr)))
+		})
+	}
+}
+
+func TestCleanText(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   string
+		max  int
+		want string
+	}{
+		{name: "short text unchanged", in: "hello world", max: 200, want: "hello world"},
+		{name: "newlines and tabs flattened", in: "a\nb\r\n\tc", max: 200, want: "a b c"},
+		{name: "leading and trailing space trimmed", in: "  \n a  ", max: 200, want: "a"},
+		{name: "bidi override removed", in: "abc\u202Edef", max: 200, want: "abc def"},
+		{name: "invalid utf-8 dropped", in: "a\xffb", max: 200, want: "ab"},
+		{name: "exactly max kept", in: strings.Repeat("x", 10), max: 10, want: strings.Repeat("x", 10)},
+		{name: "one over max cut with ellipsis", in: strings.Repeat("x", 11), max: 10, want: strings.Repeat("x", 9) + "…"},
+		{name: "multibyte counted as characters", in: strings.Repeat("日", 300), max: 200, want: strings.Repeat("日", 199) + "…"},
+		{name: "no trailing space before ellipsis", in: "aaaa bbbbbbbbbbbb", max: 6, want: "aaaa…"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := cleanText(tc.in, tc.max)
+			require.Equal(t, tc.want, got)
+			require.LessOrEqual(t, utf8.RuneCountInString(got), tc.max)
+		})
+	}
+}
+
+func TestSanitizeRedactsOwnCredentialsWithoutScrubber(t *testing.T) {
+	t.Parallel()
+	a := Alert{
+		Type:      EventApprovalDecided,
+		ToolName:  "tool oak_live_0123456789abcdef0123456789abcdef",
+		Reason:    "OAK_LIVE_0123456789ABCDEF0123456789ABCDEF and whsec_abc-DEF_123",
+		Reference: "REF-1",
+		Decision:  DecisionApproved,
+		Decider:   "oak_agent_abc",
+		Note:      "token oak_tok_eyJ.c2ln.",
+	}
+	s := a.sanitize(nil)
+	require.Equal(t, "tool [redacted:key]", s.ToolName)
+	require.Equal(t, "[redacted:key] and [redacted:key]", s.Reason)
+	require.Equal(t, "[redacted:key]", s.Decider)
+	require.Equal(t, "token [redacted:key]", s.Note)
+}
+
+func TestSanitizeDropsDecisionFieldsOutsideDecisions(t *testing.T) {
+	t.Parallel()
+	a := Alert{Type: EventApprovalCreated, ToolName: "t", Reference: "REF-1", Note: "x", Decider: "y", Decision: DecisionApproved}
+	s := a.sanitize(nil)
+	require.Empty(t, s.Note)
+	require.Empty(t, s.Decider)
+	require.Empty(t, s.Decision)
+}
