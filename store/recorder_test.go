@@ -1,0 +1,143 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"oakallow/dev/devtest"
+	"oakallow/store"
+)
+
+func seedTeam(t *testing.T, s *store.Store, now time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, s.CreateTeam(ctx, store.CreateTeamParams{ID: "team_1", Name: "t", CreatedAt: now}))
+	require.NoError(t, s.CreateOrg(ctx, store.CreateOrgParams{ID: "org_1", TeamID: "team_1", Name: "o", CreatedAt: now}))
+}
+
+func grant(t *testing.T, s *store.Store, id, kind string, micros int64, expires *time.Time, now time.Time) {
+	t.Helper()
+	require.NoError(t, s.CreateCreditGrant(context.Background(), store.CreateCreditGrantParams{
+		ID: id, TeamID: "team_1", Kind: kind, AmountMicros: micros, ExpiresAt: expires, Source: id, CreatedAt: now}))
+}
+
+func checkEntry(id string, billable bool) store.Entry {
+	return store.Entry{Billable: billable, Event: store.InsertAuditEventsParams{
+		ID: id, OrgID: "org_1", TeamID: "team_1", OccurredAt: time.Now(), ActorKind: "api_key", ActorID: "key_1",
+		Kind: "permission.check", Outcome: "allowed", Details: []byte(`{}`)}}
+}
+
+func TestRecorderChargesExactlyUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := devtest.Store(t)
+	now := time.Now()
+	seedTeam(t, s, now)
+	future := now.Add(time.Hour)
+	grant(t, s, "grant_free", "free", 3*5000, &future, now)
+	grant(t, s, "grant_paid", "purchased", 7*5000+2500, nil, now) // 7.5 calls: the half is never spent
+
+	rec, err := store.NewRecorder(s, store.RecorderConfig{MaxBatch: 4})
+	require.NoError(t, err)
+	defer rec.Stop()
+
+	const calls = 40
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, refused := 0, 0
+	for i := range calls {
+		wg.Go(func() {
+			err := rec.Record(ctx, checkEntry(store.NewID("chk"), true))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, store.ErrInsufficientCredits):
+				refused++
+			default:
+				t.Errorf("call %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, 10, ok)
+	require.Equal(t, calls-10, refused)
+
+	totals, err := s.BillingTotals(ctx, "team_1")
+	require.NoError(t, err)
+	require.Equal(t, int64(10), totals.Calls)
+	require.Equal(t, int64(50000), totals.CostMicros)
+	debits, err := s.LedgerDebits(ctx, "team_1")
+	require.NoError(t, err)
+	require.Equal(t, int64(50000), debits.DebitedMicros)
+	require.Equal(t, int64(10), debits.Calls)
+
+	grants, err := s.ListCreditGrants(ctx, "team_1")
+	require.NoError(t, err)
+	remaining := map[string]int64{}
+	for _, g := range grants {
+		remaining[g.ID] = g.RemainingMicros
+	}
+	require.Equal(t, map[string]int64{"grant_free": 0, "grant_paid": 2500}, remaining)
+
+	var audited, refusedRows int
+	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT count(*) FROM audit_events").Scan(&audited))
+	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT count(*) FROM audit_events WHERE outcome = 'insufficient_credits' AND NOT billable").Scan(&refusedRows))
+	require.Equal(t, calls, audited, "every call is audited, paid or not")
+	require.Equal(t, calls-10, refusedRows)
+}
+
+func TestRecorderSpendsFreeCreditFirstAndIgnoresExpired(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := devtest.Store(t)
+	now := time.Now()
+	seedTeam(t, s, now)
+	past, future := now.Add(-time.Minute), now.Add(time.Hour)
+	grant(t, s, "grant_expired", "free", 100000, &past, now.Add(-time.Hour))
+	grant(t, s, "grant_paid", "purchased", 100000, nil, now)
+	grant(t, s, "grant_free", "free", 5000, &future, now)
+
+	rec, err := store.NewRecorder(s, store.RecorderConfig{})
+	require.NoError(t, err)
+	defer rec.Stop()
+	require.NoError(t, rec.Record(ctx, checkEntry("chk_a", true)))
+	require.NoError(t, rec.Record(ctx, checkEntry("chk_b", true)))
+	require.NoError(t, rec.Record(ctx, checkEntry("chk_c", false)))
+
+	grants, err := s.ListCreditGrants(ctx, "team_1")
+	require.NoError(t, err)
+	remaining := map[string]int64{}
+	for _, g := range grants {
+		remaining[g.ID] = g.RemainingMicros
+	}
+	require.Equal(t, map[string]int64{"grant_expired": 100000, "grant_paid": 95000, "grant_free": 0}, remaining)
+	totals, err := s.BillingTotals(ctx, "team_1")
+	require.NoError(t, err)
+	require.Equal(t, int64(2), totals.Calls)
+}
+
+func TestRecorderStopCommitsQueuedEntries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := devtest.Store(t)
+	seedTeam(t, s, time.Now())
+	rec, err := store.NewRecorder(s, store.RecorderConfig{})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() { require.NoError(t, rec.Record(ctx, checkEntry(store.NewID("chk"), false))) })
+	}
+	wg.Wait()
+	rec.Stop()
+	require.ErrorIs(t, rec.Record(ctx, checkEntry("chk_late", false)), store.ErrRecorderStopped)
+	var n int
+	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT count(*) FROM audit_events").Scan(&n))
+	require.Equal(t, 50, n)
+}
