@@ -1,6 +1,7 @@
 package notify_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -59,4 +60,18 @@ func TestNewRequiresScrubber(t *testing.T) {
 	t.Parallel()
 	_, err := notify.New(notify.Config{})
 	require.ErrorContains(t, err, "Scrub is required")
+}
+
+func TestAlertCarriesOnlyAllowedFields(t *testing.T) {
+	t.Parallel()
+	// SPEC §4: channel payloads carry only these. Adding a field to Alert
+	// (a tenant, parameters, a key…) must be a deliberate spec change, so
+	// this list is spelled out rather than derived.
+	allowed := []string{"Type", "ToolName", "Reason", "Reference", "DashboardURL", "Decision", "Decider", "Note"}
+	typ := reflect.TypeFor[notify.Alert]()
+	var got []string
+	for i := range typ.NumField() {
+		got = append(got, typ.Field(i).Name)
+	}
+	require.Equal(t, allowed, got)
 }

@@ -63,12 +63,7 @@ func ValidateURL(raw string, allowInsecure bool) error {
 		}
 		return fmt.Errorf("%w: %v", ErrURLPolicy, err)
 	}
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && allowInsecure:
-	case u.Scheme == "http":
-		return fmt.Errorf("%w: scheme must be https", ErrURLPolicy)
-	default:
+	if u.Scheme != "https" && (u.Scheme != "http" || !allowInsecure) {
 		return fmt.Errorf("%w: scheme must be https", ErrURLPolicy)
 	}
 	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
