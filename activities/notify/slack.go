@@ -132,9 +132,9 @@ func mrkdwnText(label, value string) *slack.TextBlockObject {
 // escapeMrkdwn escapes the three characters Slack's mrkdwn gives meaning
 // to, so user text cannot create links, @channel pings or user mentions
 // (<!channel>, <@U…>, <https://…|…>).
-func escapeMrkdwn(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
+func escapeMrkdwn(s string) string { return mrkdwnEscaper.Replace(s) }
+
+var mrkdwnEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // SendSlack posts the alert's Block Kit card to the channel's incoming
 // webhook with slack-go. The caller checks ScopeMatches first.
