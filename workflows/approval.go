@@ -1,0 +1,389 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Versioning. changeApprovalFlow is read once, at the start of every run, and kept in
+// approval.flow. A change to the order or set of commands the workflow issues adds a new
+// flowV constant, raises flowMax to it and branches on a.flow where the old and new
+// orders differ; the old branch stays until no run started before the change can still be
+// open (2 × MaxLevelTimeout plus retention), and a new history is recorded in testdata/.
+const (
+	changeApprovalFlow                  = "approval-flow"
+	flowV1             workflow.Version = 1
+	flowMax                             = flowV1
+)
+
+// transition is one change of the approval's state, queued by whoever caused it (the start,
+// the decide handler, the deadline, a cancellation) and carried out in order by the main
+// loop: search attributes, projection, notification and, for an approval, the token.
+type transition struct {
+	event    Event
+	decision *Decision
+	at       time.Time
+	// state is the approval right after the transition.
+	state State
+	// result is state plus whatever processing added (the token); valid once done.
+	result State
+	done   bool
+}
+
+// approval is the workflow's state. Handlers only mutate it through accept; the main loop
+// owns all commands (activities, timers, upserts).
+type approval struct {
+	in     ApprovalInput
+	runID  string
+	flow   workflow.Version
+	state  State
+	queue  []*transition
+	next   int   // index of the first transition not yet processed
+	failed error // set when the main loop stops with an error, to release waiting handlers
+	logger log.Logger
+}
+
+// ApprovalWorkflow runs one approval request from creation to a final status. See the
+// package documentation for the flow, the contract with activities and the deadline rule.
+// It returns the final [State].
+func ApprovalWorkflow(ctx workflow.Context, in ApprovalInput) (State, error) {
+	if err := in.Validate(); err != nil {
+		return State{}, temporal.NewNonRetryableApplicationError(
+			"invalid approval input: "+err.Error(), ErrorTypeValidation, nil)
+	}
+	a := &approval{
+		in:    in,
+		runID: workflow.GetInfo(ctx).WorkflowExecution.RunID,
+		state: State{
+			Status:    StatusPending,
+			Level:     1,
+			ExpiresAt: in.CreatedAt.Add(in.LevelTimeout),
+			Decisions: []Decision{},
+		},
+		logger: log.With(workflow.GetLogger(ctx),
+			"approval_id", in.ApprovalID, "reference", in.Reference, "org_id", in.OrgID),
+	}
+	a.enqueue(EventCreated, nil, in.CreatedAt)
+
+	// Handlers are registered before anything can block, so an Update delivered with the
+	// first workflow task finds them.
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (State, error) {
+		return a.state.clone(), nil
+	}); err != nil {
+		return State{}, fmt.Errorf("register query %s: %w", QueryState, err)
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDecide, a.decide,
+		workflow.UpdateHandlerOptions{
+			Validator:   a.validate,
+			Description: "Record a reviewer's decision (approve or deny) for the current level.",
+		}); err != nil {
+		return State{}, fmt.Errorf("register update %s: %w", UpdateDecide, err)
+	}
+	a.flow = workflow.GetVersion(ctx, changeApprovalFlow, flowV1, flowMax)
+
+	err := a.run(ctx)
+	// Disconnected from cancellation: the cleanup below and the wait for handlers must run
+	// even when the workflow was cancelled.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err != nil && ctx.Err() != nil {
+		err = a.cancel(dctx, err)
+	}
+	if err != nil {
+		a.failed = err
+	}
+	// Let every accepted Update return its result before the run closes; otherwise its
+	// caller would see "workflow completed" instead of the decision's outcome.
+	if werr := workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) }); werr != nil && err == nil {
+		err = werr
+	}
+	return a.state.clone(), err
+}
+
+// run is the main loop: process queued transitions, then wait for a decision or the current
+// level's deadline, until the approval is final.
+func (a *approval) run(ctx workflow.Context) error {
+	for {
+		if err := a.drain(ctx); err != nil {
+			return err
+		}
+		if a.state.Status != StatusPending {
+			return nil
+		}
+		// The deadline is absolute. A non-positive wait (the workflow got here late) starts
+		// no timer and expires at once.
+		// The timer is cancelled once a decision arrives, so a decided level leaves no timer
+		// behind to wake the workflow later.
+		wait := a.state.ExpiresAt.Sub(workflow.Now(ctx))
+		tctx, cancelTimer := workflow.WithCancel(ctx)
+		deadline := workflow.NewTimerWithOptions(tctx, wait,
+			workflow.TimerOptions{Summary: fmt.Sprintf("level %d deadline", a.state.Level)})
+		err := workflow.Await(ctx, func() bool { return a.hasQueued() || deadline.IsReady() })
+		cancelTimer()
+		if err != nil {
+			return err
+		}
+		// A queued decision wins whatever the timer did: the validator accepted it only in
+		// a workflow task that started before the deadline (see validate).
+		if !a.hasQueued() {
+			a.expire(ctx)
+		}
+	}
+}
+
+// cancel ends a cancelled approval: a pending one expires (the tool must not run), and
+// every queued transition is still projected so PostgreSQL does not show it pending forever.
+// It returns the cancellation error, or the error that stopped the cleanup.
+func (a *approval) cancel(dctx workflow.Context, cause error) error {
+	a.logger.Info("Approval workflow cancelled; ending the approval", "status", a.state.Status)
+	if a.state.Status == StatusPending {
+		a.expire(dctx)
+	}
+	if err := a.drain(dctx); err != nil {
+		return err
+	}
+	return cause
+}
+
+func (a *approval) hasQueued() bool { return a.next < len(a.queue) }
+
+// enqueue records a transition of a.state that has just happened.
+func (a *approval) enqueue(event Event, d *Decision, at time.Time) *transition {
+	t := &transition{event: event, decision: d, at: at, state: a.state.clone()}
+	a.queue = append(a.queue, t)
+	return t
+}
+
+func (a *approval) expire(ctx workflow.Context) {
+	a.state.Status = StatusExpired
+	a.enqueue(EventExpired, nil, workflow.Now(ctx))
+}
+
+// drain processes queued transitions in order. Processing is idempotent (activity keys), so
+// a transition interrupted by cancellation is safely processed again.
+func (a *approval) drain(ctx workflow.Context) error {
+	for a.hasQueued() {
+		t := a.queue[a.next]
+		if err := a.process(ctx, t); err != nil {
+			return err
+		}
+		t.done = true
+		a.next++
+	}
+	return nil
+}
+
+func (a *approval) process(ctx workflow.Context, t *transition) error {
+	st := t.state.clone()
+	if err := a.upsertSearchAttributes(ctx, t.event, st); err != nil {
+		return err
+	}
+	if err := a.project(ctx, t.event, t.decision, st, t.at); err != nil {
+		return err
+	}
+	if err := a.notify(ctx, t.event, t.decision, st, t.at); err != nil {
+		return err
+	}
+	if st.Status == StatusApproved {
+		tok, err := a.mint(ctx, st.Level)
+		if err != nil {
+			return err
+		}
+		a.state.TokenID, a.state.TokenHash = tok.TokenID, tok.TokenHash
+		st.TokenID, st.TokenHash = tok.TokenID, tok.TokenHash
+		if err := a.project(ctx, EventTokenMinted, nil, st, workflow.Now(ctx)); err != nil {
+			return err
+		}
+	}
+	t.result = st
+	a.logger.Info("Approval transition processed", "event", t.event, "status", st.Status, "level", st.Level)
+	return nil
+}
+
+func (a *approval) upsertSearchAttributes(ctx workflow.Context, event Event, st State) error {
+	updates := []temporal.SearchAttributeUpdate{
+		SearchAttributeStatus.ValueSet(string(st.Status)),
+		SearchAttributeLevel.ValueSet(int64(st.Level)),
+	}
+	if event == EventCreated {
+		// Makes the approval findable even when its starter did not use StartWorkflowOptions.
+		updates = append(updates,
+			SearchAttributeOrg.ValueSet(a.in.OrgID),
+			SearchAttributeTool.ValueSet(a.in.ToolName))
+		if a.in.TenantID != "" {
+			updates = append(updates, SearchAttributeTenant.ValueSet(a.in.TenantID))
+		}
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
+		return fmt.Errorf("upsert search attributes for %s: %w", event, err)
+	}
+	return nil
+}
+
+func (a *approval) project(ctx workflow.Context, event Event, d *Decision, st State, at time.Time) error {
+	key := fmt.Sprintf("project:%s:L%d", event, st.Level)
+	in := ProjectApprovalInput{
+		RunID: a.runID, Key: key,
+		OrgID: a.in.OrgID, ApprovalID: a.in.ApprovalID, Reference: a.in.Reference,
+		Event: event, Decision: d, State: st, At: at,
+	}
+	actx := durableOptions(ctx, key, fmt.Sprintf("project %s (level %d)", event, st.Level), ProjectStartToClose)
+	if err := workflow.ExecuteActivity(actx, ActivityProjectApproval, in).Get(actx, nil); err != nil {
+		return fmt.Errorf("project %s: %w", event, err)
+	}
+	return nil
+}
+
+// notify enqueues the event's notifications. Failing to do so is logged, never fatal:
+// notifications are alerts, and the approval's state is already in PostgreSQL. Only
+// cancellation is returned, so the caller can finish the approval.
+func (a *approval) notify(ctx workflow.Context, event Event, d *Decision, st State, at time.Time) error {
+	key := fmt.Sprintf("notify:%s:L%d", event, st.Level)
+	in := EnqueueNotificationsInput{
+		RunID: a.runID, Key: key,
+		OrgID: a.in.OrgID, ApprovalID: a.in.ApprovalID, Reference: a.in.Reference,
+		Event: event, Level: st.Level, Status: st.Status, ExpiresAt: st.ExpiresAt,
+		Decision: d, At: at,
+	}
+	actx := notifyOptions(ctx, key, fmt.Sprintf("notify %s (level %d)", event, st.Level))
+	var res EnqueueNotificationsResult
+	if err := workflow.ExecuteActivity(actx, ActivityEnqueueNotifications, in).Get(actx, &res); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("notify %s: %w", event, err)
+		}
+		a.logger.Warn("Notifications not enqueued; the approval continues without them",
+			"event", event, "level", st.Level, "error", err)
+		return nil
+	}
+	a.logger.Debug("Notifications enqueued", "event", event, "enqueued", res.Enqueued)
+	return nil
+}
+
+func (a *approval) mint(ctx workflow.Context, level int) (MintApprovalTokenResult, error) {
+	key := fmt.Sprintf("mint:L%d", level)
+	in := MintApprovalTokenInput{
+		RunID: a.runID, Key: key,
+		OrgID: a.in.OrgID, ApprovalID: a.in.ApprovalID, Reference: a.in.Reference,
+	}
+	actx := durableOptions(ctx, key, "mint execution token", MintStartToClose)
+	var res MintApprovalTokenResult
+	if err := workflow.ExecuteActivity(actx, ActivityMintApprovalToken, in).Get(actx, &res); err != nil {
+		return MintApprovalTokenResult{}, fmt.Errorf("mint approval token: %w", err)
+	}
+	if res.TokenID == "" || res.TokenHash == "" {
+		return MintApprovalTokenResult{}, temporal.NewNonRetryableApplicationError(
+			"mint approval token: activity returned an empty token id or hash", ErrorTypeValidation, nil)
+	}
+	return res, nil
+}
+
+// validate is the decide Update's validator. It runs before the Update is written to
+// history (and is skipped on replay), so it may read the clock: a decision is accepted only
+// in a workflow task that started strictly before the current level's deadline. A task that
+// delivers the deadline timer starts at or after the deadline, so a decision racing the
+// timer is always rejected as expired, never half-applied.
+func (a *approval) validate(ctx workflow.Context, req DecideRequest) error {
+	if err := req.Validate(); err != nil {
+		return reject(RejectInvalidRequest, "invalid decision: %v", err)
+	}
+	if t := a.byRequestID(req.RequestID); t != nil {
+		if t.decision.sameRequest(req) {
+			return nil // a retry: the handler answers with the original outcome
+		}
+		return reject(RejectRequestIDReused, "request id %q was already used for another decision", req.RequestID)
+	}
+	if err := a.checkState(req); err != nil {
+		return err
+	}
+	if !workflow.Now(ctx).Before(a.state.ExpiresAt) {
+		return reject(RejectExpired, "level %d expired at %s", a.state.Level, a.state.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if req.Decision == Approve {
+		for _, d := range a.state.Decisions {
+			if d.Decision == Approve && d.Decider.Kind == req.Decider.Kind && d.Decider.ID == req.Decider.ID {
+				return reject(RejectSameApprover, "the approver of level %d cannot also approve level %d", d.Level, req.Level)
+			}
+		}
+	}
+	return nil
+}
+
+// checkState refuses a decision the approval's state cannot take. It depends only on state
+// derived from history, so the handler can repeat it on replay.
+func (a *approval) checkState(req DecideRequest) error {
+	switch a.state.Status {
+	case StatusPending:
+	case StatusExpired:
+		return reject(RejectExpired, "approval expired")
+	default:
+		return reject(RejectAlreadyDecided, "approval is already %s", a.state.Status)
+	}
+	if req.Level != a.state.Level {
+		return reject(RejectWrongLevel, "approval is at level %d, not %d", a.state.Level, req.Level)
+	}
+	return nil
+}
+
+// decide is the decide Update's handler: it applies the decision to the state at once (so
+// the next validator already sees it), then waits for the main loop to process it and
+// answers the resulting state.
+func (a *approval) decide(ctx workflow.Context, req DecideRequest) (DecideResult, error) {
+	t := a.byRequestID(req.RequestID)
+	if t == nil {
+		var err error
+		if t, err = a.accept(ctx, req); err != nil {
+			return DecideResult{}, err
+		}
+	}
+	if err := workflow.Await(ctx, func() bool { return t.done || a.failed != nil }); err != nil {
+		return DecideResult{}, err
+	}
+	if !t.done {
+		return DecideResult{}, fmt.Errorf("decision accepted but not processed: %w", a.failed)
+	}
+	return DecideResult{State: t.result.clone()}, nil
+}
+
+// accept applies a validated decision to the state and queues its transition.
+func (a *approval) accept(ctx workflow.Context, req DecideRequest) (*transition, error) {
+	// The validator guarantees this; repeating the history-derived part keeps the state
+	// machine sound even if a validator change ever let a decision through.
+	if err := a.checkState(req); err != nil {
+		return nil, err
+	}
+	now := workflow.Now(ctx)
+	d := Decision{
+		Level: req.Level, Decision: req.Decision, Decider: req.Decider,
+		Note: req.Note, At: now, RequestID: req.RequestID,
+	}
+	a.state.Decisions = append(a.state.Decisions, d)
+	event := EventDecided
+	switch {
+	case req.Decision == Deny:
+		a.state.Status = StatusDenied
+	case a.state.Level < a.in.levels():
+		event = EventEscalated
+		a.state.Level++
+		a.state.ExpiresAt = now.Add(a.in.LevelTimeout)
+	default:
+		a.state.Status = StatusApproved
+	}
+	a.logger.Info("Decision accepted", "level", d.Level, "decision", d.Decision, "decider_kind", d.Decider.Kind)
+	return a.enqueue(event, &d, now), nil
+}
+
+func (a *approval) byRequestID(id string) *transition {
+	for _, t := range a.queue {
+		if t.decision != nil && t.decision.RequestID == id {
+			return t
+		}
+	}
+	return nil
+}
+
+func reject(reason, format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), reason, nil)
+}

@@ -1,0 +1,86 @@
+package workflows
+
+import (
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
+
+// TestReplay replays histories recorded from a real server (record_test.go) against the
+// current workflow code: a change in the commands the workflow issues that is not guarded
+// by workflow.GetVersion fails here, before it can break running approvals.
+func TestReplay(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		file string
+		// wantEvents are event counts the history must contain, so the file proves it
+		// covers the path it is named for.
+		wantEvents map[enumspb.EventType]int
+	}{
+		{
+			name: "approve level 1 then level 2",
+			file: "testdata/approval_two_level.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            8,
+				enumspb.EVENT_TYPE_TIMER_STARTED:                      2,
+				enumspb.EVENT_TYPE_TIMER_CANCELED:                     2,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := os.Open(tc.file)
+			require.NoError(t, err)
+			defer f.Close()
+			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+			require.NoError(t, err)
+			counts := map[enumspb.EventType]int{}
+			for _, ev := range hist.GetEvents() {
+				counts[ev.GetEventType()]++
+			}
+			for typ, n := range tc.wantEvents {
+				require.Equal(t, n, counts[typ], "%s events in %s", typ, tc.file)
+			}
+
+			replayer := worker.NewWorkflowReplayer()
+			replayer.RegisterWorkflowWithOptions(ApprovalWorkflow, workflow.RegisterOptions{Name: ApprovalWorkflowName})
+			require.NoError(t, replayer.ReplayWorkflowHistory(quietLogger(), hist))
+		})
+	}
+}
+
+// TestReplayRejectsChangedCommandOrder proves TestReplay can fail: a workflow that notifies
+// before projecting, registered under the same name, does not replay the recorded history.
+func TestReplayRejectsChangedCommandOrder(t *testing.T) {
+	t.Parallel()
+	reordered := func(ctx workflow.Context, in ApprovalInput) (State, error) {
+		_ = workflow.GetVersion(ctx, changeApprovalFlow, flowV1, flowMax)
+		if err := workflow.UpsertTypedSearchAttributes(ctx, SearchAttributeStatus.ValueSet(string(StatusPending))); err != nil {
+			return State{}, err
+		}
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
+		err := workflow.ExecuteActivity(ctx, ActivityEnqueueNotifications, EnqueueNotificationsInput{}).Get(ctx, nil)
+		return State{}, err
+	}
+	replayer := worker.NewWorkflowReplayer()
+	replayer.RegisterWorkflowWithOptions(reordered, workflow.RegisterOptions{Name: ApprovalWorkflowName})
+	err := replayer.ReplayWorkflowHistoryFromJSONFile(quietLogger(), "testdata/approval_two_level.json")
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "TMPRL1100", "a non-determinism error")
+}
+
+func quietLogger() log.Logger {
+	return log.NewStructuredLogger(slog.New(slog.DiscardHandler))
+}
