@@ -84,6 +84,7 @@ func ApprovalWorkflow(ctx workflow.Context, in ApprovalInput) (State, error) {
 		return State{}, fmt.Errorf("register update %s: %w", UpdateDecide, err)
 	}
 	a.flow = workflow.GetVersion(ctx, changeApprovalFlow, flowV1, flowMax)
+	a.logger = log.With(a.logger, "flow_version", a.flow)
 
 	err := a.run(ctx)
 	// Disconnected from cancellation: the cleanup below and the wait for handlers must run

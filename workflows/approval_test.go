@@ -216,6 +216,14 @@ func TestApprovalFlows(t *testing.T) {
 			wantKeys: concat(created, keysFor(EventDecided, 1), mintKeys(1)),
 		},
 		{
+			name: "a decision sent with the start is projected after the creation",
+			steps: []step{
+				{at: 0, req: decideReq(1, Approve, alice, "r1"), wantStatus: StatusApproved, wantLevel: 1},
+			},
+			wantStatus: StatusApproved, wantLevel: 1,
+			wantKeys: concat(created, keysFor(EventDecided, 1), mintKeys(1)),
+		},
+		{
 			name:       "an approval whose deadline passed before the workflow ran expires at once",
 			twoLevels:  true,
 			createdAgo: 2 * time.Hour,
@@ -400,8 +408,9 @@ func TestQueryState(t *testing.T) {
 	require.Equal(t, Deny, after.Decisions[1].Decision)
 }
 
-// TestSimultaneousDecisions sends two decisions in the same workflow task: the first one
-// validated changes the state, so the second is refused; exactly one is decided.
+// TestSimultaneousDecisions sends two decisions at the same instant: the handler of the
+// first one applies it before the second is validated, so the second is refused and
+// exactly one is decided.
 func TestSimultaneousDecisions(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
