@@ -115,9 +115,8 @@ func (a *approval) run(ctx workflow.Context) error {
 			return nil
 		}
 		// The deadline is absolute. A non-positive wait (the workflow got here late) starts
-		// no timer and expires at once.
-		// The timer is cancelled once a decision arrives, so a decided level leaves no timer
-		// behind to wake the workflow later.
+		// no timer and expires at once. The timer is cancelled once a decision arrives, so
+		// a decided level leaves no timer behind to wake the workflow later.
 		wait := a.state.ExpiresAt.Sub(workflow.Now(ctx))
 		tctx, cancelTimer := workflow.WithCancel(ctx)
 		deadline := workflow.NewTimerWithOptions(tctx, wait,
