@@ -49,6 +49,7 @@ type Approval struct {
 	ProjectionSeq       int32
 	CreatedByKind       string
 	CreatedByID         string
+	TokenID             *string
 }
 
 type ApprovalDecision struct {
@@ -271,4 +272,11 @@ type WebhookDelivery struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	DeliveredAt *time.Time
+}
+
+type WorkflowEffect struct {
+	RunID      string
+	Key        string
+	ApprovalID string
+	AppliedAt  time.Time
 }

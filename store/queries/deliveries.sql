@@ -1,0 +1,46 @@
+-- Webhook and notification-channel deliveries and their attempts, as the
+-- delivery activities write them (the API's reads are in approvals_api.sql).
+
+-- name: InsertWebhookDelivery :execrows
+-- 0 rows: the delivery with this dedup_key was already recorded.
+INSERT INTO webhook_deliveries (id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10)
+ON CONFLICT (dedup_key) DO NOTHING;
+
+-- name: GetWebhookDeliveryByDedupKey :one
+SELECT * FROM webhook_deliveries WHERE dedup_key = $1;
+
+-- name: GetWebhookDeliveryByID :one
+SELECT * FROM webhook_deliveries WHERE id = $1;
+
+-- name: InsertWebhookAttempt :exec
+INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error)
+VALUES ($1, $2, $3, $4, $5);
+
+-- name: CountWebhookAttempt :exec
+-- Counts an attempt on a pending delivery and, when it succeeded, marks the
+-- delivery delivered.
+UPDATE webhook_deliveries SET
+    attempts = attempts + 1,
+    url = @url,
+    status = CASE WHEN @delivered::boolean THEN 'delivered' ELSE status END,
+    delivered_at = CASE WHEN @delivered::boolean THEN @updated_at ELSE delivered_at END,
+    updated_at = @updated_at
+WHERE id = @id AND status = 'pending';
+
+-- name: MarkWebhookDeliveryFailed :execrows
+UPDATE webhook_deliveries SET status = 'failed', updated_at = $2
+WHERE id = $1 AND status = 'pending';
+
+-- name: ReopenWebhookDelivery :one
+-- Puts a finished (delivered or failed) delivery back to pending for a
+-- redelivery; no row when it does not exist or is still pending.
+UPDATE webhook_deliveries SET status = 'pending', delivered_at = NULL, updated_at = $3
+WHERE org_id = $1 AND id = $2 AND status <> 'pending'
+RETURNING *;
+
+-- name: ListEnabledChannelsForOrg :many
+SELECT * FROM notification_channels WHERE org_id = $1 AND enabled ORDER BY created_at, id;
+
+-- name: GetChannelForDelivery :one
+SELECT * FROM notification_channels WHERE org_id = $1 AND id = $2;
