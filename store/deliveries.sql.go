@@ -273,3 +273,28 @@ func (q *Queries) ReopenWebhookDelivery(ctx context.Context, arg ReopenWebhookDe
 	)
 	return i, err
 }
+
+const restoreWebhookDelivery = `-- name: RestoreWebhookDelivery :exec
+UPDATE webhook_deliveries SET status = $1, delivered_at = $2, updated_at = $3
+WHERE org_id = $4 AND id = $5 AND status = 'pending'
+`
+
+type RestoreWebhookDeliveryParams struct {
+	Status      string
+	DeliveredAt *time.Time
+	UpdatedAt   time.Time
+	OrgID       string
+	ID          string
+}
+
+// Undoes ReopenWebhookDelivery when the redelivery could not be started.
+func (q *Queries) RestoreWebhookDelivery(ctx context.Context, arg RestoreWebhookDeliveryParams) error {
+	_, err := q.db.Exec(ctx, restoreWebhookDelivery,
+		arg.Status,
+		arg.DeliveredAt,
+		arg.UpdatedAt,
+		arg.OrgID,
+		arg.ID,
+	)
+	return err
+}

@@ -44,3 +44,8 @@ SELECT * FROM notification_channels WHERE org_id = $1 AND enabled ORDER BY creat
 
 -- name: GetChannelForDelivery :one
 SELECT * FROM notification_channels WHERE org_id = $1 AND id = $2;
+
+-- name: RestoreWebhookDelivery :exec
+-- Undoes ReopenWebhookDelivery when the redelivery could not be started.
+UPDATE webhook_deliveries SET status = @status, delivered_at = @delivered_at, updated_at = @updated_at
+WHERE org_id = @org_id AND id = @id AND status = 'pending';

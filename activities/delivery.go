@@ -1,0 +1,261 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/sdk/temporal"
+
+	"oakallow/activities/notify"
+	"oakallow/store"
+	"oakallow/workflows"
+)
+
+// Delivery statuses (webhook_deliveries.status).
+const (
+	DeliveryPending   = "pending"
+	DeliveryDelivered = "delivered"
+	DeliveryFailed    = "failed"
+)
+
+// SecretRotationOverlap is how long after a rotation org webhooks are signed with the
+// previous secret as well, so receivers can switch secrets without losing deliveries.
+const SecretRotationOverlap = 24 * time.Hour
+
+// Errors of Redeliver and TestChannel.
+var (
+	// ErrDeliveryNotFound: no delivery with that id in the org.
+	ErrDeliveryNotFound = errors.New("webhook delivery not found")
+	// ErrDeliveryInProgress: the delivery is still pending; its workflow is retrying it.
+	ErrDeliveryInProgress = errors.New("webhook delivery is still in progress")
+	// ErrChannelNotFound: no notification channel with that id in the org.
+	ErrChannelNotFound = errors.New("notification channel not found")
+	// ErrChannelUnusable: the channel's config or secret cannot be used (details in the
+	// wrapped message; never the secret itself).
+	ErrChannelUnusable = errors.New("notification channel is not usable")
+)
+
+// DeliverNotification implements workflows.ActivityDeliverNotification: one attempt of
+// the delivery, recorded in webhook_attempts (time, status code, latency, error). A
+// delivery that is already delivered is not sent again.
+func (a *Activities) DeliverNotification(ctx context.Context, in workflows.DeliverNotificationInput) error {
+	if in.DeliveryID == "" {
+		return nonRetryable(workflows.ErrorTypeValidation, "deliver: delivery id is required")
+	}
+	row, err := a.st.GetWebhookDeliveryByID(ctx, in.DeliveryID)
+	if err != nil {
+		return lookupErr(err, "delivery "+in.DeliveryID)
+	}
+	switch row.Status {
+	case DeliveryDelivered:
+		return nil
+	case DeliveryFailed:
+		return nonRetryable(workflows.ErrorTypeDeliveryRejected, "delivery %s was already marked failed", row.ID)
+	}
+	started := a.now()
+	att, url, err := a.send(ctx, row)
+	var unusable *unusableTarget
+	switch {
+	case errors.As(err, &unusable):
+		// Nothing was sent: the target cannot be used. Recorded as an attempt so the
+		// reason shows in the delivery's history.
+		att = notify.Attempt{Error: unusable.Error()}
+	case err != nil:
+		return fmt.Errorf("deliver %s: %w", row.ID, err) // PostgreSQL: retried
+	}
+	if rerr := a.recordAttempt(ctx, row, url, started, att); rerr != nil {
+		if att.OK() {
+			// Delivered but not recorded: retrying re-sends (receivers dedupe on
+			// X-Oakallow-Delivery), which beats a delivery shown as never made.
+			return fmt.Errorf("deliver %s: record successful attempt: %w", row.ID, rerr)
+		}
+		a.logger.WarnContext(ctx, "Delivery attempt not recorded", "delivery_id", row.ID, "error", rerr)
+	}
+	if att.OK() {
+		return nil
+	}
+	msg := fmt.Sprintf("deliver %s: %s", row.ID, att.Error)
+	if att.Retryable {
+		return temporal.NewApplicationError(msg, workflows.ErrorTypeDeliveryRetryable)
+	}
+	return temporal.NewNonRetryableApplicationError(msg, workflows.ErrorTypeDeliveryRejected, nil)
+}
+
+// unusableTarget is why a delivery's target cannot be sent to at all (no URL, deleted
+// or disabled channel, undecodable payload, secret that does not open). Retrying cannot
+// fix it.
+type unusableTarget struct{ msg string }
+
+func (e *unusableTarget) Error() string { return e.msg }
+
+func unusable(format string, args ...any) error {
+	return &unusableTarget{msg: fmt.Sprintf(format, args...)}
+}
+
+// send performs the attempt for row. It returns an *unusableTarget error, and sends
+// nothing, when the target cannot be used, and another error when PostgreSQL failed.
+// The URL is the org webhook URL attempted (row.Url for channels, whose URLs may be
+// credentials and are never stored).
+func (a *Activities) send(ctx context.Context, row store.WebhookDelivery) (notify.Attempt, string, error) {
+	now := a.now()
+	switch row.TargetKind {
+	case TargetOrgWebhook:
+		org, err := a.st.GetOrg(ctx, row.OrgID)
+		if err != nil {
+			return notify.Attempt{}, row.Url, fmt.Errorf("load org: %w", err)
+		}
+		if org.WebhookUrl == "" {
+			return notify.Attempt{}, row.Url, unusable("the org no longer has a webhook URL")
+		}
+		if org.WebhookSecret == "" {
+			return notify.Attempt{}, org.WebhookUrl, unusable("the org webhook has no signing secret")
+		}
+		var ev notify.Event
+		if err := json.Unmarshal(row.Payload, &ev); err != nil {
+			return notify.Attempt{}, org.WebhookUrl, unusable("stored event does not decode: %v", err)
+		}
+		return notify.Deliver(ctx, a.http, org.WebhookUrl, webhookSecrets(org, now), ev, row.ID, now), org.WebhookUrl, nil
+	case TargetChannel:
+		if row.ChannelID == nil {
+			return notify.Attempt{}, row.Url, unusable("the channel was deleted")
+		}
+		ch, err := a.st.GetChannelForDelivery(ctx, store.GetChannelForDeliveryParams{OrgID: row.OrgID, ID: *row.ChannelID})
+		if errors.Is(err, store.ErrNotFound) {
+			return notify.Attempt{}, row.Url, unusable("the channel was deleted")
+		}
+		if err != nil {
+			return notify.Attempt{}, row.Url, fmt.Errorf("load channel: %w", err)
+		}
+		if !ch.Enabled {
+			return notify.Attempt{}, row.Url, unusable("the channel is disabled")
+		}
+		var al storedAlert
+		if err := json.Unmarshal(row.Payload, &al); err != nil {
+			return notify.Attempt{}, row.Url, unusable("stored alert does not decode: %v", err)
+		}
+		att, err := a.sendToChannel(ctx, ch, al.alert(), row.ID, now)
+		return att, row.Url, err
+	}
+	return notify.Attempt{}, row.Url, unusable("unknown target kind %q", row.TargetKind)
+}
+
+// sendToChannel opens ch and sends al to it; a channel that cannot be opened is an
+// *unusableTarget error.
+func (a *Activities) sendToChannel(ctx context.Context, ch store.NotificationChannel, al notify.Alert, deliveryID string, now time.Time) (notify.Attempt, error) {
+	t, err := a.openChannel(ch)
+	if err != nil {
+		return notify.Attempt{}, unusable("%v", err)
+	}
+	switch t.kind {
+	case ChannelSlack:
+		return a.notifier.SendSlack(ctx, t.slack, al), nil
+	case ChannelPagerDuty:
+		return a.notifier.SendPagerDuty(ctx, t.pagerDuty, al), nil
+	default:
+		return a.notifier.SendWebhook(ctx, t.webhook, al, deliveryID, now), nil
+	}
+}
+
+// webhookSecrets are the secrets an org webhook is signed with at now: the current one
+// and, for SecretRotationOverlap after a rotation, the previous one too (SPEC §4).
+func webhookSecrets(org store.Org, now time.Time) [][]byte {
+	secrets := [][]byte{[]byte(org.WebhookSecret)}
+	if org.WebhookSecretPrevious != "" && org.WebhookSecretRotatedAt != nil &&
+		now.Sub(*org.WebhookSecretRotatedAt) < SecretRotationOverlap {
+		secrets = append(secrets, []byte(org.WebhookSecretPrevious))
+	}
+	return secrets
+}
+
+// recordAttempt writes the attempt and counts it on the delivery, marking the delivery
+// delivered when the attempt succeeded.
+func (a *Activities) recordAttempt(ctx context.Context, row store.WebhookDelivery, url string, at time.Time, att notify.Attempt) error {
+	return a.st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
+		if err := q.InsertWebhookAttempt(ctx, store.InsertWebhookAttemptParams{
+			DeliveryID: row.ID, AttemptedAt: at, StatusCode: int32(att.StatusCode),
+			LatencyMs: int32(min(att.Latency.Milliseconds(), math.MaxInt32)), Error: att.Error,
+		}); err != nil {
+			return fmt.Errorf("insert attempt: %w", err)
+		}
+		return q.CountWebhookAttempt(ctx, store.CountWebhookAttemptParams{
+			ID: row.ID, Url: url, Delivered: att.OK(), UpdatedAt: a.now(),
+		})
+	})
+}
+
+// MarkDeliveryFailed implements workflows.ActivityMarkDeliveryFailed: a pending delivery
+// becomes failed; any other is left alone.
+func (a *Activities) MarkDeliveryFailed(ctx context.Context, in workflows.MarkDeliveryFailedInput) error {
+	if in.DeliveryID == "" {
+		return nonRetryable(workflows.ErrorTypeValidation, "mark delivery failed: delivery id is required")
+	}
+	n, err := a.st.MarkWebhookDeliveryFailed(ctx, store.MarkWebhookDeliveryFailedParams{ID: in.DeliveryID, UpdatedAt: a.now()})
+	if err != nil {
+		return fmt.Errorf("mark delivery %s failed: %w", in.DeliveryID, err)
+	}
+	if n > 0 {
+		a.logger.InfoContext(ctx, "Delivery marked failed", "delivery_id", in.DeliveryID)
+	}
+	return nil
+}
+
+// Redeliver sends a finished (delivered or failed) delivery of org orgID again, for
+// POST /v1/webhook-deliveries/{id}/redeliver: the delivery goes back to pending and a
+// fresh DeliveryWorkflow ("<delivery id>:<redelivery id>") runs the usual retry schedule,
+// recording its attempts on the same delivery. The payload and X-Oakallow-Delivery stay
+// those of the original delivery; the signature is made at send time. It returns
+// ErrDeliveryNotFound, or ErrDeliveryInProgress while the delivery is still pending.
+func (a *Activities) Redeliver(ctx context.Context, orgID, deliveryID string) error {
+	row, err := a.st.GetWebhookDeliveryByID(ctx, deliveryID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && row.OrgID != orgID) {
+		return ErrDeliveryNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("redeliver: %w", err)
+	}
+	if row.Status == DeliveryPending {
+		return ErrDeliveryInProgress
+	}
+	now := a.now()
+	if _, err := a.st.ReopenWebhookDelivery(ctx, store.ReopenWebhookDeliveryParams{OrgID: orgID, ID: deliveryID, UpdatedAt: now}); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return ErrDeliveryInProgress // another redelivery reopened it first
+		}
+		return fmt.Errorf("redeliver: %w", err)
+	}
+	workflowID := row.ID + ":" + store.NewID("rdl")
+	if err := a.startDelivery(ctx, workflowID, row.ID, row.OrgID); err != nil {
+		if rerr := a.st.RestoreWebhookDelivery(context.WithoutCancel(ctx), store.RestoreWebhookDeliveryParams{
+			Status: row.Status, DeliveredAt: row.DeliveredAt, UpdatedAt: a.now(), OrgID: orgID, ID: row.ID,
+		}); rerr != nil {
+			a.logger.ErrorContext(ctx, "Redelivery not started and delivery left pending", "delivery_id", row.ID, "error", rerr)
+		}
+		return fmt.Errorf("redeliver: %w", err)
+	}
+	a.logger.InfoContext(ctx, "Redelivery started", "delivery_id", row.ID, "workflow_id", workflowID)
+	return nil
+}
+
+// TestChannel sends notify.SampleAlert to channel channelID of org orgID (the channel
+// "test" action) and returns the attempt. It returns ErrChannelNotFound, or an error
+// wrapping ErrChannelUnusable when the channel's config or secret cannot be used.
+// Disabled channels are tested too: testing one before enabling it is the point.
+func (a *Activities) TestChannel(ctx context.Context, orgID, channelID string) (notify.Attempt, error) {
+	ch, err := a.st.GetChannelForDelivery(ctx, store.GetChannelForDeliveryParams{OrgID: orgID, ID: channelID})
+	if errors.Is(err, store.ErrNotFound) {
+		return notify.Attempt{}, ErrChannelNotFound
+	}
+	if err != nil {
+		return notify.Attempt{}, fmt.Errorf("test channel: %w", err)
+	}
+	att, err := a.sendToChannel(ctx, ch, notify.SampleAlert(a.publicURL), store.NewID("test"), a.now())
+	if err != nil {
+		return notify.Attempt{}, fmt.Errorf("%w: %v", ErrChannelUnusable, err)
+	}
+	return att, nil
+}

@@ -1,0 +1,284 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/api/serviceerror"
+
+	"oakallow/activities/notify"
+	"oakallow/activities/pii"
+	"oakallow/store"
+	"oakallow/workflows"
+)
+
+// Delivery target kinds (webhook_deliveries.target_kind).
+const (
+	TargetOrgWebhook = "org_webhook"
+	TargetChannel    = "channel"
+)
+
+// storedAlert is the payload of a channel delivery: notify.Alert field for field, and
+// nothing else — channel payloads never carry parameters, tenants, keys or tokens.
+type storedAlert struct {
+	Type         string `json:"type"`
+	ToolName     string `json:"tool_name"`
+	Reason       string `json:"reason"`
+	Reference    string `json:"reference"`
+	DashboardURL string `json:"dashboard_url,omitempty"`
+	Decision     string `json:"decision,omitempty"`
+	Decider      string `json:"decider,omitempty"`
+	Note         string `json:"note,omitempty"`
+}
+
+func (s storedAlert) alert() notify.Alert {
+	return notify.Alert{
+		Type: s.Type, ToolName: s.ToolName, Reason: s.Reason, Reference: s.Reference,
+		DashboardURL: s.DashboardURL, Decision: s.Decision, Decider: s.Decider, Note: s.Note,
+	}
+}
+
+// webhookDecider is how a decider appears in an org webhook.
+type webhookDecider struct {
+	Kind    workflows.DeciderKind `json:"kind"`
+	ID      string                `json:"id"`
+	Display string                `json:"display,omitempty"`
+}
+
+func checkEnqueue(in workflows.EnqueueNotificationsInput) error {
+	switch {
+	case in.RunID == "" || in.Key == "":
+		return errors.New("run id and key are required")
+	case in.OrgID == "" || in.ApprovalID == "":
+		return errors.New("org id and approval id are required")
+	case in.Level != 1 && in.Level != 2:
+		return fmt.Errorf("level %d is not 1 or 2", in.Level)
+	case !validStatus(in.Status):
+		return fmt.Errorf("status %q is not an approval status", in.Status)
+	case in.At.IsZero():
+		return errors.New("event time is required")
+	}
+	switch in.Event {
+	case workflows.EventCreated, workflows.EventExpired:
+		if in.Decision != nil {
+			return fmt.Errorf("%s carries no decision", in.Event)
+		}
+	case workflows.EventEscalated, workflows.EventDecided:
+		if in.Decision == nil {
+			return fmt.Errorf("%s needs its decision", in.Event)
+		}
+		if in.Decision.Decision != workflows.Approve && in.Decision.Decision != workflows.Deny {
+			return fmt.Errorf("decision %q is not approve or deny", in.Decision.Decision)
+		}
+	default:
+		return fmt.Errorf("%q is not a notified event", in.Event)
+	}
+	return nil
+}
+
+// eventID is the webhook event id of one enqueueing: derived from (RunID, Key), so every
+// delivery of the event, and every retry of the enqueueing, carries the same id.
+func eventID(runID, key string) string {
+	sum := sha256.Sum256([]byte(runID + "\x00" + key))
+	return "evt_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:15]))
+}
+
+// dashboardLink is the approval's page in the dashboard, or "" without a public URL.
+func (a *Activities) dashboardLink(ref string) string {
+	if a.publicURL == "" {
+		return ""
+	}
+	return a.publicURL + "/approvals/" + ref
+}
+
+// plannedDelivery is one webhook_deliveries row to insert.
+type plannedDelivery struct {
+	target    string // dedup suffix: org_webhook or channel:<id>
+	kind      string
+	channelID *string
+	url       string
+	payload   json.RawMessage
+}
+
+// EnqueueNotifications implements workflows.ActivityEnqueueNotifications: it records one
+// webhook_deliveries row per target of the event — the org webhook when the org has a
+// URL, and every enabled channel whose scope covers in.Level — with the payload built
+// now, and starts one DeliveryWorkflow per pending delivery. Rows are deduplicated on
+// "<RunID>:<Key>:<target>" and the workflows on the delivery id, so a retry records and
+// starts nothing twice. Delivery itself happens in those workflows: this activity never
+// waits for a receiver.
+func (a *Activities) EnqueueNotifications(ctx context.Context, in workflows.EnqueueNotificationsInput) (workflows.EnqueueNotificationsResult, error) {
+	var res workflows.EnqueueNotificationsResult
+	if err := checkEnqueue(in); err != nil {
+		return res, nonRetryable(workflows.ErrorTypeValidation, "enqueue notifications: %v", err)
+	}
+	org, err := a.st.GetOrg(ctx, in.OrgID)
+	if err != nil {
+		return res, lookupErr(err, "org "+in.OrgID)
+	}
+	apr, err := a.st.GetApprovalForActivity(ctx, store.GetApprovalForActivityParams{OrgID: in.OrgID, ID: in.ApprovalID})
+	if err != nil {
+		return res, lookupErr(err, "approval "+in.ApprovalID)
+	}
+	channels, err := a.st.ListEnabledChannelsForOrg(ctx, in.OrgID)
+	if err != nil {
+		return res, fmt.Errorf("list channels: %w", err)
+	}
+	evID := eventID(in.RunID, in.Key)
+	plans, err := a.planDeliveries(org, apr, channels, in, evID)
+	if err != nil {
+		return res, nonRetryable(workflows.ErrorTypeValidation, "enqueue notifications: %v", err)
+	}
+	if len(plans) == 0 {
+		return res, nil
+	}
+
+	now := a.now()
+	var rows []store.WebhookDelivery
+	err = a.st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
+		rows = rows[:0]
+		for _, p := range plans {
+			dedup := in.RunID + ":" + in.Key + ":" + p.target
+			if _, err := q.InsertWebhookDelivery(ctx, store.InsertWebhookDeliveryParams{
+				ID: store.NewID("whd"), OrgID: in.OrgID, DedupKey: dedup, EventID: evID, EventType: string(in.Event),
+				TargetKind: p.kind, ChannelID: p.channelID, Url: p.url, Payload: p.payload, CreatedAt: now,
+			}); err != nil {
+				return fmt.Errorf("insert delivery: %w", err)
+			}
+			row, err := q.GetWebhookDeliveryByDedupKey(ctx, dedup)
+			if err != nil {
+				return fmt.Errorf("read delivery: %w", err)
+			}
+			rows = append(rows, row)
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("enqueue notifications: %w", err)
+	}
+	for _, row := range rows {
+		if row.Status != "pending" {
+			continue // delivered or failed already: its workflow has run
+		}
+		if err := a.startDelivery(ctx, row.ID, row.ID, row.OrgID); err != nil {
+			return res, fmt.Errorf("enqueue notifications: %w", err)
+		}
+	}
+	res.Enqueued = len(rows)
+	return res, nil
+}
+
+// startDelivery starts the delivery workflow workflowID for deliveryID. A workflow with
+// that id that runs or ran already counts as started.
+func (a *Activities) startDelivery(ctx context.Context, workflowID, deliveryID, orgID string) error {
+	in := a.retry
+	in.DeliveryID, in.OrgID = deliveryID, orgID
+	opts := workflows.DeliveryStartWorkflowOptions(workflowID)
+	opts.TaskQueue = a.taskQueue
+	_, err := a.temporal.ExecuteWorkflow(ctx, opts, workflows.DeliveryWorkflowName, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if err != nil && !errors.As(err, &started) {
+		return fmt.Errorf("start delivery workflow %s: %w", workflowID, err)
+	}
+	return nil
+}
+
+// planDeliveries builds the payload of every target of the event.
+func (a *Activities) planDeliveries(org store.Org, apr store.Approval, channels []store.NotificationChannel, in workflows.EnqueueNotificationsInput, evID string) ([]plannedDelivery, error) {
+	var plans []plannedDelivery
+	if org.WebhookUrl != "" {
+		body, err := json.Marshal(orgWebhookEvent(org, apr, in, evID))
+		if err != nil {
+			return nil, fmt.Errorf("encode webhook event: %w", err)
+		}
+		plans = append(plans, plannedDelivery{target: TargetOrgWebhook, kind: TargetOrgWebhook, url: org.WebhookUrl, payload: body})
+	}
+	var alertBody json.RawMessage
+	for _, ch := range channels {
+		if !notify.ScopeMatches(ch.Scope, in.Level) {
+			continue
+		}
+		if alertBody == nil {
+			al := a.channelAlert(apr, in)
+			if err := al.alert().Validate(); err != nil {
+				return nil, fmt.Errorf("channel alert: %w", err)
+			}
+			body, err := json.Marshal(al)
+			if err != nil {
+				return nil, fmt.Errorf("encode channel alert: %w", err)
+			}
+			alertBody = body
+		}
+		plans = append(plans, plannedDelivery{target: TargetChannel + ":" + ch.ID, kind: TargetChannel, channelID: &ch.ID, payload: alertBody})
+	}
+	return plans, nil
+}
+
+// orgWebhookEvent is the org webhook body of SPEC §4. Tool parameters are included only
+// when the org turned webhook_include_parameters on.
+func orgWebhookEvent(org store.Org, apr store.Approval, in workflows.EnqueueNotificationsInput, evID string) notify.Event {
+	var tenant any
+	if apr.TenantName != "" {
+		tenant = apr.TenantName
+	}
+	data := map[string]any{
+		"approval_id":  apr.ID,
+		"reference":    apr.Reference,
+		"tool":         apr.ToolName,
+		"tenant":       tenant,
+		"status":       in.Status,
+		"level":        in.Level,
+		"expires_at":   in.ExpiresAt.UTC(),
+		"reference_id": apr.ReferenceID,
+		"reason":       pii.Scrub(apr.Reasoning),
+	}
+	if d := in.Decision; d != nil {
+		data["decision"] = d.Decision
+		data["decider"] = webhookDecider{Kind: d.Decider.Kind, ID: d.Decider.ID, Display: d.Decider.Display}
+		data["note"] = d.Note
+		data["decided_at"] = d.At.UTC()
+	}
+	if org.WebhookIncludeParameters && len(apr.Parameters) > 0 {
+		data["parameters"] = apr.Parameters
+	}
+	return notify.Event{ID: evID, Type: string(in.Event), CreatedAt: in.At.UTC(), Data: data}
+}
+
+// channelAlert is the alert every channel gets for the event: only the notify.Alert
+// fields, with the stored (scrubbed) reason scrubbed once more.
+func (a *Activities) channelAlert(apr store.Approval, in workflows.EnqueueNotificationsInput) storedAlert {
+	al := storedAlert{
+		Type:         string(in.Event),
+		ToolName:     apr.ToolName,
+		Reason:       pii.Scrub(apr.Reasoning),
+		Reference:    apr.Reference,
+		DashboardURL: a.dashboardLink(apr.Reference),
+	}
+	if d := in.Decision; d != nil && in.Event == workflows.EventDecided {
+		al.Decision = notify.DecisionApproved
+		if d.Decision == workflows.Deny {
+			al.Decision = notify.DecisionDenied
+		}
+		al.Decider = d.Decider.Display
+		if al.Decider == "" {
+			al.Decider = deciderFallback(d.Decider.Kind)
+		}
+		al.Note = d.Note
+	}
+	return al
+}
+
+// deciderFallback names a decider without a display name; never its id, which for a
+// management key would point at a credential.
+func deciderFallback(kind workflows.DeciderKind) string {
+	if kind == workflows.DeciderManagementKey {
+		return "a management key"
+	}
+	return "a reviewer"
+}

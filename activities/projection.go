@@ -1,0 +1,232 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"oakallow/activities/pii"
+	"oakallow/store"
+	"oakallow/workflows"
+)
+
+// Audit event kinds written by the approval activities (SPEC §6).
+const (
+	AuditApprovalCreated   = "approval.created"
+	AuditApprovalEscalated = "approval.escalated"
+	AuditApprovalDecided   = "approval.decided"
+	AuditApprovalExpired   = "approval.expired"
+	AuditTokenMinted       = "token.minted"
+	AuditTokenVerified     = "token.verified"
+)
+
+// Audit actor kinds used here besides the deciders' (user, management_key).
+const (
+	// ActorWorkflow is the approval workflow; its actor id is the workflow id (the REF).
+	ActorWorkflow = "workflow"
+	// ActorSystem is oakallow itself acting for a caller the activity does not know.
+	ActorSystem = "system"
+)
+
+// projectionSeq orders the transitions of one approval. The approval row records the
+// highest one applied and a projection never moves it backwards, so a late attempt of an
+// older transition (from a reset or a timed-out attempt of an earlier run) cannot undo a
+// newer state.
+func projectionSeq(ev workflows.Event) (int32, bool) {
+	switch ev {
+	case workflows.EventCreated:
+		return 1, true
+	case workflows.EventEscalated:
+		return 2, true
+	case workflows.EventDecided, workflows.EventExpired:
+		return 3, true
+	case workflows.EventTokenMinted:
+		return 4, true
+	}
+	return 0, false
+}
+
+func validStatus(s workflows.Status) bool {
+	switch s {
+	case workflows.StatusPending, workflows.StatusApproved, workflows.StatusDenied, workflows.StatusExpired:
+		return true
+	}
+	return false
+}
+
+// checkProjection refuses input the workflow can never legitimately send.
+func checkProjection(in workflows.ProjectApprovalInput) error {
+	switch {
+	case in.RunID == "" || in.Key == "":
+		return errors.New("run id and key are required")
+	case in.OrgID == "" || in.ApprovalID == "":
+		return errors.New("org id and approval id are required")
+	case !validStatus(in.State.Status):
+		return fmt.Errorf("status %q is not an approval status", in.State.Status)
+	case in.State.Level != 1 && in.State.Level != 2:
+		return fmt.Errorf("level %d is not 1 or 2", in.State.Level)
+	case in.At.IsZero():
+		return errors.New("transition time is required")
+	}
+	want := map[workflows.Event]func() bool{
+		workflows.EventCreated:   func() bool { return in.State.Status == workflows.StatusPending && in.Decision == nil },
+		workflows.EventEscalated: func() bool { return in.State.Status == workflows.StatusPending && in.Decision != nil },
+		workflows.EventDecided: func() bool {
+			return (in.State.Status == workflows.StatusApproved || in.State.Status == workflows.StatusDenied) && in.Decision != nil
+		},
+		workflows.EventExpired:     func() bool { return in.State.Status == workflows.StatusExpired && in.Decision == nil },
+		workflows.EventTokenMinted: func() bool { return in.State.Status == workflows.StatusApproved && in.State.TokenID != "" },
+	}
+	ok, known := want[in.Event]
+	if !known {
+		return fmt.Errorf("unknown event %q", in.Event)
+	}
+	if !ok() {
+		return fmt.Errorf("event %s does not fit status %s", in.Event, in.State.Status)
+	}
+	if d := in.Decision; d != nil {
+		if err := (workflows.DecideRequest{
+			Level: d.Level, Decision: d.Decision, Decider: d.Decider, Note: d.Note, RequestID: d.RequestID,
+		}).Validate(); err != nil {
+			return fmt.Errorf("decision: %w", err)
+		}
+	}
+	return nil
+}
+
+// ProjectApproval implements workflows.ActivityProjectApproval: it writes one transition
+// of an approval — the approval row, the decision row when there is one, and the audit
+// event — in one transaction, together with a workflow_effects row keyed by (RunID, Key).
+// A retry finds that row and writes nothing; a transition older than the one the row
+// already shows (projection_seq) is recorded as applied but changes nothing.
+func (a *Activities) ProjectApproval(ctx context.Context, in workflows.ProjectApprovalInput) error {
+	if err := checkProjection(in); err != nil {
+		return nonRetryable(workflows.ErrorTypeValidation, "project approval: %v", err)
+	}
+	seq, _ := projectionSeq(in.Event)
+	err := a.st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
+		apr, err := q.LockApprovalForProjection(ctx, store.LockApprovalForProjectionParams{OrgID: in.OrgID, ID: in.ApprovalID})
+		if err != nil {
+			return lookupErr(err, "approval "+in.ApprovalID)
+		}
+		if in.Reference != "" && apr.Reference != in.Reference {
+			return nonRetryable(workflows.ErrorTypeValidation, "approval %s has reference %s, not %s", apr.ID, apr.Reference, in.Reference)
+		}
+		if in.State.Level == 2 && !apr.TwoLevels {
+			return nonRetryable(workflows.ErrorTypeValidation, "approval %s has one level, not two", apr.ID)
+		}
+		claimed, err := q.ClaimWorkflowEffect(ctx, store.ClaimWorkflowEffectParams{
+			RunID: in.RunID, Key: in.Key, ApprovalID: apr.ID, AppliedAt: a.now(),
+		})
+		if err != nil {
+			return fmt.Errorf("claim effect: %w", err)
+		}
+		if claimed == 0 {
+			return nil // an earlier attempt applied this transition
+		}
+		params := store.ApplyApprovalProjectionParams{
+			Status:        string(in.State.Status),
+			Level:         int16(in.State.Level),
+			ExpiresAt:     in.State.ExpiresAt,
+			WorkflowRunID: in.RunID,
+			Seq:           seq,
+			UpdatedAt:     in.At,
+			OrgID:         apr.OrgID,
+			ID:            apr.ID,
+		}
+		if in.Event == workflows.EventDecided {
+			params.DecidedAt = &in.At
+		}
+		if in.Event == workflows.EventTokenMinted {
+			params.TokenID = &in.State.TokenID
+		}
+		if in.State.ExpiresAt.IsZero() {
+			params.ExpiresAt = apr.ExpiresAt
+		}
+		applied, err := q.ApplyApprovalProjection(ctx, params)
+		if err != nil {
+			return fmt.Errorf("update approval: %w", err)
+		}
+		if applied == 0 {
+			a.logger.InfoContext(ctx, "Stale approval transition ignored",
+				"approval_id", apr.ID, "event", in.Event, "seq", seq, "current_seq", apr.ProjectionSeq)
+			return nil
+		}
+		if d := in.Decision; d != nil {
+			if _, err := q.InsertApprovalDecision(ctx, store.InsertApprovalDecisionParams{
+				ApprovalID:     apr.ID,
+				Level:          int16(d.Level),
+				Decision:       string(d.Decision),
+				DeciderKind:    string(d.Decider.Kind),
+				DeciderID:      d.Decider.ID,
+				DeciderDisplay: d.Decider.Display,
+				Note:           d.Note,
+				DecidedAt:      d.At,
+			}); err != nil {
+				return fmt.Errorf("insert decision: %w", err)
+			}
+		}
+		return a.auditTransition(ctx, q, apr, in)
+	})
+	if err != nil {
+		return fmt.Errorf("project %s of approval %s: %w", in.Event, in.ApprovalID, err)
+	}
+	return nil
+}
+
+// transitionDetails are the audit details of an approval transition.
+type transitionDetails struct {
+	Reference string             `json:"reference"`
+	Status    workflows.Status   `json:"status"`
+	Level     int                `json:"level"`
+	ExpiresAt time.Time          `json:"expires_at"`
+	Decision  *decisionDetails   `json:"decision,omitempty"`
+	TokenID   string             `json:"token_id,omitempty"`
+	RunID     string             `json:"workflow_run_id"`
+	Event     workflows.Event    `json:"event"`
+	Decider   *workflows.Decider `json:"decider,omitempty"`
+}
+
+type decisionDetails struct {
+	Level    int                     `json:"level"`
+	Decision workflows.DecisionValue `json:"decision"`
+	Note     string                  `json:"note,omitempty"`
+}
+
+func (a *Activities) auditTransition(ctx context.Context, q *store.Queries, apr store.Approval, in workflows.ProjectApprovalInput) error {
+	org, err := q.GetOrg(ctx, apr.OrgID)
+	if err != nil {
+		return fmt.Errorf("load org: %w", err)
+	}
+	actorKind, actorID := ActorWorkflow, apr.WorkflowID
+	details := transitionDetails{
+		Reference: apr.Reference, Status: in.State.Status, Level: in.State.Level,
+		ExpiresAt: in.State.ExpiresAt, RunID: in.RunID, Event: in.Event,
+	}
+	if d := in.Decision; d != nil {
+		actorKind, actorID = string(d.Decider.Kind), d.Decider.ID
+		details.Decider = &d.Decider
+		details.Decision = &decisionDetails{Level: d.Level, Decision: d.Decision, Note: pii.Scrub(d.Note)}
+	}
+	kind, outcome := string(in.Event), string(in.State.Status)
+	switch in.Event {
+	case workflows.EventEscalated:
+		outcome = "escalated"
+	case workflows.EventTokenMinted:
+		kind, outcome = AuditTokenMinted, "minted"
+		details.TokenID = in.State.TokenID
+	}
+	raw, err := json.Marshal(details)
+	if err != nil {
+		return fmt.Errorf("encode audit details: %w", err)
+	}
+	return q.InsertAuditEvent(ctx, store.InsertAuditEventParams{
+		ID: store.NewID("evt"), OrgID: apr.OrgID, TeamID: org.TeamID, OccurredAt: in.At,
+		ActorKind: actorKind, ActorID: actorID, Kind: kind, Subject: apr.ID, Outcome: outcome,
+		Tool: apr.ToolName, Tenant: apr.TenantName, Details: raw,
+	})
+}
