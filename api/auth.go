@@ -107,3 +107,9 @@ func mustPrincipal(ctx context.Context) Principal {
 	}
 	return p
 }
+
+// countRequests counts every operation's answers by status class.
+func (s *Server) countRequests(ctx huma.Context, next func(huma.Context)) {
+	next(ctx)
+	s.metrics.requests.WithLabelValues(ctx.Operation().OperationID, statusClass(ctx.Status())).Inc()
+}

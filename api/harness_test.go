@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"oakallow/activities/tokens"
 	"oakallow/dev/devtest"
 	"oakallow/store"
 )
@@ -22,12 +23,26 @@ func TestMain(m *testing.M) { devtest.Main(m) }
 // testEnv is a real API server on a fresh migrated database, with a
 // bootstrapped team, org and keys.
 type testEnv struct {
-	t    *testing.T
+	t    testing.TB
 	st   *store.Store
 	srv  *Server
 	base string
 	boot BootstrapResult
 }
+
+// testKeyring is shared by every server in the test process, so replicas
+// verify each other's receipts and tokens.
+var testKeyring = func() *tokens.Keyring {
+	k, err := tokens.GenerateKey("test1")
+	if err != nil {
+		panic(err)
+	}
+	kr, err := tokens.NewKeyring("test1", k)
+	if err != nil {
+		panic(err)
+	}
+	return kr
+}()
 
 func testLogger() *slog.Logger {
 	if os.Getenv("OAKALLOW_TEST_LOG") != "" {
@@ -36,7 +51,7 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	st := devtest.Store(t)
 	boot, err := Bootstrap(context.Background(), st, BootstrapInput{
@@ -47,9 +62,9 @@ func newTestEnv(t *testing.T) *testEnv {
 }
 
 // startEnv starts another API server on an existing database (replicas).
-func startEnv(t *testing.T, st *store.Store, boot BootstrapResult) *testEnv {
+func startEnv(t testing.TB, st *store.Store, boot BootstrapResult) *testEnv {
 	t.Helper()
-	srv, err := NewServer(Config{Addr: "127.0.0.1:0"}, Deps{Store: st, Logger: testLogger()})
+	srv, err := NewServer(Config{Addr: "127.0.0.1:0"}, Deps{Store: st, Logger: testLogger(), Keyring: testKeyring})
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(context.Background()))
 	t.Cleanup(srv.Stop)
@@ -88,7 +103,7 @@ func (e *testEnv) do(method, path, key string, body any) (int, []byte) {
 }
 
 // problemCode decodes a problem body's code.
-func problemCode(t *testing.T, body []byte) string {
+func problemCode(t testing.TB, body []byte) string {
 	t.Helper()
 	var p struct {
 		Code string `json:"code"`

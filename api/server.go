@@ -11,7 +11,11 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"go.temporal.io/sdk/client"
 
+	"oakallow/activities"
+	"oakallow/activities/sealed"
+	"oakallow/activities/tokens"
 	"oakallow/store"
 )
 
@@ -55,6 +59,17 @@ type Deps struct {
 	Logger *slog.Logger
 	// TemporalReady reports whether Temporal is reachable (for /readyz).
 	TemporalReady func(context.Context) error
+	// Temporal starts, updates and queries approval workflows. Required for
+	// the approval endpoints; nil only in tests that do not touch them.
+	Temporal client.Client
+	// Keyring signs receipts and execution tokens. Required.
+	Keyring *tokens.Keyring
+	// Activities redelivers webhooks and tests notification channels; nil disables both (503).
+	Activities *activities.Activities
+	// SecretBox seals notification channel credentials and stored idempotent answers; nil refuses channel credentials (503).
+	SecretBox *sealed.Box
+	// Recorder tunes the audit group committer (zero value: defaults).
+	Recorder store.RecorderConfig
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -69,6 +84,9 @@ type Server struct {
 	mux      *http.ServeMux
 	keys     *KeyCache
 	policies *PolicyCache
+	keyring  *tokens.Keyring
+	recorder *store.Recorder
+	metrics  *metrics
 	http     *http.Server
 	ln       net.Listener
 	cancel   context.CancelFunc
@@ -83,6 +101,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	if deps.Store == nil {
 		return nil, errors.New("api: Store is required")
 	}
+	if deps.Keyring == nil {
+		return nil, errors.New("api: Keyring is required")
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -91,6 +112,8 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store)}
 	s.policies = NewPolicyCache(deps.Store)
+	s.keyring = deps.Keyring
+	s.metrics = newMetrics()
 
 	hc := huma.DefaultConfig("oakallow API", Version)
 	hc.Info.Description = "Permission checks, approvals and execution tokens for AI-agent tool calls."
@@ -102,9 +125,22 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	}
 	hc.CreateHooks = nil // no $schema links injected into bodies
 	s.api = humago.New(s.mux, hc)
-	s.api.UseMiddleware(s.authenticate)
+	s.api.UseMiddleware(s.countRequests, s.authenticate)
+	s.mux.Handle("GET /metrics", s.metrics.handler())
 
 	registerHealth(s.api, s)
+	registerManagement(s.api, s)
+	registerCheck(s.api, s)
+	registerReceipts(s.api, s)
+	registerCredits(s.api, s)
+	registerActivity(s.api, s)
+	registerApprovals(s.api, s)
+	registerTokens(s.api, s)
+	registerExecutions(s.api, s)
+	registerWebhooks(s.api, s)
+	registerDeliveries(s.api, s)
+	registerChannels(s.api, s)
+	registerApprovers(s.api, s)
 	return s, nil
 }
 
@@ -126,8 +162,21 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.keys.Reload(ctx); err != nil {
 		return err
 	}
+	rc := s.deps.Recorder
+	if rc.Logger == nil {
+		rc.Logger = s.log
+	}
+	if rc.Now == nil {
+		rc.Now = s.deps.Now
+	}
+	rec, err := store.NewRecorder(s.deps.Store, rc)
+	if err != nil {
+		return err
+	}
+	s.recorder = rec
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
+		s.recorder.Stop()
 		return fmt.Errorf("api: listen %s: %w", s.cfg.Addr, err)
 	}
 	s.ln = ln
@@ -170,4 +219,6 @@ func (s *Server) Stop() {
 	}
 	s.cancel()
 	<-s.done
+	// In-flight requests have finished; commit whatever they queued.
+	s.recorder.Stop()
 }

@@ -1,0 +1,62 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"oakallow/store"
+)
+
+type creditsOutput struct {
+	Body struct {
+		BalanceMicros   int64      `json:"balance_micros" doc:"Spendable credit in micro-dollars (1,000,000 = $1)."`
+		FreeMicros      int64      `json:"free_micros" doc:"Unexpired free credit; spent first."`
+		FreeExpiresAt   *time.Time `json:"free_expires_at,omitempty" doc:"When the free credit expires."`
+		PurchasedMicros int64      `json:"purchased_micros" doc:"Purchased credit; never expires."`
+		CallCostMicros  int64      `json:"call_cost_micros" doc:"Price of one billable call."`
+		BillableCalls   int64      `json:"billable_calls" doc:"Billable calls made so far by the account."`
+	}
+}
+
+func registerCredits(api huma.API, s *Server) {
+	huma.Register(api, withAccess(huma.Operation{
+		OperationID: "get-credits", Method: http.MethodGet, Path: "/v1/credits",
+		Summary: "Credit balance", Description: "The account's prepaid balance: free credit (with expiry) and purchased credit. Free.",
+		Tags: []string{"Runtime"},
+	}, accessManageRead), func(ctx context.Context, _ *struct{}) (*creditsOutput, error) {
+		p := mustPrincipal(ctx)
+		bal, err := s.deps.Store.TeamBalance(ctx, store.TeamBalanceParams{TeamID: p.TeamID, Now: s.deps.Now().UTC()})
+		if err != nil {
+			return nil, toProblem(ctx, s.log, err)
+		}
+		totals, err := s.deps.Store.BillingTotals(ctx, p.TeamID)
+		if err != nil {
+			return nil, toProblem(ctx, s.log, err)
+		}
+		out := &creditsOutput{}
+		out.Body.FreeMicros = bal.FreeMicros
+		out.Body.PurchasedMicros = bal.PurchasedMicros
+		out.Body.BalanceMicros = bal.FreeMicros + bal.PurchasedMicros
+		exp, err := s.deps.Store.NextFreeCreditExpiry(ctx, store.NextFreeCreditExpiryParams{TeamID: p.TeamID, Now: s.deps.Now().UTC()})
+		switch {
+		case err == nil:
+			out.Body.FreeExpiresAt = exp
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, toProblem(ctx, s.log, err)
+		}
+		out.Body.CallCostMicros = s.recorderCost()
+		out.Body.BillableCalls = totals.Calls
+		return out, nil
+	})
+}
+
+func (s *Server) recorderCost() int64 {
+	if s.deps.Recorder.CostMicros > 0 {
+		return s.deps.Recorder.CostMicros
+	}
+	return 5000
+}

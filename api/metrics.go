@@ -1,0 +1,61 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the API process's Prometheus series, on a registry of its own
+// (never the global one) served at /metrics.
+type metrics struct {
+	reg          *prometheus.Registry
+	checkLatency prometheus.Histogram
+	verdicts     *prometheus.CounterVec
+	requests     *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		checkLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "oakallow_check_duration_seconds",
+			Help:    "Time to answer POST /v1/permissions/check, audit commit included.",
+			Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1},
+		}),
+		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oakallow_check_verdicts_total",
+			Help: "Permission check verdicts by permission and scope.",
+		}, []string{"permission", "scope"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oakallow_http_requests_total",
+			Help: "HTTP requests by operation and status class.",
+		}, []string{"operation", "class"}),
+	}
+	m.reg.MustRegister(m.checkLatency, m.verdicts, m.requests,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry exposes the registry so other components in the process (the
+// worker in `go run ./dev`) can add their series.
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func statusClass(code int) string {
+	switch {
+	case code >= 500:
+		return "5xx"
+	case code >= 400:
+		return "4xx"
+	case code >= 300:
+		return "3xx"
+	default:
+		return "2xx"
+	}
+}
