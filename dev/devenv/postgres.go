@@ -104,6 +104,9 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	bin := cfg.BinDir
+	if bin != "" && !hasServer(bin) {
+		return nil, ErrNoPostgres
+	}
 	if bin == "" {
 		var err error
 		if bin, err = FindPostgresBin(); err != nil {

@@ -1,0 +1,50 @@
+# oakallow — developer entry points. `make dev` runs everything locally;
+# `make test` runs the test suite against real PostgreSQL and Temporal.
+
+SQLC_VERSION := v1.31.1
+GO_TEST_FLAGS ?= -p 2 -timeout 25m
+
+.PHONY: dev test verify sqlc build fmt vet fuzz load tidy-check temporal-ui
+
+dev:
+	go run ./dev
+
+test:
+	go test $(GO_TEST_FLAGS) ./...
+
+# Short fuzzing runs of the input-facing targets (CI runs these too).
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzCheckRequest$$' -fuzztime 20s ./api/
+	go test -run '^$$' -fuzz '^FuzzScrub$$' -fuzztime 10s ./activities/pii/
+	go test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 10s ./activities/tokens/
+
+build:
+	go build -o bin/oakallow ./cmd/oakallow
+
+sqlc:
+	cd store && go run github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION) generate
+
+fmt:
+	gofmt -w .
+
+vet:
+	go vet ./...
+
+# verify fails when formatting, vet, generated code, go.mod or the
+# dependency rules are off.
+verify: vet
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@cd store && go run github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION) diff || \
+		(echo "store: generated sqlc code is stale; run make sqlc"; exit 1)
+	@cp go.mod /tmp/oakallow-go.mod.bak && cp go.sum /tmp/oakallow-go.sum.bak && go mod tidy && \
+		if ! git diff --quiet -- go.mod go.sum; then \
+			cp /tmp/oakallow-go.mod.bak go.mod; cp /tmp/oakallow-go.sum.bak go.sum; \
+			echo "go.mod/go.sum are not tidy; run go mod tidy"; exit 1; fi
+	@if go list -deps ./cmd/oakallow | grep -q '^go.temporal.io/server'; then \
+		echo "cmd/oakallow must not link the Temporal server (only dev/ may)"; exit 1; fi
+	@if go list -deps ./resolver | grep '^oakallow/' | grep -qv '^oakallow/resolver$$'; then \
+		echo "resolver must not import other oakallow packages"; exit 1; fi
+	@for p in oakallow/store oakallow/api oakallow/resolver github.com/jackc/pgx/v5 net/http math/rand; do \
+		if go list -f '{{join .Imports "\n"}}' ./workflows | grep -qx "$$p"; then \
+			echo "workflows must not import $$p"; exit 1; fi; done
+	@echo verify: ok

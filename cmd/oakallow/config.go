@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// envVar is one documented environment variable. Every variable the binary
+// reads is listed here, and docs/CONFIGURATION.md must list exactly these
+// with the same defaults (TestConfigurationTableMatchesCode).
+type envVar struct {
+	Name    string
+	Default string
+	Doc     string
+}
+
+var envVars = []envVar{
+	{"DATABASE_URL", "", "PostgreSQL connection URL. Required by serve, worker and migrate."},
+	{"DATABASE_MAX_CONNS", "20", "Maximum connections in the pool of each process."},
+	{"OAKALLOW_ADDR", ":8080", "Listen address of the API server (serve)."},
+	{"OAKALLOW_PUBLIC_URL", "http://localhost:8080", "External base URL, used in links (dashboard, Slack cards)."},
+	{"OAKALLOW_SIGNING_KEYS", "", "Execution-token and receipt signing keys: `kid:base64secret[,kid:base64secret…]`; the first is active, a `!` before an id retires it. Required by serve and worker. Generate one with `oakallow keygen`."},
+	{"OAKALLOW_SECRET_KEY", "", "32-byte key (base64) that encrypts notification-channel secrets at rest. Without it, channels with secrets (Slack, PagerDuty, signed webhook) cannot be configured. Generate one with `openssl rand -base64 32`."},
+	{"OAKALLOW_WEBHOOKS_ALLOW_PRIVATE", "false", "Allow webhooks and channels to reach http:// URLs and private, loopback and link-local addresses. Off by default (SSRF protection); turn on only for receivers on your own network."},
+	{"TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port."},
+	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace."},
+	{"LOG_LEVEL", "info", "debug, info, warn or error."},
+	{"LOG_FORMAT", "json", "json or text."},
+	{"SHUTDOWN_TIMEOUT", "10s", "How long serve and worker wait for in-flight work on SIGTERM."},
+}
+
+// getenv returns the variable's value or its documented default. Reading an
+// undocumented variable is a programming error.
+func getenv(name string) string {
+	for _, v := range envVars {
+		if v.Name == name {
+			if val, ok := os.LookupEnv(name); ok {
+				return val
+			}
+			return v.Default
+		}
+	}
+	panic("getenv: undocumented environment variable " + name)
+}
+
+func getenvInt(name string) (int, error) {
+	n, err := strconv.Atoi(getenv(name))
+	if err != nil {
+		return 0, fmt.Errorf("%s: not an integer", name)
+	}
+	return n, nil
+}
+
+func getenvDuration(name string) (time.Duration, error) {
+	d, err := time.ParseDuration(getenv(name))
+	if err != nil {
+		return 0, fmt.Errorf("%s: not a duration (e.g. 10s)", name)
+	}
+	return d, nil
+}
+
+func required(name string) (string, error) {
+	v := getenv(name)
+	if v == "" {
+		return "", fmt.Errorf("%s is required (see docs/CONFIGURATION.md)", name)
+	}
+	return v, nil
+}
+
+// newLogger builds the process logger from LOG_LEVEL and LOG_FORMAT.
+func newLogger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(getenv("LOG_LEVEL"))); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(getenv("LOG_FORMAT")) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("LOG_FORMAT must be json or text")
+	}
+}

@@ -1,0 +1,89 @@
+// Command oakallow is the production binary: `serve` runs the API, `worker`
+// runs the Temporal worker, `migrate` manages the schema. It only wires
+// components together from environment variables (docs/CONFIGURATION.md);
+// the embedded development environment is the separate `go run ./dev`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `oakallow — permission checks, approvals and execution tokens for AI agents
+
+Usage:
+  oakallow serve            run the API server
+  oakallow worker           run the Temporal worker (approval workflows)
+  oakallow migrate up       apply pending database migrations
+  oakallow migrate status   show the applied and latest schema version
+  oakallow keygen [id]      print a new OAKALLOW_SIGNING_KEYS entry
+  oakallow version          print the version
+
+Configuration comes from environment variables; see docs/CONFIGURATION.md.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprint(os.Stderr, usage)
+			fmt.Fprintln(os.Stderr, "\nerror:", err)
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "oakallow:", err)
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"missing command"}
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx)
+	case "worker":
+		return runWorker(ctx)
+	case "migrate":
+		if len(args) != 2 || (args[1] != "up" && args[1] != "status") {
+			return usageError{"migrate takes up or status"}
+		}
+		return runMigrate(ctx, args[1], stdout)
+	case "keygen":
+		id := "k1"
+		if len(args) > 1 {
+			id = args[1]
+		}
+		return runKeygen(id, stdout)
+	case "version":
+		fmt.Fprintln(stdout, "oakallow", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+func mustLogger() (*slog.Logger, error) {
+	logger, err := newLogger()
+	if err != nil {
+		return nil, err
+	}
+	return logger.With("service", "oakallow", "version", version), nil
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"oakallow/api"
+	"oakallow/store"
+)
+
+// openStore opens the pool and refuses to run on an out-of-date schema.
+func openStore(ctx context.Context) (*store.Store, error) {
+	url, err := required("DATABASE_URL")
+	if err != nil {
+		return nil, err
+	}
+	maxConns, err := getenvInt("DATABASE_MAX_CONNS")
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, store.Config{URL: url, MaxConns: int32(maxConns)})
+	if err != nil {
+		return nil, err
+	}
+	status, err := store.Status(ctx, url)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if status.Pending() {
+		st.Close()
+		return nil, fmt.Errorf("database schema is at version %d of %d: run `oakallow migrate up` first", status.Current, status.Latest)
+	}
+	return st, nil
+}
+
+// openTemporal returns a lazy client: the API keeps serving checks while
+// Temporal is briefly unreachable, and /readyz reports it.
+func openTemporal(logger *slog.Logger) (client.Client, error) {
+	c, err := client.NewLazyClient(client.Options{
+		HostPort:  getenv("TEMPORAL_ADDRESS"),
+		Namespace: getenv("TEMPORAL_NAMESPACE"),
+		Logger:    temporalLogger(logger),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal client: %w", err)
+	}
+	return c, nil
+}
+
+func temporalLogger(logger *slog.Logger) sdklog.Logger {
+	return sdklog.NewStructuredLogger(logger.With("component", "temporal-client"))
+}
+
+func runServe(ctx context.Context) error {
+	logger, err := mustLogger()
+	if err != nil {
+		return err
+	}
+	shutdown, err := getenvDuration("SHUTDOWN_TIMEOUT")
+	if err != nil {
+		return err
+	}
+	keyring, err := loadKeyring()
+	if err != nil {
+		return err
+	}
+	box, err := loadSecretBox()
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tc, err := openTemporal(logger)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	// The API redelivers webhooks and tests channels with the same
+	// production clients the worker uses.
+	acts, err := newActivities(st, tc, keyring, box, logger)
+	if err != nil {
+		return err
+	}
+	srv, err := api.NewServer(api.Config{
+		Addr:            getenv("OAKALLOW_ADDR"),
+		PublicURL:       getenv("OAKALLOW_PUBLIC_URL"),
+		ShutdownTimeout: shutdown,
+	}, api.Deps{
+		Store:      st,
+		Logger:     logger,
+		Keyring:    keyring,
+		Temporal:   tc,
+		Activities: acts,
+		SecretBox:  box,
+		TemporalReady: func(ctx context.Context) error {
+			_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	srv.Stop()
+	return nil
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"go.temporal.io/sdk/client"
+
+	"oakallow/activities"
+	"oakallow/activities/notify"
+	"oakallow/activities/pii"
+	"oakallow/activities/sealed"
+	"oakallow/activities/tokens"
+	"oakallow/store"
+	"oakallow/worker"
+)
+
+// loadSecretBox parses OAKALLOW_SECRET_KEY; without it, channels that keep
+// a sealed secret cannot be created or delivered to.
+func loadSecretBox() (*sealed.Box, error) {
+	spec := getenv("OAKALLOW_SECRET_KEY")
+	if spec == "" {
+		return nil, nil
+	}
+	key, err := sealed.ParseKey(spec)
+	if err != nil {
+		return nil, fmt.Errorf("OAKALLOW_SECRET_KEY: %w", err)
+	}
+	return sealed.NewBox(key)
+}
+
+// outboundHTTPClient is the client for webhooks and alert channels.
+func outboundHTTPClient() (*http.Client, error) {
+	allowPrivate, err := strconv.ParseBool(getenv("OAKALLOW_WEBHOOKS_ALLOW_PRIVATE"))
+	if err != nil {
+		return nil, fmt.Errorf("OAKALLOW_WEBHOOKS_ALLOW_PRIVATE: not a boolean")
+	}
+	return notify.NewHTTPClient(notify.HTTPClientConfig{AllowInsecure: allowPrivate, AllowPrivateAddresses: allowPrivate})
+}
+
+// newActivities wires the approval activities.
+func newActivities(st *store.Store, tc client.Client, kr *tokens.Keyring, box *sealed.Box, logger *slog.Logger) (*activities.Activities, error) {
+	hc, err := outboundHTTPClient()
+	if err != nil {
+		return nil, err
+	}
+	n, err := notify.New(notify.Config{HTTPClient: hc, Scrub: pii.Scrub, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	return activities.New(activities.Deps{Store: st, Keyring: kr, Temporal: tc, Notifier: n, HTTPClient: hc,
+		SecretBox: box, PublicURL: getenv("OAKALLOW_PUBLIC_URL"), Logger: logger})
+}
+
+func runWorker(ctx context.Context) error {
+	logger, err := mustLogger()
+	if err != nil {
+		return err
+	}
+	keyring, err := loadKeyring()
+	if err != nil {
+		return err
+	}
+	box, err := loadSecretBox()
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tc, err := client.Dial(client.Options{HostPort: getenv("TEMPORAL_ADDRESS"), Namespace: getenv("TEMPORAL_NAMESPACE"),
+		Logger: temporalLogger(logger)})
+	if err != nil {
+		return fmt.Errorf("temporal: %w", err)
+	}
+	defer tc.Close()
+	acts, err := newActivities(st, tc, keyring, box, logger)
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(tc, acts, logger)
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return err
+	}
+	logger.Info("worker started", "task_queue", "oakallow-approvals")
+	<-ctx.Done()
+	logger.Info("shutting down")
+	w.Stop()
+	return nil
+}

@@ -1,0 +1,276 @@
+// Command loadcheck measures the permission-check hot path end to end: it
+// starts a PostgreSQL cluster (fsync on, as in production) and a real API
+// server on loopback, seeds a realistic org (1,000 tools, 10,000 rules,
+// 100 tenants), warms up, then drives POST /v1/permissions/check at
+// concurrency 1 and 16 for a fixed time, and a trivial huma endpoint of the
+// same server (/healthz) for a ratio. Afterwards it verifies that audit rows
+// and billed credit equal the successful answers.
+//
+//	go run ./dev/loadcheck [-duration 10s] [-concurrency 1,16]
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"oakallow/activities/tokens"
+	"oakallow/api"
+	"oakallow/dev/devenv"
+	"oakallow/store"
+)
+
+func main() {
+	duration := flag.Duration("duration", 10*time.Second, "how long each phase drives load")
+	warmup := flag.Duration("warmup", 3*time.Second, "warm-up before measuring")
+	concList := flag.String("concurrency", "1,16", "comma-separated concurrency levels")
+	dbURL := flag.String("database-url", os.Getenv("DATABASE_URL"), "use this PostgreSQL instead of a throwaway cluster (the database is wiped)")
+	flag.Parse()
+	if err := run(*duration, *warmup, *concList, *dbURL); err != nil {
+		fmt.Fprintln(os.Stderr, "loadcheck:", err)
+		os.Exit(1)
+	}
+}
+
+func run(duration, warmup time.Duration, concList, dbURL string) error {
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var levels []int
+	for _, s := range strings.Split(concList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 256 {
+			return fmt.Errorf("bad concurrency %q", s)
+		}
+		levels = append(levels, n)
+	}
+
+	if dbURL == "" {
+		dir, err := os.MkdirTemp("", "oakallow-loadcheck-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		_ = os.Chmod(dir, 0o755)
+		pg, err := devenv.StartPostgres(ctx, devenv.PostgresConfig{Dir: filepath.Join(dir, "pg")})
+		if err != nil {
+			return err
+		}
+		defer pg.Stop()
+		if err := devenv.EnsureDatabase(ctx, pg.URL("postgres"), "loadcheck"); err != nil {
+			return err
+		}
+		dbURL = pg.URL("loadcheck")
+	}
+	if _, err := store.Migrate(ctx, dbURL); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, store.Config{URL: dbURL, MaxConns: 40})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	boot, err := api.Bootstrap(ctx, st, api.BootstrapInput{TeamName: "load", OwnerEmail: fmt.Sprintf("load-%d@example.com", time.Now().UnixNano()), OrgName: "load"}, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Println("seeding 1,000 tools, 10,000 rules, 100 tenants …")
+	if err := seed(ctx, st, boot); err != nil {
+		return err
+	}
+	k, err := tokens.GenerateKey("load1")
+	if err != nil {
+		return err
+	}
+	kr, err := tokens.NewKeyring("load1", k)
+	if err != nil {
+		return err
+	}
+	srv, err := api.NewServer(api.Config{Addr: "127.0.0.1:0"}, api.Deps{Store: st, Keyring: kr, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	defer srv.Stop()
+	base := "http://" + srv.Addr()
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}
+	var okChecks atomic.Int64
+	check := func(r *rand.Rand) (bool, error) {
+		body := fmt.Sprintf(`{"tool":"tool_%04d","tenant":"tenant_%03d","resource":"res_%02d","method":"%s","reason":"load test","parameters":{"n":%d}}`,
+			r.IntN(1000), r.IntN(100), r.IntN(50), methods[r.IntN(len(methods))], r.IntN(1000))
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/permissions/check", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-API-Key", boot.StandardKey)
+		ok, err := do(client, req)
+		if ok {
+			okChecks.Add(1)
+		}
+		return ok, err
+	}
+	trivial := func(*rand.Rand) (bool, error) {
+		req, _ := http.NewRequest(http.MethodGet, base+"/healthz", nil)
+		return do(client, req)
+	}
+
+	fmt.Printf("warm-up %s …\n", warmup)
+	drive(check, 16, warmup)
+	drive(trivial, 16, warmup/2)
+
+	fmt.Printf("\n%-22s %5s %10s %10s %10s %8s\n", "endpoint", "conc", "req/s", "p50", "p99", "errors")
+	for _, c := range levels {
+		cr := drive(check, c, duration)
+		tr := drive(trivial, c, duration)
+		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d\n", "POST /v1/permissions/check", c, cr.rps, cr.p50, cr.p99, cr.errors)
+		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d\n", "GET /healthz (huma)", c, tr.rps, tr.p50, tr.p99, tr.errors)
+		fmt.Printf("  check/trivial throughput ratio at %d: %.0f%%\n", c, 100*cr.rps/tr.rps)
+	}
+
+	srv.Stop() // drain: every answered check's audit row has committed
+	totals, err := st.BillingTotals(ctx, boot.TeamID)
+	if err != nil {
+		return err
+	}
+	debits, err := st.LedgerDebits(ctx, boot.TeamID)
+	if err != nil {
+		return err
+	}
+	var auditRows int64
+	if err := st.Pool.QueryRow(ctx, "SELECT count(*) FROM audit_events WHERE kind = 'permission.check' AND team_id = $1", boot.TeamID).Scan(&auditRows); err != nil {
+		return err
+	}
+	fmt.Printf("\nsuccessful checks %d · audit rows %d · billable rows %d · billed %d µ$ · ledger debits %d µ$\n",
+		okChecks.Load(), auditRows, totals.Calls, totals.CostMicros, debits.DebitedMicros)
+	if auditRows != okChecks.Load() || totals.Calls != okChecks.Load() || totals.CostMicros != okChecks.Load()*5000 || debits.DebitedMicros != totals.CostMicros {
+		return fmt.Errorf("MISMATCH between answers, audit rows and billing")
+	}
+	fmt.Println("audit and billing match the successful answers exactly")
+	return nil
+}
+
+var methods = []string{"read", "write", "delete", "send", "list"}
+
+func do(c *http.Client, req *http.Request) (bool, error) {
+	resp, err := c.Do(req)
+	if err != nil {
+		return false, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return true, nil
+}
+
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int
+}
+
+// drive runs fn from conc goroutines for d and reports throughput and
+// latency percentiles of the successful calls.
+func drive(fn func(*rand.Rand) (bool, error), conc int, d time.Duration) result {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs int
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for w := range conc {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			local := make([]time.Duration, 0, 4096)
+			e := 0
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				ok, _ := fn(r)
+				if ok {
+					local = append(local, time.Since(t0))
+				} else {
+					e++
+				}
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			errs += e
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	res := result{errors: errs, rps: float64(len(lat)) / elapsed.Seconds()}
+	if len(lat) > 0 {
+		res.p50 = lat[len(lat)/2].Round(time.Microsecond)
+		res.p99 = lat[len(lat)*99/100].Round(time.Microsecond)
+	}
+	return res
+}
+
+// seed creates the realistic org with set-based SQL and gives the team
+// enough credit for any run.
+func seed(ctx context.Context, st *store.Store, boot api.BootstrapResult) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `
+INSERT INTO categories (id, org_id, name, default_permission, created_at, updated_at)
+SELECT 'cat_' || g, $1, 'category_' || g, (ARRAY['allowed','requires_approval',NULL])[1 + g %% 3], now(), now() FROM generate_series(0, 19) g;
+INSERT INTO tenants (id, org_id, name, created_at, updated_at)
+SELECT 'ten_' || g, $1, 'tenant_' || lpad(g::text, 3, '0'), now(), now() FROM generate_series(0, 99) g;
+INSERT INTO resources (id, org_id, name, created_at, updated_at)
+SELECT 'res_' || g, $1, 'res_' || lpad(g::text, 2, '0'), now(), now() FROM generate_series(0, 49) g;
+INSERT INTO tools (id, org_id, name, category_id, risk_level, annotations_acknowledged, default_permission, approved, enabled, status, created_at, updated_at)
+SELECT 'tool_' || g, $1, 'tool_' || lpad(g::text, 4, '0'), 'cat_' || (g %% 20), 'medium', true,
+       CASE WHEN g %% 7 = 0 THEN 'requires_approval' END, g %% 5 = 0, true, 'active', now(), now()
+FROM generate_series(0, 999) g;
+`)
+	if _, err := st.Pool.Exec(ctx, b.String(), boot.OrgID); err != nil {
+		return fmt.Errorf("seed catalog: %w", err)
+	}
+	// 10,000 distinct rules spread over the eight key shapes, tenant and org scope.
+	_, err := st.Pool.Exec(ctx, `
+INSERT INTO rules (id, org_id, tenant_id, resource_id, tool_id, method, permission, created_at, updated_at)
+SELECT DISTINCT ON (t, r, tl, m) 'rule_' || g, $1, t, r, tl, m,
+       (ARRAY['allowed','requires_approval','disabled'])[1 + g % 3], now(), now()
+FROM (
+  SELECT g,
+    CASE WHEN g % 2 = 0 THEN 'ten_' || (g % 100) END AS t,
+    CASE WHEN g % 3 = 0 THEN 'res_' || (g % 50) END AS r,
+    CASE WHEN g % 4 <> 3 THEN 'tool_' || ((g * 7) % 1000) END AS tl,
+    CASE WHEN g % 5 < 2 THEN (ARRAY['read','write','delete','send','list'])[1 + (g / 5) % 5] END AS m
+  FROM generate_series(0, 40000) g
+) s
+ORDER BY t, r, tl, m, g
+LIMIT 10000`, boot.OrgID)
+	if err != nil {
+		return fmt.Errorf("seed rules: %w", err)
+	}
+	var n int
+	if err := st.Pool.QueryRow(ctx, "SELECT count(*) FROM rules WHERE org_id = $1", boot.OrgID).Scan(&n); err != nil {
+		return err
+	}
+	if n != 10000 {
+		return fmt.Errorf("seeded %d rules, want 10000", n)
+	}
+	if err := st.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: boot.TeamID,
+		Kind: "purchased", AmountMicros: 1_000_000_000_000, Source: "loadcheck:" + boot.TeamID, CreatedAt: time.Now()}); err != nil {
+		return err
+	}
+	return st.NotifyChange(ctx, "policy:"+boot.OrgID)
+}
