@@ -1,0 +1,110 @@
+-- What the REST API reads and writes around approvals, execution tokens,
+-- webhook deliveries, approver groups and Idempotency-Key answers. The
+-- approval workflow's projections (status, level, decisions, tokens) are
+-- written by the activities; the API inserts the row before the workflow
+-- starts and otherwise only reads.
+
+-- name: InsertApprovalRequest :exec
+INSERT INTO approvals (id, org_id, reference, tool_id, tool_name, tenant_id, tenant_name, resource, method,
+    parameters, params_hash, reasoning, context, reference_id, status, level, two_levels,
+    level_timeout_seconds, expires_at, created_at, updated_at, workflow_id, created_by_kind, created_by_id)
+VALUES (@id, @org_id, @reference, @tool_id, @tool_name, @tenant_id, @tenant_name, @resource, @method,
+    @parameters, @params_hash, @reasoning, @context, @reference_id, 'pending', 1, @two_levels,
+    @level_timeout_seconds, @expires_at, @created_at, @created_at, @reference, @created_by_kind, @created_by_id);
+
+-- name: DeleteUnstartedApproval :execrows
+-- Compensates an insert whose workflow could not be started. Only a row no
+-- workflow has touched (still pending, nothing projected, no decision) goes.
+DELETE FROM approvals a
+WHERE a.org_id = $1 AND a.id = $2 AND a.status = 'pending' AND a.projection_seq = 0
+  AND NOT EXISTS (SELECT 1 FROM approval_decisions d WHERE d.approval_id = a.id)
+  AND NOT EXISTS (SELECT 1 FROM workflow_effects e WHERE e.approval_id = a.id);
+
+-- name: GetApprovalByRef :one
+-- One approval by id or REF.
+SELECT * FROM approvals WHERE org_id = $1 AND (id = @ref OR reference = @ref)
+ORDER BY id = @ref DESC LIMIT 1;
+
+-- name: ListApprovalsPage :many
+-- Newest first; the cursor is (created_at, id) of the previous page's last row.
+SELECT * FROM approvals
+WHERE org_id = @org_id
+  AND (@status::text = '' OR status = @status)
+  AND (@tool::text = '' OR tool_name = @tool)
+  AND (@tenant::text = '' OR tenant_name = @tenant)
+  AND (sqlc.narg('before_created')::timestamptz IS NULL
+       OR (created_at, id) < (sqlc.narg('before_created')::timestamptz, @before_id::text))
+ORDER BY created_at DESC, id DESC
+LIMIT @row_limit;
+
+-- name: ListDecisionsOfApproval :many
+SELECT * FROM approval_decisions WHERE approval_id = $1 ORDER BY level;
+
+-- name: ListDecisionsOfApprovals :many
+SELECT * FROM approval_decisions WHERE approval_id = ANY(@approval_ids::text[]) ORDER BY approval_id, level;
+
+-- name: GetTokenBySource :one
+-- The execution token minted from a check or an approval, if any.
+SELECT * FROM execution_tokens WHERE org_id = $1 AND source_kind = $2 AND source_id = $3;
+
+-- name: GetAPIKeyDisplay :one
+-- A key's display prefix (shown as the decider of a management-key decision).
+SELECT id, prefix, tier FROM api_keys WHERE org_id = $1 AND id = $2;
+
+-- name: CountApproverGroup :one
+SELECT count(*)::bigint FROM approver_group_members WHERE team_id = $1 AND level = $2;
+
+-- name: CountTeamUsers :one
+-- How many of the ids are active users of the team.
+SELECT count(*)::bigint FROM users
+WHERE team_id = @team_id AND status = 'active' AND id = ANY(@user_ids::text[]);
+
+-- name: ListWebhookDeliveriesPage :many
+-- Newest first; the cursor is (created_at, id) of the previous page's last row.
+SELECT * FROM webhook_deliveries
+WHERE org_id = @org_id
+  AND (@status::text = '' OR status = @status)
+  AND (sqlc.narg('before_created')::timestamptz IS NULL
+       OR (created_at, id) < (sqlc.narg('before_created')::timestamptz, @before_id::text))
+ORDER BY created_at DESC, id DESC
+LIMIT @row_limit;
+
+-- name: GetWebhookDeliveryOfOrg :one
+SELECT * FROM webhook_deliveries WHERE org_id = $1 AND id = $2;
+
+-- name: ListAttemptsOfDelivery :many
+SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY seq;
+
+-- name: ReserveIdempotencyKey :one
+-- Claims (principal, key) for a request in progress (status_code 0). Returns
+-- nothing when the key is already claimed or answered.
+INSERT INTO idempotency_keys (principal_id, key, request_hash, status_code, response, created_at)
+VALUES ($1, $2, $3, 0, '', $4)
+ON CONFLICT (principal_id, key) DO NOTHING
+RETURNING principal_id;
+
+-- name: GetIdempotencyKey :one
+SELECT * FROM idempotency_keys WHERE principal_id = $1 AND key = $2;
+
+-- name: CompleteIdempotencyKey :exec
+UPDATE idempotency_keys SET status_code = $3, response = $4
+WHERE principal_id = $1 AND key = $2 AND status_code = 0;
+
+-- name: ReleaseIdempotencyKey :exec
+-- Forgets a claim whose request did not produce an answer worth replaying
+-- (a server-side failure), so the client's retry runs again.
+DELETE FROM idempotency_keys WHERE principal_id = $1 AND key = $2 AND status_code = 0;
+
+-- name: DeleteExpiredIdempotencyKey :exec
+DELETE FROM idempotency_keys WHERE principal_id = @principal_id AND key = @key AND created_at < @before;
+
+-- name: ReclaimIdempotencyKey :one
+-- Takes over a claim left in progress longer than the stale threshold (its
+-- process died); returns nothing when it is answered or still fresh.
+UPDATE idempotency_keys SET created_at = @now
+WHERE principal_id = @principal_id AND key = @key AND request_hash = @request_hash
+  AND status_code = 0 AND created_at < @stale_before
+RETURNING principal_id;
+
+-- name: GetTokenOfOrg :one
+SELECT * FROM execution_tokens WHERE org_id = $1 AND id = $2;
