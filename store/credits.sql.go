@@ -175,3 +175,46 @@ func (q *Queries) LockSpendableGrants(ctx context.Context, arg LockSpendableGran
 	}
 	return items, nil
 }
+
+const nextFreeCreditExpiry = `-- name: NextFreeCreditExpiry :one
+SELECT expires_at FROM credit_grants
+WHERE team_id = $1 AND kind = 'free' AND remaining_micros > 0 AND expires_at > $2::timestamptz
+ORDER BY expires_at LIMIT 1
+`
+
+type NextFreeCreditExpiryParams struct {
+	TeamID string
+	Now    time.Time
+}
+
+func (q *Queries) NextFreeCreditExpiry(ctx context.Context, arg NextFreeCreditExpiryParams) (*time.Time, error) {
+	row := q.db.QueryRow(ctx, nextFreeCreditExpiry, arg.TeamID, arg.Now)
+	var expires_at *time.Time
+	err := row.Scan(&expires_at)
+	return expires_at, err
+}
+
+const teamBalance = `-- name: TeamBalance :one
+SELECT
+    coalesce(sum(remaining_micros) FILTER (WHERE kind = 'free' AND expires_at > $1::timestamptz), 0)::bigint AS free_micros,
+    coalesce(sum(remaining_micros) FILTER (WHERE kind = 'purchased'), 0)::bigint AS purchased_micros
+FROM credit_grants WHERE team_id = $2
+`
+
+type TeamBalanceParams struct {
+	Now    time.Time
+	TeamID string
+}
+
+type TeamBalanceRow struct {
+	FreeMicros      int64
+	PurchasedMicros int64
+}
+
+// Spendable balance now: unexpired free credit and purchased credit.
+func (q *Queries) TeamBalance(ctx context.Context, arg TeamBalanceParams) (TeamBalanceRow, error) {
+	row := q.db.QueryRow(ctx, teamBalance, arg.Now, arg.TeamID)
+	var i TeamBalanceRow
+	err := row.Scan(&i.FreeMicros, &i.PurchasedMicros)
+	return i, err
+}

@@ -28,3 +28,15 @@ SELECT * FROM credit_grants WHERE team_id = $1 ORDER BY created_at, id;
 -- name: LedgerDebits :one
 SELECT coalesce(-sum(delta_micros), 0)::bigint AS debited_micros, coalesce(sum(calls), 0)::bigint AS calls
 FROM credit_ledger WHERE team_id = $1 AND delta_micros < 0;
+
+-- name: TeamBalance :one
+-- Spendable balance now: unexpired free credit and purchased credit.
+SELECT
+    coalesce(sum(remaining_micros) FILTER (WHERE kind = 'free' AND expires_at > @now::timestamptz), 0)::bigint AS free_micros,
+    coalesce(sum(remaining_micros) FILTER (WHERE kind = 'purchased'), 0)::bigint AS purchased_micros
+FROM credit_grants WHERE team_id = @team_id;
+
+-- name: NextFreeCreditExpiry :one
+SELECT expires_at FROM credit_grants
+WHERE team_id = @team_id AND kind = 'free' AND remaining_micros > 0 AND expires_at > @now::timestamptz
+ORDER BY expires_at LIMIT 1;
