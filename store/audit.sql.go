@@ -193,3 +193,54 @@ func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams
 	}
 	return items, nil
 }
+
+const recordAuditBatch = `-- name: RecordAuditBatch :one
+SELECT oakallow_record_audit_batch(
+    $1::text[], $2::text[], $3::text[], $4::timestamptz[],
+    $5::text[], $6::text[], $7::text[], $8::text[],
+    $9::text[], $10::text[], $11::text[], $12::boolean[],
+    $13::jsonb[], $14::bigint, $15::timestamptz
+)::boolean[] AS charged
+`
+
+type RecordAuditBatchParams struct {
+	Ids        []string
+	OrgIds     []string
+	TeamIds    []string
+	OccurredAt []time.Time
+	ActorKinds []string
+	ActorIds   []string
+	Kinds      []string
+	Subjects   []string
+	Outcomes   []string
+	Tools      []string
+	Tenants    []string
+	Billable   []bool
+	Details    []json.RawMessage
+	Cost       int64
+	Now        time.Time
+}
+
+// One group commit: see migrations/003_record_audit_batch.sql.
+func (q *Queries) RecordAuditBatch(ctx context.Context, arg RecordAuditBatchParams) ([]bool, error) {
+	row := q.db.QueryRow(ctx, recordAuditBatch,
+		arg.Ids,
+		arg.OrgIds,
+		arg.TeamIds,
+		arg.OccurredAt,
+		arg.ActorKinds,
+		arg.ActorIds,
+		arg.Kinds,
+		arg.Subjects,
+		arg.Outcomes,
+		arg.Tools,
+		arg.Tenants,
+		arg.Billable,
+		arg.Details,
+		arg.Cost,
+		arg.Now,
+	)
+	var charged []bool
+	err := row.Scan(&charged)
+	return charged, err
+}

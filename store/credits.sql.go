@@ -41,47 +41,6 @@ func (q *Queries) CreateCreditGrant(ctx context.Context, arg CreateCreditGrantPa
 	return err
 }
 
-const debitGrant = `-- name: DebitGrant :exec
-UPDATE credit_grants SET remaining_micros = remaining_micros - $2::bigint
-WHERE id = $1
-`
-
-type DebitGrantParams struct {
-	ID     string
-	Amount int64
-}
-
-func (q *Queries) DebitGrant(ctx context.Context, arg DebitGrantParams) error {
-	_, err := q.db.Exec(ctx, debitGrant, arg.ID, arg.Amount)
-	return err
-}
-
-const insertLedgerEntry = `-- name: InsertLedgerEntry :exec
-INSERT INTO credit_ledger (team_id, grant_id, delta_micros, calls, reason, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-`
-
-type InsertLedgerEntryParams struct {
-	TeamID      string
-	GrantID     string
-	DeltaMicros int64
-	Calls       int32
-	Reason      string
-	CreatedAt   time.Time
-}
-
-func (q *Queries) InsertLedgerEntry(ctx context.Context, arg InsertLedgerEntryParams) error {
-	_, err := q.db.Exec(ctx, insertLedgerEntry,
-		arg.TeamID,
-		arg.GrantID,
-		arg.DeltaMicros,
-		arg.Calls,
-		arg.Reason,
-		arg.CreatedAt,
-	)
-	return err
-}
-
 const ledgerDebits = `-- name: LedgerDebits :one
 SELECT coalesce(-sum(delta_micros), 0)::bigint AS debited_micros, coalesce(sum(calls), 0)::bigint AS calls
 FROM credit_ledger WHERE team_id = $1 AND delta_micros < 0
@@ -105,50 +64,6 @@ SELECT id, team_id, kind, amount_micros, remaining_micros, expires_at, source, c
 
 func (q *Queries) ListCreditGrants(ctx context.Context, teamID string) ([]CreditGrant, error) {
 	rows, err := q.db.Query(ctx, listCreditGrants, teamID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []CreditGrant{}
-	for rows.Next() {
-		var i CreditGrant
-		if err := rows.Scan(
-			&i.ID,
-			&i.TeamID,
-			&i.Kind,
-			&i.AmountMicros,
-			&i.RemainingMicros,
-			&i.ExpiresAt,
-			&i.Source,
-			&i.CreatedAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const lockSpendableGrants = `-- name: LockSpendableGrants :many
-SELECT id, team_id, kind, amount_micros, remaining_micros, expires_at, source, created_at FROM credit_grants
-WHERE team_id = $1 AND remaining_micros > 0
-  AND (expires_at IS NULL OR expires_at > $2::timestamptz)
-ORDER BY (kind = 'purchased'), expires_at NULLS LAST, created_at, id
-FOR UPDATE
-`
-
-type LockSpendableGrantsParams struct {
-	TeamID string
-	Now    time.Time
-}
-
-// Grants with credit left, in spending order: unexpired free grants first
-// (soonest expiry first), then purchased grants, oldest first.
-func (q *Queries) LockSpendableGrants(ctx context.Context, arg LockSpendableGrantsParams) ([]CreditGrant, error) {
-	rows, err := q.db.Query(ctx, lockSpendableGrants, arg.TeamID, arg.Now)
 	if err != nil {
 		return nil, err
 	}

@@ -2,14 +2,12 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // ErrInsufficientCredits is returned by Recorder.Record for a billable entry
@@ -173,103 +171,47 @@ func (r *Recorder) loop() {
 	}
 }
 
-// commit writes one batch in one transaction and reports each entry's fate.
+// commit writes one batch in one statement (its own transaction): the
+// oakallow_record_audit_batch function charges, writes the ledger and
+// inserts the audit rows server-side, so a commit is one round trip plus
+// one WAL flush however many entries it carries.
 func (r *Recorder) commit(batch []pending) {
-	results := make([]error, len(batch))
+	n := len(batch)
+	p := RecordAuditBatchParams{
+		Ids: make([]string, n), OrgIds: make([]string, n), TeamIds: make([]string, n),
+		OccurredAt: make([]time.Time, n), ActorKinds: make([]string, n), ActorIds: make([]string, n),
+		Kinds: make([]string, n), Subjects: make([]string, n), Outcomes: make([]string, n),
+		Tools: make([]string, n), Tenants: make([]string, n), Billable: make([]bool, n),
+		Details: make([]json.RawMessage, n), Cost: r.cfg.CostMicros, Now: r.cfg.Now().UTC(),
+	}
+	for i, b := range batch {
+		e := b.entry.Event
+		p.Ids[i], p.OrgIds[i], p.TeamIds[i], p.OccurredAt[i] = e.ID, e.OrgID, e.TeamID, e.OccurredAt
+		p.ActorKinds[i], p.ActorIds[i], p.Kinds[i], p.Subjects[i] = e.ActorKind, e.ActorID, e.Kind, e.Subject
+		p.Outcomes[i], p.Tools[i], p.Tenants[i], p.Billable[i] = e.Outcome, e.Tool, e.Tenant, b.entry.Billable
+		p.Details[i] = e.Details
+		if len(p.Details[i]) == 0 {
+			p.Details[i] = json.RawMessage(`{}`)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := r.st.InTx(ctx, func(_ pgx.Tx, q *Queries) error {
-		clear(results)
-		if err := r.charge(ctx, q, batch, results); err != nil {
-			return err
-		}
-		rows := make([]InsertAuditEventsParams, len(batch))
-		for i, p := range batch {
-			rows[i] = p.entry.Event
-			if p.entry.Billable && results[i] == nil {
-				rows[i].Billable = true
-				rows[i].CostMicros = r.cfg.CostMicros
-			} else {
-				rows[i].Billable = false
-				rows[i].CostMicros = 0
-				if results[i] != nil {
-					rows[i].Outcome = "insufficient_credits"
-				}
-			}
-		}
-		if _, err := q.InsertAuditEvents(ctx, rows); err != nil {
-			return fmt.Errorf("insert audit events: %w", err)
-		}
-		return nil
-	})
+	charged, err := r.st.RecordAuditBatch(ctx, p)
+	if err == nil && len(charged) != n {
+		err = fmt.Errorf("audit batch returned %d results for %d entries", len(charged), n)
+	}
 	if err != nil {
-		r.cfg.Logger.Error("audit commit failed", "entries", len(batch), "err", err)
+		r.cfg.Logger.Error("audit commit failed", "entries", n, "err", err)
 		err = fmt.Errorf("record audit events: %w", err)
 	}
-	for i, p := range batch {
-		if err != nil {
-			p.done <- err
-		} else {
-			p.done <- results[i]
+	for i, b := range batch {
+		switch {
+		case err != nil:
+			b.done <- err
+		case b.entry.Billable && !charged[i]:
+			b.done <- ErrInsufficientCredits
+		default:
+			b.done <- nil
 		}
 	}
-}
-
-// charge debits each team's grants for its billable entries, in team-id
-// order so concurrent committers (and replicas) lock in the same order.
-// Entries the team cannot pay for get ErrInsufficientCredits in results.
-func (r *Recorder) charge(ctx context.Context, q *Queries, batch []pending, results []error) error {
-	byTeam := map[string][]int{}
-	for i, p := range batch {
-		if p.entry.Billable {
-			byTeam[p.entry.Event.TeamID] = append(byTeam[p.entry.Event.TeamID], i)
-		}
-	}
-	teams := make([]string, 0, len(byTeam))
-	for t := range byTeam {
-		teams = append(teams, t)
-	}
-	slices.Sort(teams)
-	now := r.cfg.Now().UTC()
-	cost := r.cfg.CostMicros
-	for _, team := range teams {
-		idx := byTeam[team]
-		grants, err := q.LockSpendableGrants(ctx, LockSpendableGrantsParams{TeamID: team, Now: now})
-		if err != nil {
-			return fmt.Errorf("lock credit grants: %w", err)
-		}
-		var available int64
-		for _, g := range grants {
-			available += g.RemainingMicros
-		}
-		affordable := len(idx)
-		if cost > 0 && available/cost < int64(affordable) {
-			affordable = int(available / cost)
-		}
-		for _, i := range idx[affordable:] {
-			results[i] = ErrInsufficientCredits
-		}
-		// Spend free grants first (the query orders them); a call's price
-		// may straddle two grants.
-		owed := int64(affordable) * cost
-		// The batch's call count goes on the team's first ledger entry, so
-		// the ledger's calls sum to exactly the calls billed.
-		calls := int32(affordable)
-		for _, g := range grants {
-			if owed == 0 {
-				break
-			}
-			take := min(g.RemainingMicros, owed)
-			if err := q.DebitGrant(ctx, DebitGrantParams{ID: g.ID, Amount: take}); err != nil {
-				return fmt.Errorf("debit grant: %w", err)
-			}
-			if err := q.InsertLedgerEntry(ctx, InsertLedgerEntryParams{TeamID: team, GrantID: g.ID,
-				DeltaMicros: -take, Calls: calls, Reason: "usage", CreatedAt: now}); err != nil {
-				return fmt.Errorf("ledger entry: %w", err)
-			}
-			owed -= take
-			calls = 0
-		}
-	}
-	return nil
 }

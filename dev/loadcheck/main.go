@@ -27,6 +27,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"oakallow/activities/tokens"
 	"oakallow/api"
 	"oakallow/dev/devenv"
@@ -240,24 +242,27 @@ SELECT 'tool_' || g, $1, 'tool_' || lpad(g::text, 4, '0'), 'cat_' || (g %% 20), 
        CASE WHEN g %% 7 = 0 THEN 'requires_approval' END, g %% 5 = 0, true, 'active', now(), now()
 FROM generate_series(0, 999) g;
 `)
-	if _, err := st.Pool.Exec(ctx, b.String(), boot.OrgID); err != nil {
+	if _, err := st.Pool.Exec(ctx, b.String(), pgx.QueryExecModeSimpleProtocol, boot.OrgID); err != nil {
 		return fmt.Errorf("seed catalog: %w", err)
 	}
-	// 10,000 distinct rules spread over the eight key shapes, tenant and org scope.
+	// 10,000 distinct rules over the eight key shapes at tenant and org
+	// scope, drawn with a fixed seed so every run seeds the same org.
 	_, err := st.Pool.Exec(ctx, `
+SELECT setseed(0.42);
 INSERT INTO rules (id, org_id, tenant_id, resource_id, tool_id, method, permission, created_at, updated_at)
-SELECT DISTINCT ON (t, r, tl, m) 'rule_' || g, $1, t, r, tl, m,
-       (ARRAY['allowed','requires_approval','disabled'])[1 + g % 3], now(), now()
-FROM (
-  SELECT g,
-    CASE WHEN g % 2 = 0 THEN 'ten_' || (g % 100) END AS t,
-    CASE WHEN g % 3 = 0 THEN 'res_' || (g % 50) END AS r,
-    CASE WHEN g % 4 <> 3 THEN 'tool_' || ((g * 7) % 1000) END AS tl,
-    CASE WHEN g % 5 < 2 THEN (ARRAY['read','write','delete','send','list'])[1 + (g / 5) % 5] END AS m
-  FROM generate_series(0, 40000) g
-) s
-ORDER BY t, r, tl, m, g
-LIMIT 10000`, boot.OrgID)
+SELECT 'rule_' || row_number() OVER (), $1, t, r, tl, m, p, now(), now() FROM (
+  SELECT DISTINCT ON (t, r, tl, m) t, r, tl, m, p FROM (
+    SELECT
+      CASE WHEN random() < 0.6 THEN 'ten_' || floor(random() * 100)::int END AS t,
+      CASE WHEN random() < 0.3 THEN 'res_' || floor(random() * 50)::int END AS r,
+      CASE WHEN random() < 0.9 THEN 'tool_' || floor(random() * 1000)::int END AS tl,
+      CASE WHEN random() < 0.4 THEN (ARRAY['read','write','delete','send','list'])[1 + floor(random() * 5)::int] END AS m,
+      (ARRAY['allowed','requires_approval','disabled'])[1 + floor(random() * 3)::int] AS p
+    FROM generate_series(1, 20000)
+  ) raw
+  ORDER BY t, r, tl, m
+) uniq
+LIMIT 10000`, pgx.QueryExecModeSimpleProtocol, boot.OrgID)
 	if err != nil {
 		return fmt.Errorf("seed rules: %w", err)
 	}

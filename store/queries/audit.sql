@@ -30,3 +30,12 @@ LIMIT @row_limit;
 -- Billable audit rows and their cost for a team: must equal the ledger's debits.
 SELECT count(*)::bigint AS calls, coalesce(sum(cost_micros), 0)::bigint AS cost_micros
 FROM audit_events WHERE team_id = $1 AND billable;
+
+-- name: RecordAuditBatch :one
+-- One group commit: see migrations/003_record_audit_batch.sql.
+SELECT oakallow_record_audit_batch(
+    @ids::text[], @org_ids::text[], @team_ids::text[], @occurred_at::timestamptz[],
+    @actor_kinds::text[], @actor_ids::text[], @kinds::text[], @subjects::text[],
+    @outcomes::text[], @tools::text[], @tenants::text[], @billable::boolean[],
+    @details::jsonb[], @cost::bigint, @now::timestamptz
+)::boolean[] AS charged;

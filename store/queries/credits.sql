@@ -5,23 +5,6 @@ INSERT INTO credit_grants (id, team_id, kind, amount_micros, remaining_micros, e
 VALUES ($1, $2, $3, $4, $4, $5, $6, $7)
 ON CONFLICT (source) DO NOTHING;
 
--- name: LockSpendableGrants :many
--- Grants with credit left, in spending order: unexpired free grants first
--- (soonest expiry first), then purchased grants, oldest first.
-SELECT * FROM credit_grants
-WHERE team_id = $1 AND remaining_micros > 0
-  AND (expires_at IS NULL OR expires_at > @now::timestamptz)
-ORDER BY (kind = 'purchased'), expires_at NULLS LAST, created_at, id
-FOR UPDATE;
-
--- name: DebitGrant :exec
-UPDATE credit_grants SET remaining_micros = remaining_micros - @amount::bigint
-WHERE id = $1;
-
--- name: InsertLedgerEntry :exec
-INSERT INTO credit_ledger (team_id, grant_id, delta_micros, calls, reason, created_at)
-VALUES ($1, $2, $3, $4, $5, $6);
-
 -- name: ListCreditGrants :many
 SELECT * FROM credit_grants WHERE team_id = $1 ORDER BY created_at, id;
 
