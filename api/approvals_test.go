@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -20,6 +21,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 
 	"oakallow/activities"
 	"oakallow/activities/notify"
@@ -64,6 +66,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/list", testApprovalList},
 		{"approvals/bad-input-is-4xx", testApprovalBadInput},
 		{"approvals/start-failure", testApprovalStartFailure},
+		{"approvals/workflow-gone", testApprovalWorkflowGone},
 		{"tokens/mint-from-check", testMintFromCheck},
 		{"tokens/mint-refusals", testMintRefusals},
 		{"tokens/verify-refusals", testVerifyRefusals},
@@ -677,4 +680,56 @@ func TestJSONHasNUL(t *testing.T) {
 			require.Equal(t, tc.want, jsonHasNUL([]byte(tc.json)))
 		})
 	}
+}
+
+// testApprovalWorkflowGone: a decision for an approval whose workflow no
+// longer runs (an operator terminated it) is refused with 409, answered from
+// the stored status.
+func testApprovalWorkflowGone(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	e.allowDecide(true)
+	e.seedTool("send_email", "", nil)
+	created := e.requestApproval(map[string]any{"tool": "send_email", "reasoning": "r"})
+	require.NoError(t, s.tc.TerminateWorkflow(context.Background(), created.Reference, "", "operator test"))
+	raw := e.expectProblem(http.StatusConflict, CodeConflict, http.MethodPost, "/v1/approvals/"+created.ID+"/decide",
+		e.boot.ManagementKey, map[string]any{"decision": "approve"})
+	require.Contains(t, string(raw), "no longer running")
+	require.Zero(t, e.count(`SELECT count(*) FROM execution_tokens WHERE org_id = $1`))
+}
+
+func TestDecideRejectionsMapToProblems(t *testing.T) {
+	t.Parallel()
+	s := &Server{log: testLogger()}
+	cases := []struct {
+		reason string
+		status int
+		code   string
+	}{
+		{workflows.RejectAlreadyDecided, http.StatusConflict, CodeAlreadyDecided},
+		{workflows.RejectExpired, http.StatusConflict, CodeApprovalExpired},
+		{workflows.RejectWrongLevel, http.StatusConflict, CodeWrongLevel},
+		{workflows.RejectSameApprover, http.StatusForbidden, CodeSameApprover},
+		{workflows.RejectRequestIDReused, http.StatusUnprocessableEntity, CodeIdempotencyKeyReused},
+		{workflows.RejectInvalidRequest, http.StatusUnprocessableEntity, CodeValidationFailed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			t.Parallel()
+			// As the SDK hands it back: the validator's error wrapped in the update failure.
+			err := fmt.Errorf("update failed: %w", temporal.NewNonRetryableApplicationError("level 1 said no", tc.reason, nil))
+			var p *Problem
+			require.ErrorAs(t, s.decideProblem(context.Background(), "org_x", "apr_x", err), &p)
+			require.Equal(t, tc.status, p.Status)
+			require.Equal(t, tc.code, p.Code)
+			if tc.reason != workflows.RejectRequestIDReused { // that message would name the internal request id
+				require.Contains(t, p.Detail, "level 1 said no")
+			}
+		})
+	}
+	t.Run("temporal unavailable", func(t *testing.T) {
+		t.Parallel()
+		var p *Problem
+		require.ErrorAs(t, s.decideProblem(context.Background(), "org_x", "apr_x", serviceerror.NewUnavailable("down")), &p)
+		require.Equal(t, http.StatusServiceUnavailable, p.Status)
+	})
 }
