@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -79,6 +80,9 @@ func registerCheck(api huma.API, s *Server) {
 
 // check decides, records and signs one permission check.
 func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (CheckResult, error) {
+	if err := rejectNUL(req); err != nil {
+		return CheckResult{}, err
+	}
 	pol, err := s.policies.Get(ctx, p.OrgID)
 	if err != nil {
 		return CheckResult{}, err
@@ -127,6 +131,51 @@ func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (Che
 		return CheckResult{}, fmt.Errorf("sign receipt: %w", err)
 	}
 	return res, nil
+}
+
+// rejectNUL refuses NUL characters anywhere in a check: PostgreSQL text and
+// jsonb cannot store them, and no tool name, reason or parameter needs one.
+func rejectNUL(req *checkRequest) error {
+	fields := map[string]string{"tool": req.Tool, "tenant": req.Tenant, "resource": req.Resource,
+		"method": req.Method, "reason": req.Reason, "reference_id": req.ReferenceID}
+	for name, v := range fields {
+		if strings.IndexByte(v, 0) >= 0 {
+			return nulProblem("body." + name)
+		}
+	}
+	if containsNUL(req.Parameters) {
+		return nulProblem("body.parameters")
+	}
+	if containsNUL(req.Context) {
+		return nulProblem("body.context")
+	}
+	return nil
+}
+
+func nulProblem(where string) error {
+	return problem(http.StatusUnprocessableEntity, CodeValidationFailed, "strings must not contain NUL characters",
+		&huma.ErrorDetail{Location: where, Message: "contains a NUL character"})
+}
+
+// containsNUL walks a decoded JSON value (keys included).
+func containsNUL(v any) bool {
+	switch t := v.(type) {
+	case string:
+		return strings.IndexByte(t, 0) >= 0
+	case map[string]any:
+		for k, e := range t {
+			if strings.IndexByte(k, 0) >= 0 || containsNUL(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range t {
+			if containsNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // marshalObject turns decoded parameters back into JSON ("" for none).

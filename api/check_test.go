@@ -121,6 +121,9 @@ func TestCheckRejectsBadInput(t *testing.T) {
 		{"parameters not an object", e.boot.StandardKey, map[string]any{"tool": "x", "parameters": []int{1}}, 422, CodeValidationFailed, "body.parameters"},
 		{"parameters fail the schema", e.boot.StandardKey, map[string]any{"tool": "create_invoice", "parameters": map[string]any{"amount": 0}}, 422, CodeValidationFailed, "body.parameters.amount"},
 		{"required parameter missing", e.boot.StandardKey, map[string]any{"tool": "create_invoice", "parameters": map[string]any{}}, 422, CodeValidationFailed, "body.parameters"},
+		{"NUL in tool name", e.boot.StandardKey, `{"tool":"a\u0000b"}`, 422, CodeValidationFailed, "body.tool"},
+		{"NUL deep in parameters", e.boot.StandardKey, `{"tool":"x","parameters":{"a":[{"b":"\u0000"}]}}`, 422, CodeValidationFailed, "body.parameters"},
+		{"NUL in a context key", e.boot.StandardKey, `{"tool":"x","context":{"\u0000":1}}`, 422, CodeValidationFailed, "body.context"},
 		{"body over 64 KiB", e.boot.StandardKey, `{"tool":"x","reason":"` + strings.Repeat("a", 70<<10) + `"}`, 413, CodeBodyTooLarge, ""},
 	}
 	for _, tc := range cases {

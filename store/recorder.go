@@ -197,6 +197,15 @@ func (r *Recorder) commit(batch []pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	charged, err := r.st.RecordAuditBatch(ctx, p)
+	if errors.Is(err, ErrInvalid) && n > 1 {
+		// One entry carries a value PostgreSQL refuses (the API validates
+		// input, so this is a bug elsewhere); commit the others one by one
+		// so a single bad entry cannot fail its neighbours.
+		for i := range batch {
+			r.commit(batch[i : i+1])
+		}
+		return
+	}
 	if err == nil && len(charged) != n {
 		err = fmt.Errorf("audit batch returned %d results for %d entries", len(charged), n)
 	}

@@ -141,3 +141,37 @@ func TestRecorderStopCommitsQueuedEntries(t *testing.T) {
 	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT count(*) FROM audit_events").Scan(&n))
 	require.Equal(t, 50, n)
 }
+
+func TestRecorderIsolatesAnEntryPostgresRefuses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := devtest.Store(t)
+	seedTeam(t, s, time.Now())
+	grant(t, s, "grant_paid", "purchased", 100*5000, nil, time.Now())
+	// One committer and a held queue, so the bad entry shares a batch.
+	rec, err := store.NewRecorder(s, store.RecorderConfig{Committers: 1})
+	require.NoError(t, err)
+	defer rec.Stop()
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			e := checkEntry(store.NewID("chk"), true)
+			if i == 7 {
+				e.Event.Tool = "bad\x00tool"
+			}
+			errs[i] = rec.Record(ctx, e)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i == 7 {
+			require.ErrorIs(t, err, store.ErrInvalid)
+			continue
+		}
+		require.NoError(t, err, "entry %d", i)
+	}
+	totals, err := s.BillingTotals(ctx, "team_1")
+	require.NoError(t, err)
+	require.Equal(t, int64(19), totals.Calls, "the refused entry is neither recorded nor billed")
+}

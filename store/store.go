@@ -146,6 +146,8 @@ func translateErr(err error) error {
 			return &DBError{Kind: ErrReferenced, Constraint: pgErr.ConstraintName, cause: err}
 		case "23514", "23502", "22001": // check_violation, not_null_violation, string_data_right_truncation
 			return &DBError{Kind: ErrInvalid, Constraint: pgErr.ConstraintName, cause: err}
+		case "22021", "22P05": // character_not_in_repertoire (NUL in text), untranslatable_character (\u0000 in jsonb)
+			return &DBError{Kind: ErrInvalid, cause: err}
 		}
 	}
 	return err

@@ -42,7 +42,7 @@ BEGIN
 
         affordable := cardinality(idx);
         IF p_cost > 0 THEN
-            affordable := least(affordable, (available / p_cost)::int);
+            affordable := least(affordable::bigint, available / p_cost)::int;
         END IF;
         FOR i IN 1 .. affordable LOOP
             charged[idx[i]] := true;
