@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,8 +40,18 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "how long each phase drives load")
 	warmup := flag.Duration("warmup", 3*time.Second, "warm-up before measuring")
 	concList := flag.String("concurrency", "1,16", "comma-separated concurrency levels")
-	dbURL := flag.String("database-url", os.Getenv("DATABASE_URL"), "use this PostgreSQL instead of a throwaway cluster (the database is wiped)")
+	dbURL := flag.String("database-url", os.Getenv("DATABASE_URL"), "use this PostgreSQL instead of a throwaway cluster")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured phases (server and load generator) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadcheck:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		profileTo = f
+	}
 	if err := run(*duration, *warmup, *concList, *dbURL); err != nil {
 		fmt.Fprintln(os.Stderr, "loadcheck:", err)
 		os.Exit(1)
@@ -134,6 +145,12 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 	drive(check, 16, warmup)
 	drive(trivial, 16, warmup/2)
 
+	if profileTo != nil {
+		if err := pprof.StartCPUProfile(profileTo); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Printf("\n%-22s %5s %10s %10s %10s %8s\n", "endpoint", "conc", "req/s", "p50", "p99", "errors")
 	for _, c := range levels {
 		cr := drive(check, c, duration)
@@ -164,6 +181,9 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 	fmt.Println("audit and billing match the successful answers exactly")
 	return nil
 }
+
+// profileTo receives the CPU profile when -cpuprofile is set.
+var profileTo *os.File
 
 var methods = []string{"read", "write", "delete", "send", "list"}
 
