@@ -11,6 +11,24 @@ import (
 	"time"
 )
 
+const countRulesReferencing = `-- name: CountRulesReferencing :one
+SELECT count(*)::bigint FROM rules
+WHERE org_id = $1 AND (tenant_id = $2::text OR resource_id = $2::text OR tool_id = $2::text)
+`
+
+type CountRulesReferencingParams struct {
+	OrgID string
+	Ref   string
+}
+
+// Rules that name a tenant, resource or tool (they go with it on delete).
+func (q *Queries) CountRulesReferencing(ctx context.Context, arg CountRulesReferencingParams) (int64, error) {
+	row := q.db.QueryRow(ctx, countRulesReferencing, arg.OrgID, arg.Ref)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const createCategory = `-- name: CreateCategory :one
 INSERT INTO categories (id, org_id, name, default_permission, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $5) RETURNING id, org_id, name, default_permission, created_at, updated_at
@@ -136,7 +154,9 @@ type CreateTenantParams struct {
 
 // The org's catalog: tenants, categories, resources, tools and rules.
 // Lists are cursor-paginated by id (ids are random, so the order is stable
-// but not chronological).
+// but not chronological). Lookups by "ref" accept an id or a name; an id
+// match wins, since a name may happen to look like another row's id.
+// Lock* variants take the row lock a read-modify-write update needs.
 func (q *Queries) CreateTenant(ctx context.Context, arg CreateTenantParams) (Tenant, error) {
 	row := q.db.QueryRow(ctx, createTenant,
 		arg.ID,
@@ -160,7 +180,11 @@ INSERT INTO tools (id, org_id, name, description, category_id, risk_level, param
     read_only, destructive, idempotent, open_world, annotations_acknowledged,
     default_permission, approved, enabled, status, requires_second_approval,
     approval_timeout_seconds, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19)
+VALUES ($1, $2, $3, $4, $5, $6,
+    NULLIF($7::jsonb, 'null'::jsonb),
+    $8, $9, $10, $11, $12,
+    $13, $14, $15, $16, $17,
+    $18, $19, $19)
 RETURNING id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at
 `
 
@@ -186,6 +210,8 @@ type CreateToolParams struct {
 	CreatedAt               time.Time
 }
 
+// A JSON null parameter schema (what a nil json.RawMessage encodes to) is
+// stored as SQL NULL: no schema.
 func (q *Queries) CreateTool(ctx context.Context, arg CreateToolParams) (Tool, error) {
 	row := q.db.QueryRow(ctx, createTool,
 		arg.ID,
@@ -314,8 +340,40 @@ func (q *Queries) DeleteTool(ctx context.Context, arg DeleteToolParams) (string,
 	return id, err
 }
 
+const findRuleByKey = `-- name: FindRuleByKey :one
+SELECT id FROM rules
+WHERE org_id = $1
+  AND tenant_id IS NOT DISTINCT FROM $2::text
+  AND resource_id IS NOT DISTINCT FROM $3::text
+  AND tool_id IS NOT DISTINCT FROM $4::text
+  AND method IS NOT DISTINCT FROM $5::text
+`
+
+type FindRuleByKeyParams struct {
+	OrgID      string
+	TenantID   *string
+	ResourceID *string
+	ToolID     *string
+	Method     *string
+}
+
+// The rule holding an exact key (NULL matches NULL, as in the unique constraint).
+func (q *Queries) FindRuleByKey(ctx context.Context, arg FindRuleByKeyParams) (string, error) {
+	row := q.db.QueryRow(ctx, findRuleByKey,
+		arg.OrgID,
+		arg.TenantID,
+		arg.ResourceID,
+		arg.ToolID,
+		arg.Method,
+	)
+	var id string
+	err := row.Scan(&id)
+	return id, err
+}
+
 const getCategory = `-- name: GetCategory :one
 SELECT id, org_id, name, default_permission, created_at, updated_at FROM categories WHERE org_id = $1 AND (id = $2 OR name = $2)
+ORDER BY id = $2 DESC LIMIT 1
 `
 
 type GetCategoryParams struct {
@@ -339,6 +397,7 @@ func (q *Queries) GetCategory(ctx context.Context, arg GetCategoryParams) (Categ
 
 const getResource = `-- name: GetResource :one
 SELECT id, org_id, name, description, created_at, updated_at FROM resources WHERE org_id = $1 AND (id = $2 OR name = $2)
+ORDER BY id = $2 DESC LIMIT 1
 `
 
 type GetResourceParams struct {
@@ -387,8 +446,52 @@ func (q *Queries) GetRule(ctx context.Context, arg GetRuleParams) (Rule, error) 
 	return i, err
 }
 
+const getRuleView = `-- name: GetRuleView :one
+SELECT r.id, r.org_id, r.tenant_id, r.resource_id, r.tool_id, r.method, r.permission, r.description, r.created_at, r.updated_at, te.name AS tenant_name, re.name AS resource_name, t.name AS tool_name
+FROM rules r
+LEFT JOIN tenants te ON te.id = r.tenant_id
+LEFT JOIN resources re ON re.id = r.resource_id
+LEFT JOIN tools t ON t.id = r.tool_id
+WHERE r.org_id = $1 AND r.id = $2
+`
+
+type GetRuleViewParams struct {
+	OrgID string
+	ID    string
+}
+
+type GetRuleViewRow struct {
+	Rule         Rule
+	TenantName   *string
+	ResourceName *string
+	ToolName     *string
+}
+
+// A rule with the names of the tenant, resource and tool in its key.
+func (q *Queries) GetRuleView(ctx context.Context, arg GetRuleViewParams) (GetRuleViewRow, error) {
+	row := q.db.QueryRow(ctx, getRuleView, arg.OrgID, arg.ID)
+	var i GetRuleViewRow
+	err := row.Scan(
+		&i.Rule.ID,
+		&i.Rule.OrgID,
+		&i.Rule.TenantID,
+		&i.Rule.ResourceID,
+		&i.Rule.ToolID,
+		&i.Rule.Method,
+		&i.Rule.Permission,
+		&i.Rule.Description,
+		&i.Rule.CreatedAt,
+		&i.Rule.UpdatedAt,
+		&i.TenantName,
+		&i.ResourceName,
+		&i.ToolName,
+	)
+	return i, err
+}
+
 const getTenant = `-- name: GetTenant :one
 SELECT id, org_id, name, created_at, updated_at FROM tenants WHERE org_id = $1 AND (id = $2 OR name = $2)
+ORDER BY id = $2 DESC LIMIT 1
 `
 
 type GetTenantParams struct {
@@ -411,6 +514,7 @@ func (q *Queries) GetTenant(ctx context.Context, arg GetTenantParams) (Tenant, e
 
 const getTool = `-- name: GetTool :one
 SELECT id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at FROM tools WHERE org_id = $1 AND (id = $2 OR name = $2)
+ORDER BY id = $2 DESC LIMIT 1
 `
 
 type GetToolParams struct {
@@ -442,6 +546,53 @@ func (q *Queries) GetTool(ctx context.Context, arg GetToolParams) (Tool, error) 
 		&i.ApprovalTimeoutSeconds,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const getToolView = `-- name: GetToolView :one
+SELECT t.id, t.org_id, t.name, t.description, t.category_id, t.risk_level, t.parameter_schema, t.read_only, t.destructive, t.idempotent, t.open_world, t.annotations_acknowledged, t.default_permission, t.approved, t.enabled, t.status, t.requires_second_approval, t.approval_timeout_seconds, t.created_at, t.updated_at, c.name AS category_name
+FROM tools t LEFT JOIN categories c ON c.id = t.category_id
+WHERE t.org_id = $1 AND (t.id = $2 OR t.name = $2)
+ORDER BY t.id = $2 DESC LIMIT 1
+`
+
+type GetToolViewParams struct {
+	OrgID string
+	Ref   string
+}
+
+type GetToolViewRow struct {
+	Tool         Tool
+	CategoryName *string
+}
+
+// A tool with its category's name, for API answers.
+func (q *Queries) GetToolView(ctx context.Context, arg GetToolViewParams) (GetToolViewRow, error) {
+	row := q.db.QueryRow(ctx, getToolView, arg.OrgID, arg.Ref)
+	var i GetToolViewRow
+	err := row.Scan(
+		&i.Tool.ID,
+		&i.Tool.OrgID,
+		&i.Tool.Name,
+		&i.Tool.Description,
+		&i.Tool.CategoryID,
+		&i.Tool.RiskLevel,
+		&i.Tool.ParameterSchema,
+		&i.Tool.ReadOnly,
+		&i.Tool.Destructive,
+		&i.Tool.Idempotent,
+		&i.Tool.OpenWorld,
+		&i.Tool.AnnotationsAcknowledged,
+		&i.Tool.DefaultPermission,
+		&i.Tool.Approved,
+		&i.Tool.Enabled,
+		&i.Tool.Status,
+		&i.Tool.RequiresSecondApproval,
+		&i.Tool.ApprovalTimeoutSeconds,
+		&i.Tool.CreatedAt,
+		&i.Tool.UpdatedAt,
+		&i.CategoryName,
 	)
 	return i, err
 }
@@ -544,6 +695,63 @@ func (q *Queries) ListResources(ctx context.Context, arg ListResourcesParams) ([
 	return items, nil
 }
 
+const listRuleViews = `-- name: ListRuleViews :many
+SELECT r.id, r.org_id, r.tenant_id, r.resource_id, r.tool_id, r.method, r.permission, r.description, r.created_at, r.updated_at, te.name AS tenant_name, re.name AS resource_name, t.name AS tool_name
+FROM rules r
+LEFT JOIN tenants te ON te.id = r.tenant_id
+LEFT JOIN resources re ON re.id = r.resource_id
+LEFT JOIN tools t ON t.id = r.tool_id
+WHERE r.org_id = $1 AND r.id > $2
+ORDER BY r.id LIMIT $3
+`
+
+type ListRuleViewsParams struct {
+	OrgID    string
+	After    string
+	RowLimit int32
+}
+
+type ListRuleViewsRow struct {
+	Rule         Rule
+	TenantName   *string
+	ResourceName *string
+	ToolName     *string
+}
+
+func (q *Queries) ListRuleViews(ctx context.Context, arg ListRuleViewsParams) ([]ListRuleViewsRow, error) {
+	rows, err := q.db.Query(ctx, listRuleViews, arg.OrgID, arg.After, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListRuleViewsRow{}
+	for rows.Next() {
+		var i ListRuleViewsRow
+		if err := rows.Scan(
+			&i.Rule.ID,
+			&i.Rule.OrgID,
+			&i.Rule.TenantID,
+			&i.Rule.ResourceID,
+			&i.Rule.ToolID,
+			&i.Rule.Method,
+			&i.Rule.Permission,
+			&i.Rule.Description,
+			&i.Rule.CreatedAt,
+			&i.Rule.UpdatedAt,
+			&i.TenantName,
+			&i.ResourceName,
+			&i.ToolName,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listRules = `-- name: ListRules :many
 SELECT id, org_id, tenant_id, resource_id, tool_id, method, permission, description, created_at, updated_at FROM rules WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3
 `
@@ -621,6 +829,72 @@ func (q *Queries) ListTenants(ctx context.Context, arg ListTenantsParams) ([]Ten
 	return items, nil
 }
 
+const listToolViews = `-- name: ListToolViews :many
+SELECT t.id, t.org_id, t.name, t.description, t.category_id, t.risk_level, t.parameter_schema, t.read_only, t.destructive, t.idempotent, t.open_world, t.annotations_acknowledged, t.default_permission, t.approved, t.enabled, t.status, t.requires_second_approval, t.approval_timeout_seconds, t.created_at, t.updated_at, c.name AS category_name
+FROM tools t LEFT JOIN categories c ON c.id = t.category_id
+WHERE t.org_id = $1 AND t.id > $2 AND ($3::text = '' OR t.status = $3)
+ORDER BY t.id LIMIT $4
+`
+
+type ListToolViewsParams struct {
+	OrgID    string
+	After    string
+	Status   string
+	RowLimit int32
+}
+
+type ListToolViewsRow struct {
+	Tool         Tool
+	CategoryName *string
+}
+
+func (q *Queries) ListToolViews(ctx context.Context, arg ListToolViewsParams) ([]ListToolViewsRow, error) {
+	rows, err := q.db.Query(ctx, listToolViews,
+		arg.OrgID,
+		arg.After,
+		arg.Status,
+		arg.RowLimit,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListToolViewsRow{}
+	for rows.Next() {
+		var i ListToolViewsRow
+		if err := rows.Scan(
+			&i.Tool.ID,
+			&i.Tool.OrgID,
+			&i.Tool.Name,
+			&i.Tool.Description,
+			&i.Tool.CategoryID,
+			&i.Tool.RiskLevel,
+			&i.Tool.ParameterSchema,
+			&i.Tool.ReadOnly,
+			&i.Tool.Destructive,
+			&i.Tool.Idempotent,
+			&i.Tool.OpenWorld,
+			&i.Tool.AnnotationsAcknowledged,
+			&i.Tool.DefaultPermission,
+			&i.Tool.Approved,
+			&i.Tool.Enabled,
+			&i.Tool.Status,
+			&i.Tool.RequiresSecondApproval,
+			&i.Tool.ApprovalTimeoutSeconds,
+			&i.Tool.CreatedAt,
+			&i.Tool.UpdatedAt,
+			&i.CategoryName,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listTools = `-- name: ListTools :many
 SELECT id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at FROM tools
 WHERE org_id = $1 AND id > $2 AND ($3::text = '' OR status = $3)
@@ -678,6 +952,170 @@ func (q *Queries) ListTools(ctx context.Context, arg ListToolsParams) ([]Tool, e
 		return nil, err
 	}
 	return items, nil
+}
+
+const lockCategory = `-- name: LockCategory :one
+SELECT id, org_id, name, default_permission, created_at, updated_at FROM categories WHERE org_id = $1 AND (id = $2 OR name = $2)
+ORDER BY id = $2 DESC LIMIT 1 FOR UPDATE
+`
+
+type LockCategoryParams struct {
+	OrgID string
+	Ref   string
+}
+
+func (q *Queries) LockCategory(ctx context.Context, arg LockCategoryParams) (Category, error) {
+	row := q.db.QueryRow(ctx, lockCategory, arg.OrgID, arg.Ref)
+	var i Category
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.Name,
+		&i.DefaultPermission,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lockOrgSettings = `-- name: LockOrgSettings :one
+SELECT id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret, webhook_secret_previous, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at FROM orgs WHERE id = $1 FOR UPDATE
+`
+
+// The org row, locked for a read-modify-write of its settings.
+func (q *Queries) LockOrgSettings(ctx context.Context, id string) (Org, error) {
+	row := q.db.QueryRow(ctx, lockOrgSettings, id)
+	var i Org
+	err := row.Scan(
+		&i.ID,
+		&i.TeamID,
+		&i.Name,
+		&i.ApprovalTimeoutSeconds,
+		&i.WebhookUrl,
+		&i.WebhookSecret,
+		&i.WebhookSecretPrevious,
+		&i.WebhookSecretRotatedAt,
+		&i.WebhookIncludeParameters,
+		&i.ScrubParameters,
+		&i.ManagementKeysMayDecide,
+		&i.AutodiscoveryHourlyCap,
+		&i.AutodiscoveryTotalCap,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lockResource = `-- name: LockResource :one
+SELECT id, org_id, name, description, created_at, updated_at FROM resources WHERE org_id = $1 AND (id = $2 OR name = $2)
+ORDER BY id = $2 DESC LIMIT 1 FOR UPDATE
+`
+
+type LockResourceParams struct {
+	OrgID string
+	Ref   string
+}
+
+func (q *Queries) LockResource(ctx context.Context, arg LockResourceParams) (Resource, error) {
+	row := q.db.QueryRow(ctx, lockResource, arg.OrgID, arg.Ref)
+	var i Resource
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.Name,
+		&i.Description,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lockRule = `-- name: LockRule :one
+SELECT id, org_id, tenant_id, resource_id, tool_id, method, permission, description, created_at, updated_at FROM rules WHERE org_id = $1 AND id = $2 FOR UPDATE
+`
+
+type LockRuleParams struct {
+	OrgID string
+	ID    string
+}
+
+func (q *Queries) LockRule(ctx context.Context, arg LockRuleParams) (Rule, error) {
+	row := q.db.QueryRow(ctx, lockRule, arg.OrgID, arg.ID)
+	var i Rule
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.TenantID,
+		&i.ResourceID,
+		&i.ToolID,
+		&i.Method,
+		&i.Permission,
+		&i.Description,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lockTenant = `-- name: LockTenant :one
+SELECT id, org_id, name, created_at, updated_at FROM tenants WHERE org_id = $1 AND (id = $2 OR name = $2)
+ORDER BY id = $2 DESC LIMIT 1 FOR UPDATE
+`
+
+type LockTenantParams struct {
+	OrgID string
+	Ref   string
+}
+
+func (q *Queries) LockTenant(ctx context.Context, arg LockTenantParams) (Tenant, error) {
+	row := q.db.QueryRow(ctx, lockTenant, arg.OrgID, arg.Ref)
+	var i Tenant
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.Name,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lockTool = `-- name: LockTool :one
+SELECT id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at FROM tools WHERE org_id = $1 AND (id = $2 OR name = $2)
+ORDER BY id = $2 DESC LIMIT 1 FOR UPDATE
+`
+
+type LockToolParams struct {
+	OrgID string
+	Ref   string
+}
+
+func (q *Queries) LockTool(ctx context.Context, arg LockToolParams) (Tool, error) {
+	row := q.db.QueryRow(ctx, lockTool, arg.OrgID, arg.Ref)
+	var i Tool
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.Name,
+		&i.Description,
+		&i.CategoryID,
+		&i.RiskLevel,
+		&i.ParameterSchema,
+		&i.ReadOnly,
+		&i.Destructive,
+		&i.Idempotent,
+		&i.OpenWorld,
+		&i.AnnotationsAcknowledged,
+		&i.DefaultPermission,
+		&i.Approved,
+		&i.Enabled,
+		&i.Status,
+		&i.RequiresSecondApproval,
+		&i.ApprovalTimeoutSeconds,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }
 
 const policyCategories = `-- name: PolicyCategories :many
@@ -896,13 +1334,18 @@ func (q *Queries) UpdateResource(ctx context.Context, arg UpdateResourceParams) 
 }
 
 const updateRule = `-- name: UpdateRule :one
-UPDATE rules SET permission = $3, description = $4, updated_at = $5
+UPDATE rules SET tenant_id = $3, resource_id = $4, tool_id = $5, method = $6,
+    permission = $7, description = $8, updated_at = $9
 WHERE org_id = $1 AND id = $2 RETURNING id, org_id, tenant_id, resource_id, tool_id, method, permission, description, created_at, updated_at
 `
 
 type UpdateRuleParams struct {
 	OrgID       string
 	ID          string
+	TenantID    *string
+	ResourceID  *string
+	ToolID      *string
+	Method      *string
 	Permission  string
 	Description string
 	UpdatedAt   time.Time
@@ -912,6 +1355,10 @@ func (q *Queries) UpdateRule(ctx context.Context, arg UpdateRuleParams) (Rule, e
 	row := q.db.QueryRow(ctx, updateRule,
 		arg.OrgID,
 		arg.ID,
+		arg.TenantID,
+		arg.ResourceID,
+		arg.ToolID,
+		arg.Method,
 		arg.Permission,
 		arg.Description,
 		arg.UpdatedAt,
@@ -963,17 +1410,18 @@ func (q *Queries) UpdateTenant(ctx context.Context, arg UpdateTenantParams) (Ten
 
 const updateTool = `-- name: UpdateTool :one
 UPDATE tools SET
-    name = $3, description = $4, category_id = $5, risk_level = $6, parameter_schema = $7,
-    read_only = $8, destructive = $9, idempotent = $10, open_world = $11,
-    annotations_acknowledged = $12, default_permission = $13, approved = $14, enabled = $15,
-    status = $16, requires_second_approval = $17, approval_timeout_seconds = $18, updated_at = $19
-WHERE org_id = $1 AND id = $2
+    name = $1, description = $2, category_id = $3, risk_level = $4,
+    parameter_schema = NULLIF($5::jsonb, 'null'::jsonb),
+    read_only = $6, destructive = $7, idempotent = $8, open_world = $9,
+    annotations_acknowledged = $10, default_permission = $11,
+    approved = $12, enabled = $13, status = $14,
+    requires_second_approval = $15,
+    approval_timeout_seconds = $16, updated_at = $17
+WHERE org_id = $18 AND id = $19
 RETURNING id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at
 `
 
 type UpdateToolParams struct {
-	OrgID                   string
-	ID                      string
 	Name                    string
 	Description             string
 	CategoryID              *string
@@ -991,12 +1439,12 @@ type UpdateToolParams struct {
 	RequiresSecondApproval  bool
 	ApprovalTimeoutSeconds  *int32
 	UpdatedAt               time.Time
+	OrgID                   string
+	ID                      string
 }
 
 func (q *Queries) UpdateTool(ctx context.Context, arg UpdateToolParams) (Tool, error) {
 	row := q.db.QueryRow(ctx, updateTool,
-		arg.OrgID,
-		arg.ID,
 		arg.Name,
 		arg.Description,
 		arg.CategoryID,
@@ -1014,6 +1462,8 @@ func (q *Queries) UpdateTool(ctx context.Context, arg UpdateToolParams) (Tool, e
 		arg.RequiresSecondApproval,
 		arg.ApprovalTimeoutSeconds,
 		arg.UpdatedAt,
+		arg.OrgID,
+		arg.ID,
 	)
 	var i Tool
 	err := row.Scan(

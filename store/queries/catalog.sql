@@ -1,12 +1,15 @@
 -- The org's catalog: tenants, categories, resources, tools and rules.
 -- Lists are cursor-paginated by id (ids are random, so the order is stable
--- but not chronological).
+-- but not chronological). Lookups by "ref" accept an id or a name; an id
+-- match wins, since a name may happen to look like another row's id.
+-- Lock* variants take the row lock a read-modify-write update needs.
 
 -- name: CreateTenant :one
 INSERT INTO tenants (id, org_id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING *;
 
 -- name: GetTenant :one
-SELECT * FROM tenants WHERE org_id = $1 AND (id = @ref OR name = @ref);
+SELECT * FROM tenants WHERE org_id = $1 AND (id = @ref OR name = @ref)
+ORDER BY id = @ref DESC LIMIT 1;
 
 -- name: ListTenants :many
 SELECT * FROM tenants WHERE org_id = $1 AND id > @after ORDER BY id LIMIT @row_limit;
@@ -22,7 +25,8 @@ INSERT INTO categories (id, org_id, name, default_permission, created_at, update
 VALUES ($1, $2, $3, $4, $5, $5) RETURNING *;
 
 -- name: GetCategory :one
-SELECT * FROM categories WHERE org_id = $1 AND (id = @ref OR name = @ref);
+SELECT * FROM categories WHERE org_id = $1 AND (id = @ref OR name = @ref)
+ORDER BY id = @ref DESC LIMIT 1;
 
 -- name: ListCategories :many
 SELECT * FROM categories WHERE org_id = $1 AND id > @after ORDER BY id LIMIT @row_limit;
@@ -39,7 +43,8 @@ INSERT INTO resources (id, org_id, name, description, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $5) RETURNING *;
 
 -- name: GetResource :one
-SELECT * FROM resources WHERE org_id = $1 AND (id = @ref OR name = @ref);
+SELECT * FROM resources WHERE org_id = $1 AND (id = @ref OR name = @ref)
+ORDER BY id = @ref DESC LIMIT 1;
 
 -- name: ListResources :many
 SELECT * FROM resources WHERE org_id = $1 AND id > @after ORDER BY id LIMIT @row_limit;
@@ -52,15 +57,22 @@ WHERE org_id = $1 AND id = $2 RETURNING *;
 DELETE FROM resources WHERE org_id = $1 AND id = $2 RETURNING id;
 
 -- name: CreateTool :one
+-- A JSON null parameter schema (what a nil json.RawMessage encodes to) is
+-- stored as SQL NULL: no schema.
 INSERT INTO tools (id, org_id, name, description, category_id, risk_level, parameter_schema,
     read_only, destructive, idempotent, open_world, annotations_acknowledged,
     default_permission, approved, enabled, status, requires_second_approval,
     approval_timeout_seconds, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19)
+VALUES (@id, @org_id, @name, @description, @category_id, @risk_level,
+    NULLIF(sqlc.narg(parameter_schema)::jsonb, 'null'::jsonb),
+    @read_only, @destructive, @idempotent, @open_world, @annotations_acknowledged,
+    @default_permission, @approved, @enabled, @status, @requires_second_approval,
+    @approval_timeout_seconds, @created_at, @created_at)
 RETURNING *;
 
 -- name: GetTool :one
-SELECT * FROM tools WHERE org_id = $1 AND (id = @ref OR name = @ref);
+SELECT * FROM tools WHERE org_id = $1 AND (id = @ref OR name = @ref)
+ORDER BY id = @ref DESC LIMIT 1;
 
 -- name: ListTools :many
 SELECT * FROM tools
@@ -69,11 +81,14 @@ ORDER BY id LIMIT @row_limit;
 
 -- name: UpdateTool :one
 UPDATE tools SET
-    name = $3, description = $4, category_id = $5, risk_level = $6, parameter_schema = $7,
-    read_only = $8, destructive = $9, idempotent = $10, open_world = $11,
-    annotations_acknowledged = $12, default_permission = $13, approved = $14, enabled = $15,
-    status = $16, requires_second_approval = $17, approval_timeout_seconds = $18, updated_at = $19
-WHERE org_id = $1 AND id = $2
+    name = @name, description = @description, category_id = @category_id, risk_level = @risk_level,
+    parameter_schema = NULLIF(sqlc.narg(parameter_schema)::jsonb, 'null'::jsonb),
+    read_only = @read_only, destructive = @destructive, idempotent = @idempotent, open_world = @open_world,
+    annotations_acknowledged = @annotations_acknowledged, default_permission = @default_permission,
+    approved = @approved, enabled = @enabled, status = @status,
+    requires_second_approval = @requires_second_approval,
+    approval_timeout_seconds = @approval_timeout_seconds, updated_at = @updated_at
+WHERE org_id = @org_id AND id = @id
 RETURNING *;
 
 -- name: SetToolTimeout :exec
@@ -93,11 +108,76 @@ SELECT * FROM rules WHERE org_id = $1 AND id = $2;
 SELECT * FROM rules WHERE org_id = $1 AND id > @after ORDER BY id LIMIT @row_limit;
 
 -- name: UpdateRule :one
-UPDATE rules SET permission = $3, description = $4, updated_at = $5
+UPDATE rules SET tenant_id = $3, resource_id = $4, tool_id = $5, method = $6,
+    permission = $7, description = $8, updated_at = $9
 WHERE org_id = $1 AND id = $2 RETURNING *;
 
 -- name: DeleteRule :one
 DELETE FROM rules WHERE org_id = $1 AND id = $2 RETURNING id;
+
+-- name: LockTenant :one
+SELECT * FROM tenants WHERE org_id = $1 AND (id = @ref OR name = @ref)
+ORDER BY id = @ref DESC LIMIT 1 FOR UPDATE;
+
+-- name: LockCategory :one
+SELECT * FROM categories WHERE org_id = $1 AND (id = @ref OR name = @ref)
+ORDER BY id = @ref DESC LIMIT 1 FOR UPDATE;
+
+-- name: LockResource :one
+SELECT * FROM resources WHERE org_id = $1 AND (id = @ref OR name = @ref)
+ORDER BY id = @ref DESC LIMIT 1 FOR UPDATE;
+
+-- name: LockTool :one
+SELECT * FROM tools WHERE org_id = $1 AND (id = @ref OR name = @ref)
+ORDER BY id = @ref DESC LIMIT 1 FOR UPDATE;
+
+-- name: LockRule :one
+SELECT * FROM rules WHERE org_id = $1 AND id = $2 FOR UPDATE;
+
+-- name: GetToolView :one
+-- A tool with its category's name, for API answers.
+SELECT sqlc.embed(t), c.name AS category_name
+FROM tools t LEFT JOIN categories c ON c.id = t.category_id
+WHERE t.org_id = $1 AND (t.id = @ref OR t.name = @ref)
+ORDER BY t.id = @ref DESC LIMIT 1;
+
+-- name: ListToolViews :many
+SELECT sqlc.embed(t), c.name AS category_name
+FROM tools t LEFT JOIN categories c ON c.id = t.category_id
+WHERE t.org_id = $1 AND t.id > @after AND (@status::text = '' OR t.status = @status)
+ORDER BY t.id LIMIT @row_limit;
+
+-- name: GetRuleView :one
+-- A rule with the names of the tenant, resource and tool in its key.
+SELECT sqlc.embed(r), te.name AS tenant_name, re.name AS resource_name, t.name AS tool_name
+FROM rules r
+LEFT JOIN tenants te ON te.id = r.tenant_id
+LEFT JOIN resources re ON re.id = r.resource_id
+LEFT JOIN tools t ON t.id = r.tool_id
+WHERE r.org_id = $1 AND r.id = $2;
+
+-- name: ListRuleViews :many
+SELECT sqlc.embed(r), te.name AS tenant_name, re.name AS resource_name, t.name AS tool_name
+FROM rules r
+LEFT JOIN tenants te ON te.id = r.tenant_id
+LEFT JOIN resources re ON re.id = r.resource_id
+LEFT JOIN tools t ON t.id = r.tool_id
+WHERE r.org_id = $1 AND r.id > @after
+ORDER BY r.id LIMIT @row_limit;
+
+-- name: FindRuleByKey :one
+-- The rule holding an exact key (NULL matches NULL, as in the unique constraint).
+SELECT id FROM rules
+WHERE org_id = $1
+  AND tenant_id IS NOT DISTINCT FROM sqlc.narg('tenant_id')::text
+  AND resource_id IS NOT DISTINCT FROM sqlc.narg('resource_id')::text
+  AND tool_id IS NOT DISTINCT FROM sqlc.narg('tool_id')::text
+  AND method IS NOT DISTINCT FROM sqlc.narg('method')::text;
+
+-- name: CountRulesReferencing :one
+-- Rules that name a tenant, resource or tool (they go with it on delete).
+SELECT count(*)::bigint FROM rules
+WHERE org_id = $1 AND (tenant_id = @ref::text OR resource_id = @ref::text OR tool_id = @ref::text);
 
 -- name: PolicyTools :many
 -- The org's tools with their category names, for compiling the resolver index.
@@ -121,3 +201,7 @@ WHERE r.org_id = $1;
 
 -- name: ListOrgIDs :many
 SELECT id FROM orgs ORDER BY id;
+
+-- name: LockOrgSettings :one
+-- The org row, locked for a read-modify-write of its settings.
+SELECT * FROM orgs WHERE id = $1 FOR UPDATE;
