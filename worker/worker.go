@@ -1,0 +1,104 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"oakallow/activities"
+	"oakallow/workflows"
+)
+
+// Option adjusts a Worker.
+type Option func(*options)
+
+type options struct {
+	taskQueue string
+	sdk       sdkworker.Options
+}
+
+// WithTaskQueue polls queue instead of workflows.TaskQueue. Only for isolating tests that
+// share one Temporal namespace: the API starts approvals on workflows.TaskQueue, and the
+// activities must be given the same queue (activities.Deps.TaskQueue).
+func WithTaskQueue(queue string) Option {
+	return func(o *options) { o.taskQueue = queue }
+}
+
+// WithSDKOptions passes Temporal worker options (concurrency limits, pollers) through.
+func WithSDKOptions(opts sdkworker.Options) Option {
+	return func(o *options) { o.sdk = opts }
+}
+
+// Worker is a Temporal worker with oakallow's workflows and activities registered.
+type Worker struct {
+	w         sdkworker.Worker
+	taskQueue string
+	logger    *slog.Logger
+	stopOnce  sync.Once
+}
+
+// New creates a worker on c that runs the approval and delivery workflows and the
+// activities of acts. It does not poll until Start.
+func New(c client.Client, acts *activities.Activities, logger *slog.Logger, opts ...Option) (*Worker, error) {
+	if c == nil {
+		return nil, errors.New("worker: temporal client is required")
+	}
+	if acts == nil {
+		return nil, errors.New("worker: activities are required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	o := options{taskQueue: workflows.TaskQueue}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.taskQueue == "" {
+		return nil, errors.New("worker: task queue is empty")
+	}
+	w := sdkworker.New(c, o.taskQueue, o.sdk)
+	register(w, acts)
+	return &Worker{w: w, taskQueue: o.taskQueue, logger: logger}, nil
+}
+
+// register registers every workflow and activity by its contract name. Activities are
+// registered one by one, not as a struct, so that methods of Activities meant for the
+// API (Redeliver, TestChannel) never become activities.
+func register(r sdkworker.Registry, acts *activities.Activities) {
+	r.RegisterWorkflowWithOptions(workflows.ApprovalWorkflow, workflow.RegisterOptions{Name: workflows.ApprovalWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.DeliveryWorkflow, workflow.RegisterOptions{Name: workflows.DeliveryWorkflowName})
+	for name, fn := range map[string]any{
+		workflows.ActivityProjectApproval:      acts.ProjectApproval,
+		workflows.ActivityEnqueueNotifications: acts.EnqueueNotifications,
+		workflows.ActivityMintApprovalToken:    acts.MintApprovalToken,
+		workflows.ActivityDeliverNotification:  acts.DeliverNotification,
+		workflows.ActivityMarkDeliveryFailed:   acts.MarkDeliveryFailed,
+	} {
+		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	}
+}
+
+// Start starts polling; it returns once the worker is running.
+func (w *Worker) Start() error {
+	if err := w.w.Start(); err != nil {
+		return fmt.Errorf("worker: start on %s: %w", w.taskQueue, err)
+	}
+	w.logger.Info("Temporal worker started", "task_queue", w.taskQueue)
+	return nil
+}
+
+// Stop stops polling and waits for running tasks to finish (up to the SDK's
+// WorkerStopTimeout); tasks not finished by then are retried by another worker. Calling
+// it again does nothing.
+func (w *Worker) Stop() {
+	w.stopOnce.Do(func() {
+		w.w.Stop()
+		w.logger.Info("Temporal worker stopped", "task_queue", w.taskQueue)
+	})
+}

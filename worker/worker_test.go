@@ -1,0 +1,380 @@
+package worker_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+
+	"oakallow/activities"
+	"oakallow/activities/notify"
+	"oakallow/activities/notify/notifytest"
+	"oakallow/activities/pii"
+	"oakallow/activities/sealed"
+	"oakallow/activities/tokens"
+	"oakallow/dev/devtest"
+	"oakallow/store"
+	"oakallow/worker"
+	"oakallow/workflows"
+)
+
+func TestMain(m *testing.M) { devtest.Main(m) }
+
+// Values that must never reach a notification channel.
+const (
+	secretParam = "cust_4417_secret_param"
+	tenantName  = "acme-tenant-7781"
+	reason      = "Refund alice.smith@example.com with key oak_live_0123456789abcdef0123456789abcdef now"
+	orgSecret   = "whsec_org_secret_0123456789abcdef"
+	hookSecret  = "whsec_channel_secret_0123456789ab"
+)
+
+// world is one test's installation: PostgreSQL, a worker on its own task queue of the
+// shared Temporal server, an org with a webhook receiver, a Slack channel and a
+// PagerDuty channel, all local fakes.
+type world struct {
+	t      *testing.T
+	st     *store.Store
+	tc     client.Client
+	queue  string
+	acts   *activities.Activities
+	orgID  string
+	toolID string
+	tenant string
+	rcv    *notifytest.WebhookReceiver
+	slack  *notifytest.Slack
+	pd     *notifytest.PagerDuty
+	hook   *notifytest.WebhookReceiver
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	ctx := context.Background()
+	w := &world{t: t, st: devtest.Store(t), queue: "test-" + store.NewID("q")}
+	srv := devtest.Temporal(t)
+	var err error
+	w.tc, err = client.Dial(client.Options{HostPort: srv.Address(), Namespace: srv.Namespace(),
+		Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	require.NoError(t, err)
+	t.Cleanup(w.tc.Close)
+
+	key, err := tokens.GenerateKey("k1")
+	require.NoError(t, err)
+	kr, err := tokens.NewKeyring("k1", key)
+	require.NoError(t, err)
+	boxKey := make([]byte, 32)
+	_, _ = rand.Read(boxKey)
+	box, err := sealed.NewBox(boxKey)
+	require.NoError(t, err)
+	hc, err := notify.NewHTTPClient(notify.HTTPClientConfig{AllowInsecure: true, AllowPrivateAddresses: true})
+	require.NoError(t, err)
+	n, err := notify.New(notify.Config{HTTPClient: hc, Scrub: pii.Scrub})
+	require.NoError(t, err)
+	w.acts, err = activities.New(activities.Deps{
+		Store: w.st, Keyring: kr, Temporal: w.tc, Notifier: n, HTTPClient: hc, SecretBox: box,
+		PublicURL: "https://oak.example.com", TaskQueue: w.queue,
+		DeliveryRetry: workflows.DeliveryInput{InitialInterval: 200 * time.Millisecond, MaximumInterval: time.Second},
+	})
+	require.NoError(t, err)
+
+	now := time.Now().UTC()
+	teamID := store.NewID("team")
+	w.orgID, w.toolID, w.tenant = store.NewID("org"), store.NewID("tool"), store.NewID("ten")
+	require.NoError(t, w.st.CreateTeam(ctx, store.CreateTeamParams{ID: teamID, Name: "Team", CreatedAt: now}))
+	require.NoError(t, w.st.CreateOrg(ctx, store.CreateOrgParams{ID: w.orgID, TeamID: teamID, Name: "Org", CreatedAt: now}))
+	w.exec(`INSERT INTO tools (id, org_id, name, created_at, updated_at) VALUES ($1, $2, 'refund_payment', $3, $3)`, w.toolID, w.orgID, now)
+	w.exec(`INSERT INTO tenants (id, org_id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`, w.tenant, w.orgID, tenantName, now)
+
+	w.rcv = notifytest.NewWebhookReceiver(t, orgSecret)
+	w.exec(`UPDATE orgs SET webhook_url = $2, webhook_secret = $3 WHERE id = $1`, w.orgID, w.rcv.URL(), orgSecret)
+	w.slack = notifytest.NewSlack(t)
+	w.pd = notifytest.NewPagerDuty(t)
+	w.hook = notifytest.NewWebhookReceiver(t, hookSecret)
+	w.addChannel(box, activities.ChannelSlack, activities.SlackChannelConfig{Channel: "#approvals"}, w.slack.WebhookURL())
+	w.addChannel(box, activities.ChannelPagerDuty, activities.PagerDutyChannelConfig{
+		FromEmail: w.pd.FromEmail, ServiceID: w.pd.ServiceID, BaseURL: w.pd.URL()}, w.pd.APIKey)
+	w.addChannel(box, activities.ChannelWebhook, activities.WebhookChannelConfig{URL: w.hook.URL()}, hookSecret)
+	return w
+}
+
+func (w *world) exec(sql string, args ...any) {
+	w.t.Helper()
+	_, err := w.st.Pool.Exec(context.Background(), sql, args...)
+	require.NoError(w.t, err)
+}
+
+func (w *world) count(sql string, args ...any) int {
+	w.t.Helper()
+	var n int
+	require.NoError(w.t, w.st.Pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+func (w *world) addChannel(box *sealed.Box, kind string, config any, secret string) {
+	w.t.Helper()
+	id := store.NewID("ch")
+	cfg, err := json.Marshal(config)
+	require.NoError(w.t, err)
+	ct, err := box.Seal([]byte(secret), activities.ChannelSecretAAD(id))
+	require.NoError(w.t, err)
+	w.exec(`INSERT INTO notification_channels (id, org_id, kind, name, scope, config, secret_ciphertext, created_at, updated_at)
+		VALUES ($1, $2, $3, $3, 'all', $4, $5, now(), now())`, id, w.orgID, kind, cfg, ct)
+}
+
+// startWorker starts a worker on the world's queue, stopped when the test ends.
+func (w *world) startWorker() *worker.Worker {
+	w.t.Helper()
+	wk, err := worker.New(w.tc, w.acts, slog.New(slog.DiscardHandler), worker.WithTaskQueue(w.queue))
+	require.NoError(w.t, err)
+	require.NoError(w.t, wk.Start())
+	w.t.Cleanup(wk.Stop)
+	return wk
+}
+
+// startApproval inserts a pending approval as the API does and starts its workflow.
+func (w *world) startApproval() (workflows.ApprovalInput, client.WorkflowRun) {
+	w.t.Helper()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	in := workflows.ApprovalInput{
+		ApprovalID: store.NewID("apr"), Reference: newRef(), OrgID: w.orgID, ToolName: "refund_payment",
+		TenantID: w.tenant, LevelTimeout: time.Hour, CreatedAt: now,
+	}
+	params := json.RawMessage(`{"customer":"` + secretParam + `","amount":125}`)
+	hash, err := tokens.HashParameters(params)
+	require.NoError(w.t, err)
+	w.exec(`INSERT INTO approvals (id, org_id, reference, tool_id, tool_name, tenant_id, tenant_name, resource, method,
+		parameters, params_hash, reasoning, status, level, two_levels, level_timeout_seconds, expires_at,
+		created_at, updated_at, workflow_id, created_by_kind, created_by_id)
+		VALUES ($1, $2, $3, $4, 'refund_payment', $5, $6, 'payments-db', 'write', $7, $8, $9, 'pending', 1, false,
+		3600, $10, $11, $11, $3, 'api_key', 'key_1')`,
+		in.ApprovalID, w.orgID, in.Reference, w.toolID, w.tenant, tenantName, params, hash, reason,
+		in.CreatedAt.Add(in.LevelTimeout), in.CreatedAt)
+	opts := workflows.StartWorkflowOptions(in)
+	opts.TaskQueue = w.queue
+	run, err := w.tc.ExecuteWorkflow(context.Background(), opts, workflows.ApprovalWorkflowName, in)
+	require.NoError(w.t, err)
+	return in, run
+}
+
+func newRef() string {
+	const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return "REF-" + string(b[:8]) + "-" + string(b[8:])
+}
+
+func (w *world) decide(ref string, req workflows.DecideRequest) workflows.DecideResult {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h, err := w.tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: ref, UpdateID: req.RequestID, UpdateName: workflows.UpdateDecide,
+		Args: []any{req}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	require.NoError(w.t, err)
+	var res workflows.DecideResult
+	require.NoError(w.t, h.Get(ctx, &res))
+	return res
+}
+
+func (w *world) waitProjected(approvalID string, seq int) {
+	w.t.Helper()
+	require.Eventually(w.t, func() bool {
+		return w.count(`SELECT projection_seq FROM approvals WHERE id = $1`, approvalID) >= seq
+	}, 20*time.Second, 20*time.Millisecond)
+}
+
+func (w *world) waitDeliveriesSettled() {
+	w.t.Helper()
+	require.Eventually(w.t, func() bool {
+		return w.count(`SELECT count(*) FROM webhook_deliveries WHERE org_id = $1 AND status = 'pending'`, w.orgID) == 0
+	}, 30*time.Second, 50*time.Millisecond)
+}
+
+func approve(who string) workflows.DecideRequest {
+	return workflows.DecideRequest{
+		Level: 1, Decision: workflows.Approve, RequestID: "req-" + who, Note: "ledger checked",
+		Decider: workflows.Decider{Kind: workflows.DeciderUser, ID: "usr_" + who, Display: "Alice Reviewer"},
+	}
+}
+
+// requireNoCustomerData fails if b carries anything a channel must never see.
+func requireNoCustomerData(t *testing.T, b []byte) {
+	t.Helper()
+	for _, leak := range []string{secretParam, tenantName, "alice.smith@example.com",
+		"oak_live_0123456789abcdef0123456789abcdef", "payments-db", "oak_tok_", "whsec_", "tok_"} {
+		require.NotContains(t, string(b), leak)
+	}
+}
+
+func TestApprovalEndToEnd(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.startWorker()
+	ctx := context.Background()
+	in, run := w.startApproval()
+
+	created := w.rcv.WaitForDeliveries(t, 1, 20*time.Second)
+	require.Equal(t, "approval.created", created[0].Event)
+	w.waitProjected(in.ApprovalID, 1)
+
+	res := w.decide(in.Reference, approve("alice"))
+	require.Equal(t, workflows.StatusApproved, res.State.Status)
+	require.NotEmpty(t, res.State.TokenID)
+	var final workflows.State
+	require.NoError(t, run.Get(ctx, &final))
+	require.Equal(t, res.State.TokenID, final.TokenID)
+
+	// PostgreSQL holds the outcome: row, decision, exactly one token, the audit trail.
+	var status, tokenID string
+	require.NoError(t, w.st.Pool.QueryRow(ctx, `SELECT status, token_id FROM approvals WHERE id = $1`, in.ApprovalID).Scan(&status, &tokenID))
+	require.Equal(t, "approved", status)
+	require.Equal(t, res.State.TokenID, tokenID)
+	require.Equal(t, 1, w.count(`SELECT count(*) FROM approval_decisions WHERE approval_id = $1 AND decider_id = 'usr_alice'`, in.ApprovalID))
+	require.Equal(t, 1, w.count(`SELECT count(*) FROM execution_tokens WHERE source_kind = 'approval' AND source_id = $1`, in.ApprovalID))
+	for _, kind := range []string{"approval.created", "approval.decided", "token.minted"} {
+		require.Equal(t, 1, w.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = $2`, w.orgID, kind), kind)
+	}
+
+	// The org webhook got both events, verified by the receiver's own signature check.
+	got := w.rcv.WaitForDeliveries(t, 2, 20*time.Second)
+	require.Equal(t, []string{"approval.created", "approval.decided"}, []string{got[0].Event, got[1].Event})
+	require.Empty(t, w.rcv.Rejections())
+	var decided struct {
+		Data map[string]any `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(got[1].Body, &decided))
+	require.Equal(t, "approved", decided.Data["status"])
+	require.Equal(t, "approve", decided.Data["decision"])
+	require.NotContains(t, decided.Data, "parameters")
+
+	w.waitDeliveriesSettled()
+	require.Zero(t, w.count(`SELECT count(*) FROM webhook_deliveries WHERE org_id = $1 AND status <> 'delivered'`, w.orgID))
+
+	// Slack: one valid Block Kit card per event. PagerDuty: an incident, then resolved.
+	msgs := w.slack.Messages()
+	require.Len(t, msgs, 2)
+	for _, m := range msgs {
+		require.NoError(t, notifytest.ValidateWebhookMessage(m))
+		require.Contains(t, string(m), in.Reference)
+		requireNoCustomerData(t, m)
+	}
+	inc, ok := w.pd.Incident(notify.PagerDutyIncidentKey(in.Reference))
+	require.True(t, ok)
+	require.Equal(t, "resolved", inc.Status)
+	require.Empty(t, w.pd.Rejections())
+	for _, r := range w.pd.Requests() {
+		requireNoCustomerData(t, r.Body)
+		requireNoCustomerData(t, []byte(r.RawQuery))
+	}
+	for _, d := range w.hook.WaitForDeliveries(t, 2, 10*time.Second) {
+		requireNoCustomerData(t, d.Body)
+	}
+}
+
+func TestWorkerRestartMidApprovalMintsExactlyOneToken(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	first := w.startWorker()
+	ctx := context.Background()
+	in, run := w.startApproval()
+	w.waitProjected(in.ApprovalID, 1)
+	first.Stop()
+
+	// A new worker process (new activities, same database) takes over.
+	w.startWorker()
+	res := w.decide(in.Reference, approve("alice"))
+	require.Equal(t, workflows.StatusApproved, res.State.Status)
+	var final workflows.State
+	require.NoError(t, run.Get(ctx, &final))
+	require.Equal(t, workflows.StatusApproved, final.Status)
+	require.Equal(t, 1, w.count(`SELECT count(*) FROM execution_tokens WHERE source_id = $1`, in.ApprovalID))
+	require.Equal(t, 1, w.count(`SELECT count(*) FROM audit_events WHERE kind = 'token.minted' AND subject = $1`, in.ApprovalID))
+	require.Equal(t, 1, w.count(`SELECT count(*) FROM audit_events WHERE kind = 'approval.created' AND subject = $1`, in.ApprovalID))
+}
+
+func TestWebhookReceiverDownThenUpIsDeliveredOnce(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.rcv.SetMode(notifytest.Down503)
+	w.startWorker()
+	ctx := context.Background()
+	in, run := w.startApproval()
+
+	// The approval is not held up by the receiver: it is projected and waiting.
+	w.waitProjected(in.ApprovalID, 1)
+	require.Eventually(t, func() bool { return w.rcv.Attempts() >= 3 }, 20*time.Second, 20*time.Millisecond)
+	w.rcv.SetMode(notifytest.Up)
+	got := w.rcv.WaitForDeliveries(t, 1, 20*time.Second)
+	require.Equal(t, "approval.created", got[0].Event)
+
+	var deliveryID string
+	require.NoError(t, w.st.Pool.QueryRow(ctx,
+		`SELECT id FROM webhook_deliveries WHERE org_id = $1 AND target_kind = 'org_webhook'`, w.orgID).Scan(&deliveryID))
+	require.Equal(t, deliveryID, got[0].ID)
+	wrun := w.tc.GetWorkflow(ctx, deliveryID, "")
+	require.NoError(t, wrun.Get(ctx, nil), "the delivery workflow completes once delivered")
+
+	var status string
+	var attempts int
+	require.NoError(t, w.st.Pool.QueryRow(ctx, `SELECT status, attempts FROM webhook_deliveries WHERE id = $1`, deliveryID).Scan(&status, &attempts))
+	require.Equal(t, "delivered", status)
+	require.GreaterOrEqual(t, attempts, 4)
+	require.Equal(t, attempts, w.count(`SELECT count(*) FROM webhook_attempts WHERE delivery_id = $1`, deliveryID))
+	require.Equal(t, attempts-1, w.count(`SELECT count(*) FROM webhook_attempts WHERE delivery_id = $1 AND status_code = 503`, deliveryID))
+	require.Equal(t, 1, w.count(`SELECT count(*) FROM webhook_attempts WHERE delivery_id = $1 AND status_code = 204 AND error = ''`, deliveryID))
+	require.Len(t, w.rcv.Deliveries(), 1, "delivered exactly once")
+
+	var st workflows.State
+	v, err := w.tc.QueryWorkflow(ctx, in.Reference, "", workflows.QueryState)
+	require.NoError(t, err)
+	require.NoError(t, v.Get(&st))
+	require.Equal(t, workflows.StatusPending, st.Status)
+	require.NoError(t, w.tc.TerminateWorkflow(ctx, in.Reference, run.GetRunID(), "test done"))
+
+	if os.Getenv("OAKALLOW_RECORD") == "1" {
+		recordHistory(t, w.tc, deliveryID, filepath.Join("..", "workflows", "testdata", "delivery_retried.json"))
+	}
+}
+
+// recordHistory writes the history of workflow id to path, for the workflows package's
+// replay test. Run with OAKALLOW_RECORD=1 after a versioned change to DeliveryWorkflow.
+func recordHistory(t *testing.T, c client.Client, id, path string) {
+	t.Helper()
+	hist := &historypb.History{}
+	iter := c.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		hist.Events = append(hist.Events, ev)
+	}
+	out, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(hist)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, append(out, '\n'), 0o644))
+	t.Logf("wrote %s: %d events", path, len(hist.Events))
+}
+
+func TestNewRefusesMissingDependencies(t *testing.T) {
+	t.Parallel()
+	_, err := worker.New(nil, nil, nil)
+	require.ErrorContains(t, err, "temporal client is required")
+	w := newWorld(t)
+	_, err = worker.New(w.tc, nil, nil)
+	require.ErrorContains(t, err, "activities are required")
+	_, err = worker.New(w.tc, w.acts, nil, worker.WithTaskQueue(""))
+	require.ErrorContains(t, err, "task queue is empty")
+}
