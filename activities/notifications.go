@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/api/serviceerror"
@@ -162,13 +163,19 @@ func (a *Activities) EnqueueNotifications(ctx context.Context, in workflows.Enqu
 	if err != nil {
 		return res, fmt.Errorf("enqueue notifications: %w", err)
 	}
-	for _, row := range rows {
-		if row.Status != "pending" {
+	// Started concurrently: each start is a round trip to Temporal, and the approval
+	// workflow waits for this activity before it moves on (to the token, for a decision).
+	errs := make([]error, len(rows))
+	var wg sync.WaitGroup
+	for i, row := range rows {
+		if row.Status != DeliveryPending {
 			continue // delivered or failed already: its workflow has run
 		}
-		if err := a.startDelivery(ctx, row.ID, row.ID, row.OrgID); err != nil {
-			return res, fmt.Errorf("enqueue notifications: %w", err)
-		}
+		wg.Go(func() { errs[i] = a.startDelivery(ctx, row.ID, row.ID, row.OrgID) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return res, fmt.Errorf("enqueue notifications: %w", err)
 	}
 	res.Enqueued = len(rows)
 	return res, nil

@@ -226,13 +226,17 @@ func TestApprovalEndToEnd(t *testing.T) {
 	w := newWorld(t)
 	w.startWorker()
 	ctx := context.Background()
+	began := time.Now()
 	in, run := w.startApproval()
 
 	created := w.rcv.WaitForDeliveries(t, 1, 20*time.Second)
 	require.Equal(t, "approval.created", created[0].Event)
+	t.Logf("start → approval.created received: %s", created[0].ReceivedAt.Sub(began).Round(time.Millisecond))
 	w.waitProjected(in.ApprovalID, 1)
 
+	began = time.Now()
 	res := w.decide(in.Reference, approve("alice"))
+	t.Logf("decide → token minted and projected: %s", time.Since(began).Round(time.Millisecond))
 	require.Equal(t, workflows.StatusApproved, res.State.Status)
 	require.NotEmpty(t, res.State.TokenID)
 	var final workflows.State
