@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -264,4 +265,33 @@ func TestDeliveryReplay(t *testing.T) {
 	replayer = worker.NewWorkflowReplayer()
 	replayer.RegisterWorkflowWithOptions(broken, workflow.RegisterOptions{Name: DeliveryWorkflowName})
 	require.ErrorContains(t, replayer.ReplayWorkflowHistory(quietLogger(), hist), "TMPRL1100")
+}
+
+// TestDeliveryDataCarriesNoCustomerData pins the fields of everything the delivery
+// workflow puts into history: ids and retry settings only. The payload, the target and
+// its secrets stay in PostgreSQL.
+func TestDeliveryDataCarriesNoCustomerData(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		value any
+		want  []string
+	}{
+		{name: "DeliveryInput", value: DeliveryInput{}, want: []string{
+			"delivery_id", "org_id", "initial_interval", "maximum_interval", "schedule_to_close"}},
+		{name: "DeliverNotificationInput", value: DeliverNotificationInput{}, want: []string{"delivery_id"}},
+		{name: "MarkDeliveryFailedInput", value: MarkDeliveryFailedInput{}, want: []string{"delivery_id"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			typ := reflect.TypeOf(tc.value)
+			var got []string
+			for i := range typ.NumField() {
+				name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+				got = append(got, name)
+			}
+			require.Equal(t, tc.want, got)
+		})
+	}
 }
