@@ -3,9 +3,12 @@
 // DATABASE_URL), an embedded Temporal server with its Web UI, migrations,
 // the worker and the API, all in this one process. On first run it seeds a
 // team, an owner, an org and two API keys, prints the keys once and writes
-// .oakallow/dev/credentials.json. Ctrl-C stops everything.
+// .oakallow/dev/credentials.json. Ctrl-C stops everything. It exits 2 when
+// PostgreSQL is not installed, 1 on any other start-up failure.
 //
 //	go run ./dev [-fresh] [-port 8080] [-dir .oakallow/dev]
+//
+// The environment itself lives in package oakallow/dev/devstack.
 package main
 
 import (
@@ -13,45 +16,57 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"oakallow/dev/devenv"
+	"oakallow/dev/devstack"
 )
 
-// exitCode is 2 when PostgreSQL is not installed (the message names the
-// package to install), 1 for any other start-up failure.
-func exitCode(err error) int {
-	if errors.Is(err, devenv.ErrNoPostgres) {
-		return 2
+// parseFlags turns the command line and the environment into the stack's
+// options.
+func parseFlags(args []string, getenv func(string) string, errOut io.Writer) (devstack.Options, error) {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	var o devstack.Options
+	fs.BoolVar(&o.Fresh, "fresh", false, "wipe the dev directory (database, Temporal history, keys) first")
+	fs.IntVar(&o.Port, "port", devstack.DefaultPort, "API port on 127.0.0.1")
+	fs.StringVar(&o.Dir, "dir", devstack.DefaultDir, "where the dev environment keeps its data")
+	fs.IntVar(&o.TemporalPort, "temporal-port", devstack.DefaultTemporalPort, "Temporal frontend port (a free one is picked if taken)")
+	fs.IntVar(&o.UIPort, "ui-port", devstack.DefaultUIPort, "Temporal Web UI port (a free one is picked if taken)")
+	if err := fs.Parse(args); err != nil {
+		return devstack.Options{}, err
 	}
-	return 1
+	if fs.NArg() > 0 {
+		return devstack.Options{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	o.DatabaseURL = getenv("DATABASE_URL")
+	o.PostgresBin = getenv("OAKALLOW_PG_BIN")
+	return o, o.Validate()
 }
 
 func main() {
-	var opts options
-	flag.BoolVar(&opts.Fresh, "fresh", false, "wipe the dev directory (database, Temporal history, keys) first")
-	flag.IntVar(&opts.Port, "port", 8080, "API port on 127.0.0.1")
-	flag.StringVar(&opts.Dir, "dir", ".oakallow/dev", "where the dev environment keeps its data")
-	flag.IntVar(&opts.TemporalPort, "temporal-port", 7233, "Temporal frontend port (a free one is picked if taken)")
-	flag.IntVar(&opts.UIPort, "ui-port", 8233, "Temporal Web UI port (a free one is picked if taken)")
-	flag.Parse()
-	opts.DatabaseURL = os.Getenv("DATABASE_URL")
-	opts.PostgresBin = os.Getenv("OAKALLOW_PG_BIN")
-
+	opts, err := parseFlags(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "oakallow dev:", err)
+		os.Exit(2) // a usage error, like the flag package's own
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	env, err := startEnv(ctx, opts, logger)
+	stack, err := devstack.Start(ctx, opts, logger)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "oakallow dev:", err)
-		os.Exit(exitCode(err))
+		os.Exit(devstack.ExitCode(err))
 	}
-	env.PrintSummary(os.Stdout)
+	stack.PrintSummary(os.Stdout)
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "shutting down…")
-	env.Stop()
+	stack.Stop()
 }
