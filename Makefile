@@ -4,7 +4,7 @@
 SQLC_VERSION := v1.31.1
 GO_TEST_FLAGS ?= -p 2 -timeout 25m
 
-.PHONY: dev test verify sqlc build fmt vet fuzz load tidy-check temporal-ui
+.PHONY: dev test verify sqlc build fmt vet fuzz load
 
 dev:
 	go run ./dev
@@ -17,6 +17,10 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzCheckRequest$$' -fuzztime 20s ./api/
 	go test -run '^$$' -fuzz '^FuzzScrub$$' -fuzztime 10s ./activities/pii/
 	go test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 10s ./activities/tokens/
+
+# The check-path load run recorded in docs/PERFORMANCE.md.
+load:
+	go run ./dev/loadcheck -duration 10s -warmup 3s
 
 build:
 	go build -o bin/oakallow ./cmd/oakallow
