@@ -382,3 +382,29 @@ func TestNewRefusesMissingDependencies(t *testing.T) {
 	_, err = worker.New(w.tc, w.acts, nil, worker.WithTaskQueue(""))
 	require.ErrorContains(t, err, "task queue is empty")
 }
+
+// TestCancelledApprovalEndsExpired: cancelling a pending approval from the
+// Temporal UI or CLI ends it as expired — projected, so PostgreSQL never
+// shows it pending and the tool can never run — and closes the run.
+func TestCancelledApprovalEndsExpired(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.startWorker()
+	ctx := context.Background()
+	in, run := w.startApproval()
+	w.waitProjected(in.ApprovalID, 1)
+
+	require.NoError(t, w.tc.CancelWorkflow(ctx, in.Reference, run.GetRunID()))
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var final workflows.State
+	err := run.Get(wctx, &final)
+	require.Error(t, err, "a cancelled run reports its cancellation")
+	require.NoError(t, wctx.Err(), "the cancelled run must close, not retry its workflow task forever")
+
+	require.Eventually(t, func() bool {
+		return w.count(`SELECT count(*) FROM approvals WHERE id = $1 AND status = 'expired'`, in.ApprovalID) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, 1, w.count(`SELECT count(*) FROM audit_events WHERE kind = 'approval.expired' AND subject = $1`, in.ApprovalID))
+	require.Zero(t, w.count(`SELECT count(*) FROM execution_tokens WHERE source_id = $1`, in.ApprovalID))
+}

@@ -45,6 +45,9 @@ type approval struct {
 	next   int   // index of the first transition not yet processed
 	failed error // set when the main loop stops with an error, to release waiting handlers
 	logger log.Logger
+	// afterCancel marks the clean-up after a cancellation: activities get
+	// distinct ids there (see activityID).
+	afterCancel bool
 }
 
 // ApprovalWorkflow runs one approval request from creation to a final status. See the
@@ -126,6 +129,11 @@ func (a *approval) run(ctx workflow.Context) error {
 		if err != nil {
 			return err
 		}
+		// Cancelling the run also cancels the timer, which makes it "ready":
+		// that is a cancellation, not the deadline; cancel() ends the approval.
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		// A queued decision wins whatever the timer did: the validator accepted it only in
 		// a workflow task that started before the deadline (see validate).
 		if !a.hasQueued() {
@@ -139,6 +147,11 @@ func (a *approval) run(ctx workflow.Context) error {
 // It returns the cancellation error, or the error that stopped the cleanup.
 func (a *approval) cancel(dctx workflow.Context, cause error) error {
 	a.logger.Info("Approval workflow cancelled; ending the approval", "status", a.state.Status)
+	// A transition interrupted by the cancellation left its activity command
+	// pending cancellation in this very task; scheduling the same activity id
+	// again would be a duplicate command. The retry gets its own activity id
+	// (the idempotency Key in its input stays the same).
+	a.afterCancel = true
 	if a.state.Status == StatusPending {
 		a.expire(dctx)
 	}
@@ -146,6 +159,15 @@ func (a *approval) cancel(dctx workflow.Context, cause error) error {
 		return err
 	}
 	return cause
+}
+
+// activityID is the activity id for an idempotency key: the key itself,
+// suffixed on the clean-up path after a cancellation (see cancel).
+func (a *approval) activityID(key string) string {
+	if a.afterCancel {
+		return key + ":after-cancel"
+	}
+	return key
 }
 
 func (a *approval) hasQueued() bool { return a.next < len(a.queue) }
@@ -230,7 +252,7 @@ func (a *approval) project(ctx workflow.Context, event Event, d *Decision, st St
 		OrgID: a.in.OrgID, ApprovalID: a.in.ApprovalID, Reference: a.in.Reference,
 		Event: event, Decision: d, State: st, At: at,
 	}
-	actx := durableOptions(ctx, key, fmt.Sprintf("project %s (level %d)", event, st.Level), ProjectStartToClose)
+	actx := durableOptions(ctx, a.activityID(key), fmt.Sprintf("project %s (level %d)", event, st.Level), ProjectStartToClose)
 	if err := workflow.ExecuteActivity(actx, ActivityProjectApproval, in).Get(actx, nil); err != nil {
 		return fmt.Errorf("project %s: %w", event, err)
 	}
@@ -248,7 +270,7 @@ func (a *approval) notify(ctx workflow.Context, event Event, d *Decision, st Sta
 		Event: event, Level: st.Level, Status: st.Status, ExpiresAt: st.ExpiresAt,
 		Decision: d, At: at,
 	}
-	actx := notifyOptions(ctx, key, fmt.Sprintf("notify %s (level %d)", event, st.Level))
+	actx := notifyOptions(ctx, a.activityID(key), fmt.Sprintf("notify %s (level %d)", event, st.Level))
 	var res EnqueueNotificationsResult
 	if err := workflow.ExecuteActivity(actx, ActivityEnqueueNotifications, in).Get(actx, &res); err != nil {
 		if ctx.Err() != nil {
@@ -268,7 +290,7 @@ func (a *approval) mint(ctx workflow.Context, level int) (MintApprovalTokenResul
 		RunID: a.runID, Key: key,
 		OrgID: a.in.OrgID, ApprovalID: a.in.ApprovalID, Reference: a.in.Reference,
 	}
-	actx := durableOptions(ctx, key, "mint execution token", MintStartToClose)
+	actx := durableOptions(ctx, a.activityID(key), "mint execution token", MintStartToClose)
 	var res MintApprovalTokenResult
 	if err := workflow.ExecuteActivity(actx, ActivityMintApprovalToken, in).Get(actx, &res); err != nil {
 		return MintApprovalTokenResult{}, fmt.Errorf("mint approval token: %w", err)
