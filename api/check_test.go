@@ -200,7 +200,7 @@ func TestChecksStopAtZeroCreditAndFreeCallsContinue(t *testing.T) {
 	e := newTestEnv(t)
 	e.seedTool("send_email", "", ptr("allowed"))
 	// Leave exactly 3 calls of credit.
-	_, err := e.st.Pool.Exec(context.Background(), "UPDATE credit_grants SET remaining_micros = 15000 WHERE team_id = $1", e.boot.TeamID)
+	_, err := e.st.Pool.Exec(context.Background(), "UPDATE team_balances SET free_micros = 15000 WHERE team_id = $1", e.boot.TeamID)
 	require.NoError(t, err)
 	for i := range 3 {
 		status, _, raw := e.check(e.boot.StandardKey, map[string]any{"tool": "send_email"})
@@ -280,7 +280,7 @@ func TestMeteringIsExactAcrossReplicas(t *testing.T) {
 	b := startEnv(t, a.st, a.boot)
 	a.seedTool("send_email", "", ptr("allowed"))
 	const budgetCalls = 137
-	_, err := a.st.Pool.Exec(context.Background(), "UPDATE credit_grants SET remaining_micros = $2 WHERE team_id = $1", a.boot.TeamID, budgetCalls*5000+4999)
+	_, err := a.st.Pool.Exec(context.Background(), "UPDATE team_balances SET free_micros = $2 WHERE team_id = $1", a.boot.TeamID, budgetCalls*5000+4999)
 	require.NoError(t, err)
 
 	var ok, refused, other atomic.Int64
@@ -313,10 +313,9 @@ func TestMeteringIsExactAcrossReplicas(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ok.Load(), totals.Calls)
 	require.Equal(t, ok.Load()*5000, totals.CostMicros)
-	debits, err := a.st.LedgerDebits(context.Background(), a.boot.TeamID)
+	bal, err := a.st.GetTeamBalance(context.Background(), a.boot.TeamID)
 	require.NoError(t, err)
-	require.Equal(t, ok.Load()*5000, debits.DebitedMicros)
-	var remaining int64
-	require.NoError(t, a.st.Pool.QueryRow(context.Background(), "SELECT sum(remaining_micros) FROM credit_grants WHERE team_id = $1", a.boot.TeamID).Scan(&remaining))
-	require.Equal(t, int64(4999), remaining)
+	require.Equal(t, ok.Load(), bal.BilledCalls)
+	require.Equal(t, ok.Load()*5000, bal.BilledMicros)
+	require.Equal(t, int64(4999), bal.FreeMicros+bal.PurchasedMicros, "the balance dropped by exactly the billed calls")
 }

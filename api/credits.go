@@ -29,27 +29,19 @@ func registerCredits(api huma.API, s *Server) {
 		Tags: []string{"Runtime"},
 	}, accessManageRead), func(ctx context.Context, _ *struct{}) (*creditsOutput, error) {
 		p := mustPrincipal(ctx)
-		bal, err := s.deps.Store.TeamBalance(ctx, store.TeamBalanceParams{TeamID: p.TeamID, Now: s.deps.Now().UTC()})
-		if err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		totals, err := s.deps.Store.BillingTotals(ctx, p.TeamID)
-		if err != nil {
+		bal, err := s.deps.Store.GetTeamBalance(ctx, p.TeamID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, toProblem(ctx, s.log, err)
 		}
 		out := &creditsOutput{}
-		out.Body.FreeMicros = bal.FreeMicros
-		out.Body.PurchasedMicros = bal.PurchasedMicros
-		out.Body.BalanceMicros = bal.FreeMicros + bal.PurchasedMicros
-		exp, err := s.deps.Store.NextFreeCreditExpiry(ctx, store.NextFreeCreditExpiryParams{TeamID: p.TeamID, Now: s.deps.Now().UTC()})
-		switch {
-		case err == nil:
-			out.Body.FreeExpiresAt = exp
-		case !errors.Is(err, store.ErrNotFound):
-			return nil, toProblem(ctx, s.log, err)
+		if bal.FreeExpiresAt != nil && bal.FreeExpiresAt.After(s.deps.Now()) && bal.FreeMicros > 0 {
+			out.Body.FreeMicros = bal.FreeMicros
+			out.Body.FreeExpiresAt = bal.FreeExpiresAt
 		}
+		out.Body.PurchasedMicros = bal.PurchasedMicros
+		out.Body.BalanceMicros = out.Body.FreeMicros + bal.PurchasedMicros
 		out.Body.CallCostMicros = s.recorderCost()
-		out.Body.BillableCalls = totals.Calls
+		out.Body.BillableCalls = bal.BilledCalls
 		return out, nil
 	})
 }

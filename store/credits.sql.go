@@ -12,54 +12,79 @@ import (
 
 const createCreditGrant = `-- name: CreateCreditGrant :exec
 
-INSERT INTO credit_grants (id, team_id, kind, amount_micros, remaining_micros, expires_at, source, created_at)
-VALUES ($1, $2, $3, $4, $4, $5, $6, $7)
-ON CONFLICT (source) DO NOTHING
+WITH grant_row AS (
+    INSERT INTO credit_grants (id, team_id, kind, amount_micros, expires_at, source, created_at)
+    VALUES ($2, $3, $4, $5, $6, $7, $1)
+    ON CONFLICT (source) DO NOTHING
+    RETURNING team_id, kind, amount_micros, expires_at, created_at
+)
+INSERT INTO team_balances (team_id, free_micros, free_expires_at, purchased_micros)
+SELECT team_id,
+       CASE WHEN kind = 'free' THEN amount_micros ELSE 0 END,
+       CASE WHEN kind = 'free' THEN expires_at END,
+       CASE WHEN kind = 'purchased' THEN amount_micros ELSE 0 END
+FROM grant_row
+ON CONFLICT (team_id) DO UPDATE SET
+    free_micros = CASE
+        WHEN EXCLUDED.free_expires_at IS NULL THEN team_balances.free_micros
+        WHEN team_balances.free_expires_at > $1::timestamptz THEN team_balances.free_micros + EXCLUDED.free_micros
+        ELSE EXCLUDED.free_micros END,
+    free_expires_at = CASE
+        WHEN EXCLUDED.free_expires_at IS NULL THEN team_balances.free_expires_at
+        WHEN team_balances.free_expires_at > $1::timestamptz THEN greatest(team_balances.free_expires_at, EXCLUDED.free_expires_at)
+        ELSE EXCLUDED.free_expires_at END,
+    purchased_micros = team_balances.purchased_micros + EXCLUDED.purchased_micros
 `
 
 type CreateCreditGrantParams struct {
+	CreatedAt    time.Time
 	ID           string
 	TeamID       string
 	Kind         string
 	AmountMicros int64
 	ExpiresAt    *time.Time
 	Source       string
-	CreatedAt    time.Time
 }
 
-// Prepaid credit grants and the ledger.
+// Prepaid credit: credit_grants records every credit added (free or
+// purchased); team_balances holds what is spendable now and what has been
+// billed. Charging happens in oakallow_record_audit_batch.
+// Records a grant (deduplicated by source, e.g. a Stripe event id) and adds
+// it to the team's balance, in one statement. Free credit: the bucket keeps
+// the unexpired amount plus the new one, and the later expiry.
 func (q *Queries) CreateCreditGrant(ctx context.Context, arg CreateCreditGrantParams) error {
 	_, err := q.db.Exec(ctx, createCreditGrant,
+		arg.CreatedAt,
 		arg.ID,
 		arg.TeamID,
 		arg.Kind,
 		arg.AmountMicros,
 		arg.ExpiresAt,
 		arg.Source,
-		arg.CreatedAt,
 	)
 	return err
 }
 
-const ledgerDebits = `-- name: LedgerDebits :one
-SELECT coalesce(-sum(delta_micros), 0)::bigint AS debited_micros, coalesce(sum(calls), 0)::bigint AS calls
-FROM credit_ledger WHERE team_id = $1 AND delta_micros < 0
+const getTeamBalance = `-- name: GetTeamBalance :one
+SELECT team_id, free_micros, free_expires_at, purchased_micros, billed_calls, billed_micros FROM team_balances WHERE team_id = $1
 `
 
-type LedgerDebitsRow struct {
-	DebitedMicros int64
-	Calls         int64
-}
-
-func (q *Queries) LedgerDebits(ctx context.Context, teamID string) (LedgerDebitsRow, error) {
-	row := q.db.QueryRow(ctx, ledgerDebits, teamID)
-	var i LedgerDebitsRow
-	err := row.Scan(&i.DebitedMicros, &i.Calls)
+func (q *Queries) GetTeamBalance(ctx context.Context, teamID string) (TeamBalance, error) {
+	row := q.db.QueryRow(ctx, getTeamBalance, teamID)
+	var i TeamBalance
+	err := row.Scan(
+		&i.TeamID,
+		&i.FreeMicros,
+		&i.FreeExpiresAt,
+		&i.PurchasedMicros,
+		&i.BilledCalls,
+		&i.BilledMicros,
+	)
 	return i, err
 }
 
 const listCreditGrants = `-- name: ListCreditGrants :many
-SELECT id, team_id, kind, amount_micros, remaining_micros, expires_at, source, created_at FROM credit_grants WHERE team_id = $1 ORDER BY created_at, id
+SELECT id, team_id, kind, amount_micros, expires_at, source, created_at FROM credit_grants WHERE team_id = $1 ORDER BY created_at, id
 `
 
 func (q *Queries) ListCreditGrants(ctx context.Context, teamID string) ([]CreditGrant, error) {
@@ -76,7 +101,6 @@ func (q *Queries) ListCreditGrants(ctx context.Context, teamID string) ([]Credit
 			&i.TeamID,
 			&i.Kind,
 			&i.AmountMicros,
-			&i.RemainingMicros,
 			&i.ExpiresAt,
 			&i.Source,
 			&i.CreatedAt,
@@ -89,47 +113,4 @@ func (q *Queries) ListCreditGrants(ctx context.Context, teamID string) ([]Credit
 		return nil, err
 	}
 	return items, nil
-}
-
-const nextFreeCreditExpiry = `-- name: NextFreeCreditExpiry :one
-SELECT expires_at FROM credit_grants
-WHERE team_id = $1 AND kind = 'free' AND remaining_micros > 0 AND expires_at > $2::timestamptz
-ORDER BY expires_at LIMIT 1
-`
-
-type NextFreeCreditExpiryParams struct {
-	TeamID string
-	Now    time.Time
-}
-
-func (q *Queries) NextFreeCreditExpiry(ctx context.Context, arg NextFreeCreditExpiryParams) (*time.Time, error) {
-	row := q.db.QueryRow(ctx, nextFreeCreditExpiry, arg.TeamID, arg.Now)
-	var expires_at *time.Time
-	err := row.Scan(&expires_at)
-	return expires_at, err
-}
-
-const teamBalance = `-- name: TeamBalance :one
-SELECT
-    coalesce(sum(remaining_micros) FILTER (WHERE kind = 'free' AND expires_at > $1::timestamptz), 0)::bigint AS free_micros,
-    coalesce(sum(remaining_micros) FILTER (WHERE kind = 'purchased'), 0)::bigint AS purchased_micros
-FROM credit_grants WHERE team_id = $2
-`
-
-type TeamBalanceParams struct {
-	Now    time.Time
-	TeamID string
-}
-
-type TeamBalanceRow struct {
-	FreeMicros      int64
-	PurchasedMicros int64
-}
-
-// Spendable balance now: unexpired free credit and purchased credit.
-func (q *Queries) TeamBalance(ctx context.Context, arg TeamBalanceParams) (TeamBalanceRow, error) {
-	row := q.db.QueryRow(ctx, teamBalance, arg.Now, arg.TeamID)
-	var i TeamBalanceRow
-	err := row.Scan(&i.FreeMicros, &i.PurchasedMicros)
-	return i, err
 }

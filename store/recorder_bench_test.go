@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -31,5 +32,50 @@ func BenchmarkRecordSerial(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		require(rec.Record(ctx, checkEntry(store.NewID("chk"), true)))
+	}
+}
+
+// BenchmarkRecordBatch measures one group commit of n billable entries
+// (fsync off: the statement's own cost).
+func BenchmarkRecordBatch(b *testing.B) {
+	for _, n := range []int{1, 16, 64} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ctx := context.Background()
+			s := devtest.Store(b)
+			now := time.Now()
+			if err := s.CreateTeam(ctx, store.CreateTeamParams{ID: "team_1", Name: "t", CreatedAt: now}); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.CreateOrg(ctx, store.CreateOrgParams{ID: "org_1", TeamID: "team_1", Name: "o", CreatedAt: now}); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
+				AmountMicros: 1 << 50, Source: "g", CreatedAt: now}); err != nil {
+				b.Fatal(err)
+			}
+			details := []byte(`{"level":3,"level_name":"org_tool_method","scope":"org","rule_id":"rule_abcdefghijklmnopqrst","method":"send","reason":"load test","parameters_hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","parameters":{"n":17}}`)
+			for b.Loop() {
+				p := store.RecordAuditBatchParams{Cost: 5000, Now: now}
+				for range n {
+					p.Ids = append(p.Ids, store.NewID("chk"))
+					p.OrgIds = append(p.OrgIds, "org_1")
+					p.TeamIds = append(p.TeamIds, "team_1")
+					p.OccurredAt = append(p.OccurredAt, now)
+					p.ActorKinds = append(p.ActorKinds, "api_key")
+					p.ActorIds = append(p.ActorIds, "key_1")
+					p.Kinds = append(p.Kinds, "permission.check")
+					p.Subjects = append(p.Subjects, "send_email")
+					p.Outcomes = append(p.Outcomes, "allowed")
+					p.Tools = append(p.Tools, "send_email")
+					p.Tenants = append(p.Tenants, "tenant_001")
+					p.Billable = append(p.Billable, true)
+					p.Details = append(p.Details, details)
+				}
+				if _, err := s.RecordAuditBatch(ctx, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/entry")
+		})
 	}
 }

@@ -73,18 +73,12 @@ func TestRecorderChargesExactlyUnderConcurrency(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(10), totals.Calls)
 	require.Equal(t, int64(50000), totals.CostMicros)
-	debits, err := s.LedgerDebits(ctx, "team_1")
+	bal, err := s.GetTeamBalance(ctx, "team_1")
 	require.NoError(t, err)
-	require.Equal(t, int64(50000), debits.DebitedMicros)
-	require.Equal(t, int64(10), debits.Calls)
-
-	grants, err := s.ListCreditGrants(ctx, "team_1")
-	require.NoError(t, err)
-	remaining := map[string]int64{}
-	for _, g := range grants {
-		remaining[g.ID] = g.RemainingMicros
-	}
-	require.Equal(t, map[string]int64{"grant_free": 0, "grant_paid": 2500}, remaining)
+	require.Equal(t, int64(10), bal.BilledCalls)
+	require.Equal(t, int64(50000), bal.BilledMicros)
+	require.Zero(t, bal.FreeMicros, "free credit is spent first")
+	require.Equal(t, int64(2500), bal.PurchasedMicros, "the half call's worth is never spent")
 
 	var audited, refusedRows int
 	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT count(*) FROM audit_events").Scan(&audited))
@@ -101,6 +95,11 @@ func TestRecorderSpendsFreeCreditFirstAndIgnoresExpired(t *testing.T) {
 	seedTeam(t, s, now)
 	past, future := now.Add(-time.Minute), now.Add(time.Hour)
 	grant(t, s, "grant_expired", "free", 100000, &past, now.Add(-time.Hour))
+	// Expired free credit is not spendable even before newer credit arrives.
+	rec0, err := store.NewRecorder(s, store.RecorderConfig{})
+	require.NoError(t, err)
+	require.ErrorIs(t, rec0.Record(ctx, checkEntry("chk_0", true)), store.ErrInsufficientCredits)
+	rec0.Stop()
 	grant(t, s, "grant_paid", "purchased", 100000, nil, now)
 	grant(t, s, "grant_free", "free", 5000, &future, now)
 
@@ -111,13 +110,10 @@ func TestRecorderSpendsFreeCreditFirstAndIgnoresExpired(t *testing.T) {
 	require.NoError(t, rec.Record(ctx, checkEntry("chk_b", true)))
 	require.NoError(t, rec.Record(ctx, checkEntry("chk_c", false)))
 
-	grants, err := s.ListCreditGrants(ctx, "team_1")
+	bal, err := s.GetTeamBalance(ctx, "team_1")
 	require.NoError(t, err)
-	remaining := map[string]int64{}
-	for _, g := range grants {
-		remaining[g.ID] = g.RemainingMicros
-	}
-	require.Equal(t, map[string]int64{"grant_expired": 100000, "grant_paid": 95000, "grant_free": 0}, remaining)
+	require.Zero(t, bal.FreeMicros, "the unexpired free credit went first")
+	require.Equal(t, int64(95000), bal.PurchasedMicros, "then purchased; the expired free credit was never spendable")
 	totals, err := s.BillingTotals(ctx, "team_1")
 	require.NoError(t, err)
 	require.Equal(t, int64(2), totals.Calls)

@@ -97,24 +97,13 @@ type Category struct {
 }
 
 type CreditGrant struct {
-	ID              string
-	TeamID          string
-	Kind            string
-	AmountMicros    int64
-	RemainingMicros int64
-	ExpiresAt       *time.Time
-	Source          string
-	CreatedAt       time.Time
-}
-
-type CreditLedger struct {
-	Seq         int64
-	TeamID      string
-	GrantID     string
-	DeltaMicros int64
-	Calls       int32
-	Reason      string
-	CreatedAt   time.Time
+	ID           string
+	TeamID       string
+	Kind         string
+	AmountMicros int64
+	ExpiresAt    *time.Time
+	Source       string
+	CreatedAt    time.Time
 }
 
 type ExecutionToken struct {
@@ -205,6 +194,15 @@ type Team struct {
 	ID        string
 	Name      string
 	CreatedAt time.Time
+}
+
+type TeamBalance struct {
+	TeamID          string
+	FreeMicros      int64
+	FreeExpiresAt   *time.Time
+	PurchasedMicros int64
+	BilledCalls     int64
+	BilledMicros    int64
 }
 
 type Tenant struct {

@@ -165,7 +165,7 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 	if err != nil {
 		return err
 	}
-	debits, err := st.LedgerDebits(ctx, boot.TeamID)
+	bal, err := st.GetTeamBalance(ctx, boot.TeamID)
 	if err != nil {
 		return err
 	}
@@ -173,14 +173,19 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 	if err := st.Pool.QueryRow(ctx, "SELECT count(*) FROM audit_events WHERE kind = 'permission.check' AND team_id = $1", boot.TeamID).Scan(&auditRows); err != nil {
 		return err
 	}
-	fmt.Printf("\nsuccessful checks %d · audit rows %d · billable rows %d · billed %d µ$ · ledger debits %d µ$\n",
-		okChecks.Load(), auditRows, totals.Calls, totals.CostMicros, debits.DebitedMicros)
-	if auditRows != okChecks.Load() || totals.Calls != okChecks.Load() || totals.CostMicros != okChecks.Load()*5000 || debits.DebitedMicros != totals.CostMicros {
+	spent := loadCredit - bal.FreeMicros - bal.PurchasedMicros
+	fmt.Printf("\nsuccessful checks %d · audit rows %d · billable rows %d · billed %d µ$ · balance drop %d µ$ · balance billed_calls %d\n",
+		okChecks.Load(), auditRows, totals.Calls, totals.CostMicros, spent, bal.BilledCalls)
+	if auditRows != okChecks.Load() || totals.Calls != okChecks.Load() || totals.CostMicros != okChecks.Load()*5000 ||
+		spent != totals.CostMicros || bal.BilledCalls != totals.Calls {
 		return fmt.Errorf("MISMATCH between answers, audit rows and billing")
 	}
 	fmt.Println("audit and billing match the successful answers exactly")
 	return nil
 }
+
+// loadCredit is the team's total credit during a run (free + purchased).
+const loadCredit = 1_000_000_000_000
 
 // profileTo receives the CPU profile when -cpuprofile is set.
 var profileTo *os.File
@@ -294,7 +299,7 @@ LIMIT 10000`, pgx.QueryExecModeSimpleProtocol, boot.OrgID)
 		return fmt.Errorf("seeded %d rules, want 10000", n)
 	}
 	if err := st.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: boot.TeamID,
-		Kind: "purchased", AmountMicros: 1_000_000_000_000, Source: "loadcheck:" + boot.TeamID, CreatedAt: time.Now()}); err != nil {
+		Kind: "purchased", AmountMicros: loadCredit - api.FreeCreditMicros, Source: "loadcheck:" + boot.TeamID, CreatedAt: time.Now()}); err != nil {
 		return err
 	}
 	return st.NotifyChange(ctx, "policy:"+boot.OrgID)
