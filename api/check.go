@@ -32,6 +32,7 @@ type checkRequest struct {
 }
 
 type checkInput struct {
+	IdempotencyHeader
 	Body checkRequest `additionalProperties:"false"`
 }
 
@@ -48,7 +49,8 @@ type CheckResult struct {
 }
 
 type checkOutput struct {
-	Body CheckResult
+	Replayed string `header:"Idempotent-Replayed" doc:"true when this is the stored answer to an earlier request with the same Idempotency-Key."`
+	Body     CheckResult
 }
 
 // Audit event kinds written by the runtime path.
@@ -68,6 +70,19 @@ func registerCheck(api huma.API, s *Server) {
 		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusPaymentRequired, http.StatusForbidden, http.StatusUnprocessableEntity},
 	}, accessRuntime), func(ctx context.Context, in *checkInput) (*checkOutput, error) {
 		start := time.Now()
+		if in.IdempotencyKey != "" {
+			// A retried check gets the first verdict, check id and receipt
+			// back, and is billed once.
+			_, res, replayed, err := idempotent(ctx, s, in.IdempotencyKey, "check-permission", in.Body,
+				func(ctx context.Context) (int, CheckResult, error) {
+					res, err := s.check(ctx, mustPrincipal(ctx), &in.Body)
+					return http.StatusOK, res, err
+				})
+			if err != nil {
+				return nil, err
+			}
+			return &checkOutput{Replayed: replayedHeader(replayed), Body: res}, nil
+		}
 		res, err := s.check(ctx, mustPrincipal(ctx), &in.Body)
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)

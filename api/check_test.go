@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -318,4 +319,38 @@ func TestMeteringIsExactAcrossReplicas(t *testing.T) {
 	require.Equal(t, ok.Load(), bal.BilledCalls)
 	require.Equal(t, ok.Load()*5000, bal.BilledMicros)
 	require.Equal(t, int64(4999), bal.FreeMicros+bal.PurchasedMicros, "the balance dropped by exactly the billed calls")
+}
+
+func TestCheckIdempotencyKeyReplaysTheFirstAnswerAndBillsOnce(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	e.seedTool("send_email", "", ptr("allowed"))
+	send := func(body string) (int, []byte, string) {
+		req, err := http.NewRequest(http.MethodPost, e.base+"/v1/permissions/check", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-API-Key", e.boot.StandardKey)
+		req.Header.Set("Idempotency-Key", "check-42")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, raw, resp.Header.Get("Idempotent-Replayed")
+	}
+	status, first, replayed := send(`{"tool":"send_email","method":"send"}`)
+	require.Equal(t, http.StatusOK, status, string(first))
+	require.NotEqual(t, "true", replayed)
+	status, again, replayed := send(`{"method":"send","tool":"send_email"}`)
+	require.Equal(t, http.StatusOK, status, string(again))
+	require.Equal(t, "true", replayed)
+	require.JSONEq(t, string(first), string(again), "same check id and receipt")
+
+	status, raw, _ := send(`{"tool":"send_email","method":"read"}`)
+	require.Equal(t, http.StatusUnprocessableEntity, status, string(raw))
+	require.Equal(t, "idempotency_key_reused", problemCode(t, raw))
+
+	bal, err := e.st.GetTeamBalance(context.Background(), e.boot.TeamID)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), bal.BilledCalls)
 }

@@ -41,6 +41,7 @@ func main() {
 	warmup := flag.Duration("warmup", 3*time.Second, "warm-up before measuring")
 	concList := flag.String("concurrency", "1,16", "comma-separated concurrency levels")
 	dbURL := flag.String("database-url", os.Getenv("DATABASE_URL"), "use this PostgreSQL instead of a throwaway cluster")
+	committers := flag.Int("committers", 0, "audit group-commit loops (0: the server default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured phases (server and load generator) to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -52,6 +53,7 @@ func main() {
 		defer f.Close()
 		profileTo = f
 	}
+	recorderCommitters = *committers
 	if err := run(*duration, *warmup, *concList, *dbURL); err != nil {
 		fmt.Fprintln(os.Stderr, "loadcheck:", err)
 		os.Exit(1)
@@ -112,7 +114,8 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := api.NewServer(api.Config{Addr: "127.0.0.1:0"}, api.Deps{Store: st, Keyring: kr, Logger: logger})
+	srv, err := api.NewServer(api.Config{Addr: "127.0.0.1:0"}, api.Deps{Store: st, Keyring: kr, Logger: logger,
+		Recorder: store.RecorderConfig{Committers: recorderCommitters}})
 	if err != nil {
 		return err
 	}
@@ -183,6 +186,9 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 	fmt.Println("audit and billing match the successful answers exactly")
 	return nil
 }
+
+// recorderCommitters is the -committers flag.
+var recorderCommitters int
 
 // loadCredit is the team's total credit during a run (free + purchased).
 const loadCredit = 1_000_000_000_000
