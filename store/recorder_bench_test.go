@@ -79,3 +79,39 @@ func BenchmarkRecordBatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRecordParallel is many concurrent callers of one team (the
+// concurrency-16 case), for comparing commit-loop counts.
+func BenchmarkRecordParallel(b *testing.B) {
+	for _, committers := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("committers=%d", committers), func(b *testing.B) {
+			ctx := context.Background()
+			s := devtest.Store(b)
+			now := time.Now()
+			if err := s.CreateTeam(ctx, store.CreateTeamParams{ID: "team_1", Name: "t", CreatedAt: now}); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.CreateOrg(ctx, store.CreateOrgParams{ID: "org_1", TeamID: "team_1", Name: "o", CreatedAt: now}); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
+				AmountMicros: 1 << 50, Source: "g", CreatedAt: now}); err != nil {
+				b.Fatal(err)
+			}
+			rec, err := store.NewRecorder(s, store.RecorderConfig{Committers: committers})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rec.Stop()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := rec.Record(ctx, checkEntry(store.NewID("chk"), true)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
