@@ -15,8 +15,9 @@ import (
 	"oakallow/store"
 )
 
-// OrgSettings are the organization's settings. The webhook secret is never
-// shown here; it is rotated through its own operation.
+// OrgSettings are the organization's settings. The webhook secret is shown
+// only once: in the answer that first sets a webhook URL (when the org had
+// no secret yet); after that it is rotated through its own operation.
 type OrgSettings struct {
 	ID                       string    `json:"id" doc:"Org id (org_…)."`
 	Name                     string    `json:"name" doc:"Org name, unique in the team."`
@@ -28,6 +29,7 @@ type OrgSettings struct {
 	AutodiscoveryHourlyCap   int32     `json:"autodiscovery_hourly_cap" doc:"At most this many tools are auto-registered over MCP per hour."`
 	AutodiscoveryTotalCap    int32     `json:"autodiscovery_total_cap" doc:"At most this many auto-registered draft tools in total."`
 	UpdatedAt                time.Time `json:"updated_at" doc:"When the settings last changed."`
+	WebhookSecret            string    `json:"webhook_secret,omitempty" doc:"The webhook signing secret (whsec_…), generated when a webhook URL is first set and shown only in that answer: store it to verify X-Oakallow-Signature. Rotate with POST /v1/webhook/rotate-secret."`
 }
 
 func settingsView(o store.Org) OrgSettings {
@@ -138,10 +140,24 @@ func (s *Server) updateSettings(ctx context.Context, p Principal, b *settingsUpd
 			out = settingsView(o)
 			return nil
 		}
+		hadSecret := o.WebhookSecret != ""
 		if o, err = q.UpdateOrgSettings(ctx, next); err != nil {
 			return conflictIf(err, "another org of the team is named %q", next.Name)
 		}
+		var secret string
+		if next.WebhookUrl != "" && !hadSecret {
+			// Deliveries need a signing secret; without one every delivery
+			// would fail. Generate it with the first URL and show it once.
+			if secret, err = notify.NewWebhookSecret(); err != nil {
+				return err
+			}
+			if o, err = q.RotateOrgWebhookSecret(ctx, store.RotateOrgWebhookSecretParams{ID: o.ID, WebhookSecret: secret, WebhookSecretRotatedAt: &now}); err != nil {
+				return fmt.Errorf("generate webhook secret: %w", err)
+			}
+			changed.noteOpaque("webhook_secret", true)
+		}
 		out = settingsView(o)
+		out.WebhookSecret = secret
 		return s.recordChange(ctx, q, p, now, change{kind: kindSettingsUpdated, subject: o.ID,
 			details: map[string]any{"changed": changed}})
 	})

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -66,6 +67,7 @@ func TestSettings(t *testing.T) {
 			got := decodeAs[OrgSettings](t, e.want(http.StatusOK, http.MethodPatch, "/v1/settings", mk, p.patch))
 			p.want(t, got)
 			again := decodeAs[OrgSettings](t, e.want(http.StatusOK, http.MethodGet, "/v1/settings", mk, nil))
+			got.WebhookSecret = "" // shown once, in the answer that generated it
 			require.Equal(t, got, again)
 		})
 	}
@@ -104,4 +106,30 @@ func TestSettings(t *testing.T) {
 		rows[3].Details["changed"].(map[string]any)["webhook_url"])
 	require.Equal(t, map[string]any{"from": false, "to": true},
 		rows[6].Details["changed"].(map[string]any)["management_keys_may_decide"])
+}
+
+// TestSettingWebhookURLGeneratesTheSigningSecretOnce: the first webhook URL
+// comes with a signing secret, shown in that answer only; later changes do
+// not rotate it, and deliveries would otherwise have nothing to sign with.
+func TestSettingWebhookURLGeneratesTheSigningSecretOnce(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	status, raw := e.do(http.MethodPatch, "/v1/settings", e.boot.ManagementKey, map[string]any{"webhook_url": "https://hooks.example.com/oakallow"})
+	require.Equal(t, http.StatusOK, status, string(raw))
+	var first OrgSettings
+	require.NoError(t, json.Unmarshal(raw, &first))
+	require.True(t, strings.HasPrefix(first.WebhookSecret, "whsec_"), string(raw))
+
+	var stored string
+	require.NoError(t, e.st.Pool.QueryRow(context.Background(), "SELECT webhook_secret FROM orgs WHERE id = $1", e.boot.OrgID).Scan(&stored))
+	require.Equal(t, first.WebhookSecret, stored)
+
+	status, raw = e.do(http.MethodPatch, "/v1/settings", e.boot.ManagementKey, map[string]any{"webhook_url": "https://hooks.example.com/v2"})
+	require.Equal(t, http.StatusOK, status, string(raw))
+	require.NotContains(t, string(raw), "whsec_", "the secret is shown once")
+	status, raw = e.do(http.MethodGet, "/v1/settings", e.boot.ManagementKey, nil)
+	require.Equal(t, http.StatusOK, status)
+	require.NotContains(t, string(raw), "whsec_")
+	require.NoError(t, e.st.Pool.QueryRow(context.Background(), "SELECT webhook_secret FROM orgs WHERE id = $1", e.boot.OrgID).Scan(&stored))
+	require.Equal(t, first.WebhookSecret, stored, "changing the URL keeps the secret")
 }
