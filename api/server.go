@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"oakallow/activities"
+	"oakallow/activities/notify"
 	"oakallow/activities/sealed"
 	"oakallow/activities/tokens"
 	"oakallow/store"
@@ -68,6 +69,14 @@ type Deps struct {
 	Activities *activities.Activities
 	// SecretBox seals notification channel credentials and stored idempotent answers; nil refuses channel credentials (503).
 	SecretBox *sealed.Box
+	// Slack is the server's Slack app for the "Add to Slack" install
+	// (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET); nil turns the install off
+	// (503 slack_not_configured). An empty RedirectURL means
+	// Config.PublicURL + SlackCallbackPath. NewServer refuses an unusable app.
+	Slack *notify.SlackApp
+	// SlackHTTPClient makes the install's code exchange with Slack; default
+	// notify.NewHTTPClient with the production policy (public https only).
+	SlackHTTPClient *http.Client
 	// Recorder tunes the audit group committer (zero value: defaults).
 	Recorder store.RecorderConfig
 	// Now is the clock; default time.Now.
@@ -141,6 +150,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	registerDeliveries(s.api, s)
 	registerChannels(s.api, s)
 	registerApprovers(s.api, s)
+	if err := registerSlackInstall(s.api, s); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

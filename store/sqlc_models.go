@@ -183,6 +183,17 @@ type Rule struct {
 	UpdatedAt   time.Time
 }
 
+type SlackOauthState struct {
+	StateHash   []byte
+	OrgID       string
+	TeamID      string
+	KeyID       string
+	ChannelName string
+	Scope       string
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+}
+
 type SpentNonce struct {
 	Nonce   string
 	TokenID string

@@ -26,6 +26,8 @@ var envVars = []envVar{
 	{"OAKALLOW_SIGNING_KEYS", "", "Execution-token and receipt signing keys: `kid:base64secret[,kid:base64secret…]`; the first is active, a `!` before an id retires it. Required by serve and worker. Generate one with `oakallow keygen`."},
 	{"OAKALLOW_SECRET_KEY", "", "32-byte key (base64) that encrypts notification-channel secrets at rest. Without it, channels with secrets (Slack, PagerDuty, signed webhook) cannot be configured. Generate one with `openssl rand -base64 32`."},
 	{"OAKALLOW_WEBHOOKS_ALLOW_PRIVATE", "false", "Allow webhooks and channels to reach http:// URLs and private, loopback and link-local addresses. Off by default (SSRF protection); turn on only for receivers on your own network."},
+	{"SLACK_CLIENT_ID", "", "Client ID of your Slack app. With SLACK_CLIENT_SECRET it turns on the \"Add to Slack\" install (OAuth v2, scope `incoming-webhook` only); without both, Slack channels are configured by pasting an incoming-webhook URL. See \"Add to Slack\" below."},
+	{"SLACK_CLIENT_SECRET", "", "Client secret of your Slack app; set together with SLACK_CLIENT_ID."},
 	{"TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port."},
 	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},

@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
+	"oakallow/activities/notify"
 	"oakallow/api"
 	"oakallow/store"
 )
@@ -56,6 +61,35 @@ func temporalLogger(logger *slog.Logger) sdklog.Logger {
 	return sdklog.NewStructuredLogger(logger.With("component", "temporal-client"))
 }
 
+// loadSlackApp reads the Slack app credentials for the "Add to Slack"
+// install; without them the install is off (nil). Its redirect URL is
+// <OAKALLOW_PUBLIC_URL>/v1/integrations/slack/callback, filled in by the API
+// server.
+func loadSlackApp() (*notify.SlackApp, error) {
+	id, secret := getenv("SLACK_CLIENT_ID"), getenv("SLACK_CLIENT_SECRET")
+	switch {
+	case id == "" && secret == "":
+		return nil, nil
+	case id == "" || secret == "":
+		return nil, errors.New("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET must be set together (or neither, to turn \"Add to Slack\" off)")
+	}
+	allowPrivate, err := strconv.ParseBool(getenv("OAKALLOW_WEBHOOKS_ALLOW_PRIVATE"))
+	if err != nil {
+		return nil, fmt.Errorf("OAKALLOW_WEBHOOKS_ALLOW_PRIVATE: not a boolean")
+	}
+	public, err := url.Parse(getenv("OAKALLOW_PUBLIC_URL"))
+	if err != nil || public.Host == "" {
+		return nil, errors.New("OAKALLOW_PUBLIC_URL: not an absolute URL")
+	}
+	if public.Scheme != "https" && !allowPrivate {
+		return nil, fmt.Errorf("SLACK_CLIENT_ID is set but OAKALLOW_PUBLIC_URL is not https: Slack sends installers back to "+
+			"%s, which must be an https URL (see docs/CONFIGURATION.md)", strings.TrimRight(public.String(), "/")+api.SlackCallbackPath)
+	}
+	// AllowInsecure follows the outbound policy: a local setup that lets
+	// webhooks use http may run the install over http too.
+	return &notify.SlackApp{ClientID: id, ClientSecret: secret, AllowInsecure: allowPrivate}, nil
+}
+
 func runServe(ctx context.Context) error {
 	logger, err := mustLogger()
 	if err != nil {
@@ -89,17 +123,29 @@ func runServe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	slackApp, err := loadSlackApp()
+	if err != nil {
+		return err
+	}
+	// The install's code exchange goes out under the same policy as
+	// webhooks and alerts.
+	slackClient, err := outboundHTTPClient()
+	if err != nil {
+		return err
+	}
 	srv, err := api.NewServer(api.Config{
 		Addr:            getenv("OAKALLOW_ADDR"),
 		PublicURL:       getenv("OAKALLOW_PUBLIC_URL"),
 		ShutdownTimeout: shutdown,
 	}, api.Deps{
-		Store:      st,
-		Logger:     logger,
-		Keyring:    keyring,
-		Temporal:   tc,
-		Activities: acts,
-		SecretBox:  box,
+		Store:           st,
+		Logger:          logger,
+		Keyring:         keyring,
+		Temporal:        tc,
+		Activities:      acts,
+		SecretBox:       box,
+		Slack:           slackApp,
+		SlackHTTPClient: slackClient,
 		TemporalReady: func(ctx context.Context) error {
 			_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
 			return err
