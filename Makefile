@@ -4,7 +4,7 @@
 SQLC_VERSION := v1.31.1
 GO_TEST_FLAGS ?= -p 2 -timeout 25m
 
-.PHONY: dev test verify sqlc build fmt vet fuzz load
+.PHONY: dev test verify sqlc build fmt vet fuzz load docs-assets
 
 dev:
 	go run ./dev
@@ -21,6 +21,17 @@ fuzz:
 # The check-path load run recorded in docs/PERFORMANCE.md.
 load:
 	go run ./dev/loadcheck -duration 10s -warmup 3s
+
+# Refresh the embedded API reference (Stoplight Elements) from npm and check
+# it against the integrity hashes huma pins for the same version.
+ELEMENTS_VERSION := 9.0.15
+docs-assets:
+	rm -rf /tmp/oakallow-elements && mkdir -p /tmp/oakallow-elements
+	cd /tmp/oakallow-elements && npm pack @stoplight/elements@$(ELEMENTS_VERSION) >/dev/null && tar xzf stoplight-elements-$(ELEMENTS_VERSION).tgz
+	test "$$(openssl dgst -sha384 -binary /tmp/oakallow-elements/package/web-components.min.js | base64 -w0)" = "xjOcq9PZ/k+pGtPS/xcsCRXGjKKfTlIa4H1IYEnC+97jNa6sAMWTNrV6hY08W3GL"
+	test "$$(openssl dgst -sha384 -binary /tmp/oakallow-elements/package/styles.min.css | base64 -w0)" = "iVQBHadsD+eV0M5+ubRCEVXrXEBj+BqcuwjUwPoVJc0Pb1fmrhYSAhL+BFProHdV"
+	cp /tmp/oakallow-elements/package/web-components.min.js /tmp/oakallow-elements/package/styles.min.css api/docsassets/
+	cp /tmp/oakallow-elements/package/LICENSE api/docsassets/LICENSE-stoplight-elements
 
 build:
 	go build -o bin/oakallow ./cmd/oakallow

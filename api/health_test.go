@@ -27,8 +27,15 @@ func TestHealthAndDocs(t *testing.T) {
 	require.NoError(t, json.Unmarshal(body, &doc))
 	require.Equal(t, "3.1.0", doc["openapi"])
 
-	status, _ = e.do(http.MethodGet, "/docs", "", nil)
+	// The reference page works offline: nothing is loaded from elsewhere.
+	status, body = e.do(http.MethodGet, "/docs", "", nil)
 	require.Equal(t, http.StatusOK, status)
+	require.NotContains(t, string(body), "https://")
+	for _, asset := range []string{"/docs/assets/web-components.min.js", "/docs/assets/styles.min.css"} {
+		status, body = e.do(http.MethodGet, asset, "", nil)
+		require.Equal(t, http.StatusOK, status, asset)
+		require.Greater(t, len(body), 100_000, asset)
+	}
 }
 
 func TestReadyzReportsTemporalDown(t *testing.T) {

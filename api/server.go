@@ -127,7 +127,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	hc := huma.DefaultConfig("oakallow API", Version)
 	hc.Info.Description = "Permission checks, approvals and execution tokens for AI-agent tool calls."
 	hc.OpenAPIPath = "/openapi"
-	hc.DocsPath = "/docs"
+	hc.DocsPath = "" // served from embedded assets by registerDocs, not from a CDN
 	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		securityScheme: {Type: "apiKey", In: "header", Name: "X-API-Key",
 			Description: "An oakallow API key (oak_live_…); also accepted as `Authorization: Bearer`."},
@@ -136,6 +136,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	s.api = humago.New(s.mux, hc)
 	s.api.UseMiddleware(s.countRequests, s.authenticate)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
+	registerDocs(s.mux)
 
 	registerHealth(s.api, s)
 	registerManagement(s.api, s)
