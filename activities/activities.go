@@ -54,6 +54,8 @@ type Deps struct {
 	// only its InitialInterval, MaximumInterval and ScheduleToClose are used. Zero fields
 	// mean the workflows.Delivery* defaults.
 	DeliveryRetry workflows.DeliveryInput
+	// Metrics receives time-to-decision and delivery observations. Optional.
+	Metrics *Metrics
 	// Logger receives operational messages; never secrets, tokens or parameters.
 	// Default: discard.
 	Logger *slog.Logger
@@ -131,6 +133,7 @@ type Activities struct {
 	taskQueue string
 	retry     workflows.DeliveryInput
 	logger    *slog.Logger
+	metrics   *Metrics
 	now       func() time.Time
 }
 
@@ -151,6 +154,7 @@ func New(deps Deps) (*Activities, error) {
 		taskQueue: deps.TaskQueue,
 		retry:     deps.DeliveryRetry,
 		logger:    deps.Logger,
+		metrics:   deps.Metrics,
 		now:       deps.Now,
 	}, nil
 }

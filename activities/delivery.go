@@ -68,6 +68,7 @@ func (a *Activities) DeliverNotification(ctx context.Context, in workflows.Deliv
 	case err != nil:
 		return fmt.Errorf("deliver %s: %w", row.ID, err) // PostgreSQL: retried
 	}
+	a.metrics.observeAttempt(row.TargetKind, att)
 	if rerr := a.recordAttempt(ctx, row, url, started, att); rerr != nil {
 		if att.OK() {
 			// Delivered but not recorded: retrying re-sends (receivers dedupe on

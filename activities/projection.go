@@ -108,7 +108,9 @@ func (a *Activities) ProjectApproval(ctx context.Context, in workflows.ProjectAp
 		return nonRetryable(workflows.ErrorTypeValidation, "project approval: %v", err)
 	}
 	seq, _ := projectionSeq(in.Event)
+	var final *store.Approval // set when this call applied a final status
 	err := a.st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
+		final = nil
 		apr, err := q.LockApprovalForProjection(ctx, store.LockApprovalForProjectionParams{OrgID: in.OrgID, ID: in.ApprovalID})
 		if err != nil {
 			return lookupErr(err, "approval "+in.ApprovalID)
@@ -170,10 +172,16 @@ func (a *Activities) ProjectApproval(ctx context.Context, in workflows.ProjectAp
 				return fmt.Errorf("insert decision: %w", err)
 			}
 		}
+		if in.Event == workflows.EventDecided || in.Event == workflows.EventExpired {
+			final = &apr
+		}
 		return a.auditTransition(ctx, q, apr, in)
 	})
 	if err != nil {
 		return fmt.Errorf("project %s of approval %s: %w", in.Event, in.ApprovalID, err)
+	}
+	if final != nil {
+		a.metrics.observeFinal(string(in.State.Status), in.At.Sub(final.CreatedAt))
 	}
 	return nil
 }

@@ -17,9 +17,12 @@ type metrics struct {
 	requests     *prometheus.CounterVec
 }
 
-func newMetrics() *metrics {
+func newMetrics(reg *prometheus.Registry) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg: reg,
 		checkLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "oakallow_check_duration_seconds",
 			Help:    "Time to answer POST /v1/permissions/check, audit commit included.",

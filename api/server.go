@@ -11,6 +11,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 
 	"oakallow/activities"
@@ -79,6 +80,10 @@ type Deps struct {
 	SlackHTTPClient *http.Client
 	// Recorder tunes the audit group committer (zero value: defaults).
 	Recorder store.RecorderConfig
+	// Registry is where the API's Prometheus series go and what /metrics
+	// serves; nil creates a private one. `go run ./dev` shares it with the
+	// in-process worker's series.
+	Registry *prometheus.Registry
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -122,7 +127,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store)}
 	s.policies = NewPolicyCache(deps.Store)
 	s.keyring = deps.Keyring
-	s.metrics = newMetrics()
+	s.metrics = newMetrics(deps.Registry)
 
 	hc := huma.DefaultConfig("oakallow API", Version)
 	hc.Info.Description = "Permission checks, approvals and execution tokens for AI-agent tool calls."

@@ -28,6 +28,7 @@ var envVars = []envVar{
 	{"OAKALLOW_WEBHOOKS_ALLOW_PRIVATE", "false", "Allow webhooks and channels to reach http:// URLs and private, loopback and link-local addresses. Off by default (SSRF protection); turn on only for receivers on your own network."},
 	{"SLACK_CLIENT_ID", "", "Client ID of your Slack app. With SLACK_CLIENT_SECRET it turns on the \"Add to Slack\" install (OAuth v2, scope `incoming-webhook` only); without both, Slack channels are configured by pasting an incoming-webhook URL. See \"Add to Slack\" below."},
 	{"SLACK_CLIENT_SECRET", "", "Client secret of your Slack app; set together with SLACK_CLIENT_ID."},
+	{"OAKALLOW_WORKER_METRICS_ADDR", ":9090", "Listen address of the worker's Prometheus /metrics (approval time to decision, delivery attempts). Empty: no metrics server."},
 	{"TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port."},
 	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},

@@ -119,7 +119,7 @@ func runServe(ctx context.Context) error {
 	defer tc.Close()
 	// The API redelivers webhooks and tests channels with the same
 	// production clients the worker uses.
-	acts, err := newActivities(st, tc, keyring, box, logger)
+	acts, err := newActivities(st, tc, keyring, box, nil, logger)
 	if err != nil {
 		return err
 	}

@@ -4,9 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
 	"oakallow/activities"
@@ -41,8 +46,8 @@ func outboundHTTPClient() (*http.Client, error) {
 	return notify.NewHTTPClient(notify.HTTPClientConfig{AllowInsecure: allowPrivate, AllowPrivateAddresses: allowPrivate})
 }
 
-// newActivities wires the approval activities.
-func newActivities(st *store.Store, tc client.Client, kr *tokens.Keyring, box *sealed.Box, logger *slog.Logger) (*activities.Activities, error) {
+// newActivities wires the approval activities; m may be nil (no metrics).
+func newActivities(st *store.Store, tc client.Client, kr *tokens.Keyring, box *sealed.Box, m *activities.Metrics, logger *slog.Logger) (*activities.Activities, error) {
 	hc, err := outboundHTTPClient()
 	if err != nil {
 		return nil, err
@@ -52,7 +57,7 @@ func newActivities(st *store.Store, tc client.Client, kr *tokens.Keyring, box *s
 		return nil, err
 	}
 	return activities.New(activities.Deps{Store: st, Keyring: kr, Temporal: tc, Notifier: n, HTTPClient: hc,
-		SecretBox: box, PublicURL: getenv("OAKALLOW_PUBLIC_URL"), Logger: logger})
+		SecretBox: box, PublicURL: getenv("OAKALLOW_PUBLIC_URL"), Metrics: m, Logger: logger})
 }
 
 func runWorker(ctx context.Context) error {
@@ -79,9 +84,26 @@ func runWorker(ctx context.Context) error {
 		return fmt.Errorf("temporal: %w", err)
 	}
 	defer tc.Close()
-	acts, err := newActivities(st, tc, keyring, box, logger)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := activities.NewMetrics(reg)
 	if err != nil {
 		return err
+	}
+	acts, err := newActivities(st, tc, keyring, box, metrics, logger)
+	if err != nil {
+		return err
+	}
+	if addr := getenv("OAKALLOW_WORKER_METRICS_ADDR"); addr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		ms := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("OAKALLOW_WORKER_METRICS_ADDR: %w", err)
+		}
+		go func() { _ = ms.Serve(ln) }()
+		defer ms.Close()
 	}
 	w, err := worker.New(tc, acts, logger)
 	if err != nil {

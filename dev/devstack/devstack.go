@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
@@ -247,8 +248,14 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 		}
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	// One registry for the API's and the worker's series, served at /metrics.
+	reg := prometheus.NewRegistry()
+	metrics, err := activities.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	acts, err := activities.New(activities.Deps{Store: s.st, Keyring: keyring, Temporal: s.tc, Notifier: notifier,
-		HTTPClient: hc, SecretBox: box, PublicURL: "http://" + addr, Logger: logger.With("component", "activities")})
+		HTTPClient: hc, SecretBox: box, PublicURL: "http://" + addr, Metrics: metrics, Logger: logger.With("component", "activities")})
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +269,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 	// The API.
 	s.api, err = api.NewServer(api.Config{Addr: addr, PublicURL: "http://" + addr}, api.Deps{
 		Store: s.st, Logger: logger.With("component", "api"),
-		Keyring: keyring, Temporal: s.tc, Activities: acts, SecretBox: box,
+		Keyring: keyring, Temporal: s.tc, Activities: acts, SecretBox: box, Registry: reg,
 		TemporalReady: func(ctx context.Context) error {
 			_, err := s.tc.CheckHealth(ctx, &client.CheckHealthRequest{})
 			return err
