@@ -14,6 +14,7 @@ import (
 	"oakallow/activities"
 	"oakallow/activities/notify"
 	"oakallow/activities/notify/notifytest"
+	"oakallow/store"
 	"oakallow/workflows"
 )
 
@@ -369,4 +370,45 @@ func TestChannelWithoutSecretBoxFailsForGood(t *testing.T) {
 	require.Equal(t, "failed", status)
 	_, err = e.acts.TestChannel(context.Background(), e.orgID, d.channel)
 	require.ErrorIs(t, err, activities.ErrChannelUnusable)
+}
+
+// TestSweepStartsDeliveriesWhoseWorkflowNeverStarted: a delivery recorded
+// but never attempted (its workflow start failed) gets its workflow from the
+// sweeper; a recent one is left to the activity that recorded it, and
+// sweeping twice starts nothing twice.
+func TestSweepStartsDeliveriesWhoseWorkflowNeverStarted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{temporal: true})
+	ctx := context.Background()
+	insert := func(age time.Duration) string {
+		id := store.NewID("whd")
+		n, err := e.st.InsertWebhookDelivery(ctx, store.InsertWebhookDeliveryParams{
+			ID: id, OrgID: e.orgID, DedupKey: "sweep:" + id, EventID: store.NewID("evt"), EventType: "approval.created",
+			TargetKind: activities.TargetOrgWebhook, Url: "https://hooks.example.com/oak", Payload: []byte(`{}`),
+			CreatedAt: time.Now().UTC().Add(-age),
+		})
+		require.NoError(t, err)
+		require.Equal(t, int64(1), n)
+		return id
+	}
+	stuck, recent := insert(10*time.Minute), insert(time.Minute)
+
+	n, err := e.acts.SweepUnattemptedDeliveries(ctx, 5*time.Minute, 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	desc, err := e.tc.DescribeWorkflowExecution(ctx, stuck, "")
+	require.NoError(t, err)
+	require.Equal(t, workflows.DeliveryWorkflowName, desc.GetWorkflowExecutionInfo().GetType().GetName())
+	require.Equal(t, e.queue, desc.GetWorkflowExecutionInfo().GetTaskQueue())
+	runID := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	_, err = e.tc.DescribeWorkflowExecution(ctx, recent, "")
+	require.Error(t, err, "a recent delivery is not swept")
+
+	n, err = e.acts.SweepUnattemptedDeliveries(ctx, 5*time.Minute, 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	desc, err = e.tc.DescribeWorkflowExecution(ctx, stuck, "")
+	require.NoError(t, err)
+	require.Equal(t, runID, desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), "the second sweep attached to the same run")
+	require.NoError(t, e.tc.TerminateWorkflow(ctx, stuck, "", "test done"))
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/api/serviceerror"
@@ -288,4 +289,27 @@ func deciderFallback(kind workflows.DeciderKind) string {
 		return "a management key"
 	}
 	return "a reviewer"
+}
+
+// SweepUnattemptedDeliveries starts the delivery workflow of every delivery
+// recorded before now-olderThan that was never attempted (at most limit per
+// call): EnqueueNotifications records deliveries before it starts their
+// workflows, and if Temporal stayed unreachable past that activity's retries
+// the rows would otherwise wait for ever. Starting is idempotent: a
+// workflow that runs or ran under the delivery's id counts as started.
+// It returns how many deliveries it looked at.
+func (a *Activities) SweepUnattemptedDeliveries(ctx context.Context, olderThan time.Duration, limit int32) (int, error) {
+	rows, err := a.st.ListUnattemptedDeliveries(ctx, store.ListUnattemptedDeliveriesParams{
+		Before: a.now().Add(-olderThan), RowLimit: limit,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sweep deliveries: %w", err)
+	}
+	var errs []error
+	for _, r := range rows {
+		if err := a.startDelivery(ctx, r.ID, r.ID, r.OrgID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(rows), errors.Join(errs...)
 }

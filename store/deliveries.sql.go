@@ -220,6 +220,44 @@ func (q *Queries) ListEnabledChannelsForOrg(ctx context.Context, orgID string) (
 	return items, nil
 }
 
+const listUnattemptedDeliveries = `-- name: ListUnattemptedDeliveries :many
+SELECT id, org_id FROM webhook_deliveries
+WHERE status = 'pending' AND attempts = 0 AND created_at < $1
+ORDER BY created_at
+LIMIT $2
+`
+
+type ListUnattemptedDeliveriesParams struct {
+	Before   time.Time
+	RowLimit int32
+}
+
+type ListUnattemptedDeliveriesRow struct {
+	ID    string
+	OrgID string
+}
+
+// Pending deliveries recorded before @before and never attempted, oldest first.
+func (q *Queries) ListUnattemptedDeliveries(ctx context.Context, arg ListUnattemptedDeliveriesParams) ([]ListUnattemptedDeliveriesRow, error) {
+	rows, err := q.db.Query(ctx, listUnattemptedDeliveries, arg.Before, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListUnattemptedDeliveriesRow{}
+	for rows.Next() {
+		var i ListUnattemptedDeliveriesRow
+		if err := rows.Scan(&i.ID, &i.OrgID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const markWebhookDeliveryFailed = `-- name: MarkWebhookDeliveryFailed :execrows
 UPDATE webhook_deliveries SET status = 'failed', updated_at = $2
 WHERE id = $1 AND status = 'pending'

@@ -1,10 +1,12 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -21,6 +23,7 @@ type Option func(*options)
 type options struct {
 	taskQueue string
 	sdk       sdkworker.Options
+	sweep     *time.Duration
 }
 
 // WithTaskQueue polls queue instead of workflows.TaskQueue. Only for isolating tests that
@@ -38,9 +41,27 @@ func WithSDKOptions(opts sdkworker.Options) Option {
 // Worker is a Temporal worker with oakallow's workflows and activities registered.
 type Worker struct {
 	w         sdkworker.Worker
+	acts      *activities.Activities
 	taskQueue string
 	logger    *slog.Logger
 	stopOnce  sync.Once
+	sweep     time.Duration
+	cancel    context.CancelFunc
+	swept     chan struct{}
+}
+
+// Sweeper settings: every SweepInterval the worker starts the workflows of
+// deliveries recorded more than SweepAfter ago and never attempted.
+const (
+	SweepInterval = time.Minute
+	SweepAfter    = 5 * time.Minute
+	sweepBatch    = 500
+)
+
+// WithSweepInterval changes how often the worker sweeps unattempted
+// deliveries (tests); 0 turns the sweeper off.
+func WithSweepInterval(d time.Duration) Option {
+	return func(o *options) { o.sweep = &d }
 }
 
 // New creates a worker on c that runs the approval and delivery workflows and the
@@ -64,7 +85,11 @@ func New(c client.Client, acts *activities.Activities, logger *slog.Logger, opts
 	}
 	w := sdkworker.New(c, o.taskQueue, o.sdk)
 	register(w, acts)
-	return &Worker{w: w, taskQueue: o.taskQueue, logger: logger}, nil
+	sweep := SweepInterval
+	if o.sweep != nil {
+		sweep = *o.sweep
+	}
+	return &Worker{w: w, acts: acts, taskQueue: o.taskQueue, logger: logger, sweep: sweep}, nil
 }
 
 // register registers every workflow and activity by its contract name. Activities are
@@ -90,7 +115,34 @@ func (w *Worker) Start() error {
 		return fmt.Errorf("worker: start on %s: %w", w.taskQueue, err)
 	}
 	w.logger.Info("Temporal worker started", "task_queue", w.taskQueue)
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	w.swept = make(chan struct{})
+	go w.sweepLoop(ctx)
 	return nil
+}
+
+// sweepLoop periodically starts the delivery workflows that were never
+// started (see activities.SweepUnattemptedDeliveries). Several workers
+// sweeping at once is harmless: starting a delivery workflow is idempotent.
+func (w *Worker) sweepLoop(ctx context.Context) {
+	defer close(w.swept)
+	if w.sweep <= 0 {
+		return
+	}
+	t := time.NewTicker(w.sweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := w.acts.SweepUnattemptedDeliveries(ctx, SweepAfter, sweepBatch)
+			if err != nil && ctx.Err() == nil {
+				w.logger.Warn("Delivery sweep", "looked_at", n, "error", err)
+			}
+		}
+	}
 }
 
 // Stop stops polling and waits for running tasks to finish (up to the SDK's
@@ -98,6 +150,10 @@ func (w *Worker) Start() error {
 // it again does nothing.
 func (w *Worker) Stop() {
 	w.stopOnce.Do(func() {
+		if w.cancel != nil {
+			w.cancel()
+			<-w.swept
+		}
 		w.w.Stop()
 		w.logger.Info("Temporal worker stopped", "task_queue", w.taskQueue)
 	})

@@ -408,3 +408,29 @@ func TestCancelledApprovalEndsExpired(t *testing.T) {
 	require.Equal(t, 1, w.count(`SELECT count(*) FROM audit_events WHERE kind = 'approval.expired' AND subject = $1`, in.ApprovalID))
 	require.Zero(t, w.count(`SELECT count(*) FROM execution_tokens WHERE source_id = $1`, in.ApprovalID))
 }
+
+// TestWorkerSweepsDeliveriesThatNeverStarted: the worker's sweeper starts the
+// workflow of a delivery that was recorded but never started, and it is
+// delivered.
+func TestWorkerSweepsDeliveriesThatNeverStarted(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx := context.Background()
+	body, err := json.Marshal(map[string]any{"id": "evt_sweep", "type": "approval.created", "created_at": time.Now(), "data": map[string]any{}})
+	require.NoError(t, err)
+	id := store.NewID("whd")
+	_, err = w.st.InsertWebhookDelivery(ctx, store.InsertWebhookDeliveryParams{
+		ID: id, OrgID: w.orgID, DedupKey: "sweep:" + id, EventID: "evt_sweep", EventType: "approval.created",
+		TargetKind: "org_webhook", Url: w.rcv.URL(), Payload: body, CreatedAt: time.Now().UTC().Add(-10 * time.Minute),
+	})
+	require.NoError(t, err)
+
+	wk, err := worker.New(w.tc, w.acts, slog.New(slog.DiscardHandler), worker.WithTaskQueue(w.queue), worker.WithSweepInterval(100*time.Millisecond))
+	require.NoError(t, err)
+	require.NoError(t, wk.Start())
+	t.Cleanup(wk.Stop)
+	require.Eventually(t, func() bool {
+		return w.count(`SELECT count(*) FROM webhook_deliveries WHERE id = $1 AND status = 'delivered'`, id) == 1
+	}, 20*time.Second, 50*time.Millisecond)
+	require.Len(t, w.rcv.Deliveries(), 1)
+}

@@ -49,3 +49,10 @@ SELECT * FROM notification_channels WHERE org_id = $1 AND id = $2;
 -- Undoes ReopenWebhookDelivery when the redelivery could not be started.
 UPDATE webhook_deliveries SET status = @status, delivered_at = @delivered_at, updated_at = @updated_at
 WHERE org_id = @org_id AND id = @id AND status = 'pending';
+
+-- name: ListUnattemptedDeliveries :many
+-- Pending deliveries recorded before @before and never attempted, oldest first.
+SELECT id, org_id FROM webhook_deliveries
+WHERE status = 'pending' AND attempts = 0 AND created_at < @before
+ORDER BY created_at
+LIMIT @row_limit;
