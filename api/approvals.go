@@ -390,9 +390,6 @@ func (s *Server) createApproval(ctx context.Context, p Principal, req *approvalR
 		ActorKind: p.Kind, ActorID: p.KeyID, Kind: kindApprovalRequested, Subject: id,
 		Outcome: string(workflows.StatusPending), Tool: req.Tool, Tenant: req.Tenant, Details: details,
 	}})
-	if errors.Is(err, store.ErrInsufficientCredits) {
-		return ApprovalCreated{}, errInsufficientCredits
-	}
 	if err != nil {
 		return ApprovalCreated{}, err
 	}

@@ -69,7 +69,6 @@ func registerCheck(api huma.API, s *Server) {
 		Tags:   []string{"Runtime"},
 		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusPaymentRequired, http.StatusForbidden, http.StatusUnprocessableEntity},
 	}, accessRuntime), func(ctx context.Context, in *checkInput) (*checkOutput, error) {
-		start := time.Now()
 		if in.IdempotencyKey != "" {
 			// A retried check gets the first verdict, check id and receipt
 			// back, and is billed once.
@@ -87,14 +86,14 @@ func registerCheck(api huma.API, s *Server) {
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}
-		s.metrics.checkLatency.Observe(time.Since(start).Seconds())
-		s.metrics.verdicts.WithLabelValues(res.Permission, res.Scope).Inc()
 		return &checkOutput{Body: res}, nil
 	})
 }
 
-// check decides, records and signs one permission check.
+// check decides, records and signs one permission check. A replayed
+// Idempotency-Key answer does not come here, so each check is counted once.
 func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (CheckResult, error) {
+	start := time.Now()
 	if err := rejectNUL(req); err != nil {
 		return CheckResult{}, err
 	}
@@ -131,9 +130,6 @@ func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (Che
 		ActorKind: p.Kind, ActorID: p.KeyID, Kind: kindPermissionCheck, Subject: req.Tool,
 		Outcome: res.Permission, Tool: req.Tool, Tenant: req.Tenant, Details: details,
 	}})
-	if errors.Is(err, store.ErrInsufficientCredits) {
-		return CheckResult{}, errInsufficientCredits
-	}
 	if err != nil {
 		return CheckResult{}, err
 	}
@@ -145,6 +141,8 @@ func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (Che
 	if err != nil {
 		return CheckResult{}, fmt.Errorf("sign receipt: %w", err)
 	}
+	s.metrics.checkLatency.Observe(time.Since(start).Seconds())
+	s.metrics.verdicts.WithLabelValues(res.Permission, res.Scope).Inc()
 	return res, nil
 }
 

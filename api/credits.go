@@ -40,15 +40,8 @@ func registerCredits(api huma.API, s *Server) {
 		}
 		out.Body.PurchasedMicros = bal.PurchasedMicros
 		out.Body.BalanceMicros = out.Body.FreeMicros + bal.PurchasedMicros
-		out.Body.CallCostMicros = s.recorderCost()
+		out.Body.CallCostMicros = s.recorder.CostMicros()
 		out.Body.BillableCalls = bal.BilledCalls
 		return out, nil
 	})
-}
-
-func (s *Server) recorderCost() int64 {
-	if s.deps.Recorder.CostMicros > 0 {
-		return s.deps.Recorder.CostMicros
-	}
-	return 5000
 }

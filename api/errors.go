@@ -131,11 +131,6 @@ func init() {
 	}
 }
 
-// Domain errors that handlers return and toProblem maps.
-var (
-	errInsufficientCredits = errors.New("insufficient credits")
-)
-
 // toProblem is the one function that maps errors to HTTP problems. Known
 // domain and store errors get their status and code; anything else is a 500
 // with a generic message, and its cause is logged with the request id.
@@ -161,7 +156,7 @@ func toProblem(ctx context.Context, logger *slog.Logger, err error) error {
 		out = problem(http.StatusConflict, CodeConflict, "still referenced by other objects, or refers to a missing one")
 	case errors.Is(err, store.ErrInvalid):
 		out = problem(http.StatusUnprocessableEntity, CodeValidationFailed, "a value is out of range")
-	case errors.Is(err, errInsufficientCredits):
+	case errors.Is(err, store.ErrInsufficientCredits):
 		out = problem(http.StatusPaymentRequired, CodeInsufficientCredits, "the account has no credit left; billable calls are refused until credit is added")
 	case errors.Is(err, context.Canceled):
 		out = problem(499, CodeBadRequest, "request cancelled")

@@ -108,9 +108,6 @@ func (s *Server) logExecution(ctx context.Context, p Principal, req *executionRe
 		ActorKind: p.Kind, ActorID: p.KeyID, Kind: kindExecutionLogged, Subject: c.TokenID,
 		Outcome: req.Status, Tool: c.Tool, Tenant: c.Tenant, Details: details,
 	}})
-	if errors.Is(err, store.ErrInsufficientCredits) {
-		return ExecutionLogged{}, errInsufficientCredits
-	}
 	if err != nil {
 		return ExecutionLogged{}, err
 	}

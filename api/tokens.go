@@ -167,9 +167,6 @@ func (s *Server) mintToken(ctx context.Context, p Principal, req *mintRequest) (
 		Outcome: "ok", Tool: src.Tool, Tenant: src.Tenant, Details: details,
 	}
 	err = s.recorder.Record(ctx, store.Entry{Billable: true, Event: evt})
-	if errors.Is(err, store.ErrInsufficientCredits) {
-		return MintedToken{}, errInsufficientCredits
-	}
 	if err != nil {
 		return MintedToken{}, err
 	}

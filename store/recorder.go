@@ -106,6 +106,9 @@ func NewRecorder(st *Store, cfg RecorderConfig) (*Recorder, error) {
 	return r, nil
 }
 
+// CostMicros is the price of one billable call.
+func (r *Recorder) CostMicros() int64 { return r.cfg.CostMicros }
+
 // Record queues the entry and waits until it is durable. It returns
 // ErrInsufficientCredits for a billable entry that could not be paid for,
 // and a wrapped database error when the commit failed (nothing was
