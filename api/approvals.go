@@ -385,7 +385,7 @@ func (s *Server) createApproval(ctx context.Context, p Principal, req *approvalR
 	if err != nil {
 		return ApprovalCreated{}, fmt.Errorf("encode audit details: %w", err)
 	}
-	err = s.recorder.Record(ctx, store.Entry{Billable: true, Event: store.InsertAuditEventsParams{
+	err = s.recorder.Record(ctx, store.Entry{Billable: true, Event: store.AuditRecord{
 		ID: store.NewID("evt"), OrgID: p.OrgID, TeamID: p.TeamID, OccurredAt: now,
 		ActorKind: p.Kind, ActorID: p.KeyID, Kind: kindApprovalRequested, Subject: id,
 		Outcome: string(workflows.StatusPending), Tool: req.Tool, Tenant: req.Tenant, Details: details,

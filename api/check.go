@@ -125,7 +125,7 @@ func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (Che
 	if err != nil {
 		return CheckResult{}, err
 	}
-	err = s.recorder.Record(ctx, store.Entry{Billable: true, Event: store.InsertAuditEventsParams{
+	err = s.recorder.Record(ctx, store.Entry{Billable: true, Event: store.AuditRecord{
 		ID: res.CheckID, OrgID: p.OrgID, TeamID: p.TeamID, OccurredAt: now,
 		ActorKind: p.Kind, ActorID: p.KeyID, Kind: kindPermissionCheck, Subject: req.Tool,
 		Outcome: res.Permission, Tool: req.Tool, Tenant: req.Tenant, Details: details,

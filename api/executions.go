@@ -103,7 +103,7 @@ func (s *Server) logExecution(ctx context.Context, p Principal, req *executionRe
 	}
 	now := s.now()
 	out := ExecutionLogged{ID: store.NewID("evt"), TokenID: c.TokenID, Tool: c.Tool, Status: req.Status, LoggedAt: now}
-	err = s.recorder.Record(ctx, store.Entry{Billable: true, Event: store.InsertAuditEventsParams{
+	err = s.recorder.Record(ctx, store.Entry{Billable: true, Event: store.AuditRecord{
 		ID: out.ID, OrgID: p.OrgID, TeamID: p.TeamID, OccurredAt: now,
 		ActorKind: p.Kind, ActorID: p.KeyID, Kind: kindExecutionLogged, Subject: c.TokenID,
 		Outcome: req.Status, Tool: c.Tool, Tenant: c.Tenant, Details: details,

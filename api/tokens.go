@@ -161,7 +161,7 @@ func (s *Server) mintToken(ctx context.Context, p Principal, req *mintRequest) (
 	if err != nil {
 		return MintedToken{}, fmt.Errorf("encode audit details: %w", err)
 	}
-	evt := store.InsertAuditEventsParams{
+	evt := store.AuditRecord{
 		ID: store.NewID("evt"), OrgID: p.OrgID, TeamID: p.TeamID, OccurredAt: now,
 		ActorKind: p.Kind, ActorID: p.KeyID, Kind: kindTokenMinted, Subject: src.ID,
 		Outcome: "ok", Tool: src.Tool, Tenant: src.Tenant, Details: details,
@@ -290,7 +290,7 @@ func verifyProblem(err error) (*Problem, string) {
 // auditVerifyFailure records a refused verification. It never records the
 // token: a refused token may still be valid for its rightful holder.
 func (s *Server) auditVerifyFailure(ctx context.Context, p Principal, now time.Time, outcome string) {
-	err := s.recorder.Record(context.WithoutCancel(ctx), store.Entry{Event: store.InsertAuditEventsParams{
+	err := s.recorder.Record(context.WithoutCancel(ctx), store.Entry{Event: store.AuditRecord{
 		ID: store.NewID("evt"), OrgID: p.OrgID, TeamID: p.TeamID, OccurredAt: now,
 		ActorKind: p.Kind, ActorID: p.KeyID, Kind: kindTokenVerified, Outcome: outcome, Details: []byte(`{}`),
 	}})

@@ -117,33 +117,6 @@ func (q *Queries) CreateUser(ctx context.Context, arg CreateUserParams) error {
 	return err
 }
 
-const getActiveAPIKeyByHash = `-- name: GetActiveAPIKeyByHash :one
-SELECT k.id, k.org_id, o.team_id, k.tier, k.hash
-FROM api_keys k JOIN orgs o ON o.id = k.org_id
-WHERE k.hash = $1 AND k.revoked_at IS NULL
-`
-
-type GetActiveAPIKeyByHashRow struct {
-	ID     string
-	OrgID  string
-	TeamID string
-	Tier   string
-	Hash   []byte
-}
-
-func (q *Queries) GetActiveAPIKeyByHash(ctx context.Context, hash []byte) (GetActiveAPIKeyByHashRow, error) {
-	row := q.db.QueryRow(ctx, getActiveAPIKeyByHash, hash)
-	var i GetActiveAPIKeyByHashRow
-	err := row.Scan(
-		&i.ID,
-		&i.OrgID,
-		&i.TeamID,
-		&i.Tier,
-		&i.Hash,
-	)
-	return i, err
-}
-
 const getOrg = `-- name: GetOrg :one
 SELECT id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret, webhook_secret_previous, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at FROM orgs WHERE id = $1
 `
@@ -171,81 +144,6 @@ func (q *Queries) GetOrg(ctx context.Context, id string) (Org, error) {
 	return i, err
 }
 
-const getTeam = `-- name: GetTeam :one
-SELECT id, name, created_at FROM teams WHERE id = $1
-`
-
-func (q *Queries) GetTeam(ctx context.Context, id string) (Team, error) {
-	row := q.db.QueryRow(ctx, getTeam, id)
-	var i Team
-	err := row.Scan(&i.ID, &i.Name, &i.CreatedAt)
-	return i, err
-}
-
-const getUser = `-- name: GetUser :one
-SELECT id, team_id, email, name, role, status, created_at FROM users WHERE id = $1
-`
-
-func (q *Queries) GetUser(ctx context.Context, id string) (User, error) {
-	row := q.db.QueryRow(ctx, getUser, id)
-	var i User
-	err := row.Scan(
-		&i.ID,
-		&i.TeamID,
-		&i.Email,
-		&i.Name,
-		&i.Role,
-		&i.Status,
-		&i.CreatedAt,
-	)
-	return i, err
-}
-
-const listAPIKeys = `-- name: ListAPIKeys :many
-SELECT id, org_id, tier, name, prefix, created_by, created_at, revoked_at
-FROM api_keys WHERE org_id = $1 ORDER BY created_at, id
-`
-
-type ListAPIKeysRow struct {
-	ID        string
-	OrgID     string
-	Tier      string
-	Name      string
-	Prefix    string
-	CreatedBy *string
-	CreatedAt time.Time
-	RevokedAt *time.Time
-}
-
-func (q *Queries) ListAPIKeys(ctx context.Context, orgID string) ([]ListAPIKeysRow, error) {
-	rows, err := q.db.Query(ctx, listAPIKeys, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []ListAPIKeysRow{}
-	for rows.Next() {
-		var i ListAPIKeysRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.OrgID,
-			&i.Tier,
-			&i.Name,
-			&i.Prefix,
-			&i.CreatedBy,
-			&i.CreatedAt,
-			&i.RevokedAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const listApproverGroup = `-- name: ListApproverGroup :many
 SELECT user_id FROM approver_group_members WHERE team_id = $1 AND level = $2 ORDER BY user_id
 `
@@ -268,78 +166,6 @@ func (q *Queries) ListApproverGroup(ctx context.Context, arg ListApproverGroupPa
 			return nil, err
 		}
 		items = append(items, user_id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const listOrgsByTeam = `-- name: ListOrgsByTeam :many
-SELECT id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret, webhook_secret_previous, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at FROM orgs WHERE team_id = $1 ORDER BY created_at, id
-`
-
-func (q *Queries) ListOrgsByTeam(ctx context.Context, teamID string) ([]Org, error) {
-	rows, err := q.db.Query(ctx, listOrgsByTeam, teamID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []Org{}
-	for rows.Next() {
-		var i Org
-		if err := rows.Scan(
-			&i.ID,
-			&i.TeamID,
-			&i.Name,
-			&i.ApprovalTimeoutSeconds,
-			&i.WebhookUrl,
-			&i.WebhookSecret,
-			&i.WebhookSecretPrevious,
-			&i.WebhookSecretRotatedAt,
-			&i.WebhookIncludeParameters,
-			&i.ScrubParameters,
-			&i.ManagementKeysMayDecide,
-			&i.AutodiscoveryHourlyCap,
-			&i.AutodiscoveryTotalCap,
-			&i.CreatedAt,
-			&i.UpdatedAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const listTeamUsers = `-- name: ListTeamUsers :many
-SELECT id, team_id, email, name, role, status, created_at FROM users WHERE team_id = $1 ORDER BY created_at, id
-`
-
-func (q *Queries) ListTeamUsers(ctx context.Context, teamID string) ([]User, error) {
-	rows, err := q.db.Query(ctx, listTeamUsers, teamID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []User{}
-	for rows.Next() {
-		var i User
-		if err := rows.Scan(
-			&i.ID,
-			&i.TeamID,
-			&i.Email,
-			&i.Name,
-			&i.Role,
-			&i.Status,
-			&i.CreatedAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -397,25 +223,6 @@ SELECT pg_notify('oakallow_changes', $1::text)
 func (q *Queries) NotifyChange(ctx context.Context, payload string) error {
 	_, err := q.db.Exec(ctx, notifyChange, payload)
 	return err
-}
-
-const revokeAPIKey = `-- name: RevokeAPIKey :one
-UPDATE api_keys SET revoked_at = $3
-WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL
-RETURNING id
-`
-
-type RevokeAPIKeyParams struct {
-	ID        string
-	OrgID     string
-	RevokedAt *time.Time
-}
-
-func (q *Queries) RevokeAPIKey(ctx context.Context, arg RevokeAPIKeyParams) (string, error) {
-	row := q.db.QueryRow(ctx, revokeAPIKey, arg.ID, arg.OrgID, arg.RevokedAt)
-	var id string
-	err := row.Scan(&id)
-	return id, err
 }
 
 const rotateOrgWebhookSecret = `-- name: RotateOrgWebhookSecret :one

@@ -62,6 +62,7 @@ func (q *Queries) GetAuditEvent(ctx context.Context, arg GetAuditEventParams) (A
 }
 
 const insertAuditEvent = `-- name: InsertAuditEvent :exec
+
 INSERT INTO audit_events (id, org_id, team_id, occurred_at, actor_kind, actor_id, kind, subject, outcome, tool, tenant, billable, cost_micros, details)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (id) DO NOTHING
@@ -84,6 +85,7 @@ type InsertAuditEventParams struct {
 	Details    json.RawMessage
 }
 
+// The append-only audit log.
 func (q *Queries) InsertAuditEvent(ctx context.Context, arg InsertAuditEventParams) error {
 	_, err := q.db.Exec(ctx, insertAuditEvent,
 		arg.ID,
@@ -102,23 +104,6 @@ func (q *Queries) InsertAuditEvent(ctx context.Context, arg InsertAuditEventPara
 		arg.Details,
 	)
 	return err
-}
-
-type InsertAuditEventsParams struct {
-	ID         string
-	OrgID      string
-	TeamID     string
-	OccurredAt time.Time
-	ActorKind  string
-	ActorID    string
-	Kind       string
-	Subject    string
-	Outcome    string
-	Tool       string
-	Tenant     string
-	Billable   bool
-	CostMicros int64
-	Details    json.RawMessage
 }
 
 const listAuditEvents = `-- name: ListAuditEvents :many

@@ -419,33 +419,6 @@ func (q *Queries) GetResource(ctx context.Context, arg GetResourceParams) (Resou
 	return i, err
 }
 
-const getRule = `-- name: GetRule :one
-SELECT id, org_id, tenant_id, resource_id, tool_id, method, permission, description, created_at, updated_at FROM rules WHERE org_id = $1 AND id = $2
-`
-
-type GetRuleParams struct {
-	OrgID string
-	ID    string
-}
-
-func (q *Queries) GetRule(ctx context.Context, arg GetRuleParams) (Rule, error) {
-	row := q.db.QueryRow(ctx, getRule, arg.OrgID, arg.ID)
-	var i Rule
-	err := row.Scan(
-		&i.ID,
-		&i.OrgID,
-		&i.TenantID,
-		&i.ResourceID,
-		&i.ToolID,
-		&i.Method,
-		&i.Permission,
-		&i.Description,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
 const getRuleView = `-- name: GetRuleView :one
 SELECT r.id, r.org_id, r.tenant_id, r.resource_id, r.tool_id, r.method, r.permission, r.description, r.created_at, r.updated_at, te.name AS tenant_name, re.name AS resource_name, t.name AS tool_name
 FROM rules r
@@ -634,30 +607,6 @@ func (q *Queries) ListCategories(ctx context.Context, arg ListCategoriesParams) 
 	return items, nil
 }
 
-const listOrgIDs = `-- name: ListOrgIDs :many
-SELECT id FROM orgs ORDER BY id
-`
-
-func (q *Queries) ListOrgIDs(ctx context.Context) ([]string, error) {
-	rows, err := q.db.Query(ctx, listOrgIDs)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []string{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		items = append(items, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const listResources = `-- name: ListResources :many
 SELECT id, org_id, name, description, created_at, updated_at FROM resources WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3
 `
@@ -741,47 +690,6 @@ func (q *Queries) ListRuleViews(ctx context.Context, arg ListRuleViewsParams) ([
 			&i.TenantName,
 			&i.ResourceName,
 			&i.ToolName,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const listRules = `-- name: ListRules :many
-SELECT id, org_id, tenant_id, resource_id, tool_id, method, permission, description, created_at, updated_at FROM rules WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3
-`
-
-type ListRulesParams struct {
-	OrgID    string
-	After    string
-	RowLimit int32
-}
-
-func (q *Queries) ListRules(ctx context.Context, arg ListRulesParams) ([]Rule, error) {
-	rows, err := q.db.Query(ctx, listRules, arg.OrgID, arg.After, arg.RowLimit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []Rule{}
-	for rows.Next() {
-		var i Rule
-		if err := rows.Scan(
-			&i.ID,
-			&i.OrgID,
-			&i.TenantID,
-			&i.ResourceID,
-			&i.ToolID,
-			&i.Method,
-			&i.Permission,
-			&i.Description,
-			&i.CreatedAt,
-			&i.UpdatedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -884,65 +792,6 @@ func (q *Queries) ListToolViews(ctx context.Context, arg ListToolViewsParams) ([
 			&i.Tool.CreatedAt,
 			&i.Tool.UpdatedAt,
 			&i.CategoryName,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const listTools = `-- name: ListTools :many
-SELECT id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at FROM tools
-WHERE org_id = $1 AND id > $2 AND ($3::text = '' OR status = $3)
-ORDER BY id LIMIT $4
-`
-
-type ListToolsParams struct {
-	OrgID    string
-	After    string
-	Status   string
-	RowLimit int32
-}
-
-func (q *Queries) ListTools(ctx context.Context, arg ListToolsParams) ([]Tool, error) {
-	rows, err := q.db.Query(ctx, listTools,
-		arg.OrgID,
-		arg.After,
-		arg.Status,
-		arg.RowLimit,
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []Tool{}
-	for rows.Next() {
-		var i Tool
-		if err := rows.Scan(
-			&i.ID,
-			&i.OrgID,
-			&i.Name,
-			&i.Description,
-			&i.CategoryID,
-			&i.RiskLevel,
-			&i.ParameterSchema,
-			&i.ReadOnly,
-			&i.Destructive,
-			&i.Idempotent,
-			&i.OpenWorld,
-			&i.AnnotationsAcknowledged,
-			&i.DefaultPermission,
-			&i.Approved,
-			&i.Enabled,
-			&i.Status,
-			&i.RequiresSecondApproval,
-			&i.ApprovalTimeoutSeconds,
-			&i.CreatedAt,
-			&i.UpdatedAt,
 		); err != nil {
 			return nil, err
 		}

@@ -82,35 +82,3 @@ func (q *Queries) GetTeamBalance(ctx context.Context, teamID string) (TeamBalanc
 	)
 	return i, err
 }
-
-const listCreditGrants = `-- name: ListCreditGrants :many
-SELECT id, team_id, kind, amount_micros, expires_at, source, created_at FROM credit_grants WHERE team_id = $1 ORDER BY created_at, id
-`
-
-func (q *Queries) ListCreditGrants(ctx context.Context, teamID string) ([]CreditGrant, error) {
-	rows, err := q.db.Query(ctx, listCreditGrants, teamID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []CreditGrant{}
-	for rows.Next() {
-		var i CreditGrant
-		if err := rows.Scan(
-			&i.ID,
-			&i.TeamID,
-			&i.Kind,
-			&i.AmountMicros,
-			&i.ExpiresAt,
-			&i.Source,
-			&i.CreatedAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}

@@ -64,10 +64,27 @@ func (c *RecorderConfig) validate() error {
 	return nil
 }
 
+// AuditRecord is one audit log entry as its writer describes it; whether it
+// is billable, and its cost, are decided by the recorder at commit.
+type AuditRecord struct {
+	ID         string
+	OrgID      string
+	TeamID     string
+	OccurredAt time.Time
+	ActorKind  string
+	ActorID    string
+	Kind       string
+	Subject    string
+	Outcome    string
+	Tool       string
+	Tenant     string
+	Details    json.RawMessage
+}
+
 // Entry is one audit event to make durable; Billable entries are charged
 // CostMicros to TeamID in the same transaction.
 type Entry struct {
-	Event    InsertAuditEventsParams
+	Event    AuditRecord
 	Billable bool
 }
 

@@ -27,7 +27,7 @@ func grant(t *testing.T, s *store.Store, id, kind string, micros int64, expires 
 }
 
 func checkEntry(id string, billable bool) store.Entry {
-	return store.Entry{Billable: billable, Event: store.InsertAuditEventsParams{
+	return store.Entry{Billable: billable, Event: store.AuditRecord{
 		ID: id, OrgID: "org_1", TeamID: "team_1", OccurredAt: time.Now(), ActorKind: "api_key", ActorID: "key_1",
 		Kind: "permission.check", Outcome: "allowed", Details: []byte(`{}`)}}
 }

@@ -159,7 +159,6 @@ type Executor interface {
 	Exec(context.Context, string, ...interface{}) (pgconn.CommandTag, error)
 	Query(context.Context, string, ...interface{}) (pgx.Rows, error)
 	QueryRow(context.Context, string, ...interface{}) pgx.Row
-	CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error)
 }
 
 // DB wraps an executor so that every error it returns is translated.
@@ -182,11 +181,6 @@ func (d translatingDB) Query(ctx context.Context, sql string, args ...interface{
 
 func (d translatingDB) QueryRow(ctx context.Context, sql string, args ...interface{}) pgx.Row {
 	return translatingRow{d.ex.QueryRow(ctx, sql, args...)}
-}
-
-func (d translatingDB) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
-	n, err := d.ex.CopyFrom(ctx, table, cols, src)
-	return n, translateErr(err)
 }
 
 type translatingRow struct{ row pgx.Row }

@@ -3,26 +3,14 @@
 -- name: CreateTeam :exec
 INSERT INTO teams (id, name, created_at) VALUES ($1, $2, $3);
 
--- name: GetTeam :one
-SELECT * FROM teams WHERE id = $1;
-
 -- name: CreateUser :exec
 INSERT INTO users (id, team_id, email, name, role, created_at) VALUES ($1, $2, $3, $4, $5, $6);
-
--- name: GetUser :one
-SELECT * FROM users WHERE id = $1;
-
--- name: ListTeamUsers :many
-SELECT * FROM users WHERE team_id = $1 ORDER BY created_at, id;
 
 -- name: CreateOrg :exec
 INSERT INTO orgs (id, team_id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4);
 
 -- name: GetOrg :one
 SELECT * FROM orgs WHERE id = $1;
-
--- name: ListOrgsByTeam :many
-SELECT * FROM orgs WHERE team_id = $1 ORDER BY created_at, id;
 
 -- name: UpdateOrgSettings :one
 UPDATE orgs SET
@@ -62,25 +50,11 @@ SELECT user_id FROM approver_group_members WHERE team_id = $1 AND level = $2 ORD
 INSERT INTO api_keys (id, org_id, tier, name, prefix, hash, created_by, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
 
--- name: ListAPIKeys :many
-SELECT id, org_id, tier, name, prefix, created_by, created_at, revoked_at
-FROM api_keys WHERE org_id = $1 ORDER BY created_at, id;
-
--- name: RevokeAPIKey :one
-UPDATE api_keys SET revoked_at = $3
-WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL
-RETURNING id;
-
 -- name: LoadActiveAPIKeys :many
 -- Every usable key with its org's team, for the in-memory key cache.
 SELECT k.id, k.org_id, o.team_id, k.tier, k.hash
 FROM api_keys k JOIN orgs o ON o.id = k.org_id
 WHERE k.revoked_at IS NULL;
-
--- name: GetActiveAPIKeyByHash :one
-SELECT k.id, k.org_id, o.team_id, k.tier, k.hash
-FROM api_keys k JOIN orgs o ON o.id = k.org_id
-WHERE k.hash = $1 AND k.revoked_at IS NULL;
 
 -- name: NotifyChange :exec
 -- Announces a change to every API replica (delivered at commit). Payload:

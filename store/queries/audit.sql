@@ -1,9 +1,5 @@
 -- The append-only audit log.
 
--- name: InsertAuditEvents :copyfrom
-INSERT INTO audit_events (id, org_id, team_id, occurred_at, actor_kind, actor_id, kind, subject, outcome, tool, tenant, billable, cost_micros, details)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14);
-
 -- name: InsertAuditEvent :exec
 INSERT INTO audit_events (id, org_id, team_id, occurred_at, actor_kind, actor_id, kind, subject, outcome, tool, tenant, billable, cost_micros, details)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)

@@ -74,11 +74,6 @@ RETURNING *;
 SELECT * FROM tools WHERE org_id = $1 AND (id = @ref OR name = @ref)
 ORDER BY id = @ref DESC LIMIT 1;
 
--- name: ListTools :many
-SELECT * FROM tools
-WHERE org_id = $1 AND id > @after AND (@status::text = '' OR status = @status)
-ORDER BY id LIMIT @row_limit;
-
 -- name: UpdateTool :one
 UPDATE tools SET
     name = @name, description = @description, category_id = @category_id, risk_level = @risk_level,
@@ -100,12 +95,6 @@ DELETE FROM tools WHERE org_id = $1 AND id = $2 RETURNING id;
 -- name: CreateRule :one
 INSERT INTO rules (id, org_id, tenant_id, resource_id, tool_id, method, permission, description, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING *;
-
--- name: GetRule :one
-SELECT * FROM rules WHERE org_id = $1 AND id = $2;
-
--- name: ListRules :many
-SELECT * FROM rules WHERE org_id = $1 AND id > @after ORDER BY id LIMIT @row_limit;
 
 -- name: UpdateRule :one
 UPDATE rules SET tenant_id = $3, resource_id = $4, tool_id = $5, method = $6,
@@ -198,9 +187,6 @@ LEFT JOIN tenants te ON te.id = r.tenant_id
 LEFT JOIN resources re ON re.id = r.resource_id
 LEFT JOIN tools t ON t.id = r.tool_id
 WHERE r.org_id = $1;
-
--- name: ListOrgIDs :many
-SELECT id FROM orgs ORDER BY id;
 
 -- name: LockOrgSettings :one
 -- The org row, locked for a read-modify-write of its settings.

@@ -29,8 +29,5 @@ ON CONFLICT (team_id) DO UPDATE SET
         ELSE EXCLUDED.free_expires_at END,
     purchased_micros = team_balances.purchased_micros + EXCLUDED.purchased_micros;
 
--- name: ListCreditGrants :many
-SELECT * FROM credit_grants WHERE team_id = $1 ORDER BY created_at, id;
-
 -- name: GetTeamBalance :one
 SELECT * FROM team_balances WHERE team_id = $1;
