@@ -222,7 +222,6 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_org_seq_idx ON audit_events (org_id, seq DESC);
 CREATE INDEX audit_events_org_kind_seq_idx ON audit_events (org_id, kind, seq DESC);
-CREATE INDEX audit_events_team_billable_idx ON audit_events (team_id) WHERE billable;
 
 CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -231,31 +230,33 @@ END $$;
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
 
--- Credit grants: free (expiring) and purchased. remaining_micros is drawn
--- down by debits; free grants are spent first.
+-- Credit grants: every credit added to a team (free sign-up credit,
+-- purchases), deduplicated by source (e.g. a Stripe event id).
 CREATE TABLE credit_grants (
-    id               text PRIMARY KEY,
-    team_id          text NOT NULL REFERENCES teams (id),
-    kind             text NOT NULL CHECK (kind IN ('free', 'purchased')),
-    amount_micros    bigint NOT NULL CHECK (amount_micros > 0),
-    remaining_micros bigint NOT NULL CHECK (remaining_micros >= 0 AND remaining_micros <= amount_micros),
-    expires_at       timestamptz,
-    source           text NOT NULL UNIQUE,
-    created_at       timestamptz NOT NULL
+    id            text PRIMARY KEY,
+    team_id       text NOT NULL REFERENCES teams (id),
+    kind          text NOT NULL CHECK (kind IN ('free', 'purchased')),
+    amount_micros bigint NOT NULL CHECK (amount_micros > 0),
+    expires_at    timestamptz,
+    source        text NOT NULL UNIQUE,
+    created_at    timestamptz NOT NULL
 );
 CREATE INDEX credit_grants_team_idx ON credit_grants (team_id);
 
--- The credit ledger: every change of a grant's remaining balance.
-CREATE TABLE credit_ledger (
-    seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    team_id      text NOT NULL REFERENCES teams (id),
-    grant_id     text NOT NULL REFERENCES credit_grants (id),
-    delta_micros bigint NOT NULL,
-    calls        integer NOT NULL DEFAULT 0,
-    reason       text NOT NULL,
-    created_at   timestamptz NOT NULL
+-- What a team can spend now, and what it has been billed. The audit group
+-- commit charges this row under its lock, in the same statement as the
+-- billable audit rows, which are the per-call debit record. Free credit is
+-- one bucket with one expiry: adding free credit to an unexpired bucket sums
+-- the amounts and keeps the later expiry.
+CREATE TABLE team_balances (
+    team_id          text PRIMARY KEY REFERENCES teams (id),
+    free_micros      bigint NOT NULL DEFAULT 0 CHECK (free_micros >= 0),
+    free_expires_at  timestamptz,
+    purchased_micros bigint NOT NULL DEFAULT 0 CHECK (purchased_micros >= 0),
+    -- Totals charged so far; equal to the sum of the team's billable audit rows.
+    billed_calls     bigint NOT NULL DEFAULT 0,
+    billed_micros    bigint NOT NULL DEFAULT 0
 );
-CREATE INDEX credit_ledger_team_idx ON credit_ledger (team_id, seq);
 
 CREATE TABLE notification_channels (
     id                text PRIMARY KEY,
@@ -313,7 +314,7 @@ CREATE TABLE idempotency_keys (
 ---- create above / drop below ----
 
 DROP TABLE idempotency_keys, webhook_attempts, webhook_deliveries, notification_channels,
-    credit_ledger, credit_grants, audit_events, spent_nonces, execution_tokens,
+    team_balances, credit_grants, audit_events, spent_nonces, execution_tokens,
     approval_decisions, approvals, api_keys, rules, tools, resources, categories, tenants,
     orgs, approver_group_members, users, teams;
 DROP FUNCTION audit_events_append_only();

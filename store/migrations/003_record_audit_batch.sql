@@ -1,10 +1,10 @@
--- The audit group commit in one round trip: charge each team's billable
--- entries against its credit grants (free first, soonest expiry first, then
--- purchased), write the ledger, and insert every audit row — all in the
--- calling statement's transaction. Returns, per entry, whether it was
--- charged; a billable entry that was not charged is recorded as not billable
--- with outcome 'insufficient_credits'. Teams are locked in id order, so
--- concurrent batches (and replicas) cannot deadlock.
+-- The audit group commit in one statement: for each team with billable
+-- entries (teams in id order, so concurrent batches and replicas cannot
+-- deadlock), lock its team_balances row, charge as many of its calls as the
+-- spendable balance covers (unexpired free credit first, then purchased),
+-- and insert every audit row in the same transaction. Returns, per entry,
+-- whether it was charged; a billable entry that was not charged is recorded
+-- as not billable with outcome 'insufficient_credits'.
 CREATE FUNCTION oakallow_record_audit_batch(
     p_ids text[], p_org_ids text[], p_team_ids text[], p_occurred_at timestamptz[],
     p_actor_kinds text[], p_actor_ids text[], p_kinds text[], p_subjects text[],
@@ -16,63 +16,58 @@ DECLARE
     charged    boolean[] := array_fill(false, ARRAY[n]);
     team       text;
     idx        int[];
+    free_ok    bigint;
     available  bigint;
     affordable int;
-    owed       bigint;
-    take       bigint;
-    calls      int;
-    g          record;
+    cost       bigint;
+    from_free  bigint;
+    b          record;
 BEGIN
-    FOR team IN
-        SELECT DISTINCT u.t FROM unnest(p_team_ids, p_billable) AS u(t, b) WHERE u.b ORDER BY u.t
+    FOR team, idx IN
+        SELECT u.t, array_agg(u.i ORDER BY u.i)
+        FROM unnest(p_team_ids, p_billable) WITH ORDINALITY AS u(t, bl, i)
+        WHERE u.bl GROUP BY u.t ORDER BY u.t
     LOOP
-        SELECT array_agg(i ORDER BY i) INTO idx
-        FROM generate_subscripts(p_ids, 1) AS i
-        WHERE p_billable[i] AND p_team_ids[i] = team;
-
-        available := 0;
-        FOR g IN
-            SELECT remaining_micros FROM credit_grants
-            WHERE team_id = team AND remaining_micros > 0 AND (expires_at IS NULL OR expires_at > p_now)
-            ORDER BY id
-            FOR UPDATE
-        LOOP
-            available := available + g.remaining_micros;
-        END LOOP;
+        SELECT free_micros, free_expires_at, purchased_micros INTO b
+        FROM team_balances WHERE team_id = team FOR UPDATE;
+        IF NOT FOUND THEN
+            CONTINUE; -- no balance row: nothing is affordable
+        END IF;
+        free_ok := CASE WHEN b.free_expires_at > p_now THEN b.free_micros ELSE 0 END;
+        available := free_ok + b.purchased_micros;
 
         affordable := cardinality(idx);
         IF p_cost > 0 THEN
             affordable := least(affordable::bigint, available / p_cost)::int;
         END IF;
+        IF affordable = 0 THEN
+            CONTINUE;
+        END IF;
         FOR i IN 1 .. affordable LOOP
             charged[idx[i]] := true;
         END LOOP;
 
-        owed := affordable::bigint * p_cost;
-        calls := affordable; -- the batch's call count goes on the first ledger row
-        FOR g IN
-            SELECT id, remaining_micros FROM credit_grants
-            WHERE team_id = team AND remaining_micros > 0 AND (expires_at IS NULL OR expires_at > p_now)
-            ORDER BY (kind = 'purchased'), expires_at NULLS LAST, created_at, id
-        LOOP
-            EXIT WHEN owed = 0;
-            take := least(g.remaining_micros, owed);
-            UPDATE credit_grants SET remaining_micros = remaining_micros - take WHERE id = g.id;
-            INSERT INTO credit_ledger (team_id, grant_id, delta_micros, calls, reason, created_at)
-            VALUES (team, g.id, -take, calls, 'usage', p_now);
-            owed := owed - take;
-            calls := 0;
-        END LOOP;
+        cost := affordable::bigint * p_cost;
+        from_free := least(free_ok, cost); -- free credit is spent first
+        UPDATE team_balances SET
+            free_micros      = free_micros - from_free,
+            purchased_micros = purchased_micros - (cost - from_free),
+            billed_calls     = billed_calls + affordable,
+            billed_micros    = billed_micros + cost
+        WHERE team_id = team;
     END LOOP;
 
+    -- unnest walks the arrays in step (subscripting a text[] in a loop is
+    -- O(i) per element); charged[] is fixed-width, so indexing it is O(1).
     INSERT INTO audit_events (id, org_id, team_id, occurred_at, actor_kind, actor_id, kind, subject,
                               outcome, tool, tenant, billable, cost_micros, details)
-    SELECT p_ids[i], p_org_ids[i], p_team_ids[i], p_occurred_at[i], p_actor_kinds[i], p_actor_ids[i],
-           p_kinds[i], p_subjects[i],
-           CASE WHEN p_billable[i] AND NOT charged[i] THEN 'insufficient_credits' ELSE p_outcomes[i] END,
-           p_tools[i], p_tenants[i], charged[i], CASE WHEN charged[i] THEN p_cost ELSE 0 END, p_details[i]
-    FROM generate_subscripts(p_ids, 1) AS i
-    ORDER BY i;
+    SELECT u.id, u.org, u.team, u.at, u.akind, u.aid, u.kind, u.subj,
+           CASE WHEN u.bl AND NOT charged[u.i] THEN 'insufficient_credits' ELSE u.outc END,
+           u.tool, u.ten, charged[u.i], CASE WHEN charged[u.i] THEN p_cost ELSE 0 END, u.det
+    FROM unnest(p_ids, p_org_ids, p_team_ids, p_occurred_at, p_actor_kinds, p_actor_ids, p_kinds,
+                p_subjects, p_outcomes, p_tools, p_tenants, p_billable, p_details)
+         WITH ORDINALITY AS u(id, org, team, at, akind, aid, kind, subj, outc, tool, ten, bl, det, i)
+    ORDER BY u.i;
 
     RETURN charged;
 END $$;
