@@ -15,9 +15,15 @@ import (
 // orders differ; the old branch stays until no run started before the change can still be
 // open (2 × MaxLevelTimeout plus retention), and a new history is recorded in testdata/.
 const (
-	changeApprovalFlow                  = "approval-flow"
-	flowV1             workflow.Version = 1
-	flowMax                             = flowV1
+	changeApprovalFlow = "approval-flow"
+	// flowV1: regular activities; every transition upserts its search attributes.
+	flowV1 workflow.Version = 1
+	// flowV2: projection, notification and minting run as local activities (a marker in
+	// the workflow task instead of a task-queue round trip and three history events
+	// each), and a search attribute is upserted only when its value changes, so the
+	// creation upserts nothing the starter already set.
+	flowV2  workflow.Version = 2
+	flowMax                  = flowV2
 )
 
 // transition is one change of the approval's state, queued by whoever caused it (the start,
@@ -226,23 +232,68 @@ func (a *approval) process(ctx workflow.Context, t *transition) error {
 }
 
 func (a *approval) upsertSearchAttributes(ctx workflow.Context, event Event, st State) error {
-	updates := []temporal.SearchAttributeUpdate{
-		SearchAttributeStatus.ValueSet(string(st.Status)),
-		SearchAttributeLevel.ValueSet(int64(st.Level)),
-	}
-	if event == EventCreated {
-		// Makes the approval findable even when its starter did not use StartWorkflowOptions.
-		updates = append(updates,
-			SearchAttributeOrg.ValueSet(a.in.OrgID),
-			SearchAttributeTool.ValueSet(a.in.ToolName))
-		if a.in.TenantID != "" {
-			updates = append(updates, SearchAttributeTenant.ValueSet(a.in.TenantID))
+	var updates []temporal.SearchAttributeUpdate
+	if a.flow >= flowV2 {
+		if updates = a.changedSearchAttributes(ctx, st); len(updates) == 0 {
+			return nil
+		}
+	} else {
+		updates = []temporal.SearchAttributeUpdate{
+			SearchAttributeStatus.ValueSet(string(st.Status)),
+			SearchAttributeLevel.ValueSet(int64(st.Level)),
+		}
+		if event == EventCreated {
+			// Makes the approval findable even when its starter did not use StartWorkflowOptions.
+			updates = append(updates,
+				SearchAttributeOrg.ValueSet(a.in.OrgID),
+				SearchAttributeTool.ValueSet(a.in.ToolName))
+			if a.in.TenantID != "" {
+				updates = append(updates, SearchAttributeTenant.ValueSet(a.in.TenantID))
+			}
 		}
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
 		return fmt.Errorf("upsert search attributes for %s: %w", event, err)
 	}
 	return nil
+}
+
+// execute runs the activity name with input in and waits for its result (into out, when
+// not nil): as a regular activity on flowV1 runs, as a local activity from flowV2 on. The
+// activities are idempotent on the input's RunID and Key either way, so a local activity
+// re-run after a worker crash writes nothing twice.
+func (a *approval) execute(ctx workflow.Context, opts callOptions, name string, in, out any) error {
+	var f workflow.Future
+	if a.flow >= flowV2 {
+		lctx := opts.localActivityContext(ctx)
+		f = workflow.ExecuteLocalActivity(lctx, name, in)
+	} else {
+		actx := opts.activityContext(ctx)
+		f = workflow.ExecuteActivity(actx, name, in)
+	}
+	return f.Get(ctx, out)
+}
+
+// changedSearchAttributes are the search attributes whose current value (as started or
+// last upserted) differs from what st and the input say.
+func (a *approval) changedSearchAttributes(ctx workflow.Context, st State) []temporal.SearchAttributeUpdate {
+	cur := workflow.GetTypedSearchAttributes(ctx)
+	var updates []temporal.SearchAttributeUpdate
+	keyword := func(key temporal.SearchAttributeKeyKeyword, want string) {
+		if v, ok := cur.GetKeyword(key); !ok || v != want {
+			updates = append(updates, key.ValueSet(want))
+		}
+	}
+	keyword(SearchAttributeOrg, a.in.OrgID)
+	keyword(SearchAttributeTool, a.in.ToolName)
+	if a.in.TenantID != "" {
+		keyword(SearchAttributeTenant, a.in.TenantID)
+	}
+	keyword(SearchAttributeStatus, string(st.Status))
+	if v, ok := cur.GetInt64(SearchAttributeLevel); !ok || v != int64(st.Level) {
+		updates = append(updates, SearchAttributeLevel.ValueSet(int64(st.Level)))
+	}
+	return updates
 }
 
 func (a *approval) project(ctx workflow.Context, event Event, d *Decision, st State, at time.Time) error {
@@ -252,8 +303,8 @@ func (a *approval) project(ctx workflow.Context, event Event, d *Decision, st St
 		OrgID: a.in.OrgID, ApprovalID: a.in.ApprovalID, Reference: a.in.Reference,
 		Event: event, Decision: d, State: st, At: at,
 	}
-	actx := durableOptions(ctx, a.activityID(key), fmt.Sprintf("project %s (level %d)", event, st.Level), ProjectStartToClose)
-	if err := workflow.ExecuteActivity(actx, ActivityProjectApproval, in).Get(actx, nil); err != nil {
+	opts := durableOptions(a.activityID(key), fmt.Sprintf("project %s (level %d)", event, st.Level), ProjectStartToClose)
+	if err := a.execute(ctx, opts, ActivityProjectApproval, in, nil); err != nil {
 		return fmt.Errorf("project %s: %w", event, err)
 	}
 	return nil
@@ -270,9 +321,9 @@ func (a *approval) notify(ctx workflow.Context, event Event, d *Decision, st Sta
 		Event: event, Level: st.Level, Status: st.Status, ExpiresAt: st.ExpiresAt,
 		Decision: d, At: at,
 	}
-	actx := notifyOptions(ctx, a.activityID(key), fmt.Sprintf("notify %s (level %d)", event, st.Level))
+	opts := notifyOptions(a.activityID(key), fmt.Sprintf("notify %s (level %d)", event, st.Level))
 	var res EnqueueNotificationsResult
-	if err := workflow.ExecuteActivity(actx, ActivityEnqueueNotifications, in).Get(actx, &res); err != nil {
+	if err := a.execute(ctx, opts, ActivityEnqueueNotifications, in, &res); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("notify %s: %w", event, err)
 		}
@@ -290,9 +341,9 @@ func (a *approval) mint(ctx workflow.Context, level int) (MintApprovalTokenResul
 		RunID: a.runID, Key: key,
 		OrgID: a.in.OrgID, ApprovalID: a.in.ApprovalID, Reference: a.in.Reference,
 	}
-	actx := durableOptions(ctx, a.activityID(key), "mint execution token", MintStartToClose)
+	opts := durableOptions(a.activityID(key), "mint execution token", MintStartToClose)
 	var res MintApprovalTokenResult
-	if err := workflow.ExecuteActivity(actx, ActivityMintApprovalToken, in).Get(actx, &res); err != nil {
+	if err := a.execute(ctx, opts, ActivityMintApprovalToken, in, &res); err != nil {
 		return MintApprovalTokenResult{}, fmt.Errorf("mint approval token: %w", err)
 	}
 	if res.TokenID == "" || res.TokenHash == "" {

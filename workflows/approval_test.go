@@ -343,12 +343,28 @@ func TestTwoLevelActivityInputs(t *testing.T) {
 	require.Equal(t, normalize(sToken), normalize(final))
 	require.Equal(t, normalize(sToken), normalize(last.result.State), "the final decision's caller gets the token id")
 
-	// Search attributes follow the state: everything at creation, then level, then status.
+	// Search attributes follow the state, and only what changed is upserted: everything at
+	// creation (this run was started without any), then the level, then the status.
 	require.Equal(t, []saUpsert{
 		{status: "pending", level: 1, org: "org_01"},
-		{status: "pending", level: 2},
-		{status: "approved", level: 2},
+		{level: 2},
+		{status: "approved"},
 	}, h.saUpserts())
+}
+
+// TestStartSearchAttributesNotUpsertedAgain: a run started with StartSearchAttributes
+// (as the API starts every approval) upserts nothing at creation, and afterwards only what
+// a transition changed. Every upsert is a history event and a visibility write.
+func TestStartSearchAttributesNotUpsertedAgain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	in := testInput(false)
+	require.NoError(t, h.env.SetTypedSearchAttributesOnStart(StartSearchAttributes(in)))
+	h.decideAt(10*time.Minute, decideReq(1, Deny, alice, "r1"))
+	final, err := h.run(in)
+	require.NoError(t, err)
+	require.Equal(t, StatusDenied, final.Status)
+	require.Equal(t, []saUpsert{{status: "denied"}}, h.saUpserts())
 }
 
 // normalize renders v as JSON, the form activities and callers receive it in: pointers

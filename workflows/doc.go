@@ -23,7 +23,8 @@
 //	   └─ approve, one level ─▶ approved: Project(decided) ── Notify(decided)
 //	                                      ── MintApprovalToken ── Project(token_minted)
 //
-// Each transition also upserts the status and level search attributes. Level 1 expires at
+// Each transition also upserts the search attributes it changed (status, level); those the
+// starter set are not upserted again. Level 1 expires at
 // CreatedAt+LevelTimeout (the expires_at the API already returned), level 2 at the
 // escalation time plus LevelTimeout.
 //
@@ -59,13 +60,16 @@
 //
 // # Activities
 //
-// The workflow calls activities by name with an explicit StartToClose timeout and retry
+// The workflow calls activities by name, as local activities (they are short PostgreSQL
+// transactions in the worker's own process, so a task-queue round trip and three history
+// events per call would buy nothing), with an explicit StartToClose timeout and retry
 // policy: [ActivityProjectApproval] and [ActivityMintApprovalToken] retry without limit
 // except for the non-retryable ErrorType* errors, which fail the workflow;
 // [ActivityEnqueueNotifications] is retried for at most [NotifyScheduleToClose] and its
 // failure is only logged. Every input carries RunID and Key: writes are idempotent on that
-// pair (Key is also the activity id). Activity inputs carry ids and the [State], never
-// customer data; activities read anything else from PostgreSQL.
+// pair, so a local activity re-run after a worker crash writes nothing twice (on flowV1
+// runs, which used regular activities, Key is also the activity id). Activity inputs carry
+// ids and the [State], never customer data; activities read anything else from PostgreSQL.
 //
 // # Cancellation
 //
@@ -78,10 +82,12 @@
 // Running approvals replay against new code for up to 14 days. Any change to the commands
 // the workflow issues (activities, their order, timers, upserts) must be guarded with
 // workflow.GetVersion: the run reads changeApprovalFlow once at its start (see approval.go
-// for the procedure). TestReplay replays testdata/approval_two_level.json, a history
-// recorded from a real server; re-record it after a versioned change with
+// for the procedure). TestReplay replays testdata/approval_two_level.json, a history of
+// the current version recorded from a real server, and approval_two_level_v1.json, one of
+// flowV1 (regular activities instead of local ones), kept while flowV1 runs can exist.
+// Re-record the current one after a versioned change with
 //
 //	go test -tags record -run TestRecord ./workflows/
 //
-// and keep the old file as a second replay case while runs of the old version can exist.
+// after renaming the old file into a replay case of its own.
 package workflows

@@ -24,35 +24,66 @@ const (
 // nonRetryable are the error types no retry can fix.
 var nonRetryable = []string{ErrorTypeValidation, ErrorTypePermission, ErrorTypeNotFound}
 
+// callOptions are the timeouts and retry policy of one activity call, whether it runs as
+// a regular activity (flowV1) or a local one (flowV2 on).
+type callOptions struct {
+	id              string // activity id of a regular activity; local activities have none
+	summary         string
+	startToClose    time.Duration
+	scheduleToClose time.Duration
+	retry           *temporal.RetryPolicy
+}
+
 // durableOptions are for writes the approval cannot go on without (projection, mint):
 // retried without an attempt limit, backing off to one attempt a minute.
-func durableOptions(ctx workflow.Context, key, summary string, startToClose time.Duration) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		ActivityID:          key,
-		Summary:             summary,
-		StartToCloseTimeout: startToClose,
-		RetryPolicy: &temporal.RetryPolicy{
+func durableOptions(id, summary string, startToClose time.Duration) callOptions {
+	return callOptions{
+		id:           id,
+		summary:      summary,
+		startToClose: startToClose,
+		retry: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
 			MaximumAttempts:        0, // unlimited: an outage delays the approval, never loses it
 			NonRetryableErrorTypes: nonRetryable,
 		},
-	})
+	}
 }
 
 // notifyOptions are for EnqueueNotifications: a few quick attempts, then give up.
-func notifyOptions(ctx workflow.Context, key, summary string) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		ActivityID:             key,
-		Summary:                summary,
-		StartToCloseTimeout:    NotifyStartToClose,
-		ScheduleToCloseTimeout: NotifyScheduleToClose,
-		RetryPolicy: &temporal.RetryPolicy{
+func notifyOptions(id, summary string) callOptions {
+	return callOptions{
+		id:              id,
+		summary:         summary,
+		startToClose:    NotifyStartToClose,
+		scheduleToClose: NotifyScheduleToClose,
+		retry: &temporal.RetryPolicy{
 			InitialInterval:        500 * time.Millisecond,
 			BackoffCoefficient:     2,
 			MaximumInterval:        15 * time.Second,
 			NonRetryableErrorTypes: nonRetryable,
 		},
+	}
+}
+
+// activityContext applies o to ctx for workflow.ExecuteActivity.
+func (o callOptions) activityContext(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		ActivityID:             o.id,
+		Summary:                o.summary,
+		StartToCloseTimeout:    o.startToClose,
+		ScheduleToCloseTimeout: o.scheduleToClose,
+		RetryPolicy:            o.retry,
+	})
+}
+
+// localActivityContext applies o to ctx for workflow.ExecuteLocalActivity.
+func (o callOptions) localActivityContext(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		Summary:                o.summary,
+		StartToCloseTimeout:    o.startToClose,
+		ScheduleToCloseTimeout: o.scheduleToClose,
+		RetryPolicy:            o.retry,
 	})
 }

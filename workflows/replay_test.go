@@ -27,11 +27,25 @@ func TestReplay(t *testing.T) {
 		wantEvents map[enumspb.EventType]int
 	}{
 		{
-			name: "approve level 1 then level 2",
+			name: "flowV2: approve level 1 then level 2 with local activities",
 			file: "testdata/approval_two_level.json",
 			wantEvents: map[enumspb.EventType]int{
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            0,
+				enumspb.EVENT_TYPE_MARKER_RECORDED:                    9, // the version and 8 local activities
+				enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:  3, // GetVersion's, then escalated and approved; none at creation
+				enumspb.EVENT_TYPE_TIMER_STARTED:                      2,
+				enumspb.EVENT_TYPE_TIMER_CANCELED:                     2,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+		},
+		{
+			name: "flowV1: approve level 1 then level 2 with regular activities",
+			file: "testdata/approval_two_level_v1.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
 				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            8,
+				enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:  4, // GetVersion's and one per transition
 				enumspb.EVENT_TYPE_TIMER_STARTED:                      2,
 				enumspb.EVENT_TYPE_TIMER_CANCELED:                     2,
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
@@ -76,7 +90,7 @@ func TestReplayRejectsChangedCommandOrder(t *testing.T) {
 	}
 	replayer := worker.NewWorkflowReplayer()
 	replayer.RegisterWorkflowWithOptions(reordered, workflow.RegisterOptions{Name: ApprovalWorkflowName})
-	err := replayer.ReplayWorkflowHistoryFromJSONFile(quietLogger(), "testdata/approval_two_level.json")
+	err := replayer.ReplayWorkflowHistoryFromJSONFile(quietLogger(), "testdata/approval_two_level_v1.json")
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "TMPRL1100", "a non-determinism error")
 }
