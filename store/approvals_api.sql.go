@@ -258,7 +258,7 @@ func (q *Queries) GetTokenOfOrg(ctx context.Context, arg GetTokenOfOrgParams) (E
 }
 
 const getWebhookDeliveryOfOrg = `-- name: GetWebhookDeliveryOfOrg :one
-SELECT id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, attempts, created_at, updated_at, delivered_at FROM webhook_deliveries WHERE org_id = $1 AND id = $2
+SELECT id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, attempts, created_at, updated_at, delivered_at, handed_off_at FROM webhook_deliveries WHERE org_id = $1 AND id = $2
 `
 
 type GetWebhookDeliveryOfOrgParams struct {
@@ -284,6 +284,7 @@ func (q *Queries) GetWebhookDeliveryOfOrg(ctx context.Context, arg GetWebhookDel
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeliveredAt,
+		&i.HandedOffAt,
 	)
 	return i, err
 }
@@ -530,7 +531,7 @@ func (q *Queries) ListDecisionsOfApprovals(ctx context.Context, approvalIds []st
 }
 
 const listWebhookDeliveriesPage = `-- name: ListWebhookDeliveriesPage :many
-SELECT id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, attempts, created_at, updated_at, delivered_at FROM webhook_deliveries
+SELECT id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, attempts, created_at, updated_at, delivered_at, handed_off_at FROM webhook_deliveries
 WHERE org_id = $1
   AND ($2::text = '' OR status = $2)
   AND ($3::timestamptz IS NULL
@@ -578,6 +579,7 @@ func (q *Queries) ListWebhookDeliveriesPage(ctx context.Context, arg ListWebhook
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.DeliveredAt,
+			&i.HandedOffAt,
 		); err != nil {
 			return nil, err
 		}

@@ -11,6 +11,55 @@ import (
 	"time"
 )
 
+const claimStrandedDeliveries = `-- name: ClaimStrandedDeliveries :many
+UPDATE webhook_deliveries SET updated_at = $1
+WHERE id IN (
+    SELECT s.id FROM webhook_deliveries s
+    WHERE s.status = 'pending' AND s.handed_off_at IS NULL AND s.updated_at < $2
+    ORDER BY s.updated_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, org_id
+`
+
+type ClaimStrandedDeliveriesParams struct {
+	ClaimedAt time.Time
+	Before    time.Time
+	RowLimit  int32
+}
+
+type ClaimStrandedDeliveriesRow struct {
+	ID    string
+	OrgID string
+}
+
+// Claims up to @row_limit pending deliveries that no DeliveryWorkflow has
+// taken and nothing touched since @before (oldest first), for the sweeper:
+// claiming moves updated_at to @claimed_at, so other sweepers skip them (and
+// SKIP LOCKED skips rows another sweeper is claiming) until the claim is as
+// old as @before is now. A sweeper that dies after claiming delays the rows
+// by one sweep, and loses none.
+func (q *Queries) ClaimStrandedDeliveries(ctx context.Context, arg ClaimStrandedDeliveriesParams) ([]ClaimStrandedDeliveriesRow, error) {
+	rows, err := q.db.Query(ctx, claimStrandedDeliveries, arg.ClaimedAt, arg.Before, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ClaimStrandedDeliveriesRow{}
+	for rows.Next() {
+		var i ClaimStrandedDeliveriesRow
+		if err := rows.Scan(&i.ID, &i.OrgID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const countWebhookAttempt = `-- name: CountWebhookAttempt :exec
 UPDATE webhook_deliveries SET
     attempts = attempts + 1,
@@ -68,7 +117,7 @@ func (q *Queries) GetChannelForDelivery(ctx context.Context, arg GetChannelForDe
 }
 
 const getWebhookDeliveryByDedupKey = `-- name: GetWebhookDeliveryByDedupKey :one
-SELECT id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, attempts, created_at, updated_at, delivered_at FROM webhook_deliveries WHERE dedup_key = $1
+SELECT id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, attempts, created_at, updated_at, delivered_at, handed_off_at FROM webhook_deliveries WHERE dedup_key = $1
 `
 
 func (q *Queries) GetWebhookDeliveryByDedupKey(ctx context.Context, dedupKey string) (WebhookDelivery, error) {
@@ -89,12 +138,13 @@ func (q *Queries) GetWebhookDeliveryByDedupKey(ctx context.Context, dedupKey str
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeliveredAt,
+		&i.HandedOffAt,
 	)
 	return i, err
 }
 
 const getWebhookDeliveryByID = `-- name: GetWebhookDeliveryByID :one
-SELECT id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, attempts, created_at, updated_at, delivered_at FROM webhook_deliveries WHERE id = $1
+SELECT id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, attempts, created_at, updated_at, delivered_at, handed_off_at FROM webhook_deliveries WHERE id = $1
 `
 
 func (q *Queries) GetWebhookDeliveryByID(ctx context.Context, id string) (WebhookDelivery, error) {
@@ -115,6 +165,7 @@ func (q *Queries) GetWebhookDeliveryByID(ctx context.Context, id string) (Webhoo
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeliveredAt,
+		&i.HandedOffAt,
 	)
 	return i, err
 }
@@ -220,42 +271,21 @@ func (q *Queries) ListEnabledChannelsForOrg(ctx context.Context, orgID string) (
 	return items, nil
 }
 
-const listUnattemptedDeliveries = `-- name: ListUnattemptedDeliveries :many
-SELECT id, org_id FROM webhook_deliveries
-WHERE status = 'pending' AND attempts = 0 AND created_at < $1
-ORDER BY created_at
-LIMIT $2
+const markWebhookDeliveriesHandedOff = `-- name: MarkWebhookDeliveriesHandedOff :exec
+UPDATE webhook_deliveries SET handed_off_at = $1::timestamptz
+WHERE id = ANY($2::text[]) AND handed_off_at IS NULL
 `
 
-type ListUnattemptedDeliveriesParams struct {
-	Before   time.Time
-	RowLimit int32
+type MarkWebhookDeliveriesHandedOffParams struct {
+	HandedOffAt time.Time
+	Ids         []string
 }
 
-type ListUnattemptedDeliveriesRow struct {
-	ID    string
-	OrgID string
-}
-
-// Pending deliveries recorded before @before and never attempted, oldest first.
-func (q *Queries) ListUnattemptedDeliveries(ctx context.Context, arg ListUnattemptedDeliveriesParams) ([]ListUnattemptedDeliveriesRow, error) {
-	rows, err := q.db.Query(ctx, listUnattemptedDeliveries, arg.Before, arg.RowLimit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []ListUnattemptedDeliveriesRow{}
-	for rows.Next() {
-		var i ListUnattemptedDeliveriesRow
-		if err := rows.Scan(&i.ID, &i.OrgID); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+// Records that a DeliveryWorkflow was started for each of @ids; a row marked
+// already keeps its first time.
+func (q *Queries) MarkWebhookDeliveriesHandedOff(ctx context.Context, arg MarkWebhookDeliveriesHandedOffParams) error {
+	_, err := q.db.Exec(ctx, markWebhookDeliveriesHandedOff, arg.HandedOffAt, arg.Ids)
+	return err
 }
 
 const markWebhookDeliveryFailed = `-- name: MarkWebhookDeliveryFailed :execrows
@@ -277,9 +307,9 @@ func (q *Queries) MarkWebhookDeliveryFailed(ctx context.Context, arg MarkWebhook
 }
 
 const reopenWebhookDelivery = `-- name: ReopenWebhookDelivery :one
-UPDATE webhook_deliveries SET status = 'pending', delivered_at = NULL, updated_at = $3
+UPDATE webhook_deliveries SET status = 'pending', delivered_at = NULL, handed_off_at = NULL, updated_at = $3
 WHERE org_id = $1 AND id = $2 AND status <> 'pending'
-RETURNING id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, attempts, created_at, updated_at, delivered_at
+RETURNING id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, attempts, created_at, updated_at, delivered_at, handed_off_at
 `
 
 type ReopenWebhookDeliveryParams struct {
@@ -289,7 +319,9 @@ type ReopenWebhookDeliveryParams struct {
 }
 
 // Puts a finished (delivered or failed) delivery back to pending for a
-// redelivery; no row when it does not exist or is still pending.
+// redelivery; no row when it does not exist or is still pending. The row is
+// not handed off until the redelivery's workflow has started, so a redelivery
+// that dies before starting it is swept.
 func (q *Queries) ReopenWebhookDelivery(ctx context.Context, arg ReopenWebhookDeliveryParams) (WebhookDelivery, error) {
 	row := q.db.QueryRow(ctx, reopenWebhookDelivery, arg.OrgID, arg.ID, arg.UpdatedAt)
 	var i WebhookDelivery
@@ -308,18 +340,21 @@ func (q *Queries) ReopenWebhookDelivery(ctx context.Context, arg ReopenWebhookDe
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeliveredAt,
+		&i.HandedOffAt,
 	)
 	return i, err
 }
 
 const restoreWebhookDelivery = `-- name: RestoreWebhookDelivery :exec
-UPDATE webhook_deliveries SET status = $1, delivered_at = $2, updated_at = $3
-WHERE org_id = $4 AND id = $5 AND status = 'pending'
+UPDATE webhook_deliveries SET status = $1, delivered_at = $2, handed_off_at = $3,
+    updated_at = $4
+WHERE org_id = $5 AND id = $6 AND status = 'pending'
 `
 
 type RestoreWebhookDeliveryParams struct {
 	Status      string
 	DeliveredAt *time.Time
+	HandedOffAt *time.Time
 	UpdatedAt   time.Time
 	OrgID       string
 	ID          string
@@ -330,6 +365,7 @@ func (q *Queries) RestoreWebhookDelivery(ctx context.Context, arg RestoreWebhook
 	_, err := q.db.Exec(ctx, restoreWebhookDelivery,
 		arg.Status,
 		arg.DeliveredAt,
+		arg.HandedOffAt,
 		arg.UpdatedAt,
 		arg.OrgID,
 		arg.ID,

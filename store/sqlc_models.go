@@ -281,6 +281,7 @@ type WebhookDelivery struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	DeliveredAt *time.Time
+	HandedOffAt *time.Time
 }
 
 type WorkflowEffect struct {

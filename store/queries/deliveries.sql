@@ -34,8 +34,10 @@ WHERE id = $1 AND status = 'pending';
 
 -- name: ReopenWebhookDelivery :one
 -- Puts a finished (delivered or failed) delivery back to pending for a
--- redelivery; no row when it does not exist or is still pending.
-UPDATE webhook_deliveries SET status = 'pending', delivered_at = NULL, updated_at = $3
+-- redelivery; no row when it does not exist or is still pending. The row is
+-- not handed off until the redelivery's workflow has started, so a redelivery
+-- that dies before starting it is swept.
+UPDATE webhook_deliveries SET status = 'pending', delivered_at = NULL, handed_off_at = NULL, updated_at = $3
 WHERE org_id = $1 AND id = $2 AND status <> 'pending'
 RETURNING *;
 
@@ -47,12 +49,29 @@ SELECT * FROM notification_channels WHERE org_id = $1 AND id = $2;
 
 -- name: RestoreWebhookDelivery :exec
 -- Undoes ReopenWebhookDelivery when the redelivery could not be started.
-UPDATE webhook_deliveries SET status = @status, delivered_at = @delivered_at, updated_at = @updated_at
+UPDATE webhook_deliveries SET status = @status, delivered_at = @delivered_at, handed_off_at = @handed_off_at,
+    updated_at = @updated_at
 WHERE org_id = @org_id AND id = @id AND status = 'pending';
 
--- name: ListUnattemptedDeliveries :many
--- Pending deliveries recorded before @before and never attempted, oldest first.
-SELECT id, org_id FROM webhook_deliveries
-WHERE status = 'pending' AND attempts = 0 AND created_at < @before
-ORDER BY created_at
-LIMIT @row_limit;
+-- name: MarkWebhookDeliveriesHandedOff :exec
+-- Records that a DeliveryWorkflow was started for each of @ids; a row marked
+-- already keeps its first time.
+UPDATE webhook_deliveries SET handed_off_at = @handed_off_at::timestamptz
+WHERE id = ANY(@ids::text[]) AND handed_off_at IS NULL;
+
+-- name: ClaimStrandedDeliveries :many
+-- Claims up to @row_limit pending deliveries that no DeliveryWorkflow has
+-- taken and nothing touched since @before (oldest first), for the sweeper:
+-- claiming moves updated_at to @claimed_at, so other sweepers skip them (and
+-- SKIP LOCKED skips rows another sweeper is claiming) until the claim is as
+-- old as @before is now. A sweeper that dies after claiming delays the rows
+-- by one sweep, and loses none.
+UPDATE webhook_deliveries SET updated_at = @claimed_at
+WHERE id IN (
+    SELECT s.id FROM webhook_deliveries s
+    WHERE s.status = 'pending' AND s.handed_off_at IS NULL AND s.updated_at < @before
+    ORDER BY s.updated_at
+    LIMIT @row_limit
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, org_id;
