@@ -31,7 +31,8 @@ type Deps struct {
 	Store *store.Store
 	// Keyring signs execution tokens.
 	Keyring *tokens.Keyring
-	// Temporal starts the delivery workflows (EnqueueNotifications, Redeliver).
+	// Temporal starts the delivery workflows (retries after a direct attempt,
+	// EnqueueNotifications when direct attempts are full, Redeliver, the sweep).
 	Temporal client.Client
 	// Notifier sends to notification channels (Slack, PagerDuty, generic webhook).
 	Notifier *notify.Notifier
@@ -54,6 +55,10 @@ type Deps struct {
 	// only its InitialInterval, MaximumInterval and ScheduleToClose are used. Zero fields
 	// mean the workflows.Delivery* defaults.
 	DeliveryRetry workflows.DeliveryInput
+	// MaxDirectAttempts bounds the first delivery attempts this process runs at once,
+	// outside Temporal; deliveries beyond it go straight to a DeliveryWorkflow.
+	// Default DefaultMaxDirectAttempts; at most MaxMaxDirectAttempts.
+	MaxDirectAttempts int
 	// Metrics receives time-to-decision and delivery observations. Optional.
 	Metrics *Metrics
 	// Logger receives operational messages; never secrets, tokens or parameters.
@@ -99,6 +104,12 @@ func (d *Deps) Validate() error {
 	if d.TaskQueue == "" {
 		d.TaskQueue = workflows.TaskQueue
 	}
+	if d.MaxDirectAttempts == 0 {
+		d.MaxDirectAttempts = DefaultMaxDirectAttempts
+	}
+	if d.MaxDirectAttempts < 1 || d.MaxDirectAttempts > MaxMaxDirectAttempts {
+		errs = append(errs, fmt.Errorf("max direct attempts %d outside 1 … %d", d.MaxDirectAttempts, MaxMaxDirectAttempts))
+	}
 	if d.HTTPClient == nil {
 		c, err := notify.NewHTTPClient(notify.HTTPClientConfig{})
 		if err != nil {
@@ -120,7 +131,8 @@ func (d *Deps) Validate() error {
 
 // Activities implements the approval and delivery activities (workflows.Activity*) and
 // the delivery operations the API calls (Redeliver, TestChannel). It is safe for
-// concurrent use.
+// concurrent use. It owns background delivery attempts: call Close before the store and
+// the Temporal client are closed.
 type Activities struct {
 	st        *store.Store
 	keyring   *tokens.Keyring
@@ -132,6 +144,7 @@ type Activities struct {
 	tokenTTL  time.Duration
 	taskQueue string
 	retry     workflows.DeliveryInput
+	direct    *dispatcher
 	logger    *slog.Logger
 	metrics   *Metrics
 	now       func() time.Time
@@ -153,6 +166,7 @@ func New(deps Deps) (*Activities, error) {
 		tokenTTL:  deps.TokenTTL,
 		taskQueue: deps.TaskQueue,
 		retry:     deps.DeliveryRetry,
+		direct:    newDispatcher(deps.MaxDirectAttempts),
 		logger:    deps.Logger,
 		metrics:   deps.Metrics,
 		now:       deps.Now,

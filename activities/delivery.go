@@ -31,7 +31,8 @@ const SecretRotationOverlap = 24 * time.Hour
 var (
 	// ErrDeliveryNotFound: no delivery with that id in the org.
 	ErrDeliveryNotFound = errors.New("webhook delivery not found")
-	// ErrDeliveryInProgress: the delivery is still pending; its workflow is retrying it.
+	// ErrDeliveryInProgress: the delivery is still pending: being attempted, or waiting
+	// for its workflow's next retry.
 	ErrDeliveryInProgress = errors.New("webhook delivery is still in progress")
 	// ErrChannelNotFound: no notification channel with that id in the org.
 	ErrChannelNotFound = errors.New("notification channel not found")
@@ -211,6 +212,8 @@ func (a *Activities) MarkDeliveryFailed(ctx context.Context, in workflows.MarkDe
 // recording its attempts on the same delivery. The payload and X-Oakallow-Delivery stay
 // those of the original delivery; the signature is made at send time. It returns
 // ErrDeliveryNotFound, or ErrDeliveryInProgress while the delivery is still pending.
+// A redelivery that dies between reopening the row and starting its workflow leaves
+// the row pending without a workflow, and the sweep starts one.
 func (a *Activities) Redeliver(ctx context.Context, orgID, deliveryID string) error {
 	row, err := a.st.GetWebhookDeliveryByID(ctx, deliveryID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && row.OrgID != orgID) {
@@ -230,13 +233,18 @@ func (a *Activities) Redeliver(ctx context.Context, orgID, deliveryID string) er
 		return fmt.Errorf("redeliver: %w", err)
 	}
 	workflowID := row.ID + ":" + store.NewID("rdl")
-	if err := a.startDelivery(ctx, workflowID, row.ID, row.OrgID); err != nil {
+	if err := a.startDelivery(ctx, workflowID, a.deliveryInput(row.ID, row.OrgID), 0); err != nil {
 		if rerr := a.st.RestoreWebhookDelivery(context.WithoutCancel(ctx), store.RestoreWebhookDeliveryParams{
-			Status: row.Status, DeliveredAt: row.DeliveredAt, UpdatedAt: a.now(), OrgID: orgID, ID: row.ID,
+			Status: row.Status, DeliveredAt: row.DeliveredAt, HandedOffAt: row.HandedOffAt, UpdatedAt: a.now(), OrgID: orgID, ID: row.ID,
 		}); rerr != nil {
 			a.logger.ErrorContext(ctx, "Redelivery not started and delivery left pending", "delivery_id", row.ID, "error", rerr)
 		}
 		return fmt.Errorf("redeliver: %w", err)
+	}
+	if err := a.markHandedOff(context.WithoutCancel(ctx), []string{row.ID}); err != nil {
+		// The redelivery runs; the sweep may attach a second workflow later, which at
+		// worst sends once more under the same X-Oakallow-Delivery.
+		a.logger.WarnContext(ctx, "Redelivery started but not marked handed off", "delivery_id", row.ID, "error", err)
 	}
 	a.logger.InfoContext(ctx, "Redelivery started", "delivery_id", row.ID, "workflow_id", workflowID)
 	return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/temporal"
 
 	"oakallow/activities"
@@ -81,9 +82,12 @@ func requireNoCustomerData(t *testing.T, b []byte) {
 	}
 }
 
+// TestEnqueueNotificationsRecordsEveryTargetOnce runs with the direct attempts closed,
+// as during a worker's shutdown: every delivery then goes to its own DeliveryWorkflow
+// at once, as before direct attempts existed.
 func TestEnqueueNotificationsRecordsEveryTargetOnce(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{temporal: true})
+	e := newEnv(t, envOptions{temporal: true, noDirect: true})
 	ctx := context.Background()
 	secret, err := notify.NewWebhookSecret()
 	require.NoError(t, err)
@@ -123,6 +127,9 @@ func TestEnqueueNotificationsRecordsEveryTargetOnce(t *testing.T) {
 		require.Equal(t, workflows.DeliveryWorkflowName, desc.GetWorkflowExecutionInfo().GetType().GetName())
 		require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.GetWorkflowExecutionInfo().GetStatus())
 		require.Equal(t, e.queue, desc.GetWorkflowExecutionInfo().GetTaskQueue())
+		require.Equal(t, desc.GetWorkflowExecutionInfo().GetStartTime().AsTime(),
+			desc.GetWorkflowExecutionInfo().GetExecutionTime().AsTime(), "no first attempt was made, so none is delayed")
+		require.True(t, e.handedOff(d.id))
 		require.NoError(t, e.tc.TerminateWorkflow(ctx, d.id, "", "test done"))
 	}
 	require.ElementsMatch(t, []string{"", "", slackAll, slackAll, pdL1, hookL2}, channels)
@@ -172,14 +179,12 @@ func TestOrgWebhookIncludesParametersOnlyWhenEnabled(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, envOptions{temporal: true})
+			e := newEnv(t, envOptions{})
 			rcv := notifytest.NewWebhookReceiver(t, "whsec_test_secret_0123456789")
 			e.setWebhook(rcv.URL(), "whsec_test_secret_0123456789", tc.include)
 			a := e.insertApproval(false)
 			e.enqueue(a, "run-1", workflows.EventDecided, workflows.StatusApproved, 1, decision(1, workflows.Approve, alice, e.now))
 			d := e.deliveryFor(activities.TargetOrgWebhook, "")
-			require.NoError(t, e.tc.TerminateWorkflow(context.Background(), d.id, "", "delivered by the test"))
-			require.NoError(t, e.deliver(d.id))
 
 			got := rcv.WaitForDeliveries(t, 1, 5*time.Second)[0]
 			require.Equal(t, "approval.decided", got.Event)
@@ -203,7 +208,7 @@ func TestOrgWebhookIncludesParametersOnlyWhenEnabled(t *testing.T) {
 
 func TestDeliverNotificationRetriesRecordsAndDeliversOnce(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{temporal: true})
+	e := newEnv(t, envOptions{temporal: true, noDirect: true})
 	const secret = "whsec_test_secret_0123456789"
 	rcv := notifytest.NewWebhookReceiver(t, secret)
 	e.setWebhook(rcv.URL(), secret, false)
@@ -245,6 +250,7 @@ func TestDeliverNotificationRetriesRecordsAndDeliversOnce(t *testing.T) {
 	require.NoError(t, e.acts.Redeliver(context.Background(), e.orgID, d.id))
 	status, _ = e.deliveryStatus(d.id)
 	require.Equal(t, "pending", status)
+	require.True(t, e.handedOff(d.id), "the redelivery's workflow has the delivery")
 	require.ErrorIs(t, e.acts.Redeliver(context.Background(), e.orgID, d.id), activities.ErrDeliveryInProgress)
 	require.NoError(t, e.deliver(d.id))
 	got := rcv.WaitForDeliveries(t, 2, 5*time.Second)
@@ -265,7 +271,7 @@ func TestOrgWebhookSecretRotationOverlap(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, envOptions{temporal: true})
+			e := newEnv(t, envOptions{temporal: true, noDirect: true})
 			const previous, current = "whsec_previous_secret_0123456789", "whsec_current_secret_0123456789"
 			old := notifytest.NewWebhookReceiver(t, previous) // a receiver not yet switched over
 			e.setWebhook(old.URL(), current, false)
@@ -290,7 +296,8 @@ func TestOrgWebhookSecretRotationOverlap(t *testing.T) {
 
 func TestChannelDeliveries(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{temporal: true})
+	// No Temporal: every channel is delivered by its direct attempt.
+	e := newEnv(t, envOptions{})
 	slack := notifytest.NewSlack(t)
 	pd := notifytest.NewPagerDuty(t)
 	const chSecret = "whsec_channel_secret_0123456789"
@@ -301,25 +308,18 @@ func TestChannelDeliveries(t *testing.T) {
 	hookID := e.addChannel(activities.ChannelWebhook, notify.ScopeAll, activities.WebhookChannelConfig{URL: hook.URL()}, chSecret)
 	a := e.insertApproval(false)
 
-	deliverAll := func() {
-		for _, d := range e.deliveries() {
-			if status, _ := e.deliveryStatus(d.id); status != "pending" {
-				continue
-			}
-			_ = e.tc.TerminateWorkflow(context.Background(), d.id, "", "delivered by the test")
-			require.NoError(t, e.deliver(d.id), "%s %s", d.kind, d.channel)
-		}
-	}
 	e.enqueue(a, "run-1", workflows.EventCreated, workflows.StatusPending, 1, nil)
-	deliverAll()
+	e.waitSettled()
 	inc, ok := pd.Incident(notify.PagerDutyIncidentKey(a.ref))
 	require.True(t, ok)
 	require.Equal(t, "triggered", inc.Status)
 
 	e.enqueue(a, "run-1", workflows.EventDecided, workflows.StatusDenied, 1, decision(1, workflows.Deny, bob, e.now))
-	deliverAll()
+	e.waitSettled()
 	inc, _ = pd.Incident(notify.PagerDutyIncidentKey(a.ref))
 	require.Equal(t, "resolved", inc.Status)
+	require.Zero(t, e.count(`SELECT count(*) FROM webhook_deliveries WHERE org_id = $1 AND (status <> 'delivered' OR attempts <> 1)`, e.orgID),
+		"every channel delivered on its first attempt")
 
 	require.Len(t, slack.Messages(), 2)
 	for _, m := range slack.Messages() {
@@ -356,59 +356,301 @@ func TestChannelWithoutSecretBoxFailsForGood(t *testing.T) {
 	a := e.insertApproval(false)
 	e.enqueue(a, "run-1", workflows.EventCreated, workflows.StatusPending, 1, nil)
 	d := e.deliveries()[0]
-	require.NoError(t, e.tc.TerminateWorkflow(context.Background(), d.id, "", "delivered by the test"))
-	err := e.deliver(d.id)
-	requireAppErr(t, err, workflows.ErrorTypeDeliveryRejected)
-	require.ErrorContains(t, err, "no secrets key configured")
+	e.waitSettled()
+	status, attempts := e.deliveryStatus(d.id)
+	require.Equal(t, []any{"failed", 1}, []any{status, attempts}, "the direct attempt fails it for good")
+	e.requireNoWorkflow(d.id)
 	require.Empty(t, slack.Messages())
 	var recorded string
 	require.NoError(t, e.st.Pool.QueryRow(context.Background(), `SELECT error FROM webhook_attempts WHERE delivery_id = $1`, d.id).Scan(&recorded))
 	require.Contains(t, recorded, "no secrets key configured")
 
-	require.NoError(t, e.acts.MarkDeliveryFailed(context.Background(), workflows.MarkDeliveryFailedInput{DeliveryID: d.id}))
-	status, _ := e.deliveryStatus(d.id)
-	require.Equal(t, "failed", status)
+	// What the DeliveryWorkflow would get for it: a final failure.
+	err := e.deliver(d.id)
+	requireAppErr(t, err, workflows.ErrorTypeDeliveryRejected)
 	_, err = e.acts.TestChannel(context.Background(), e.orgID, d.channel)
 	require.ErrorIs(t, err, activities.ErrChannelUnusable)
 }
 
-// TestSweepStartsDeliveriesWhoseWorkflowNeverStarted: a delivery recorded
-// but never attempted (its workflow start failed) gets its workflow from the
-// sweeper; a recent one is left to the activity that recorded it, and
-// sweeping twice starts nothing twice.
-func TestSweepStartsDeliveriesWhoseWorkflowNeverStarted(t *testing.T) {
+// waitSettled waits until no delivery of e's org is pending.
+func (e *env) waitSettled() {
+	e.t.Helper()
+	require.Eventually(e.t, func() bool {
+		return e.count(`SELECT count(*) FROM webhook_deliveries WHERE org_id = $1 AND status = 'pending'`, e.orgID) == 0
+	}, 20*time.Second, 10*time.Millisecond)
+}
+
+// handedOff reports whether a DeliveryWorkflow was recorded as started for delivery id.
+func (e *env) handedOff(id string) bool {
+	e.t.Helper()
+	return e.count(`SELECT count(*) FROM webhook_deliveries WHERE id = $1 AND handed_off_at IS NOT NULL`, id) == 1
+}
+
+// requireNoWorkflow fails unless Temporal has never heard of workflow id.
+func (e *env) requireNoWorkflow(id string) {
+	e.t.Helper()
+	_, err := e.tc.DescribeWorkflowExecution(context.Background(), id, "")
+	var notFound *serviceerror.NotFound
+	require.ErrorAs(e.t, err, &notFound, "workflow %s must not exist", id)
+}
+
+// TestDirectAttemptOutcomes: EnqueueNotifications makes the first attempt itself and
+// involves Temporal only when a retry is needed.
+func TestDirectAttemptOutcomes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		setup        func(*notifytest.WebhookReceiver)
+		wantStatus   string
+		wantCode     int
+		wantWorkflow bool
+	}{
+		{name: "receiver up: delivered once, no workflow", setup: func(*notifytest.WebhookReceiver) {},
+			wantStatus: "delivered", wantCode: 204},
+		{name: "receiver refuses with 400: failed, no workflow",
+			setup:      func(r *notifytest.WebhookReceiver) { r.SetMode(notifytest.Reject400) },
+			wantStatus: "failed", wantCode: 400},
+		{name: "receiver answers 503: retried by a delayed DeliveryWorkflow",
+			setup:      func(r *notifytest.WebhookReceiver) { r.SetMode(notifytest.Down503) },
+			wantStatus: "pending", wantCode: 503, wantWorkflow: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{temporal: true})
+			const secret = "whsec_test_secret_0123456789"
+			rcv := notifytest.NewWebhookReceiver(t, secret)
+			tc.setup(rcv)
+			e.setWebhook(rcv.URL(), secret, false)
+			a := e.insertApproval(false)
+			e.enqueue(a, "run-1", workflows.EventCreated, workflows.StatusPending, 1, nil)
+			d := e.deliveryFor(activities.TargetOrgWebhook, "")
+
+			// The attempt is over once its outcome is recorded; Close waits for that.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			require.NoError(t, e.acts.Close(ctx))
+			status, attempts := e.deliveryStatus(d.id)
+			require.Equal(t, []any{tc.wantStatus, 1}, []any{status, attempts})
+			require.Equal(t, 1, e.count(`SELECT count(*) FROM webhook_attempts WHERE delivery_id = $1 AND status_code = $2`, d.id, tc.wantCode))
+			require.Equal(t, []string{d.id}, rcv.AttemptIDs())
+			require.Equal(t, tc.wantWorkflow, e.handedOff(d.id))
+			if !tc.wantWorkflow {
+				e.requireNoWorkflow(d.id)
+				return
+			}
+			desc, err := e.tc.DescribeWorkflowExecution(ctx, d.id, "")
+			require.NoError(t, err)
+			info := desc.GetWorkflowExecutionInfo()
+			require.Equal(t, workflows.DeliveryWorkflowName, info.GetType().GetName())
+			require.Equal(t, e.queue, info.GetTaskQueue())
+			// Its first attempt waits one initial interval after the direct one, as the
+			// workflow's own retry would have.
+			require.Equal(t, workflows.DeliveryInitialInterval, info.GetExecutionTime().AsTime().Sub(info.GetStartTime().AsTime()))
+			require.NoError(t, e.tc.TerminateWorkflow(ctx, d.id, "", "test done"))
+		})
+	}
+}
+
+// TestEnqueueNotificationsNeverWaitsForTheReceiver: a receiver that does not answer
+// holds neither the activity nor a later shutdown beyond its bound.
+func TestEnqueueNotificationsNeverWaitsForTheReceiver(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// closeWithin bounds Close; release, when set, lets the receiver answer while
+		// Close waits.
+		closeWithin  time.Duration
+		release      bool
+		wantCloseErr error
+		wantStatus   string
+		wantAttempts int
+	}{
+		{name: "close waits for the attempt in flight", closeWithin: 20 * time.Second, release: true,
+			wantStatus: "delivered", wantAttempts: 1},
+		{name: "close gives up and leaves the delivery to the sweep", closeWithin: 300 * time.Millisecond,
+			wantCloseErr: context.DeadlineExceeded, wantStatus: "pending", wantAttempts: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{temporal: true})
+			const secret = "whsec_test_secret_0123456789"
+			rcv := notifytest.NewWebhookReceiver(t, secret)
+			rcv.SetMode(notifytest.Held)
+			e.setWebhook(rcv.URL(), secret, false)
+			a := e.insertApproval(false)
+
+			e.enqueue(a, "run-1", workflows.EventCreated, workflows.StatusPending, 1, nil)
+			d := e.deliveryFor(activities.TargetOrgWebhook, "")
+			require.Eventually(t, func() bool { return rcv.Attempts() == 1 }, 10*time.Second, 5*time.Millisecond)
+			status, attempts := e.deliveryStatus(d.id)
+			require.Equal(t, []any{"pending", 0}, []any{status, attempts}, "enqueue returned while the receiver held the attempt")
+
+			closed := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), tc.closeWithin)
+				defer cancel()
+				closed <- e.acts.Close(ctx)
+			}()
+			if tc.release {
+				select {
+				case err := <-closed:
+					t.Fatalf("Close returned (%v) while an attempt was in flight", err)
+				case <-time.After(200 * time.Millisecond):
+				}
+				rcv.SetMode(notifytest.Up)
+			}
+			err := <-closed
+			if tc.wantCloseErr != nil {
+				require.ErrorIs(t, err, tc.wantCloseErr)
+			} else {
+				require.NoError(t, err)
+			}
+			status, attempts = e.deliveryStatus(d.id)
+			require.Equal(t, []any{tc.wantStatus, tc.wantAttempts}, []any{status, attempts})
+			require.False(t, e.handedOff(d.id))
+			e.requireNoWorkflow(d.id)
+
+			// Closed: the next event's delivery goes to its workflow at once.
+			e.enqueue(a, "run-1", workflows.EventExpired, workflows.StatusExpired, 1, nil)
+			var next string
+			require.NoError(t, e.st.Pool.QueryRow(context.Background(),
+				`SELECT id FROM webhook_deliveries WHERE org_id = $1 AND event_type = 'approval.expired'`, e.orgID).Scan(&next))
+			require.True(t, e.handedOff(next))
+			require.NoError(t, e.tc.TerminateWorkflow(context.Background(), next, "", "test done"))
+		})
+	}
+}
+
+// TestDirectAttemptsAreBounded: beyond MaxDirectAttempts in flight, deliveries go to
+// their workflow at once.
+func TestDirectAttemptsAreBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{temporal: true})
+	e.acts = e.newActivities(t, e.tc, 1)
+	const secret = "whsec_test_secret_0123456789"
+	org := notifytest.NewWebhookReceiver(t, secret)
+	org.SetMode(notifytest.Held)
+	e.setWebhook(org.URL(), secret, false)
+	hook := notifytest.NewWebhookReceiver(t, secret)
+	hookID := e.addChannel(activities.ChannelWebhook, notify.ScopeAll, activities.WebhookChannelConfig{URL: hook.URL()}, secret)
+	a := e.insertApproval(false)
+
+	e.enqueue(a, "run-1", workflows.EventCreated, workflows.StatusPending, 1, nil)
+	direct := e.deliveryFor(activities.TargetOrgWebhook, "") // planned first: takes the one slot
+	overflow := e.deliveryFor(activities.TargetChannel, hookID)
+	require.Eventually(t, func() bool { return org.Attempts() == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	require.True(t, e.handedOff(overflow.id))
+	desc, err := e.tc.DescribeWorkflowExecution(context.Background(), overflow.id, "")
+	require.NoError(t, err)
+	info := desc.GetWorkflowExecutionInfo()
+	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, info.GetStatus())
+	require.Equal(t, info.GetStartTime().AsTime(), info.GetExecutionTime().AsTime(), "not attempted yet, so not delayed")
+	require.Zero(t, hook.Attempts(), "the overflow is the workflow's to attempt")
+	require.NoError(t, e.tc.TerminateWorkflow(context.Background(), overflow.id, "", "test done"))
+
+	org.SetMode(notifytest.Up)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, e.acts.Close(ctx))
+	status, attempts := e.deliveryStatus(direct.id)
+	require.Equal(t, []any{"delivered", 1}, []any{status, attempts})
+	e.requireNoWorkflow(direct.id)
+}
+
+// TestSweepStartsStrandedDeliveries: deliveries left pending without a workflow — the
+// process died, or Temporal refused the start before or after the direct attempt — get
+// their workflow from the sweep once untouched for the sweep's age; recent ones, and
+// ones handed off already, are left alone; a claimed delivery is not claimed again until
+// its claim is as old.
+func TestSweepStartsStrandedDeliveries(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{temporal: true})
 	ctx := context.Background()
-	insert := func(age time.Duration) string {
+	const secret = "whsec_test_secret_0123456789"
+	rcv := notifytest.NewWebhookReceiver(t, secret)
+	e.setWebhook(rcv.URL(), secret, false)
+	a := e.insertApproval(false)
+	down := e.newActivities(t, refusingClient{}, 0)
+
+	// Direct attempts closed and Temporal down: recorded, never attempted.
+	require.NoError(t, down.Close(ctx))
+	_, err := down.EnqueueNotifications(ctx, workflows.EnqueueNotificationsInput{
+		RunID: "run-1", Key: "notify:created", OrgID: e.orgID, ApprovalID: a.id, Reference: a.ref,
+		Event: workflows.EventCreated, Level: 1, Status: workflows.StatusPending, ExpiresAt: e.now.Add(time.Hour), At: e.now,
+	})
+	require.ErrorContains(t, err, "temporal is down")
+	neverAttempted := e.deliveryFor(activities.TargetOrgWebhook, "")
+
+	// Attempted directly (503), then Temporal refused the retry's workflow.
+	retryDown := e.newActivities(t, refusingClient{}, 0)
+	rcv.SetMode(notifytest.Down503)
+	_, err = retryDown.EnqueueNotifications(ctx, workflows.EnqueueNotificationsInput{
+		RunID: "run-1", Key: "notify:expired", OrgID: e.orgID, ApprovalID: a.id, Reference: a.ref,
+		Event: workflows.EventExpired, Level: 1, Status: workflows.StatusExpired, ExpiresAt: e.now.Add(time.Hour), At: e.now,
+	})
+	require.NoError(t, err, "a refused retry does not fail the enqueue")
+	require.NoError(t, retryDown.Close(ctx))
+	var attemptedOnce string
+	require.NoError(t, e.st.Pool.QueryRow(ctx,
+		`SELECT id FROM webhook_deliveries WHERE org_id = $1 AND event_type = 'approval.expired'`, e.orgID).Scan(&attemptedOnce))
+	status, attempts := e.deliveryStatus(attemptedOnce)
+	require.Equal(t, []any{"pending", 1}, []any{status, attempts})
+
+	insert := func(name string) string {
 		id := store.NewID("whd")
 		n, err := e.st.InsertWebhookDelivery(ctx, store.InsertWebhookDeliveryParams{
-			ID: id, OrgID: e.orgID, DedupKey: "sweep:" + id, EventID: store.NewID("evt"), EventType: "approval.created",
-			TargetKind: activities.TargetOrgWebhook, Url: "https://hooks.example.com/oak", Payload: []byte(`{}`),
-			CreatedAt: time.Now().UTC().Add(-age),
+			ID: id, OrgID: e.orgID, DedupKey: name + ":" + id, EventID: store.NewID("evt"), EventType: "approval.created",
+			TargetKind: activities.TargetOrgWebhook, Url: rcv.URL(), Payload: []byte(`{}`), CreatedAt: time.Now().UTC(),
 		})
 		require.NoError(t, err)
 		require.Equal(t, int64(1), n)
 		return id
 	}
-	stuck, recent := insert(10*time.Minute), insert(time.Minute)
+	recent, handedOff := insert("recent"), insert("handed-off")
+	e.exec(`UPDATE webhook_deliveries SET handed_off_at = now() WHERE id = $1`, handedOff)
+	age := func(ids ...string) {
+		e.exec(`UPDATE webhook_deliveries SET updated_at = updated_at - interval '10 minutes' WHERE id = ANY($1)`, ids)
+	}
+	age(neverAttempted.id, attemptedOnce, handedOff)
+	require.False(t, e.handedOff(neverAttempted.id))
+	require.False(t, e.handedOff(attemptedOnce))
+	for _, id := range []string{neverAttempted.id, attemptedOnce, recent, handedOff} {
+		e.requireNoWorkflow(id)
+	}
 
-	n, err := e.acts.SweepUnattemptedDeliveries(ctx, 5*time.Minute, 100)
+	// Temporal still down: the sweep claims both stranded rows, starts nothing, and a
+	// sweep right after finds them claimed.
+	n, err := down.SweepStrandedDeliveries(ctx, 5*time.Minute, 100)
+	require.ErrorContains(t, err, "temporal is down")
+	require.Equal(t, 2, n)
+	n, err = e.acts.SweepStrandedDeliveries(ctx, 5*time.Minute, 100)
 	require.NoError(t, err)
-	require.Equal(t, 1, n)
-	desc, err := e.tc.DescribeWorkflowExecution(ctx, stuck, "")
-	require.NoError(t, err)
-	require.Equal(t, workflows.DeliveryWorkflowName, desc.GetWorkflowExecutionInfo().GetType().GetName())
-	require.Equal(t, e.queue, desc.GetWorkflowExecutionInfo().GetTaskQueue())
-	runID := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
-	_, err = e.tc.DescribeWorkflowExecution(ctx, recent, "")
-	require.Error(t, err, "a recent delivery is not swept")
+	require.Zero(t, n, "claimed a moment ago")
 
-	n, err = e.acts.SweepUnattemptedDeliveries(ctx, 5*time.Minute, 100)
+	// Once the claim is as old as the sweep's age, the next sweep starts them.
+	age(neverAttempted.id, attemptedOnce)
+	n, err = e.acts.SweepStrandedDeliveries(ctx, 5*time.Minute, 100)
 	require.NoError(t, err)
-	require.Equal(t, 1, n)
-	desc, err = e.tc.DescribeWorkflowExecution(ctx, stuck, "")
+	require.Equal(t, 2, n)
+	for _, id := range []string{neverAttempted.id, attemptedOnce} {
+		desc, err := e.tc.DescribeWorkflowExecution(ctx, id, "")
+		require.NoError(t, err, id)
+		require.Equal(t, workflows.DeliveryWorkflowName, desc.GetWorkflowExecutionInfo().GetType().GetName())
+		require.Equal(t, e.queue, desc.GetWorkflowExecutionInfo().GetTaskQueue())
+		require.True(t, e.handedOff(id))
+	}
+	e.requireNoWorkflow(recent)
+	e.requireNoWorkflow(handedOff)
+
+	// Handed off now: never swept again, however old.
+	age(neverAttempted.id, attemptedOnce)
+	n, err = e.acts.SweepStrandedDeliveries(ctx, 5*time.Minute, 100)
 	require.NoError(t, err)
-	require.Equal(t, runID, desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), "the second sweep attached to the same run")
-	require.NoError(t, e.tc.TerminateWorkflow(ctx, stuck, "", "test done"))
+	require.Zero(t, n)
+	for _, id := range []string{neverAttempted.id, attemptedOnce} {
+		require.NoError(t, e.tc.TerminateWorkflow(ctx, id, "", "test done"))
+	}
 }

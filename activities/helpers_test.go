@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"oakallow/activities"
@@ -55,6 +56,9 @@ type env struct {
 type envOptions struct {
 	noBox    bool
 	temporal bool // dial the shared test Temporal server (for activities that start workflows)
+	// noDirect closes the activities' direct attempts, so every delivery goes to its
+	// DeliveryWorkflow at once (tests that drive DeliverNotification themselves).
+	noDirect bool
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -85,13 +89,18 @@ func newEnv(t *testing.T, o envOptions) *env {
 		require.NoError(t, err)
 		t.Cleanup(e.tc.Close)
 	}
-	e.acts = e.newActivities(t, e.tc)
+	e.acts = e.newActivities(t, e.tc, 0)
+	if o.noDirect {
+		require.NoError(t, e.acts.Close(ctx))
+	}
 	return e
 }
 
-// newActivities wires activities to e's store; a nil client gets a placeholder that
-// fails every call (tests of activities that never reach Temporal).
-func (e *env) newActivities(t *testing.T, tc client.Client) *activities.Activities {
+// newActivities wires activities to e's store, with at most maxDirect direct delivery
+// attempts at once (0: the default); a nil client gets a placeholder that fails every
+// call (tests of activities that never reach Temporal). Their direct attempts are
+// drained before the test's database goes away.
+func (e *env) newActivities(t *testing.T, tc client.Client, maxDirect int) *activities.Activities {
 	t.Helper()
 	hc := loopbackClient(t)
 	n, err := notify.New(notify.Config{HTTPClient: hc, Scrub: pii.Scrub})
@@ -101,10 +110,15 @@ func (e *env) newActivities(t *testing.T, tc client.Client) *activities.Activiti
 	}
 	acts, err := activities.New(activities.Deps{
 		Store: e.st, Keyring: e.kr, Temporal: tc, Notifier: n, HTTPClient: hc, SecretBox: e.box,
-		PublicURL: "https://oak.example.com/", TaskQueue: e.queue,
+		PublicURL: "https://oak.example.com/", TaskQueue: e.queue, MaxDirectAttempts: maxDirect,
 		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return time.Now().UTC() },
 	})
 	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.NoError(t, acts.Close(ctx))
+	})
 	return acts
 }
 
@@ -113,6 +127,13 @@ func nopSlog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // unreachableClient satisfies client.Client for tests that must not start workflows:
 // any call panics through the nil embedded interface.
 type unreachableClient struct{ client.Client }
+
+// refusingClient is a Temporal that is down: every workflow start fails.
+type refusingClient struct{ client.Client }
+
+func (refusingClient) ExecuteWorkflow(context.Context, client.StartWorkflowOptions, any, ...any) (client.WorkflowRun, error) {
+	return nil, serviceerror.NewUnavailable("temporal is down (test)")
+}
 
 func loopbackClient(t *testing.T) *http.Client {
 	t.Helper()

@@ -111,10 +111,13 @@ type plannedDelivery struct {
 // EnqueueNotifications implements workflows.ActivityEnqueueNotifications: it records one
 // webhook_deliveries row per target of the event — the org webhook when the org has a
 // URL, and every enabled channel whose scope covers in.Level — with the payload built
-// now, and starts one DeliveryWorkflow per pending delivery. Rows are deduplicated on
-// "<RunID>:<Key>:<target>" and the workflows on the delivery id, so a retry records and
-// starts nothing twice. Delivery itself happens in those workflows: this activity never
-// waits for a receiver.
+// now, and hands each pending row to the process's direct attempts, which make the first
+// attempt in the background and start a DeliveryWorkflow only when a retry is needed. It
+// returns without waiting for any receiver. When the direct attempts are full or closed,
+// it starts the row's DeliveryWorkflow itself, as the retries would. Rows are
+// deduplicated on "<RunID>:<Key>:<target>" and workflows on the delivery id, so a retry
+// records and starts nothing twice; a row recorded but neither attempted nor handed off
+// (the process died) is picked up by SweepStrandedDeliveries.
 func (a *Activities) EnqueueNotifications(ctx context.Context, in workflows.EnqueueNotificationsInput) (workflows.EnqueueNotificationsResult, error) {
 	var res workflows.EnqueueNotificationsResult
 	if err := checkEnqueue(in); err != nil {
@@ -164,34 +167,78 @@ func (a *Activities) EnqueueNotifications(ctx context.Context, in workflows.Enqu
 	if err != nil {
 		return res, fmt.Errorf("enqueue notifications: %w", err)
 	}
-	// Started concurrently: each start is a round trip to Temporal, and the approval
-	// workflow waits for this activity before it moves on (to the token, for a decision).
-	errs := make([]error, len(rows))
-	var wg sync.WaitGroup
-	for i, row := range rows {
-		if row.Status != DeliveryPending {
-			continue // delivered or failed already: its workflow has run
+	var fallback []store.WebhookDelivery
+	for _, row := range rows {
+		if row.Status != DeliveryPending || row.HandedOffAt != nil {
+			continue // finished, or in its workflow already (a retried enqueue)
 		}
-		wg.Go(func() { errs[i] = a.startDelivery(ctx, row.ID, row.ID, row.OrgID) })
+		if !a.dispatch(ctx, row) {
+			fallback = append(fallback, row)
+		}
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := a.startDeliveries(ctx, fallback); err != nil {
 		return res, fmt.Errorf("enqueue notifications: %w", err)
 	}
 	res.Enqueued = len(rows)
 	return res, nil
 }
 
-// startDelivery starts the delivery workflow workflowID for deliveryID. A workflow with
-// that id that runs or ran already counts as started.
-func (a *Activities) startDelivery(ctx context.Context, workflowID, deliveryID, orgID string) error {
-	in := a.retry
-	in.DeliveryID, in.OrgID = deliveryID, orgID
+// startDeliveries starts the DeliveryWorkflow of every row at once and marks the rows
+// whose workflow started handed off.
+func (a *Activities) startDeliveries(ctx context.Context, rows []store.WebhookDelivery) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	// Started concurrently: each start is a round trip to Temporal, and the approval
+	// workflow waits for this activity before it moves on (to the token, for a decision).
+	errs := make([]error, len(rows))
+	var wg sync.WaitGroup
+	for i, row := range rows {
+		wg.Go(func() { errs[i] = a.startDelivery(ctx, row.ID, a.deliveryInput(row.ID, row.OrgID), 0) })
+	}
+	wg.Wait()
+	var started []string
+	for i, row := range rows {
+		switch {
+		case errs[i] == nil:
+			started = append(started, row.ID)
+		case errors.Is(errs[i], errWorkflowClosed):
+			// Its workflow ran, yet the row is pending again: left to the sweep, which
+			// starts it under a fresh id. Retrying this activity would not help.
+			a.logger.WarnContext(ctx, "Pending delivery whose workflow already closed; left to the sweep", "delivery_id", row.ID)
+			errs[i] = nil
+		}
+	}
+	if len(started) > 0 {
+		// Not fatal for the caller: a started row merely not marked is swept later,
+		// which attaches to its running workflow.
+		if err := a.markHandedOff(ctx, started); err != nil {
+			a.logger.WarnContext(ctx, "Started deliveries not marked handed off", "deliveries", len(started), "error", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// errWorkflowClosed is returned by startDelivery when a workflow with the id already ran
+// to its end: DeliveryStartWorkflowOptions never runs an id twice.
+var errWorkflowClosed = errors.New("delivery workflow already closed")
+
+// startDelivery starts the DeliveryWorkflow workflowID for in, its first task delayed by
+// delay. A workflow with that id that is running counts as started; one that closed
+// already gives errWorkflowClosed.
+func (a *Activities) startDelivery(ctx context.Context, workflowID string, in workflows.DeliveryInput, delay time.Duration) error {
 	opts := workflows.DeliveryStartWorkflowOptions(workflowID)
 	opts.TaskQueue = a.taskQueue
+	opts.StartDelay = delay
+	// A running workflow is attached to (conflict policy UseExisting) without error;
+	// without this, a closed one would be too, and look started.
+	opts.WorkflowExecutionErrorWhenAlreadyStarted = true
 	_, err := a.temporal.ExecuteWorkflow(ctx, opts, workflows.DeliveryWorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if err != nil && !errors.As(err, &started) {
+	switch {
+	case errors.As(err, &started):
+		return fmt.Errorf("start delivery workflow %s: %w", workflowID, errWorkflowClosed)
+	case err != nil:
 		return fmt.Errorf("start delivery workflow %s: %w", workflowID, err)
 	}
 	return nil
@@ -291,25 +338,51 @@ func deciderFallback(kind workflows.DeciderKind) string {
 	return "a reviewer"
 }
 
-// SweepUnattemptedDeliveries starts the delivery workflow of every delivery
-// recorded before now-olderThan that was never attempted (at most limit per
-// call): EnqueueNotifications records deliveries before it starts their
-// workflows, and if Temporal stayed unreachable past that activity's retries
-// the rows would otherwise wait for ever. Starting is idempotent: a
-// workflow that runs or ran under the delivery's id counts as started.
-// It returns how many deliveries it looked at.
-func (a *Activities) SweepUnattemptedDeliveries(ctx context.Context, olderThan time.Duration, limit int32) (int, error) {
-	rows, err := a.st.ListUnattemptedDeliveries(ctx, store.ListUnattemptedDeliveriesParams{
-		Before: a.now().Add(-olderThan), RowLimit: limit,
+// SweepStrandedDeliveries starts the DeliveryWorkflow of every pending delivery that has
+// none and that nothing touched for olderThan (at most limit per call), and returns how
+// many it claimed. Such a delivery was stranded between being recorded and being handed
+// to a workflow: the process died before or during its direct attempt, Temporal refused
+// the workflow start after a retryable attempt (or, in EnqueueNotifications, past that
+// activity's retries), or a redelivery died before starting its workflow. olderThan
+// must exceed a direct attempt (workflows.DeliveryAttemptTimeout plus the hand-off), so
+// an attempt under way is never swept.
+//
+// The workflow id is the delivery id, so a sweep racing a late start attaches to the
+// same run; when that id has already closed (the row was reopened by a redelivery), the
+// sweep starts a fresh "<delivery id>:<swp_…>" workflow. Claiming is exclusive between
+// sweepers (see store ClaimStrandedDeliveries): a claimed row is not claimed again for
+// olderThan, so a start that fails here is retried by a later sweep.
+func (a *Activities) SweepStrandedDeliveries(ctx context.Context, olderThan time.Duration, limit int32) (int, error) {
+	now := a.now()
+	rows, err := a.st.ClaimStrandedDeliveries(ctx, store.ClaimStrandedDeliveriesParams{
+		ClaimedAt: now, Before: now.Add(-olderThan), RowLimit: limit,
 	})
 	if err != nil {
 		return 0, fmt.Errorf("sweep deliveries: %w", err)
 	}
 	var errs []error
+	var started []string
 	for _, r := range rows {
-		if err := a.startDelivery(ctx, r.ID, r.ID, r.OrgID); err != nil {
+		in := a.deliveryInput(r.ID, r.OrgID)
+		err := a.startDelivery(ctx, r.ID, in, 0)
+		if errors.Is(err, errWorkflowClosed) {
+			workflowID := r.ID + ":" + store.NewID("swp")
+			err = a.startDelivery(ctx, workflowID, in, 0)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		started = append(started, r.ID)
+	}
+	if len(started) > 0 {
+		if err := a.markHandedOff(ctx, started); err != nil {
 			errs = append(errs, err)
 		}
+		a.logger.InfoContext(ctx, "Stranded deliveries handed to their workflows", "deliveries", len(started))
 	}
-	return len(rows), errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return len(rows), fmt.Errorf("sweep deliveries: %w", err)
+	}
+	return len(rows), nil
 }

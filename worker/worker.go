@@ -24,6 +24,7 @@ type options struct {
 	taskQueue string
 	sdk       sdkworker.Options
 	sweep     *time.Duration
+	drain     time.Duration
 }
 
 // WithTaskQueue polls queue instead of workflows.TaskQueue. Only for isolating tests that
@@ -46,22 +47,36 @@ type Worker struct {
 	logger    *slog.Logger
 	stopOnce  sync.Once
 	sweep     time.Duration
+	drain     time.Duration
 	cancel    context.CancelFunc
 	swept     chan struct{}
 }
 
 // Sweeper settings: every SweepInterval the worker starts the workflows of
-// deliveries recorded more than SweepAfter ago and never attempted.
+// pending deliveries that have none and were not touched for SweepAfter
+// (activities.SweepStrandedDeliveries). SweepAfter is well above a direct
+// attempt (workflows.DeliveryAttemptTimeout plus its hand-off), so an attempt
+// under way is never swept.
 const (
 	SweepInterval = time.Minute
 	SweepAfter    = 5 * time.Minute
 	sweepBatch    = 500
 )
 
-// WithSweepInterval changes how often the worker sweeps unattempted
+// DrainTimeout bounds how long Stop waits for the direct delivery attempts under
+// way (activities.Activities.Close); those still running are left to the sweep.
+const DrainTimeout = 10 * time.Second
+
+// WithSweepInterval changes how often the worker sweeps stranded
 // deliveries (tests); 0 turns the sweeper off.
 func WithSweepInterval(d time.Duration) Option {
 	return func(o *options) { o.sweep = &d }
+}
+
+// WithDrainTimeout changes how long Stop waits for direct delivery attempts under
+// way (default DrainTimeout).
+func WithDrainTimeout(d time.Duration) Option {
+	return func(o *options) { o.drain = d }
 }
 
 // New creates a worker on c that runs the approval and delivery workflows and the
@@ -76,12 +91,15 @@ func New(c client.Client, acts *activities.Activities, logger *slog.Logger, opts
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	o := options{taskQueue: workflows.TaskQueue}
+	o := options{taskQueue: workflows.TaskQueue, drain: DrainTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.taskQueue == "" {
 		return nil, errors.New("worker: task queue is empty")
+	}
+	if o.drain <= 0 {
+		return nil, errors.New("worker: drain timeout must be positive")
 	}
 	w := sdkworker.New(c, o.taskQueue, o.sdk)
 	register(w, acts)
@@ -89,7 +107,7 @@ func New(c client.Client, acts *activities.Activities, logger *slog.Logger, opts
 	if o.sweep != nil {
 		sweep = *o.sweep
 	}
-	return &Worker{w: w, acts: acts, taskQueue: o.taskQueue, logger: logger, sweep: sweep}, nil
+	return &Worker{w: w, acts: acts, taskQueue: o.taskQueue, logger: logger, sweep: sweep, drain: o.drain}, nil
 }
 
 // register registers every workflow and activity by its contract name. Activities are
@@ -122,9 +140,10 @@ func (w *Worker) Start() error {
 	return nil
 }
 
-// sweepLoop periodically starts the delivery workflows that were never
-// started (see activities.SweepUnattemptedDeliveries). Several workers
-// sweeping at once is harmless: starting a delivery workflow is idempotent.
+// sweepLoop periodically starts the delivery workflows of stranded
+// deliveries (see activities.SweepStrandedDeliveries). Several workers
+// sweeping at once is harmless: each claims its rows exclusively, and starting
+// a delivery workflow is idempotent.
 func (w *Worker) sweepLoop(ctx context.Context) {
 	defer close(w.swept)
 	if w.sweep <= 0 {
@@ -137,7 +156,7 @@ func (w *Worker) sweepLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n, err := w.acts.SweepUnattemptedDeliveries(ctx, SweepAfter, sweepBatch)
+			n, err := w.acts.SweepStrandedDeliveries(ctx, SweepAfter, sweepBatch)
 			if err != nil && ctx.Err() == nil {
 				w.logger.Warn("Delivery sweep", "looked_at", n, "error", err)
 			}
@@ -146,8 +165,10 @@ func (w *Worker) sweepLoop(ctx context.Context) {
 }
 
 // Stop stops polling and waits for running tasks to finish (up to the SDK's
-// WorkerStopTimeout); tasks not finished by then are retried by another worker. Calling
-// it again does nothing.
+// WorkerStopTimeout); tasks not finished by then are retried by another worker. It then
+// closes the activities' direct delivery attempts, waiting up to DrainTimeout for those
+// under way (deliveries abandoned then are swept by another worker). The activities
+// cannot make direct attempts afterwards. Calling it again does nothing.
 func (w *Worker) Stop() {
 	w.stopOnce.Do(func() {
 		if w.cancel != nil {
@@ -155,6 +176,13 @@ func (w *Worker) Stop() {
 			<-w.swept
 		}
 		w.w.Stop()
+		// After the SDK worker: an EnqueueNotifications finishing during its stop
+		// still hands its deliveries to the direct attempts this drains.
+		ctx, cancel := context.WithTimeout(context.Background(), w.drain)
+		defer cancel()
+		if err := w.acts.Close(ctx); err != nil {
+			w.logger.Warn("Direct delivery attempts abandoned; the sweep will start their workflows", "error", err)
+		}
 		w.logger.Info("Temporal worker stopped", "task_queue", w.taskQueue)
 	})
 }

@@ -4,16 +4,21 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
@@ -48,6 +53,8 @@ type world struct {
 	st     *store.Store
 	tc     client.Client
 	queue  string
+	kr     *tokens.Keyring
+	box    *sealed.Box
 	acts   *activities.Activities
 	orgID  string
 	toolID string
@@ -71,22 +78,13 @@ func newWorld(t *testing.T) *world {
 
 	key, err := tokens.GenerateKey("k1")
 	require.NoError(t, err)
-	kr, err := tokens.NewKeyring("k1", key)
+	w.kr, err = tokens.NewKeyring("k1", key)
 	require.NoError(t, err)
 	boxKey := make([]byte, 32)
 	_, _ = rand.Read(boxKey)
-	box, err := sealed.NewBox(boxKey)
+	w.box, err = sealed.NewBox(boxKey)
 	require.NoError(t, err)
-	hc, err := notify.NewHTTPClient(notify.HTTPClientConfig{AllowInsecure: true, AllowPrivateAddresses: true})
-	require.NoError(t, err)
-	n, err := notify.New(notify.Config{HTTPClient: hc, Scrub: pii.Scrub})
-	require.NoError(t, err)
-	w.acts, err = activities.New(activities.Deps{
-		Store: w.st, Keyring: kr, Temporal: w.tc, Notifier: n, HTTPClient: hc, SecretBox: box,
-		PublicURL: "https://oak.example.com", TaskQueue: w.queue,
-		DeliveryRetry: workflows.DeliveryInput{InitialInterval: 200 * time.Millisecond, MaximumInterval: time.Second},
-	})
-	require.NoError(t, err)
+	w.acts = w.newActivities()
 
 	now := time.Now().UTC()
 	teamID := store.NewID("team")
@@ -101,11 +99,28 @@ func newWorld(t *testing.T) *world {
 	w.slack = notifytest.NewSlack(t)
 	w.pd = notifytest.NewPagerDuty(t)
 	w.hook = notifytest.NewWebhookReceiver(t, hookSecret)
-	w.addChannel(box, activities.ChannelSlack, activities.SlackChannelConfig{Channel: "#approvals"}, w.slack.WebhookURL())
-	w.addChannel(box, activities.ChannelPagerDuty, activities.PagerDutyChannelConfig{
+	w.addChannel(w.box, activities.ChannelSlack, activities.SlackChannelConfig{Channel: "#approvals"}, w.slack.WebhookURL())
+	w.addChannel(w.box, activities.ChannelPagerDuty, activities.PagerDutyChannelConfig{
 		FromEmail: w.pd.FromEmail, ServiceID: w.pd.ServiceID, BaseURL: w.pd.URL()}, w.pd.APIKey)
-	w.addChannel(box, activities.ChannelWebhook, activities.WebhookChannelConfig{URL: w.hook.URL()}, hookSecret)
+	w.addChannel(w.box, activities.ChannelWebhook, activities.WebhookChannelConfig{URL: w.hook.URL()}, hookSecret)
 	return w
+}
+
+// newActivities wires a worker process's activities to the world (a process restart
+// gets new ones: Worker.Stop closes the old ones' direct attempts).
+func (w *world) newActivities() *activities.Activities {
+	w.t.Helper()
+	hc, err := notify.NewHTTPClient(notify.HTTPClientConfig{AllowInsecure: true, AllowPrivateAddresses: true})
+	require.NoError(w.t, err)
+	n, err := notify.New(notify.Config{HTTPClient: hc, Scrub: pii.Scrub})
+	require.NoError(w.t, err)
+	acts, err := activities.New(activities.Deps{
+		Store: w.st, Keyring: w.kr, Temporal: w.tc, Notifier: n, HTTPClient: hc, SecretBox: w.box,
+		PublicURL: "https://oak.example.com", TaskQueue: w.queue,
+		DeliveryRetry: workflows.DeliveryInput{InitialInterval: 200 * time.Millisecond, MaximumInterval: time.Second},
+	})
+	require.NoError(w.t, err)
+	return acts
 }
 
 func (w *world) exec(sql string, args ...any) {
@@ -132,10 +147,14 @@ func (w *world) addChannel(box *sealed.Box, kind string, config any, secret stri
 		VALUES ($1, $2, $3, $3, 'all', $4, $5, now(), now())`, id, w.orgID, kind, cfg, ct)
 }
 
-// startWorker starts a worker on the world's queue, stopped when the test ends.
-func (w *world) startWorker() *worker.Worker {
+// startWorker starts a worker with acts (the world's when nil) on the world's queue,
+// stopped when the test ends.
+func (w *world) startWorker(acts *activities.Activities, opts ...worker.Option) *worker.Worker {
 	w.t.Helper()
-	wk, err := worker.New(w.tc, w.acts, slog.New(slog.DiscardHandler), worker.WithTaskQueue(w.queue))
+	if acts == nil {
+		acts = w.acts
+	}
+	wk, err := worker.New(w.tc, acts, slog.New(slog.DiscardHandler), append([]worker.Option{worker.WithTaskQueue(w.queue)}, opts...)...)
 	require.NoError(w.t, err)
 	require.NoError(w.t, wk.Start())
 	w.t.Cleanup(wk.Stop)
@@ -205,6 +224,24 @@ func (w *world) waitDeliveriesSettled() {
 	}, 30*time.Second, 50*time.Millisecond)
 }
 
+// deliveryIDs are the ids of the org's deliveries.
+func (w *world) deliveryIDs() []string {
+	w.t.Helper()
+	rows, err := w.st.Pool.Query(context.Background(), `SELECT id FROM webhook_deliveries WHERE org_id = $1 ORDER BY created_at`, w.orgID)
+	require.NoError(w.t, err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(w.t, err)
+	return ids
+}
+
+// requireNoWorkflow fails unless Temporal has never heard of workflow id.
+func (w *world) requireNoWorkflow(id string) {
+	w.t.Helper()
+	_, err := w.tc.DescribeWorkflowExecution(context.Background(), id, "")
+	var notFound *serviceerror.NotFound
+	require.ErrorAs(w.t, err, &notFound, "workflow %s must not exist", id)
+}
+
 func approve(who string) workflows.DecideRequest {
 	return workflows.DecideRequest{
 		Level: 1, Decision: workflows.Approve, RequestID: "req-" + who, Note: "ledger checked",
@@ -224,7 +261,7 @@ func requireNoCustomerData(t *testing.T, b []byte) {
 func TestApprovalEndToEnd(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.startWorker()
+	w.startWorker(nil)
 	ctx := context.Background()
 	began := time.Now()
 	in, run := w.startApproval()
@@ -268,6 +305,11 @@ func TestApprovalEndToEnd(t *testing.T) {
 
 	w.waitDeliveriesSettled()
 	require.Zero(t, w.count(`SELECT count(*) FROM webhook_deliveries WHERE org_id = $1 AND status <> 'delivered'`, w.orgID))
+	// Every receiver was up: each delivery took one direct attempt and no workflow.
+	require.Zero(t, w.count(`SELECT count(*) FROM webhook_deliveries WHERE org_id = $1 AND (attempts <> 1 OR handed_off_at IS NOT NULL)`, w.orgID))
+	for _, id := range w.deliveryIDs() {
+		w.requireNoWorkflow(id)
+	}
 
 	// Slack: one valid Block Kit card per event. PagerDuty: an incident, then resolved.
 	msgs := w.slack.Messages()
@@ -293,14 +335,14 @@ func TestApprovalEndToEnd(t *testing.T) {
 func TestWorkerRestartMidApprovalMintsExactlyOneToken(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	first := w.startWorker()
+	first := w.startWorker(nil)
 	ctx := context.Background()
 	in, run := w.startApproval()
 	w.waitProjected(in.ApprovalID, 1)
 	first.Stop()
 
 	// A new worker process (new activities, same database) takes over.
-	w.startWorker()
+	w.startWorker(w.newActivities())
 	res := w.decide(in.Reference, approve("alice"))
 	require.Equal(t, workflows.StatusApproved, res.State.Status)
 	var final workflows.State
@@ -315,7 +357,7 @@ func TestWebhookReceiverDownThenUpIsDeliveredOnce(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	w.rcv.SetMode(notifytest.Down503)
-	w.startWorker()
+	w.startWorker(nil)
 	ctx := context.Background()
 	in, run := w.startApproval()
 
@@ -389,7 +431,7 @@ func TestNewRefusesMissingDependencies(t *testing.T) {
 func TestCancelledApprovalEndsExpired(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.startWorker()
+	w.startWorker(nil)
 	ctx := context.Background()
 	in, run := w.startApproval()
 	w.waitProjected(in.ApprovalID, 1)
@@ -409,28 +451,158 @@ func TestCancelledApprovalEndsExpired(t *testing.T) {
 	require.Zero(t, w.count(`SELECT count(*) FROM execution_tokens WHERE source_id = $1`, in.ApprovalID))
 }
 
-// TestWorkerSweepsDeliveriesThatNeverStarted: the worker's sweeper starts the
-// workflow of a delivery that was recorded but never started, and it is
-// delivered.
-func TestWorkerSweepsDeliveriesThatNeverStarted(t *testing.T) {
+// TestWorkerSweepsStrandedDeliveries: the worker's sweeper starts a workflow for a
+// delivery left pending without one, and it is delivered — also when the delivery's
+// own workflow id is spent (a redelivery that died before starting its workflow).
+func TestWorkerSweepsStrandedDeliveries(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name           string
+		spentWorkflow  bool
+		wantWorkflowID func(id, got string) bool
+	}{
+		{name: "never attempted nor handed off", wantWorkflowID: func(id, got string) bool { return got == id }},
+		{name: "reopened after its workflow closed", spentWorkflow: true,
+			wantWorkflowID: func(id, got string) bool { return strings.HasPrefix(got, id+":swp_") }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			ctx := context.Background()
+			body, err := json.Marshal(map[string]any{"id": "evt_sweep", "type": "approval.created", "created_at": time.Now(), "data": map[string]any{}})
+			require.NoError(t, err)
+			id := store.NewID("whd")
+			_, err = w.st.InsertWebhookDelivery(ctx, store.InsertWebhookDeliveryParams{
+				ID: id, OrgID: w.orgID, DedupKey: "sweep:" + id, EventID: "evt_sweep", EventType: "approval.created",
+				TargetKind: "org_webhook", Url: w.rcv.URL(), Payload: body, CreatedAt: time.Now().UTC().Add(-10 * time.Minute),
+			})
+			require.NoError(t, err)
+			if tc.spentWorkflow {
+				opts := workflows.DeliveryStartWorkflowOptions(id)
+				opts.TaskQueue = w.queue
+				_, err := w.tc.ExecuteWorkflow(ctx, opts, workflows.DeliveryWorkflowName, workflows.DeliveryInput{DeliveryID: id, OrgID: w.orgID})
+				require.NoError(t, err)
+				require.NoError(t, w.tc.TerminateWorkflow(ctx, id, "", "spent before the test's worker runs"))
+			}
+
+			w.startWorker(nil, worker.WithSweepInterval(100*time.Millisecond))
+			require.Eventually(t, func() bool {
+				return w.count(`SELECT count(*) FROM webhook_deliveries WHERE id = $1 AND status = 'delivered' AND handed_off_at IS NOT NULL`, id) == 1
+			}, 20*time.Second, 50*time.Millisecond)
+			got := w.rcv.Deliveries()
+			require.Len(t, got, 1)
+			require.Equal(t, id, got[0].ID)
+			require.Equal(t, 1, w.count(`SELECT count(*) FROM webhook_attempts WHERE delivery_id = $1`, id))
+
+			// Visibility lags the run: wait for the completed workflow to be listed.
+			var completed []string
+			require.Eventually(t, func() bool {
+				resp, err := w.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+					Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed'", workflows.DeliveryWorkflowName),
+				})
+				require.NoError(t, err)
+				completed = completed[:0]
+				for _, e := range resp.GetExecutions() {
+					if strings.HasPrefix(e.GetExecution().GetWorkflowId(), id) {
+						completed = append(completed, e.GetExecution().GetWorkflowId())
+					}
+				}
+				return len(completed) > 0
+			}, 10*time.Second, 100*time.Millisecond)
+			require.Len(t, completed, 1, "one workflow delivered it")
+			require.True(t, tc.wantWorkflowID(id, completed[0]), completed[0])
+		})
+	}
+}
+
+// TestRetryAfterDirectAttempt: a 503 on the direct attempt hands the delivery to a
+// DeliveryWorkflow, which delivers it on the next attempt under the same delivery id.
+func TestRetryAfterDirectAttempt(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
+	w.rcv.FailNext(1)
+	w.startWorker(nil)
 	ctx := context.Background()
-	body, err := json.Marshal(map[string]any{"id": "evt_sweep", "type": "approval.created", "created_at": time.Now(), "data": map[string]any{}})
-	require.NoError(t, err)
-	id := store.NewID("whd")
-	_, err = w.st.InsertWebhookDelivery(ctx, store.InsertWebhookDeliveryParams{
-		ID: id, OrgID: w.orgID, DedupKey: "sweep:" + id, EventID: "evt_sweep", EventType: "approval.created",
-		TargetKind: "org_webhook", Url: w.rcv.URL(), Payload: body, CreatedAt: time.Now().UTC().Add(-10 * time.Minute),
-	})
-	require.NoError(t, err)
+	in, run := w.startApproval()
 
-	wk, err := worker.New(w.tc, w.acts, slog.New(slog.DiscardHandler), worker.WithTaskQueue(w.queue), worker.WithSweepInterval(100*time.Millisecond))
+	got := w.rcv.WaitForDeliveries(t, 1, 20*time.Second)
+	require.Equal(t, "approval.created", got[0].Event)
+	id := got[0].ID
+	require.Equal(t, []string{id, id}, w.rcv.AttemptIDs(), "the same X-Oakallow-Delivery on both attempts")
+	wrun := w.tc.GetWorkflow(ctx, id, "")
+	require.NoError(t, wrun.Get(ctx, nil), "the retry's workflow completes once delivered")
+	var status string
+	var attempts int
+	require.NoError(t, w.st.Pool.QueryRow(ctx, `SELECT status, attempts FROM webhook_deliveries WHERE id = $1`, id).Scan(&status, &attempts))
+	require.Equal(t, []any{"delivered", 2}, []any{status, attempts})
+	rows, err := w.st.Pool.Query(ctx, `SELECT status_code FROM webhook_attempts WHERE delivery_id = $1 ORDER BY seq`, id)
 	require.NoError(t, err)
-	require.NoError(t, wk.Start())
-	t.Cleanup(wk.Stop)
-	require.Eventually(t, func() bool {
-		return w.count(`SELECT count(*) FROM webhook_deliveries WHERE id = $1 AND status = 'delivered'`, id) == 1
-	}, 20*time.Second, 50*time.Millisecond)
-	require.Len(t, w.rcv.Deliveries(), 1)
+	codes, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	require.NoError(t, err)
+	require.Equal(t, []int32{503, 204}, codes)
+	require.NoError(t, w.tc.TerminateWorkflow(ctx, in.Reference, run.GetRunID(), "test done"))
+}
+
+// TestStopDrainsDirectAttempts: stopping a worker waits for the direct attempts under
+// way; past its bound it leaves them to the sweep, which another worker runs.
+func TestStopDrainsDirectAttempts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		drain   time.Duration
+		release bool // let the receiver answer while Stop waits
+	}{
+		{name: "stop waits for the attempt in flight", drain: 20 * time.Second, release: true},
+		{name: "stop gives up and the sweep delivers", drain: 300 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			w.rcv.SetMode(notifytest.Held)
+			wk := w.startWorker(nil, worker.WithDrainTimeout(tc.drain), worker.WithSweepInterval(0))
+			ctx := context.Background()
+			in, run := w.startApproval()
+			w.waitProjected(in.ApprovalID, 1)
+			require.Eventually(t, func() bool { return w.rcv.Attempts() == 1 }, 20*time.Second, 10*time.Millisecond)
+			var id string
+			require.NoError(t, w.st.Pool.QueryRow(ctx,
+				`SELECT id FROM webhook_deliveries WHERE org_id = $1 AND target_kind = 'org_webhook'`, w.orgID).Scan(&id))
+
+			stopped := make(chan struct{})
+			go func() { wk.Stop(); close(stopped) }()
+			if tc.release {
+				select {
+				case <-stopped:
+					t.Fatal("Stop returned while a direct attempt was in flight")
+				case <-time.After(300 * time.Millisecond):
+				}
+				w.rcv.SetMode(notifytest.Up)
+			}
+			select {
+			case <-stopped:
+			case <-time.After(30 * time.Second):
+				t.Fatal("Stop did not return")
+			}
+			if tc.release {
+				require.Equal(t, 1, w.count(`SELECT count(*) FROM webhook_deliveries WHERE id = $1 AND status = 'delivered' AND attempts = 1`, id))
+				w.requireNoWorkflow(id)
+			} else {
+				require.Equal(t, 1, w.count(`SELECT count(*) FROM webhook_deliveries WHERE id = $1 AND status = 'pending' AND handed_off_at IS NULL`, id))
+				w.requireNoWorkflow(id)
+				// Another worker, past the sweep's age, takes it over.
+				w.rcv.SetMode(notifytest.Up)
+				w.exec(`UPDATE webhook_deliveries SET updated_at = updated_at - interval '10 minutes' WHERE id = $1`, id)
+				w.startWorker(w.newActivities(), worker.WithSweepInterval(100*time.Millisecond))
+				require.Eventually(t, func() bool {
+					return w.count(`SELECT count(*) FROM webhook_deliveries WHERE id = $1 AND status = 'delivered'`, id) == 1
+				}, 20*time.Second, 50*time.Millisecond)
+			}
+			got := w.rcv.Deliveries()
+			require.Len(t, got, 1)
+			require.Equal(t, id, got[0].ID)
+			require.NoError(t, w.tc.TerminateWorkflow(ctx, in.Reference, run.GetRunID(), "test done"))
+		})
+	}
 }

@@ -170,3 +170,74 @@ func TestWebhookReceiverDownModes(t *testing.T) {
 	require.Equal(t, 2, recv.Attempts())
 	require.Empty(t, recv.Deliveries())
 }
+
+func TestWebhookReceiverScriptedAnswers(t *testing.T) {
+	t.Parallel()
+	const secret = "whsec_scripted-test-secret"
+	body := `{"id":"evt_1","type":"approval.created","created_at":"2026-01-01T00:00:00Z","data":{}}`
+	header := func(id string) map[string]string {
+		return map[string]string{
+			"Content-Type": "application/json", "User-Agent": "oakallow-webhooks/1",
+			"X-Oakallow-Event": "approval.created", "X-Oakallow-Delivery": id,
+			"X-Oakallow-Signature": sign(secret, time.Now().Unix(), body),
+		}
+	}
+	tests := []struct {
+		name       string
+		mode       notifytest.Mode
+		failNext   int
+		wantStatus []int
+	}{
+		{name: "fail next answers 503 that many times, then as the mode says", mode: notifytest.Up, failNext: 2, wantStatus: []int{503, 503, 204}},
+		{name: "reject 400 refuses every request", mode: notifytest.Reject400, wantStatus: []int{400, 400}},
+		{name: "fail next overrides a refusing mode", mode: notifytest.Reject400, failNext: 1, wantStatus: []int{503, 400}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			recv := notifytest.NewWebhookReceiver(t, secret)
+			recv.SetMode(tc.mode)
+			recv.FailNext(tc.failNext)
+			var got, wantIDs []string
+			var statuses []int
+			for i := range tc.wantStatus {
+				id := fmt.Sprintf("whd_%d", i)
+				status, _ := send(t, http.MethodPost, recv.URL(), header(id), body)
+				statuses = append(statuses, status)
+				wantIDs = append(wantIDs, id)
+			}
+			got = recv.AttemptIDs()
+			require.Equal(t, tc.wantStatus, statuses)
+			require.Equal(t, wantIDs, got, "every request's delivery id, accepted or not")
+		})
+	}
+}
+
+func TestWebhookReceiverHeldUntilReleased(t *testing.T) {
+	t.Parallel()
+	recv := notifytest.NewWebhookReceiver(t, "whsec_x")
+	recv.SetMode(notifytest.Held)
+	answered := make(chan int, 1)
+	go func() {
+		req, err := http.NewRequest(http.MethodPost, recv.URL(), strings.NewReader("{}"))
+		if err != nil {
+			answered <- -1
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- -1
+			return
+		}
+		_ = resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	require.Eventually(t, func() bool { return recv.Attempts() == 1 }, 5*time.Second, 5*time.Millisecond)
+	select {
+	case s := <-answered:
+		t.Fatalf("a held request was answered (%d)", s)
+	case <-time.After(100 * time.Millisecond):
+	}
+	recv.SetMode(notifytest.Down503)
+	require.Equal(t, 503, <-answered, "released with the answer of the new mode")
+}

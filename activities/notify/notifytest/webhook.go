@@ -29,6 +29,12 @@ const (
 	Down503
 	// DownClosed closes the connection without answering.
 	DownClosed
+	// Reject400 answers every request with 400 Bad Request, a failure the sender must
+	// not retry.
+	Reject400
+	// Held keeps every request waiting, unanswered, until the mode changes (the request
+	// then gets the new mode's answer) or the sender gives up.
+	Held
 )
 
 // receiverTolerance is the SPEC §4 receiver rule: timestamps more than
@@ -48,6 +54,9 @@ type WebhookReceiver struct {
 	mode       Mode
 	now        func() time.Time
 	attempts   int
+	attemptIDs []string
+	failNext   int
+	held       chan struct{} // closed when the mode leaves Held
 	deliveries []Delivery
 	rejections []string
 	changed    chan struct{} // closed and replaced on every accepted delivery
@@ -80,17 +89,33 @@ func NewWebhookReceiver(t testing.TB, secret string) *WebhookReceiver {
 	r := &WebhookReceiver{secret: []byte(secret), now: time.Now, changed: make(chan struct{})}
 	r.server = httptest.NewServer(http.HandlerFunc(r.handle))
 	t.Cleanup(r.server.Close)
+	t.Cleanup(func() { r.SetMode(Up) }) // first: Close waits for held requests
 	return r
 }
 
 // URL is the endpoint to deliver to.
 func (r *WebhookReceiver) URL() string { return r.server.URL + "/hooks/oakallow" }
 
-// SetMode takes the receiver down (Down503, DownClosed) or brings it Up.
+// SetMode takes the receiver down (Down503, DownClosed), makes it refuse (Reject400) or
+// hold (Held) requests, or brings it Up. Leaving Held releases the held requests.
 func (r *WebhookReceiver) SetMode(m Mode) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	switch {
+	case m == Held && r.held == nil:
+		r.held = make(chan struct{})
+	case m != Held && r.held != nil:
+		close(r.held)
+		r.held = nil
+	}
 	r.mode = m
+}
+
+// FailNext answers the next n requests with 503 Service Unavailable, whatever the mode.
+func (r *WebhookReceiver) FailNext(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failNext = n
 }
 
 // SetClock replaces the receiver's clock, for tests that pin time.
@@ -105,6 +130,14 @@ func (r *WebhookReceiver) Attempts() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.attempts
+}
+
+// AttemptIDs returns the X-Oakallow-Delivery header of every request, accepted or not,
+// in arrival order.
+func (r *WebhookReceiver) AttemptIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.attemptIDs...)
 }
 
 // Deliveries returns the accepted deliveries in arrival order.
@@ -149,14 +182,38 @@ func (r *WebhookReceiver) WaitForDeliveries(t testing.TB, n int, timeout time.Du
 func (r *WebhookReceiver) handle(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	r.attempts++
-	mode, now := r.mode, r.now()
+	r.attemptIDs = append(r.attemptIDs, req.Header.Get("X-Oakallow-Delivery"))
+	fail := r.failNext > 0
+	if fail {
+		r.failNext--
+	}
+	mode, held := r.mode, r.held
+	r.mu.Unlock()
+	// Read before holding: the server notices a sender that hangs up (and cancels
+	// req.Context) only once the body has been read.
+	body, readErr := io.ReadAll(io.LimitReader(req.Body, 2<<20))
+	if !fail && mode == Held {
+		select {
+		case <-held:
+		case <-req.Context().Done():
+			return
+		}
+	}
+	r.mu.Lock()
+	if !fail {
+		mode = r.mode // a held request gets the answer of the mode that released it
+	}
+	now := r.now()
 	r.mu.Unlock()
 
-	switch mode {
-	case Down503:
+	switch {
+	case fail || mode == Down503:
 		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
 		return
-	case DownClosed:
+	case mode == Reject400:
+		http.Error(w, "this endpoint does not accept oakallow events", http.StatusBadRequest)
+		return
+	case mode == DownClosed:
 		if hj, ok := w.(http.Hijacker); ok {
 			if conn, _, err := hj.Hijack(); err == nil {
 				_ = conn.Close()
@@ -166,11 +223,11 @@ func (r *WebhookReceiver) handle(w http.ResponseWriter, req *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 
-	body, err := io.ReadAll(io.LimitReader(req.Body, 2<<20))
-	if err != nil {
-		r.reject(w, http.StatusBadRequest, "read body: "+err.Error())
+	if readErr != nil {
+		r.reject(w, http.StatusBadRequest, "read body: "+readErr.Error())
 		return
 	}
+
 	if req.Method != http.MethodPost {
 		r.reject(w, http.StatusMethodNotAllowed, "method "+req.Method)
 		return
