@@ -16,8 +16,11 @@
 //     source, enforced by the unique (source_kind, source_id) of execution_tokens: every
 //     later or concurrent call returns the stored token.
 //   - [Activities.EnqueueNotifications] records deliveries under the dedup key
-//     "<run id>:<activity key>:<target>" and starts each delivery workflow with the
-//     delivery id as workflow id, so a retry neither records nor sends twice.
+//     "<run id>:<activity key>:<target>"; a retry finds the rows and attempts only those
+//     still pending and not handed off (and not already being attempted in this
+//     process). Each delivery workflow has the delivery id as workflow id, so it is
+//     started once. Receivers deduplicate on X-Oakallow-Delivery for the rare repeat
+//     (an attempt that reached the receiver but could not be recorded).
 //   - [VerifyAndConsume] spends a token's nonce with a single INSERT … ON CONFLICT DO
 //     NOTHING: exactly one verification of a token succeeds, across all replicas.
 //
@@ -35,10 +38,15 @@
 // payload is fixed when it is enqueued: the org webhook gets the SPEC §4 event body
 // (tool parameters only when the org enabled webhook_include_parameters); channels get
 // only the notify.Alert fields (event type, tool, scrubbed reason, REF, dashboard link,
-// and for decisions the decision, decider and note). A [workflows.DeliveryWorkflow] per
-// row retries [Activities.DeliverNotification] with exponential backoff for up to 24 h;
-// every attempt is recorded in webhook_attempts. The approval workflow only waits for
-// the rows to be recorded, never for a receiver.
+// and for decisions the decision, decider and note). The approval workflow only waits
+// for the rows to be recorded, never for a receiver: the first attempt of each row is
+// made in the background by this process, outside Temporal, with
+// [Activities.DeliverNotification] itself (at most Deps.MaxDirectAttempts at once). Only
+// a retryable failure starts a [workflows.DeliveryWorkflow], which retries with
+// exponential backoff for up to 24 h from the first attempt; every attempt is recorded in
+// webhook_attempts. [Activities.Close] drains the background attempts; what a dead or
+// stopped process leaves pending without a workflow is picked up by
+// [Activities.SweepStrandedDeliveries].
 //
 // Org webhooks are signed with the org's current secret and, for 24 h after a rotation,
 // with the previous one too. Channel credentials (the Slack webhook URL, the PagerDuty

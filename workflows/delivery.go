@@ -160,12 +160,18 @@ func DeliveryStartWorkflowOptions(workflowID string) client.StartWorkflowOptions
 	}
 }
 
-// DeliveryWorkflow delivers one recorded notification (an org webhook event or a
-// channel alert): it runs [ActivityDeliverNotification] with exponential backoff (5 s
-// doubling up to 1 h between attempts, for at most 24 h) and, once no attempt is left or
-// the failure is final, [ActivityMarkDeliveryFailed]. It is started by the
-// EnqueueNotifications activity, never by the approval workflow itself, so a receiver
-// that is down never blocks or fails an approval.
+// DeliveryWorkflow retries one recorded notification (an org webhook event or a channel
+// alert): it runs [ActivityDeliverNotification] with exponential backoff (5 s doubling up
+// to 1 h between attempts, for at most 24 h) and, once no attempt is left or the failure
+// is final, [ActivityMarkDeliveryFailed]. The first attempt of a delivery is normally
+// made outside Temporal by the worker process that recorded it (see
+// [ActivityEnqueueNotifications]); this workflow is started only when that attempt failed
+// in a way worth retrying — then with its first task delayed and its input's intervals
+// shifted so the receiver still sees 5 s, 10 s, 20 s … within 24 h of the first attempt
+// — or when no direct attempt could be made (the process was at its bound or shutting
+// down, or the delivery was stranded and swept), or for a redelivery. It is never started
+// by the approval workflow itself, so a receiver that is down never blocks or fails an
+// approval.
 func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) error {
 	if err := in.Validate(); err != nil {
 		return temporal.NewNonRetryableApplicationError(

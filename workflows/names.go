@@ -51,8 +51,11 @@ const (
 	//
 	//	func(ctx context.Context, in EnqueueNotificationsInput) (EnqueueNotificationsResult, error)
 	//
-	// It must return quickly: delivery itself, with its retries for up to 24 h, happens
-	// elsewhere. Idempotent on (in.RunID, in.Key). The workflow retries it for at most
+	// It must return quickly: delivery itself happens elsewhere. Once the rows are
+	// recorded, the worker process makes each first attempt in the background, outside
+	// Temporal, and starts a [DeliveryWorkflow] only when a retry is needed (or at once when
+	// it cannot attempt: at its bound or shutting down); deliveries a dead process left
+	// behind are swept into their workflows. Idempotent on (in.RunID, in.Key). The workflow retries it for at most
 	// [NotifyScheduleToClose] and then carries on without it: a notification failure never
 	// fails or delays an approval beyond that (polling GET /v1/approvals/{id} always works).
 	ActivityEnqueueNotifications = "EnqueueNotifications"
