@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"oakallow/activities"
@@ -394,6 +395,19 @@ func (e *env) requireNoWorkflow(id string) {
 	require.ErrorAs(e.t, err, &notFound, "workflow %s must not exist", id)
 }
 
+// deliveryInputOf decodes the input workflow id was started with.
+func (e *env) deliveryInputOf(id string) workflows.DeliveryInput {
+	e.t.Helper()
+	iter := e.tc.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	require.True(e.t, iter.HasNext())
+	ev, err := iter.Next()
+	require.NoError(e.t, err)
+	var in workflows.DeliveryInput
+	require.NoError(e.t, converter.GetDefaultDataConverter().FromPayloads(
+		ev.GetWorkflowExecutionStartedEventAttributes().GetInput(), &in))
+	return in
+}
+
 // TestDirectAttemptOutcomes: EnqueueNotifications makes the first attempt itself and
 // involves Temporal only when a retry is needed.
 func TestDirectAttemptOutcomes(t *testing.T) {
@@ -447,6 +461,12 @@ func TestDirectAttemptOutcomes(t *testing.T) {
 			// Its first attempt waits one initial interval after the direct one, as the
 			// workflow's own retry would have.
 			require.Equal(t, workflows.DeliveryInitialInterval, info.GetExecutionTime().AsTime().Sub(info.GetStartTime().AsTime()))
+			// Then twice that, doubling on, all within 24 h of the direct attempt.
+			in := e.deliveryInputOf(d.id)
+			require.Equal(t, d.id, in.DeliveryID)
+			require.Equal(t, 2*workflows.DeliveryInitialInterval, in.InitialInterval)
+			require.Greater(t, in.ScheduleToClose, workflows.DeliveryScheduleToClose-workflows.DeliveryInitialInterval-10*time.Second)
+			require.LessOrEqual(t, in.ScheduleToClose, workflows.DeliveryScheduleToClose-workflows.DeliveryInitialInterval)
 			require.NoError(t, e.tc.TerminateWorkflow(ctx, d.id, "", "test done"))
 		})
 	}
