@@ -213,7 +213,7 @@ func (a *Activities) deliveryInput(deliveryID, orgID string) workflows.DeliveryI
 }
 
 // retryInput is the DeliveryWorkflow input and start delay that continue, after a direct
-// attempt that took took, the schedule a DeliveryWorkflow started at the first attempt
+// attempt that took the given time, the schedule a DeliveryWorkflow started at the first attempt
 // would have run: the next attempt one initial interval later (the start delay), the
 // one after twice that (the workflow's own initial interval), doubling from there, and
 // all of them within the same total from the first attempt.

@@ -21,7 +21,8 @@ type timelineEvent struct {
 }
 
 // printTimeline prints, in time order, the history events of approval ref's
-// workflow and of its delivery workflows, relative to from (when the create
+// workflow, its deliveries' attempts and the history of any delivery workflow
+// (a delivery that needed a retry), relative to from (when the create
 // request was sent) — where the time between "create" and "webhook received"
 // or between "decide" and "token" goes.
 func printTimeline(ctx context.Context, tc client.Client, st *store.Store, ref string, from time.Time, marks map[string]time.Time) error {
@@ -44,23 +45,40 @@ func printTimeline(ctx context.Context, tc client.Client, st *store.Store, ref s
 	if err := add("approval", ref); err != nil {
 		return err
 	}
-	rows, err := st.Pool.Query(ctx, `SELECT id, event_type FROM webhook_deliveries WHERE payload->'data'->>'reference' = $1 ORDER BY created_at`, ref)
+	// A delivery's first attempt is made by the worker directly; only one that
+	// needed a retry has a DeliveryWorkflow (handed_off_at set).
+	rows, err := st.Pool.Query(ctx, `
+		SELECT d.id, d.event_type, d.handed_off_at IS NOT NULL, a.attempted_at, a.status_code
+		FROM webhook_deliveries d LEFT JOIN webhook_attempts a ON a.delivery_id = d.id
+		WHERE d.payload->'data'->>'reference' = $1 ORDER BY d.created_at, a.seq`, ref)
 	if err != nil {
 		return fmt.Errorf("deliveries of %s: %w", ref, err)
 	}
-	type delivery struct{ id, event string }
-	var ds []delivery
+	handedOff := map[string]string{} // delivery id → event
 	for rows.Next() {
-		var d delivery
-		if err := rows.Scan(&d.id, &d.event); err != nil {
+		var (
+			id, event string
+			handed    bool
+			at        *time.Time
+			code      *int32
+		)
+		if err := rows.Scan(&id, &event, &handed, &at, &code); err != nil {
 			rows.Close()
 			return err
 		}
-		ds = append(ds, d)
+		if handed {
+			handedOff[id] = event
+		}
+		if at != nil && code != nil {
+			events = append(events, timelineEvent{at: *at, workflow: "delivery " + event, what: fmt.Sprintf("attempt (HTTP %d)", *code)})
+		}
 	}
 	rows.Close()
-	for _, d := range ds {
-		if err := add("delivery "+d.event, d.id); err != nil {
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("deliveries of %s: %w", ref, err)
+	}
+	for id, event := range handedOff {
+		if err := add("delivery workflow "+event, id); err != nil {
 			return err
 		}
 	}
