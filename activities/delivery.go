@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"oakallow/activities/notify"
@@ -83,9 +84,42 @@ func (a *Activities) DeliverNotification(ctx context.Context, in workflows.Deliv
 	}
 	msg := fmt.Sprintf("deliver %s: %s", row.ID, att.Error)
 	if att.Retryable {
-		return temporal.NewApplicationError(msg, workflows.ErrorTypeDeliveryRetryable)
+		return retryableError(ctx, msg, att.RetryAfter)
 	}
 	return temporal.NewNonRetryableApplicationError(msg, workflows.ErrorTypeDeliveryRejected, nil)
+}
+
+// retryableError is the error of an attempt a later one can fix. When the receiver asked
+// (Retry-After) for a longer wait than the retry policy's next interval, the error
+// carries that wait as the next retry delay; a Retry-After never shortens the schedule.
+// Outside an activity (the direct first attempt) the wait is carried as asked, for the
+// caller that schedules the retry.
+func retryableError(ctx context.Context, msg string, retryAfter time.Duration) error {
+	var opts temporal.ApplicationErrorOptions
+	if retryAfter > nextPolicyInterval(ctx) {
+		opts.NextRetryDelay = retryAfter
+	}
+	return temporal.NewApplicationErrorWithOptions(msg, workflows.ErrorTypeDeliveryRetryable, opts)
+}
+
+// nextPolicyInterval is the wait the running activity's retry policy puts before its next
+// attempt, or 0 outside an activity or without a policy.
+func nextPolicyInterval(ctx context.Context) time.Duration {
+	if !activity.IsActivity(ctx) {
+		return 0
+	}
+	info := activity.GetInfo(ctx)
+	p := info.RetryPolicy
+	if p == nil || p.InitialInterval <= 0 {
+		return 0
+	}
+	coefficient := max(p.BackoffCoefficient, 1)
+	limit := p.MaximumInterval
+	if limit <= 0 {
+		limit = 100 * p.InitialInterval // Temporal's default maximum interval
+	}
+	d := float64(p.InitialInterval) * math.Pow(coefficient, float64(max(info.Attempt-1, 0)))
+	return time.Duration(min(d, float64(limit)))
 }
 
 // unusableTarget is why a delivery's target cannot be sent to at all (no URL, deleted

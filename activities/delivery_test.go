@@ -418,6 +418,7 @@ func TestDirectAttemptOutcomes(t *testing.T) {
 		wantStatus   string
 		wantCode     int
 		wantWorkflow bool
+		wantDelay    time.Duration // the DeliveryWorkflow's start delay
 	}{
 		{name: "receiver up: delivered once, no workflow", setup: func(*notifytest.WebhookReceiver) {},
 			wantStatus: "delivered", wantCode: 204},
@@ -426,7 +427,19 @@ func TestDirectAttemptOutcomes(t *testing.T) {
 			wantStatus: "failed", wantCode: 400},
 		{name: "receiver answers 503: retried by a delayed DeliveryWorkflow",
 			setup:      func(r *notifytest.WebhookReceiver) { r.SetMode(notifytest.Down503) },
-			wantStatus: "pending", wantCode: 503, wantWorkflow: true},
+			wantStatus: "pending", wantCode: 503, wantWorkflow: true, wantDelay: workflows.DeliveryInitialInterval},
+		{name: "receiver answers 503 with Retry-After: the DeliveryWorkflow waits as asked",
+			setup: func(r *notifytest.WebhookReceiver) {
+				r.SetMode(notifytest.Down503)
+				r.SetRetryAfter("120")
+			},
+			wantStatus: "pending", wantCode: 503, wantWorkflow: true, wantDelay: 2 * time.Minute},
+		{name: "a Retry-After shorter than the schedule does not shorten it",
+			setup: func(r *notifytest.WebhookReceiver) {
+				r.SetMode(notifytest.Down503)
+				r.SetRetryAfter("1")
+			},
+			wantStatus: "pending", wantCode: 503, wantWorkflow: true, wantDelay: workflows.DeliveryInitialInterval},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -459,14 +472,14 @@ func TestDirectAttemptOutcomes(t *testing.T) {
 			require.Equal(t, workflows.DeliveryWorkflowName, info.GetType().GetName())
 			require.Equal(t, e.queue, info.GetTaskQueue())
 			// Its first attempt waits one initial interval after the direct one, as the
-			// workflow's own retry would have.
-			require.Equal(t, workflows.DeliveryInitialInterval, info.GetExecutionTime().AsTime().Sub(info.GetStartTime().AsTime()))
+			// workflow's own retry would have, or longer when the receiver asked.
+			require.Equal(t, tc.wantDelay, info.GetExecutionTime().AsTime().Sub(info.GetStartTime().AsTime()))
 			// Then twice that, doubling on, all within 24 h of the direct attempt.
 			in := e.deliveryInputOf(d.id)
 			require.Equal(t, d.id, in.DeliveryID)
 			require.Equal(t, 2*workflows.DeliveryInitialInterval, in.InitialInterval)
-			require.Greater(t, in.ScheduleToClose, workflows.DeliveryScheduleToClose-workflows.DeliveryInitialInterval-10*time.Second)
-			require.LessOrEqual(t, in.ScheduleToClose, workflows.DeliveryScheduleToClose-workflows.DeliveryInitialInterval)
+			require.Greater(t, in.ScheduleToClose, workflows.DeliveryScheduleToClose-tc.wantDelay-10*time.Second)
+			require.LessOrEqual(t, in.ScheduleToClose, workflows.DeliveryScheduleToClose-tc.wantDelay)
 			require.NoError(t, e.tc.TerminateWorkflow(ctx, d.id, "", "test done"))
 		})
 	}

@@ -177,7 +177,11 @@ func (a *Activities) attemptDirect(parent context.Context, deliveryID, orgID str
 		}
 		return
 	}
-	in, delay := a.retryInput(deliveryID, orgID, a.now().Sub(began))
+	var retryAfter time.Duration
+	if errors.As(err, &appErr) {
+		retryAfter = appErr.NextRetryDelay() // the receiver's Retry-After, if it sent one
+	}
+	in, delay := a.retryInput(deliveryID, orgID, a.now().Sub(began), retryAfter)
 	if herr := a.handOff(hctx, in, delay); herr != nil {
 		a.logger.WarnContext(ctx, "Delivery retry not started; the sweep will start it",
 			"delivery_id", deliveryID, "error", herr)
@@ -214,10 +218,11 @@ func (a *Activities) deliveryInput(deliveryID, orgID string) workflows.DeliveryI
 
 // retryInput is the DeliveryWorkflow input and start delay that continue, after a direct
 // attempt that took the given time, the schedule a DeliveryWorkflow started at the first attempt
-// would have run: the next attempt one initial interval later (the start delay), the
-// one after twice that (the workflow's own initial interval), doubling from there, and
-// all of them within the same total from the first attempt.
-func (a *Activities) retryInput(deliveryID, orgID string, took time.Duration) (workflows.DeliveryInput, time.Duration) {
+// would have run: the next attempt one initial interval later (the start delay; longer
+// when the receiver asked for a longer retryAfter), the one after twice that (the
+// workflow's own initial interval), doubling from there, and all of them within the same
+// total from the first attempt.
+func (a *Activities) retryInput(deliveryID, orgID string, took, retryAfter time.Duration) (workflows.DeliveryInput, time.Duration) {
 	in := a.deliveryInput(deliveryID, orgID)
 	initial, maximum, total := workflows.DeliveryInitialInterval, workflows.DeliveryMaximumInterval, workflows.DeliveryScheduleToClose
 	if in.InitialInterval > 0 {
@@ -230,7 +235,8 @@ func (a *Activities) retryInput(deliveryID, orgID string, took time.Duration) (w
 	if in.ScheduleToClose > 0 {
 		total = in.ScheduleToClose
 	}
+	delay := max(initial, retryAfter)
 	in.InitialInterval = min(time.Duration(float64(initial)*workflows.DeliveryBackoffCoefficient), maximum)
-	in.ScheduleToClose = max(total-max(took, 0)-initial, time.Second)
-	return in, initial
+	in.ScheduleToClose = max(total-max(took, 0)-delay, time.Second)
+	return in, delay
 }

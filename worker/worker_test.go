@@ -544,6 +544,40 @@ func TestRetryAfterDirectAttempt(t *testing.T) {
 	require.NoError(t, w.tc.TerminateWorkflow(ctx, in.Reference, run.GetRunID(), "test done"))
 }
 
+// TestRetryAfterIsHonoured: a receiver that answers 503 with Retry-After gets its next
+// attempt no sooner than it asked, both for the retry after the direct attempt (the
+// workflow's start delay) and for the retries inside the DeliveryWorkflow (the
+// activity's next retry delay), although the schedule here starts at 200 ms.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	const wait = 2 * time.Second
+	w.rcv.SetRetryAfter("2")
+	w.rcv.FailNext(2)
+	w.startWorker(nil)
+	ctx := context.Background()
+	in, run := w.startApproval()
+
+	got := w.rcv.WaitForDeliveries(t, 1, 30*time.Second)
+	id := got[0].ID
+	require.Equal(t, []string{id, id, id}, w.rcv.AttemptIDs())
+	require.NoError(t, w.tc.GetWorkflow(ctx, id, "").Get(ctx, nil), "the retry's workflow completes once delivered")
+	rows, err := w.st.Pool.Query(ctx, `SELECT attempted_at, status_code FROM webhook_attempts WHERE delivery_id = $1 ORDER BY seq`, id)
+	require.NoError(t, err)
+	type attempt struct {
+		At   time.Time
+		Code int32
+	}
+	atts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[attempt])
+	require.NoError(t, err)
+	require.Len(t, atts, 3)
+	require.Equal(t, []int32{503, 503, 204}, []int32{atts[0].Code, atts[1].Code, atts[2].Code})
+	for i := 1; i < len(atts); i++ {
+		require.GreaterOrEqual(t, atts[i].At.Sub(atts[i-1].At), wait, "attempt %d came sooner than Retry-After", i+1)
+	}
+	require.NoError(t, w.tc.TerminateWorkflow(ctx, in.Reference, run.GetRunID(), "test done"))
+}
+
 // TestStopDrainsDirectAttempts: stopping a worker waits for the direct attempts under
 // way; past its bound it leaves them to the sweep, which another worker runs.
 func TestStopDrainsDirectAttempts(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -226,6 +227,31 @@ type Attempt struct {
 	// Detail explains a success that needed no change, e.g. a PagerDuty
 	// incident that was already open or already resolved.
 	Detail string
+	// RetryAfter is the wait the receiver asked for with a Retry-After header
+	// (RFC 9110 §10.2.3: delay-seconds or an HTTP-date) on a retryable answer,
+	// at most MaxRetryAfter; 0 when it sent none, or one that does not parse
+	// or lies in the past.
+	RetryAfter time.Duration
+}
+
+// MaxRetryAfter caps Attempt.RetryAfter: a receiver may slow retries down, but
+// not park a delivery beyond the retry schedule's own longest wait.
+const MaxRetryAfter = time.Hour
+
+// parseRetryAfter reads a Retry-After value relative to now (see
+// Attempt.RetryAfter).
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), MaxRetryAfter)
 }
 
 // OK reports whether the send succeeded.
@@ -243,9 +269,10 @@ func RetryableStatus(code int) bool {
 
 // response is what the send helpers keep of an HTTP exchange.
 type response struct {
-	status  int
-	snippet string // for non-2xx answers, sanitized and bounded
-	body    []byte // only when the caller asked to decode it
+	status     int
+	snippet    string        // for non-2xx answers, sanitized and bounded
+	body       []byte        // only when the caller asked to decode it
+	retryAfter time.Duration // for non-2xx answers, from Retry-After
 }
 
 // do sends req and reads the answer within bounds. keepBody asks for up to
@@ -267,6 +294,7 @@ func do(client *http.Client, req *http.Request, keepBody bool) (response, error)
 	} else {
 		buf, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorSnippet))
 		r.snippet = sanitizeSnippet(buf)
+		r.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	return r, nil
@@ -282,6 +310,9 @@ func attemptFor(r response, err error, latency time.Duration) Attempt {
 	if err := statusError(r); err != "" {
 		a.Error = err
 		a.Retryable = RetryableStatus(r.status)
+		if a.Retryable {
+			a.RetryAfter = r.retryAfter
+		}
 	}
 	return a
 }

@@ -121,6 +121,38 @@ func TestRetryClassification(t *testing.T) {
 	}
 }
 
+// TestRetryAfterOnlyOnRetryableAnswers: a receiver's Retry-After is kept for
+// an answer worth retrying and ignored on a final one.
+func TestRetryAfterOnlyOnRetryableAnswers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		status int
+		header string
+		want   time.Duration
+	}{
+		{name: "429 with delay seconds", status: 429, header: "7", want: 7 * time.Second},
+		{name: "503 with delay seconds", status: 503, header: "120", want: 2 * time.Minute},
+		{name: "503 without the header", status: 503, want: 0},
+		{name: "400 is final whatever it asks", status: 400, header: "7", want: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				if tc.header != "" {
+					w.Header().Set("Retry-After", tc.header)
+				}
+				w.WriteHeader(tc.status)
+			}))
+			t.Cleanup(srv.Close)
+			att := deliverTo(t, testClient(t), srv.URL+"/hook")
+			require.False(t, att.OK())
+			require.Equal(t, tc.want, att.RetryAfter)
+		})
+	}
+}
+
 func TestNetworkErrorsAreRetryableAndURLFree(t *testing.T) {
 	t.Parallel()
 	// A listener that is closed right away: connection refused.

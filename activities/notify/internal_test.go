@@ -1,9 +1,11 @@
 package notify
 
 import (
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -100,4 +102,32 @@ func TestSanitizeDropsDecisionFieldsOutsideDecisions(t *testing.T) {
 	require.Empty(t, s.Note)
 	require.Empty(t, s.Decider)
 	require.Empty(t, s.Decision)
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		value string
+		want  time.Duration
+	}{
+		{name: "absent", value: "", want: 0},
+		{name: "delay seconds", value: "120", want: 2 * time.Minute},
+		{name: "delay seconds with spaces", value: " 7 ", want: 7 * time.Second},
+		{name: "zero", value: "0", want: 0},
+		{name: "negative is not delay-seconds", value: "-5", want: 0},
+		{name: "fraction is not delay-seconds", value: "1.5", want: 0},
+		{name: "garbage", value: "soon", want: 0},
+		{name: "HTTP-date ahead", value: now.Add(90 * time.Second).Format(http.TimeFormat), want: 90 * time.Second},
+		{name: "HTTP-date in the past", value: now.Add(-time.Hour).Format(http.TimeFormat), want: 0},
+		{name: "capped", value: "86400", want: MaxRetryAfter},
+		{name: "overflowing number", value: "99999999999999999999", want: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, parseRetryAfter(tc.value, now))
+		})
+	}
 }

@@ -163,15 +163,16 @@ func (n *Notifier) SendSlack(ctx context.Context, ch SlackChannel, a Alert) Atte
 		}
 		return attemptFor(response{}, err, latency)
 	}
-	return attemptFor(response{status: capture.status, snippet: sanitizeSnippet(capture.snippet)}, nil, latency)
+	return attemptFor(response{status: capture.status, snippet: sanitizeSnippet(capture.snippet), retryAfter: capture.retryAfter}, nil, latency)
 }
 
 // captureTransport records the status and the start of an error body of
 // the one request it carries, and bounds how much of the body can be read.
 type captureTransport struct {
-	base    http.RoundTripper
-	status  int
-	snippet []byte
+	base       http.RoundTripper
+	status     int
+	snippet    []byte
+	retryAfter time.Duration
 }
 
 func (c *captureTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -187,6 +188,7 @@ func (c *captureTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	body := &boundedBody{r: io.LimitReader(resp.Body, maxDrain), c: resp.Body}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		body.keep = &c.snippet
+		c.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	resp.Body = body
 	return resp, nil

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -231,6 +232,11 @@ func TestSendSlackFailures(t *testing.T) {
 			require.False(t, att.OK())
 			require.Equal(t, tc.wantStatus, att.StatusCode)
 			require.Equal(t, tc.wantRetryable, att.Retryable)
+			if tc.status == http.StatusTooManyRequests {
+				require.Equal(t, notifytest.SlackRetryAfterSeconds*time.Second, att.RetryAfter, "Slack's Retry-After is honoured")
+			} else {
+				require.Zero(t, att.RetryAfter)
+			}
 			require.Contains(t, att.Error, tc.wantInError)
 			u, err := url.Parse(hook)
 			require.NoError(t, err)

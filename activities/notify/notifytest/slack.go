@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -115,9 +116,16 @@ func (s *Slack) reject(w http.ResponseWriter, status int, reason, body string) {
 	s.rejections = append(s.rejections, reason)
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if status == http.StatusTooManyRequests {
+		// Slack answers a rate-limited webhook post with the seconds to wait.
+		w.Header().Set("Retry-After", strconv.Itoa(SlackRetryAfterSeconds))
+	}
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body)
 }
+
+// SlackRetryAfterSeconds is the Retry-After the fake sends with a 429.
+const SlackRetryAfterSeconds = 30
 
 func (s *Slack) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != s.hookPath {

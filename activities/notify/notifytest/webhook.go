@@ -56,6 +56,7 @@ type WebhookReceiver struct {
 	attempts   int
 	attemptIDs []string
 	failNext   int
+	retryAfter string        // Retry-After header of 503 answers; "" for none
 	held       chan struct{} // closed when the mode leaves Held
 	deliveries []Delivery
 	rejections []string
@@ -116,6 +117,13 @@ func (r *WebhookReceiver) FailNext(n int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.failNext = n
+}
+
+// SetRetryAfter makes 503 answers carry "Retry-After: v" ("" for none).
+func (r *WebhookReceiver) SetRetryAfter(v string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.retryAfter = v
 }
 
 // SetClock replaces the receiver's clock, for tests that pin time.
@@ -187,7 +195,7 @@ func (r *WebhookReceiver) handle(w http.ResponseWriter, req *http.Request) {
 	if fail {
 		r.failNext--
 	}
-	mode, held := r.mode, r.held
+	mode, held, retryAfter := r.mode, r.held, r.retryAfter
 	r.mu.Unlock()
 	// Read before holding: the server notices a sender that hangs up (and cancels
 	// req.Context) only once the body has been read.
@@ -208,6 +216,9 @@ func (r *WebhookReceiver) handle(w http.ResponseWriter, req *http.Request) {
 
 	switch {
 	case fail || mode == Down503:
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
 		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
 		return
 	case mode == Reject400:
