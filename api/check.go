@@ -149,11 +149,11 @@ func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (Che
 // rejectNUL refuses NUL characters anywhere in a check: PostgreSQL text and
 // jsonb cannot store them, and no tool name, reason or parameter needs one.
 func rejectNUL(req *checkRequest) error {
-	fields := map[string]string{"tool": req.Tool, "tenant": req.Tenant, "resource": req.Resource,
-		"method": req.Method, "reason": req.Reason, "reference_id": req.ReferenceID}
-	for name, v := range fields {
-		if strings.IndexByte(v, 0) >= 0 {
-			return nulProblem("body." + name)
+	fields := [...]struct{ name, v string }{{"tool", req.Tool}, {"tenant", req.Tenant}, {"resource", req.Resource},
+		{"method", req.Method}, {"reason", req.Reason}, {"reference_id", req.ReferenceID}}
+	for _, f := range fields {
+		if strings.IndexByte(f.v, 0) >= 0 {
+			return nulProblem("body." + f.name)
 		}
 	}
 	if containsNUL(req.Parameters) {
@@ -270,33 +270,39 @@ func jsonPointerToPath(ptr string) string {
 	return b.String()
 }
 
+// checkAuditDetails is the details of a permission.check audit entry.
+type checkAuditDetails struct {
+	Level          int             `json:"level"`
+	LevelName      string          `json:"level_name"`
+	Scope          string          `json:"scope"`
+	RuleID         string          `json:"rule_id,omitempty"`
+	GateReason     string          `json:"gate_reason,omitempty"`
+	Resource       string          `json:"resource,omitempty"`
+	Method         string          `json:"method,omitempty"`
+	ReferenceID    string          `json:"reference_id,omitempty"`
+	Reason         string          `json:"reason,omitempty"`
+	ParametersHash string          `json:"parameters_hash,omitempty"`
+	Parameters     json.RawMessage `json:"parameters,omitempty"`
+	Context        json.RawMessage `json:"context,omitempty"`
+}
+
 // checkDetails is the audit entry's details: the request (reason, context
 // and parameters PII-scrubbed) and the full decision.
 func checkDetails(req *checkRequest, rawParams json.RawMessage, paramsHash string, res CheckResult) ([]byte, error) {
-	d := map[string]any{
-		"level": res.Level, "level_name": res.LevelName, "scope": res.Scope,
-	}
-	if res.RuleID != "" {
-		d["rule_id"] = res.RuleID
-	}
-	if res.Reason != "" {
-		d["gate_reason"] = res.Reason
-	}
-	for k, v := range map[string]string{"resource": req.Resource, "method": req.Method, "reference_id": req.ReferenceID} {
-		if v != "" {
-			d[k] = v
-		}
+	d := checkAuditDetails{
+		Level: res.Level, LevelName: res.LevelName, Scope: res.Scope, RuleID: res.RuleID, GateReason: res.Reason,
+		Resource: req.Resource, Method: req.Method, ReferenceID: req.ReferenceID,
 	}
 	if req.Reason != "" {
-		d["reason"] = pii.Scrub(req.Reason)
+		d.Reason = pii.Scrub(req.Reason)
 	}
 	if paramsHash != "" {
-		d["parameters_hash"] = paramsHash
+		d.ParametersHash = paramsHash
 		scrubbed, err := pii.ScrubJSON(rawParams)
 		if err != nil {
 			return nil, fmt.Errorf("scrub parameters: %w", err)
 		}
-		d["parameters"] = json.RawMessage(scrubbed)
+		d.Parameters = scrubbed
 	}
 	if len(req.Context) > 0 {
 		raw, err := json.Marshal(req.Context)
@@ -307,7 +313,7 @@ func checkDetails(req *checkRequest, rawParams json.RawMessage, paramsHash strin
 		if err != nil {
 			return nil, fmt.Errorf("scrub context: %w", err)
 		}
-		d["context"] = json.RawMessage(scrubbed)
+		d.Context = scrubbed
 	}
 	return json.Marshal(d)
 }
