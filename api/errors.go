@@ -158,6 +158,11 @@ func toProblem(ctx context.Context, logger *slog.Logger, err error) error {
 		out = problem(http.StatusUnprocessableEntity, CodeValidationFailed, "a value is out of range")
 	case errors.Is(err, store.ErrInsufficientCredits):
 		out = problem(http.StatusPaymentRequired, CodeInsufficientCredits, "the account has no credit left; billable calls are refused until credit is added")
+	case errors.Is(err, store.ErrUnavailable):
+		// Fail closed: nothing was decided or recorded, and the client can retry.
+		logger.WarnContext(ctx, "database unavailable", "request_id", requestIDFrom(ctx), "err", err)
+		out = problem(http.StatusServiceUnavailable, CodeUnavailable, "the database is unavailable; retry shortly (with the same Idempotency-Key for writes)")
+		out.headers = http.Header{"Retry-After": []string{"1"}}
 	case errors.Is(err, context.Canceled):
 		out = problem(499, CodeBadRequest, "request cancelled")
 	case errors.Is(err, context.DeadlineExceeded):

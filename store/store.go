@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -107,6 +111,9 @@ var (
 	ErrReferenced = errors.New("referenced")
 	// ErrInvalid: a check constraint rejected the value.
 	ErrInvalid = errors.New("invalid value")
+	// ErrUnavailable: PostgreSQL could not be reached, or it dropped the connection or is
+	// shutting down; the statement may not have run, and a retry later can succeed.
+	ErrUnavailable = errors.New("database unavailable")
 )
 
 // DBError carries the sentinel plus the constraint that fired, for messages.
@@ -137,6 +144,12 @@ func translateErr(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return &DBError{Kind: ErrNotFound, cause: err}
 	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err // the caller's own deadline or cancellation, not the database's state
+	}
+	if unreachable(err) {
+		return &DBError{Kind: ErrUnavailable, cause: err}
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
@@ -151,6 +164,25 @@ func translateErr(err error) error {
 		}
 	}
 	return err
+}
+
+// unreachable reports whether err means the database could not be reached or went away —
+// a failed dial, a connection reset or closed mid-statement, a server refusing connections
+// or shutting down — rather than refusing the statement itself.
+func unreachable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P01", "57P02", "57P03", "53300": // admin/crash shutdown, cannot connect now, too many connections
+			return true
+		}
+		return strings.HasPrefix(pgErr.Code, "08") // connection exception class
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // Executor is what the generated queries run on: a pool, a connection or a

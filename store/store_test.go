@@ -116,3 +116,44 @@ func TestErrorsAreTranslated(t *testing.T) {
 		require.Error(t, err)
 	})
 }
+
+// TestUnreachableDatabaseIsErrUnavailable: a database that cannot be reached, or that
+// drops its connections, is ErrUnavailable (callers answer "retry later"), not an
+// unclassified error; the caller's own cancellation stays a context error; and the
+// pool recovers when the database is back.
+func TestUnreachableDatabaseIsErrUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url, proxy := devtest.ProxiedDatabase(t)
+	s, err := store.Open(ctx, store.Config{URL: url, ConnectTimeout: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	require.NoError(t, s.CreateTeam(ctx, store.CreateTeamParams{ID: "team_1", Name: "t", CreatedAt: now}))
+	require.NoError(t, s.CreateOrg(ctx, store.CreateOrgParams{ID: "org_1", TeamID: "team_1", Name: "o", CreatedAt: now}))
+
+	// Hold a connection open across the cut, so a statement on a reset connection is
+	// exercised as well as a refused dial.
+	conn, err := s.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	proxy.Cut()
+	_, err = store.New(store.DB(conn)).GetOrg(ctx, "org_1")
+	require.ErrorIs(t, err, store.ErrUnavailable, "statement on a reset connection: %v", err)
+	conn.Release()
+	_, err = s.GetOrg(ctx, "org_1")
+	require.ErrorIs(t, err, store.ErrUnavailable, "refused dial: %v", err)
+	err = s.InTx(ctx, func(pgx.Tx, *store.Queries) error { return nil })
+	require.ErrorIs(t, err, store.ErrUnavailable, "begin: %v", err)
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = s.GetOrg(cctx, "org_1")
+	require.ErrorIs(t, err, context.Canceled)
+	require.NotErrorIs(t, err, store.ErrUnavailable)
+
+	proxy.Restore()
+	require.Eventually(t, func() bool {
+		_, err := s.GetOrg(ctx, "org_1")
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond)
+}

@@ -1,0 +1,141 @@
+package devtest
+
+import (
+	"io"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Proxy is a TCP proxy between a test and its PostgreSQL database that the
+// test can cut and restore, to see what the code under test does when the
+// database goes away mid-flight and comes back.
+type Proxy struct {
+	t       testing.TB
+	addr    string // where the proxy listens, fixed for its lifetime
+	network string // how it reaches PostgreSQL: "tcp" or "unix"
+	target  string
+
+	mu    sync.Mutex
+	ln    net.Listener // nil while cut
+	conns map[net.Conn]struct{}
+}
+
+// ProxiedDatabase creates a fresh migrated database (as Database) and returns
+// a URL that reaches it only through the returned Proxy.
+func ProxiedDatabase(t testing.TB) (string, *Proxy) {
+	t.Helper()
+	raw := Database(t)
+	cfg, err := pgconn.ParseConfig(raw)
+	if err != nil {
+		t.Fatalf("devtest: parse database URL: %v", err)
+	}
+	p := &Proxy{t: t, network: "tcp", target: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), conns: map[net.Conn]struct{}{}}
+	if filepath.IsAbs(cfg.Host) {
+		p.network, p.target = "unix", filepath.Join(cfg.Host, ".s.PGSQL."+strconv.Itoa(int(cfg.Port)))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("devtest: proxy listen: %v", err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.Cut)
+
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("devtest: parse database URL: %v", err)
+	}
+	q := u.Query()
+	q.Del("host") // a unix-socket URL names its directory here
+	q.Del("port")
+	u.RawQuery = q.Encode()
+	u.Host = p.addr
+	return u.String(), p
+}
+
+// Cut closes the listener and every proxied connection: new connections are
+// refused and open ones are reset, as when the database host goes down.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		_ = p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		_ = c.Close()
+		delete(p.conns, c)
+	}
+}
+
+// Restore listens again on the same address.
+func (p *Proxy) Restore() {
+	p.t.Helper()
+	p.mu.Lock()
+	up := p.ln != nil
+	p.mu.Unlock()
+	if up {
+		return
+	}
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("devtest: proxy listen again on %s: %v", p.addr, err)
+	}
+	p.serve(ln)
+}
+
+func (p *Proxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // closed by Cut
+			}
+			go p.pipe(c)
+		}
+	}()
+}
+
+// pipe copies between the client connection and a new one to PostgreSQL
+// until either side closes or Cut closes both.
+func (p *Proxy) pipe(client net.Conn) {
+	server, err := net.Dial(p.network, p.target)
+	if err != nil {
+		_ = client.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.ln == nil { // cut while dialling
+		p.mu.Unlock()
+		_ = client.Close()
+		_ = server.Close()
+		return
+	}
+	p.conns[client], p.conns[server] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		// Either side ending ends the pair, so the other copy returns too.
+		_ = dst.Close()
+		_ = src.Close()
+		done <- struct{}{}
+	}
+	go cp(server, client)
+	go cp(client, server)
+	<-done
+	<-done
+	p.mu.Lock()
+	delete(p.conns, client)
+	delete(p.conns, server)
+	p.mu.Unlock()
+}
