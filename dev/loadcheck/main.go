@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -148,7 +149,7 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 	drive(check, 16, warmup)
 	drive(trivial, 16, warmup/2)
 
-	fmt.Printf("\n%-22s %5s %10s %10s %10s %8s\n", "endpoint", "conc", "req/s", "p50", "p99", "errors")
+	fmt.Printf("\n%-22s %5s %10s %10s %10s %8s %11s\n", "endpoint", "conc", "req/s", "p50", "p99", "errors", "allocs/req")
 	for i, c := range levels {
 		// The profile covers the check phase at the last concurrency only, so
 		// it shows where a check's CPU goes without the trivial phase mixed in.
@@ -163,8 +164,8 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 			pprof.StopCPUProfile()
 		}
 		tr := drive(trivial, c, duration)
-		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d\n", "POST /v1/permissions/check", c, cr.rps, cr.p50, cr.p99, cr.errors)
-		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d\n", "GET /healthz (huma)", c, tr.rps, tr.p50, tr.p99, tr.errors)
+		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d %11.0f\n", "POST /v1/permissions/check", c, cr.rps, cr.p50, cr.p99, cr.errors, cr.allocs)
+		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d %11.0f\n", "GET /healthz (huma)", c, tr.rps, tr.p50, tr.p99, tr.errors, tr.allocs)
 		fmt.Printf("  check/trivial throughput ratio at %d: %.0f%%\n", c, 100*cr.rps/tr.rps)
 	}
 
@@ -220,6 +221,9 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int
+	// allocs is heap allocations per successful call, whole process (client,
+	// server, audit commit loop and driver together).
+	allocs float64
 }
 
 // drive runs fn from conc goroutines for d and reports throughput and
@@ -229,6 +233,8 @@ func drive(fn func(*rand.Rand) (bool, error), conc int, d time.Duration) result 
 	var lat []time.Duration
 	var errs int
 	var wg sync.WaitGroup
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	for w := range conc {
@@ -253,8 +259,12 @@ func drive(fn func(*rand.Rand) (bool, error), conc int, d time.Duration) result 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	runtime.ReadMemStats(&after)
 	slices.Sort(lat)
 	res := result{errors: errs, rps: float64(len(lat)) / elapsed.Seconds()}
+	if len(lat) > 0 {
+		res.allocs = float64(after.Mallocs-before.Mallocs) / float64(len(lat))
+	}
 	if len(lat) > 0 {
 		res.p50 = lat[len(lat)/2].Round(time.Microsecond)
 		res.p99 = lat[len(lat)*99/100].Round(time.Microsecond)
