@@ -4,13 +4,17 @@
 SQLC_VERSION := v1.31.1
 GO_TEST_FLAGS ?= -p 2 -timeout 25m
 
-.PHONY: dev test verify sqlc build fmt vet fuzz load docs-assets
+.PHONY: dev test race verify sqlc build fmt vet fuzz load docs-assets
 
 dev:
 	go run ./dev
 
 test:
 	go test $(GO_TEST_FLAGS) ./...
+
+# The same suite under the race detector (CI runs it too).
+race:
+	go test -race $(GO_TEST_FLAGS) ./...
 
 # Short fuzzing runs of the input-facing targets (CI runs these too).
 # Budgets are execution counts, not durations: a duration budget in go1.26
