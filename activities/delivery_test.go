@@ -168,6 +168,40 @@ func keys(m map[string]any) []string {
 	return out
 }
 
+// TestChannelAlertNamesTheDecider: a channel card names a reviewer by display name, and a
+// management key only as "a management key": its display is a key prefix, which a
+// channel never gets (and the scrubber would show as "[redacted:key]").
+func TestChannelAlertNamesTheDecider(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		decider workflows.Decider
+		want    string
+	}{
+		{name: "reviewer by display name", decider: alice, want: "Alice"},
+		{name: "reviewer without a display name", decider: workflows.Decider{Kind: workflows.DeciderUser, ID: "usr_bob"}, want: "a reviewer"},
+		{name: "management key, never its prefix",
+			decider: workflows.Decider{Kind: workflows.DeciderManagementKey, ID: "key_1", Display: "oak_live_a5ce11"}, want: "a management key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{temporal: true, noDirect: true})
+			ch := e.addChannel(activities.ChannelSlack, notify.ScopeAll, activities.SlackChannelConfig{Channel: "#approvals"}, "https://hooks.slack.com/services/T/B/x")
+			a := e.insertApproval(false)
+			e.enqueue(a, "run-1", workflows.EventDecided, workflows.StatusApproved, 1, decision(1, workflows.Approve, tc.decider, e.now))
+			d := e.deliveryFor(activities.TargetChannel, ch)
+			var alert struct {
+				Decider string `json:"decider"`
+			}
+			require.NoError(t, json.Unmarshal(d.payload, &alert))
+			require.Equal(t, tc.want, alert.Decider)
+			require.NotContains(t, string(d.payload), "oak_live_")
+			require.NoError(t, e.tc.TerminateWorkflow(context.Background(), d.id, "", "test done"))
+		})
+	}
+}
+
 func TestOrgWebhookIncludesParametersOnlyWhenEnabled(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -321,7 +321,7 @@ func (a *Activities) channelAlert(apr store.Approval, in workflows.EnqueueNotifi
 			al.Decision = notify.DecisionDenied
 		}
 		al.Decider = d.Decider.Display
-		if al.Decider == "" {
+		if al.Decider == "" || d.Decider.Kind != workflows.DeciderUser {
 			al.Decider = deciderFallback(d.Decider.Kind)
 		}
 		al.Note = d.Note
@@ -329,8 +329,8 @@ func (a *Activities) channelAlert(apr store.Approval, in workflows.EnqueueNotifi
 	return al
 }
 
-// deciderFallback names a decider without a display name; never its id, which for a
-// management key would point at a credential.
+// deciderFallback names a decider that is not a reviewer with a display name; never by id
+// or display, which for a management key point at a credential.
 func deciderFallback(kind workflows.DeciderKind) string {
 	if kind == workflows.DeciderManagementKey {
 		return "a management key"
