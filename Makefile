@@ -2,6 +2,7 @@
 # `make test` runs the test suite against real PostgreSQL and Temporal.
 
 SQLC_VERSION := v1.31.1
+STATICCHECK_VERSION := v0.8.2
 GO_TEST_FLAGS ?= -p 2 -timeout 25m
 
 .PHONY: dev test race verify sqlc build fmt vet fuzz load docs-assets
@@ -57,6 +58,7 @@ vet:
 # dependency rules are off.
 verify: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	@cd store && go run github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION) diff || \
 		(echo "store: generated sqlc code is stale; run make sqlc"; exit 1)
 	@cp go.mod /tmp/oakallow-go.mod.bak && cp go.sum /tmp/oakallow-go.sum.bak && go mod tidy && \

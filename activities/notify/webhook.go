@@ -72,16 +72,9 @@ func (n *Notifier) SendWebhook(ctx context.Context, ch WebhookChannel, a Alert, 
 		return invalidAttempt(err)
 	}
 	s := a.sanitize(n.scrub)
-	body, err := json.Marshal(alertPayload{
-		Type:         s.Type,
-		ToolName:     s.ToolName,
-		Reason:       s.Reason,
-		Reference:    s.Reference,
-		DashboardURL: s.DashboardURL,
-		Decision:     s.Decision,
-		Decider:      s.Decider,
-		Note:         s.Note,
-	})
+	// A conversion, not a literal: it stops compiling if Alert and alertPayload
+	// ever differ, so nothing can be added to the payload unnoticed.
+	body, err := json.Marshal(alertPayload(s))
 	if err != nil {
 		return invalidAttempt(fmt.Errorf("encode alert: %w", err))
 	}
