@@ -11,6 +11,37 @@ import (
 	"time"
 )
 
+const auditBillableByIDs = `-- name: AuditBillableByIDs :many
+SELECT id, billable FROM audit_events WHERE id = ANY($1::text[])
+`
+
+type AuditBillableByIDsRow struct {
+	ID       string
+	Billable bool
+}
+
+// Which of @ids are in the audit log, and whether each was charged: how the
+// recorder learns the outcome of a group commit whose reply was lost.
+func (q *Queries) AuditBillableByIDs(ctx context.Context, ids []string) ([]AuditBillableByIDsRow, error) {
+	rows, err := q.db.Query(ctx, auditBillableByIDs, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AuditBillableByIDsRow{}
+	for rows.Next() {
+		var i AuditBillableByIDsRow
+		if err := rows.Scan(&i.ID, &i.Billable); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const billingTotals = `-- name: BillingTotals :one
 SELECT count(*)::bigint AS calls, coalesce(sum(cost_micros), 0)::bigint AS cost_micros
 FROM audit_events WHERE team_id = $1 AND billable

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrInsufficientCredits is returned by Recorder.Record for a billable entry
@@ -128,8 +130,10 @@ func (r *Recorder) CostMicros() int64 { return r.cfg.CostMicros }
 
 // Record queues the entry and waits until it is durable. It returns
 // ErrInsufficientCredits for a billable entry that could not be paid for,
-// and a wrapped database error when the commit failed (nothing was
-// recorded or charged then).
+// and a wrapped database error when the commit failed: nothing was recorded
+// or charged then. When the connection broke after the commit was sent, the
+// recorder first looks for the batch's rows (for up to ResolveTimeout) so
+// that a batch that did commit is reported as committed.
 func (r *Recorder) Record(ctx context.Context, e Entry) error {
 	p := pending{entry: e, done: make(chan error, 1)}
 	select {
@@ -154,6 +158,77 @@ func (r *Recorder) Record(ctx context.Context, e Entry) error {
 func (r *Recorder) Stop() {
 	r.once.Do(func() { close(r.stop) })
 	r.wg.Wait()
+}
+
+// ResolveTimeout bounds how long a commit whose outcome is unknown is
+// looked for before its entries are failed.
+const ResolveTimeout = 10 * time.Second
+
+// outcomeUnknown reports whether a failed commit may nevertheless have
+// committed: the database became unreachable, or the commit timed out, after
+// the statement was sent. A refused connection, an error PostgreSQL itself
+// returned, or a failure before anything was sent leaves no doubt: nothing
+// committed.
+func outcomeUnknown(err error) bool {
+	if pgconn.SafeToRetry(err) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	if !errors.Is(err, ErrUnavailable) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	var connectErr *pgconn.ConnectError
+	return !errors.As(err, &pgErr) && !errors.As(err, &connectErr)
+}
+
+// resolve finds out whether the batch of ids committed after its commit
+// failed with an unknown outcome (cause). A batch is one transaction, so
+// either all its rows exist or none do; it retries the lookup while the
+// database is unreachable, for up to ResolveTimeout. Committed: it returns
+// the charges as the commit would have, and the callers get their answers.
+// Not found, or still unknown at the deadline: cause, as before the lookup.
+// "Found" is certain (only committed rows are visible); "not found" is not
+// quite: a statement still queued on the dead connection's server side can
+// commit after the lookup, and its callers then got an error for a billed
+// call. The lookup turns the common case — the reply lost after the commit —
+// into the right answer and never turns a right answer into a wrong one.
+func (r *Recorder) resolve(ids []string, cause error) ([]bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), ResolveTimeout)
+	defer cancel()
+	wait := 50 * time.Millisecond
+	for {
+		rows, err := r.st.AuditBillableByIDs(ctx, ids)
+		switch {
+		case err == nil && len(rows) == 0:
+			r.cfg.Logger.Warn("audit commit lost its connection; it had not committed", "entries", len(ids))
+			return nil, cause
+		case err == nil && len(rows) != len(ids):
+			return nil, fmt.Errorf("audit batch partly present (%d of %d rows) after a lost commit: %w", len(rows), len(ids), cause)
+		case err == nil:
+			billable := make(map[string]bool, len(rows))
+			for _, row := range rows {
+				billable[row.ID] = row.Billable
+			}
+			charged := make([]bool, len(ids))
+			for i, id := range ids {
+				charged[i] = billable[id]
+			}
+			r.cfg.Logger.Warn("audit commit lost its connection; it had committed", "entries", len(ids))
+			return charged, nil
+		case !errors.Is(err, ErrUnavailable):
+			return nil, fmt.Errorf("look for a lost commit's rows: %w (commit: %w)", err, cause)
+		}
+		select {
+		case <-ctx.Done():
+			r.cfg.Logger.Error("audit commit outcome unknown: the database stayed unreachable", "entries", len(ids))
+			return nil, cause
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 func (r *Recorder) loop() {
@@ -221,6 +296,12 @@ func (r *Recorder) commit(batch []pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	charged, err := r.st.RecordAuditBatch(ctx, p)
+	if err != nil && outcomeUnknown(err) {
+		// The statement went out and the connection broke before the answer came
+		// back: it may have committed. Answering "failed" for a committed batch
+		// would bill calls whose callers were told they failed (and retry them).
+		charged, err = r.resolve(p.Ids, err)
+	}
 	if errors.Is(err, ErrInvalid) && n > 1 {
 		// One entry carries a value PostgreSQL refuses (the API validates
 		// input, so this is a bug elsewhere); commit the others one by one

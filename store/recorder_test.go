@@ -2,11 +2,13 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"oakallow/dev/devtest"
@@ -170,4 +172,98 @@ func TestRecorderIsolatesAnEntryPostgresRefuses(t *testing.T) {
 	totals, err := s.BillingTotals(ctx, "team_1")
 	require.NoError(t, err)
 	require.Equal(t, int64(19), totals.Calls, "the refused entry is neither recorded nor billed")
+}
+
+// TestRecorderResolvesALostCommit: when the connection breaks after a group commit was
+// sent, the recorder cannot tell from the error whether it committed. It looks for the
+// batch's rows once the database answers again, so a batch that committed is reported
+// as committed (its callers get their answers and are billed once), and one that never
+// reached the database is reported as failed (nothing billed).
+func TestRecorderResolvesALostCommit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// sent: the commit reaches the database but its answer is dropped; otherwise the
+		// database is unreachable before the commit is sent.
+		sent        bool
+		wantErr     error
+		wantRows    int
+		wantCharged int64
+	}{
+		{name: "committed, answer lost: reported committed and billed once", sent: true, wantRows: 1, wantCharged: 1},
+		{name: "refused before it was sent: failed, nothing billed", wantErr: store.ErrUnavailable},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			url, proxy := devtest.ProxiedDatabase(t)
+			s, err := store.Open(ctx, store.Config{URL: url, MaxConns: 2, ConnectTimeout: time.Second})
+			require.NoError(t, err)
+			t.Cleanup(s.Close)
+			// Prepare the commit statement on both connections, so the commit under test
+			// goes out in one write (bind, execute, sync) whichever connection it gets,
+			// and runs even though its answer will be dropped.
+			var conns []*pgxpool.Conn
+			for range 2 {
+				c, err := s.Pool.Acquire(ctx)
+				require.NoError(t, err)
+				conns = append(conns, c)
+			}
+			for _, c := range conns {
+				_, err := store.New(store.DB(c)).RecordAuditBatch(ctx, store.RecordAuditBatchParams{
+					Ids: []string{}, OrgIds: []string{}, TeamIds: []string{}, OccurredAt: []time.Time{},
+					ActorKinds: []string{}, ActorIds: []string{}, Kinds: []string{}, Subjects: []string{},
+					Outcomes: []string{}, Tools: []string{}, Tenants: []string{}, Billable: []bool{},
+					Details: []json.RawMessage{}, Cost: 5000, Now: time.Now()})
+				require.NoError(t, err)
+				c.Release()
+			}
+			direct, err := store.Open(ctx, store.Config{URL: proxy.DirectURL()})
+			require.NoError(t, err)
+			t.Cleanup(direct.Close)
+			now := time.Now()
+			seedTeam(t, s, now)
+			grant(t, s, "grant_paid", "purchased", 100*5000, nil, now)
+			rec, err := store.NewRecorder(s, store.RecorderConfig{})
+			require.NoError(t, err)
+			t.Cleanup(rec.Stop)
+			require.NoError(t, rec.Record(ctx, checkEntry(store.NewID("chk"), true)), "warm-up")
+
+			id := store.NewID("chk")
+			if tc.sent {
+				proxy.DropReplies()
+			} else {
+				proxy.Cut()
+			}
+			result := make(chan error, 1)
+			go func() { result <- rec.Record(ctx, checkEntry(id, true)) }()
+			if tc.sent {
+				require.Eventually(t, func() bool {
+					var n int
+					require.NoError(t, direct.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE id = $1`, id).Scan(&n))
+					return n == 1
+				}, 10*time.Second, 10*time.Millisecond, "the batch commits although its answer is dropped")
+				proxy.Cut() // the connection breaks with the answer still owed
+			}
+			time.Sleep(300 * time.Millisecond) // the recorder is looking while the database is away
+			proxy.Restore()
+			select {
+			case err := <-result:
+				if tc.wantErr != nil {
+					require.ErrorIs(t, err, tc.wantErr)
+				} else {
+					require.NoError(t, err)
+				}
+			case <-time.After(store.ResolveTimeout + 5*time.Second):
+				t.Fatal("Record did not return")
+			}
+			var rows int
+			require.NoError(t, direct.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE id = $1`, id).Scan(&rows))
+			require.Equal(t, tc.wantRows, rows)
+			bal, err := direct.GetTeamBalance(ctx, "team_1")
+			require.NoError(t, err)
+			require.Equal(t, 1+tc.wantCharged, bal.BilledCalls, "the warm-up and, if it committed, this call")
+		})
+	}
 }

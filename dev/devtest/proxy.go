@@ -1,12 +1,12 @@
 package devtest
 
 import (
-	"io"
 	"net"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -21,10 +21,23 @@ type Proxy struct {
 	network string // how it reaches PostgreSQL: "tcp" or "unix"
 	target  string
 
+	direct      string      // the database URL without the proxy
+	dropReplies atomic.Bool // swallow what PostgreSQL sends (DropReplies)
+
 	mu    sync.Mutex
 	ln    net.Listener // nil while cut
 	conns map[net.Conn]struct{}
 }
+
+// DirectURL is the database's URL without the proxy, for a test's own
+// look at the database while the proxy is cut.
+func (p *Proxy) DirectURL() string { return p.direct }
+
+// DropReplies makes the proxy swallow everything PostgreSQL sends from now
+// on while it still forwards what the client sends: a statement runs and
+// commits, but its answer never arrives — a connection that breaks after the
+// commit. Restore ends it.
+func (p *Proxy) DropReplies() { p.dropReplies.Store(true) }
 
 // ProxiedDatabase creates a fresh migrated database (as Database) and returns
 // a URL that reaches it only through the returned Proxy.
@@ -35,7 +48,7 @@ func ProxiedDatabase(t testing.TB) (string, *Proxy) {
 	if err != nil {
 		t.Fatalf("devtest: parse database URL: %v", err)
 	}
-	p := &Proxy{t: t, network: "tcp", target: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), conns: map[net.Conn]struct{}{}}
+	p := &Proxy{t: t, direct: raw, network: "tcp", target: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), conns: map[net.Conn]struct{}{}}
 	if filepath.IsAbs(cfg.Host) {
 		p.network, p.target = "unix", filepath.Join(cfg.Host, ".s.PGSQL."+strconv.Itoa(int(cfg.Port)))
 	}
@@ -77,6 +90,7 @@ func (p *Proxy) Cut() {
 // Restore listens again on the same address.
 func (p *Proxy) Restore() {
 	p.t.Helper()
+	p.dropReplies.Store(false)
 	p.mu.Lock()
 	up := p.ln != nil
 	p.mu.Unlock()
@@ -123,15 +137,26 @@ func (p *Proxy) pipe(client net.Conn) {
 	p.conns[client], p.conns[server] = struct{}{}, struct{}{}
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+	cp := func(dst, src net.Conn, drop *atomic.Bool) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 && (drop == nil || !drop.Load()) {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
 		// Either side ending ends the pair, so the other copy returns too.
 		_ = dst.Close()
 		_ = src.Close()
 		done <- struct{}{}
 	}
-	go cp(server, client)
-	go cp(client, server)
+	go cp(server, client, nil)
+	go cp(client, server, &p.dropReplies)
 	<-done
 	<-done
 	p.mu.Lock()

@@ -35,3 +35,8 @@ SELECT oakallow_record_audit_batch(
     @outcomes::text[], @tools::text[], @tenants::text[], @billable::boolean[],
     @details::jsonb[], @cost::bigint, @now::timestamptz
 )::boolean[] AS charged;
+
+-- name: AuditBillableByIDs :many
+-- Which of @ids are in the audit log, and whether each was charged: how the
+-- recorder learns the outcome of a group commit whose reply was lost.
+SELECT id, billable FROM audit_events WHERE id = ANY(@ids::text[]);
