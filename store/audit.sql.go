@@ -60,6 +60,23 @@ func (q *Queries) BillingTotals(ctx context.Context, teamID string) (BillingTota
 	return i, err
 }
 
+const endLostBackend = `-- name: EndLostBackend :one
+SELECT oakallow_end_lost_backend($1::int, $2::timestamptz) AS alive
+`
+
+type EndLostBackendParams struct {
+	Pid           int32
+	StartedBefore time.Time
+}
+
+// See migrations/007_end_lost_backend.sql.
+func (q *Queries) EndLostBackend(ctx context.Context, arg EndLostBackendParams) (bool, error) {
+	row := q.db.QueryRow(ctx, endLostBackend, arg.Pid, arg.StartedBefore)
+	var alive bool
+	err := row.Scan(&alive)
+	return alive, err
+}
+
 const getAuditEvent = `-- name: GetAuditEvent :one
 SELECT seq, id, org_id, team_id, occurred_at, actor_kind, actor_id, kind, subject, outcome, tool, tenant, billable, cost_micros, details FROM audit_events WHERE org_id = $1 AND id = $2
 `

@@ -131,9 +131,10 @@ func (r *Recorder) CostMicros() int64 { return r.cfg.CostMicros }
 // Record queues the entry and waits until it is durable. It returns
 // ErrInsufficientCredits for a billable entry that could not be paid for,
 // and a wrapped database error when the commit failed: nothing was recorded
-// or charged then. When the connection broke after the commit was sent, the
-// recorder first looks for the batch's rows (for up to ResolveTimeout) so
-// that a batch that did commit is reported as committed.
+// or charged then, nor will be. When the connection broke after the commit
+// was sent, the recorder first makes the outcome final and finds it out (see
+// resolve, for up to ResolveTimeout), so a batch that did commit is reported
+// as committed.
 func (r *Recorder) Record(ctx context.Context, e Entry) error {
 	p := pending{entry: e, done: make(chan error, 1)}
 	select {
@@ -164,6 +165,32 @@ func (r *Recorder) Stop() {
 // looked for before its entries are failed.
 const ResolveTimeout = 10 * time.Second
 
+// serverProcess identifies the PostgreSQL process a commit ran on.
+type serverProcess struct {
+	pid uint32
+	// startedBefore bounds when that process started: a PID whose process
+	// started later is a reuse, not the commit's process. It is taken from this
+	// process's clock plus clockSkewMargin, since the database's clock decides.
+	startedBefore time.Time
+}
+
+// clockSkewMargin absorbs a database clock ahead of ours in serverProcess.
+const clockSkewMargin = time.Minute
+
+// record runs the batch statement on a connection of its own, so that when
+// the connection breaks the server process that ran it is known.
+func (r *Recorder) record(ctx context.Context, p RecordAuditBatchParams) ([]bool, serverProcess, error) {
+	before := time.Now()
+	conn, err := r.st.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, serverProcess{}, translateErr(fmt.Errorf("acquire connection: %w", err))
+	}
+	defer conn.Release() // a broken connection is closed, and the pool drops it
+	backend := serverProcess{pid: conn.Conn().PgConn().PID(), startedBefore: before.Add(clockSkewMargin)}
+	charged, err := New(DB(conn)).RecordAuditBatch(ctx, p)
+	return charged, backend, err
+}
+
 // outcomeUnknown reports whether a failed commit may nevertheless have
 // committed: the database became unreachable, or the commit timed out, after
 // the statement was sent. A refused connection, an error PostgreSQL itself
@@ -185,22 +212,20 @@ func outcomeUnknown(err error) bool {
 }
 
 // resolve finds out whether the batch of ids committed after its commit
-// failed with an unknown outcome (cause). A batch is one transaction, so
-// either all its rows exist or none do; it retries the lookup while the
-// database is unreachable, for up to ResolveTimeout. Committed: it returns
-// the charges as the commit would have, and the callers get their answers.
-// Not found, or still unknown at the deadline: cause, as before the lookup.
-// "Found" is certain (only committed rows are visible); "not found" is not
-// quite: a statement still queued on the dead connection's server side can
-// commit after the lookup, and its callers then got an error for a billed
-// call. The lookup turns the common case — the reply lost after the commit —
-// into the right answer and never turns a right answer into a wrong one.
-func (r *Recorder) resolve(ids []string, cause error) ([]bool, error) {
+// failed with an unknown outcome (cause). First it makes the outcome final:
+// the server process that ran the commit (backend) may still be running it,
+// or still have it queued on the dead connection, so it is ended and waited
+// for (oakallow_end_lost_backend). Then the batch's rows tell: a batch is one
+// transaction, so either all exist or none do. It retries while the database
+// is unreachable, for up to ResolveTimeout. Committed: the charges as the
+// commit would have returned them, and the callers get their answers. Not
+// committed, or still unknown at the deadline: cause.
+func (r *Recorder) resolve(ids []string, backend serverProcess, cause error) ([]bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ResolveTimeout)
 	defer cancel()
 	wait := 50 * time.Millisecond
 	for {
-		rows, err := r.st.AuditBillableByIDs(ctx, ids)
+		rows, err := r.lookUpLostBatch(ctx, ids, backend)
 		switch {
 		case err == nil && len(rows) == 0:
 			r.cfg.Logger.Warn("audit commit lost its connection; it had not committed", "entries", len(ids))
@@ -218,6 +243,8 @@ func (r *Recorder) resolve(ids []string, cause error) ([]bool, error) {
 			}
 			r.cfg.Logger.Warn("audit commit lost its connection; it had committed", "entries", len(ids))
 			return charged, nil
+		case errors.Is(err, errBackendAlive):
+			// Signalled; look again once it has gone.
 		case !errors.Is(err, ErrUnavailable):
 			return nil, fmt.Errorf("look for a lost commit's rows: %w (commit: %w)", err, cause)
 		}
@@ -229,6 +256,26 @@ func (r *Recorder) resolve(ids []string, cause error) ([]bool, error) {
 		}
 		wait = min(2*wait, time.Second)
 	}
+}
+
+// errBackendAlive: the server process of a lost commit has been told to end
+// and has not yet.
+var errBackendAlive = errors.New("the lost commit's server process is still running")
+
+// lookUpLostBatch ends the lost commit's server process if it is still
+// alive (errBackendAlive: look again shortly) and, once it is gone, returns
+// the batch's rows.
+func (r *Recorder) lookUpLostBatch(ctx context.Context, ids []string, backend serverProcess) ([]AuditBillableByIDsRow, error) {
+	if backend.pid != 0 {
+		alive, err := r.st.EndLostBackend(ctx, EndLostBackendParams{Pid: int32(backend.pid), StartedBefore: backend.startedBefore})
+		if err != nil {
+			return nil, err
+		}
+		if alive {
+			return nil, errBackendAlive
+		}
+	}
+	return r.st.AuditBillableByIDs(ctx, ids)
 }
 
 func (r *Recorder) loop() {
@@ -295,12 +342,12 @@ func (r *Recorder) commit(batch []pending) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	charged, err := r.st.RecordAuditBatch(ctx, p)
+	charged, backend, err := r.record(ctx, p)
 	if err != nil && outcomeUnknown(err) {
 		// The statement went out and the connection broke before the answer came
 		// back: it may have committed. Answering "failed" for a committed batch
 		// would bill calls whose callers were told they failed (and retry them).
-		charged, err = r.resolve(p.Ids, err)
+		charged, err = r.resolve(p.Ids, backend, err)
 	}
 	if errors.Is(err, ErrInvalid) && n > 1 {
 		// One entry carries a value PostgreSQL refuses (the API validates

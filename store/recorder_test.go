@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -185,13 +186,18 @@ func TestRecorderResolvesALostCommit(t *testing.T) {
 		name string
 		// sent: the commit reaches the database but its answer is dropped; otherwise the
 		// database is unreachable before the commit is sent.
-		sent        bool
+		sent bool
+		// stuck: the commit waits on the team's balance row (held by the test) when its
+		// connection breaks, so it could still commit once the row is free.
+		stuck       bool
 		wantErr     error
 		wantRows    int
 		wantCharged int64
 	}{
 		{name: "committed, answer lost: reported committed and billed once", sent: true, wantRows: 1, wantCharged: 1},
 		{name: "refused before it was sent: failed, nothing billed", wantErr: store.ErrUnavailable},
+		{name: "still running when the connection broke: ended, failed, nothing billed ever",
+			sent: true, stuck: true, wantErr: store.ErrUnavailable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -231,6 +237,13 @@ func TestRecorderResolvesALostCommit(t *testing.T) {
 			require.NoError(t, rec.Record(ctx, checkEntry(store.NewID("chk"), true)), "warm-up")
 
 			id := store.NewID("chk")
+			var lock pgx.Tx
+			if tc.stuck {
+				lock, err = direct.Pool.Begin(ctx)
+				require.NoError(t, err)
+				_, err = lock.Exec(ctx, `SELECT 1 FROM team_balances WHERE team_id = 'team_1' FOR UPDATE`)
+				require.NoError(t, err)
+			}
 			if tc.sent {
 				proxy.DropReplies()
 			} else {
@@ -238,7 +251,16 @@ func TestRecorderResolvesALostCommit(t *testing.T) {
 			}
 			result := make(chan error, 1)
 			go func() { result <- rec.Record(ctx, checkEntry(id, true)) }()
-			if tc.sent {
+			switch {
+			case tc.stuck:
+				require.Eventually(t, func() bool {
+					var n int
+					require.NoError(t, direct.Pool.QueryRow(ctx,
+						`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n))
+					return n == 1
+				}, 10*time.Second, 10*time.Millisecond, "the commit waits on the balance row")
+				proxy.Cut()
+			case tc.sent:
 				require.Eventually(t, func() bool {
 					var n int
 					require.NoError(t, direct.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE id = $1`, id).Scan(&n))
@@ -257,6 +279,11 @@ func TestRecorderResolvesALostCommit(t *testing.T) {
 				}
 			case <-time.After(store.ResolveTimeout + 5*time.Second):
 				t.Fatal("Record did not return")
+			}
+			if lock != nil {
+				// The row is free now: a commit left running would go through here.
+				require.NoError(t, lock.Commit(ctx))
+				time.Sleep(200 * time.Millisecond)
 			}
 			var rows int
 			require.NoError(t, direct.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE id = $1`, id).Scan(&rows))

@@ -40,3 +40,7 @@ SELECT oakallow_record_audit_batch(
 -- Which of @ids are in the audit log, and whether each was charged: how the
 -- recorder learns the outcome of a group commit whose reply was lost.
 SELECT id, billable FROM audit_events WHERE id = ANY(@ids::text[]);
+
+-- name: EndLostBackend :one
+-- See migrations/007_end_lost_backend.sql.
+SELECT oakallow_end_lost_backend(@pid::int, @started_before::timestamptz) AS alive;
