@@ -224,17 +224,7 @@ func (a *Activities) deliveryInput(deliveryID, orgID string) workflows.DeliveryI
 // total from the first attempt.
 func (a *Activities) retryInput(deliveryID, orgID string, took, retryAfter time.Duration) (workflows.DeliveryInput, time.Duration) {
 	in := a.deliveryInput(deliveryID, orgID)
-	initial, maximum, total := workflows.DeliveryInitialInterval, workflows.DeliveryMaximumInterval, workflows.DeliveryScheduleToClose
-	if in.InitialInterval > 0 {
-		initial = in.InitialInterval
-	}
-	if in.MaximumInterval > 0 {
-		maximum = in.MaximumInterval
-	}
-	maximum = max(maximum, initial) // as the workflow's retry policy does
-	if in.ScheduleToClose > 0 {
-		total = in.ScheduleToClose
-	}
+	initial, maximum, total := in.Schedule()
 	delay := max(initial, retryAfter)
 	in.InitialInterval = min(time.Duration(float64(initial)*workflows.DeliveryBackoffCoefficient), maximum)
 	in.ScheduleToClose = max(total-max(took, 0)-delay, time.Second)

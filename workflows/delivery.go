@@ -112,9 +112,11 @@ func (in DeliveryInput) Validate() error {
 	return nil
 }
 
-// retryPolicy is the delivery's schedule with in's overrides applied.
-func (in DeliveryInput) retryPolicy() (*temporal.RetryPolicy, time.Duration) {
-	initial, maximum, total := DeliveryInitialInterval, DeliveryMaximumInterval, DeliveryScheduleToClose
+// Schedule is the delivery's retry schedule with in's overrides applied: the wait
+// before the second attempt, the longest wait between attempts (never below the
+// first), and the bound on all attempts.
+func (in DeliveryInput) Schedule() (initial, maximum, total time.Duration) {
+	initial, maximum, total = DeliveryInitialInterval, DeliveryMaximumInterval, DeliveryScheduleToClose
 	if in.InitialInterval > 0 {
 		initial = in.InitialInterval
 	}
@@ -125,6 +127,12 @@ func (in DeliveryInput) retryPolicy() (*temporal.RetryPolicy, time.Duration) {
 	if in.ScheduleToClose > 0 {
 		total = in.ScheduleToClose
 	}
+	return initial, maximum, total
+}
+
+// retryPolicy is the delivery's schedule as the activity's retry policy, and its bound.
+func (in DeliveryInput) retryPolicy() (*temporal.RetryPolicy, time.Duration) {
+	initial, maximum, total := in.Schedule()
 	return &temporal.RetryPolicy{
 		InitialInterval:        initial,
 		BackoffCoefficient:     DeliveryBackoffCoefficient,
