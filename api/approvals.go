@@ -293,7 +293,7 @@ func (s *Server) createApproval(ctx context.Context, p Principal, req *approvalR
 	if err != nil {
 		return ApprovalCreated{}, err
 	}
-	rawParams, err := marshalObject(req.Parameters)
+	rawParams, err := marshalObject("parameters", req.Parameters)
 	if err != nil {
 		return ApprovalCreated{}, err
 	}

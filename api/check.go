@@ -94,14 +94,18 @@ func registerCheck(api huma.API, s *Server) {
 // Idempotency-Key answer does not come here, so each check is counted once.
 func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (CheckResult, error) {
 	start := time.Now()
-	if err := rejectNUL(req); err != nil {
-		return CheckResult{}, err
-	}
-	pol, err := s.policies.Get(ctx, p.OrgID)
+	rawParams, err := marshalObject("parameters", req.Parameters)
 	if err != nil {
 		return CheckResult{}, err
 	}
-	rawParams, err := marshalObject(req.Parameters)
+	rawContext, err := marshalObject("context", req.Context)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	if err := rejectNUL(req, rawParams, rawContext); err != nil {
+		return CheckResult{}, err
+	}
+	pol, err := s.policies.Get(ctx, p.OrgID)
 	if err != nil {
 		return CheckResult{}, err
 	}
@@ -121,7 +125,7 @@ func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (Che
 		Permission: d.Permission.String(), Level: d.Level, LevelName: d.LevelName, Scope: d.Scope.String(),
 		RuleID: d.RuleID, Reason: d.Reason, CheckID: store.NewID("chk"),
 	}
-	details, err := checkDetails(req, rawParams, paramsHash, res)
+	details, err := checkDetails(req, rawParams, rawContext, paramsHash, res)
 	if err != nil {
 		return CheckResult{}, err
 	}
@@ -148,7 +152,10 @@ func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (Che
 
 // rejectNUL refuses NUL characters anywhere in a check: PostgreSQL text and
 // jsonb cannot store them, and no tool name, reason or parameter needs one.
-func rejectNUL(req *checkRequest) error {
+// Parameters and context are checked in their JSON encoding (rawParams,
+// rawContext), which the check needs anyway, with the same test as every
+// other write's body (jsonHasNUL).
+func rejectNUL(req *checkRequest, rawParams, rawContext json.RawMessage) error {
 	fields := [...]struct{ name, v string }{{"tool", req.Tool}, {"tenant", req.Tenant}, {"resource", req.Resource},
 		{"method", req.Method}, {"reason", req.Reason}, {"reference_id", req.ReferenceID}}
 	for _, f := range fields {
@@ -156,10 +163,10 @@ func rejectNUL(req *checkRequest) error {
 			return nulProblem("body." + f.name)
 		}
 	}
-	if containsNUL(req.Parameters) {
+	if jsonHasNUL(rawParams) {
 		return nulProblem("body.parameters")
 	}
-	if containsNUL(req.Context) {
+	if jsonHasNUL(rawContext) {
 		return nulProblem("body.context")
 	}
 	return nil
@@ -170,35 +177,15 @@ func nulProblem(where string) error {
 		&huma.ErrorDetail{Location: where, Message: "contains a NUL character"})
 }
 
-// containsNUL walks a decoded JSON value (keys included).
-func containsNUL(v any) bool {
-	switch t := v.(type) {
-	case string:
-		return strings.IndexByte(t, 0) >= 0
-	case map[string]any:
-		for k, e := range t {
-			if strings.IndexByte(k, 0) >= 0 || containsNUL(e) {
-				return true
-			}
-		}
-	case []any:
-		for _, e := range t {
-			if containsNUL(e) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// marshalObject turns decoded parameters back into JSON ("" for none).
-func marshalObject(m map[string]any) (json.RawMessage, error) {
+// marshalObject turns a decoded object of the request (what: "parameters" or
+// "context") back into JSON (nil for none).
+func marshalObject(what string, m map[string]any) (json.RawMessage, error) {
 	if len(m) == 0 {
 		return nil, nil
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
-		return nil, problem(http.StatusUnprocessableEntity, CodeValidationFailed, "parameters are not representable as JSON")
+		return nil, problem(http.StatusUnprocessableEntity, CodeValidationFailed, what+" are not representable as JSON")
 	}
 	return b, nil
 }
@@ -288,7 +275,7 @@ type checkAuditDetails struct {
 
 // checkDetails is the audit entry's details: the request (reason, context
 // and parameters PII-scrubbed) and the full decision.
-func checkDetails(req *checkRequest, rawParams json.RawMessage, paramsHash string, res CheckResult) ([]byte, error) {
+func checkDetails(req *checkRequest, rawParams, rawContext json.RawMessage, paramsHash string, res CheckResult) ([]byte, error) {
 	d := checkAuditDetails{
 		Level: res.Level, LevelName: res.LevelName, Scope: res.Scope, RuleID: res.RuleID, GateReason: res.Reason,
 		Resource: req.Resource, Method: req.Method, ReferenceID: req.ReferenceID,
@@ -304,12 +291,8 @@ func checkDetails(req *checkRequest, rawParams json.RawMessage, paramsHash strin
 		}
 		d.Parameters = scrubbed
 	}
-	if len(req.Context) > 0 {
-		raw, err := json.Marshal(req.Context)
-		if err != nil {
-			return nil, problem(http.StatusUnprocessableEntity, CodeValidationFailed, "context is not representable as JSON")
-		}
-		scrubbed, err := pii.ScrubJSON(raw)
+	if rawContext != nil {
+		scrubbed, err := pii.ScrubJSON(rawContext)
 		if err != nil {
 			return nil, fmt.Errorf("scrub context: %w", err)
 		}
