@@ -166,7 +166,7 @@ func (e *testEnv) waitForKey(key string) {
 	require.Eventually(e.t, func() bool {
 		status, _ := e.do(http.MethodGet, "/v1/team/approver-groups", key, nil)
 		return status == http.StatusOK
-	}, 5*time.Second, 10*time.Millisecond, "the server never learned the key")
+	}, hangDeadline, 10*time.Millisecond, "the server never learned the key")
 }
 
 // send is do with request headers, returning the response headers too.

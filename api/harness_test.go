@@ -20,6 +20,12 @@ import (
 
 func TestMain(m *testing.M) { devtest.Main(m) }
 
+// hangDeadline is how long a test waits for something that happens in the
+// background (a notification reaching a replica, a reconnect) before calling
+// it a hang. It is not a performance budget: timings are logged or measured
+// by benchmarks, never asserted, because a loaded machine is slow, not wrong.
+const hangDeadline = 30 * time.Second
+
 // testEnv is a real API server on a fresh migrated database, with a
 // bootstrapped team, org and keys.
 type testEnv struct {
@@ -43,6 +49,15 @@ var testKeyring = func() *tokens.Keyring {
 	}
 	return kr
 }()
+
+// requireBetween asserts lo <= got <= hi: a time the server derived from its
+// clock, bracketed by readings taken before and after the request, so a slow
+// machine cannot make it fail.
+func requireBetween(t testing.TB, got, lo, hi time.Time) {
+	t.Helper()
+	require.False(t, got.Before(lo), "%s is before %s", got, lo)
+	require.False(t, got.After(hi), "%s is after %s", got, hi)
+}
 
 func testLogger() *slog.Logger {
 	if os.Getenv("OAKALLOW_TEST_LOG") != "" {

@@ -134,7 +134,7 @@ func (e *testEnv) secondOrg() BootstrapResult {
 	require.Eventually(e.t, func() bool {
 		status, _ := e.do(http.MethodGet, "/v1/settings", boot.ManagementKey, nil)
 		return status == http.StatusOK
-	}, 2*time.Second, 10*time.Millisecond, "the server never learned the second org's keys")
+	}, hangDeadline, 10*time.Millisecond, "the server never learned the second org's keys")
 	return boot
 }
 

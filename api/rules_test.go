@@ -218,7 +218,7 @@ func TestRuleChangesVerdict(t *testing.T) {
 			}
 			last = p.index.Decide(in)
 			return ok(last)
-		}, 2*time.Second, 5*time.Millisecond, "%s: last decision %+v", what, last)
+		}, hangDeadline, 5*time.Millisecond, "%s: last decision %+v", what, last)
 	}
 
 	rule := decodeAs[Rule](t, e.want(http.StatusCreated, http.MethodPost, "/v1/rules", mk,

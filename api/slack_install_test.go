@@ -115,9 +115,10 @@ func TestSlackInstallCreatesSealedChannel(t *testing.T) {
 	e := newSlackEnv(t, slackEnvOptions{})
 	mk, sk := e.boot.ManagementKey, e.boot.StandardKey
 
+	before := time.Now()
 	started := expect[SlackInstallStarted](e.testEnv, http.StatusOK, http.MethodPost, "/v1/channels/slack/install", mk,
 		map[string]any{"name": "approvals-l2", "scope": "level_2"})
-	require.WithinDuration(t, time.Now().Add(10*time.Minute), started.ExpiresAt, time.Minute)
+	requireBetween(t, started.ExpiresAt, before.Add(10*time.Minute), time.Now().Add(10*time.Minute))
 	u, err := url.Parse(started.AuthorizeURL)
 	require.NoError(t, err)
 	require.Equal(t, "https://slack.example/oauth/v2/authorize", u.Scheme+"://"+u.Host+u.Path)

@@ -28,7 +28,7 @@ func (e *testEnv) allowedCheck(tool string, params map[string]any) string {
 			return false
 		}
 		return res.Permission == "allowed"
-	}, 5*time.Second, 20*time.Millisecond, "the check never became allowed")
+	}, hangDeadline, 20*time.Millisecond, "the check never became allowed")
 	return res.CheckID
 }
 
@@ -37,11 +37,14 @@ func testMintFromCheck(t *testing.T, s *approvalSuite) {
 	params := map[string]any{"path": "/etc/motd", "lines": 10}
 	checkID := e.allowedCheck("read_file", params)
 
+	before := time.Now()
 	m1 := expect[MintedToken](e, http.StatusOK, http.MethodPost, "/v1/tokens/mint", e.boot.StandardKey, map[string]any{"check_id": checkID})
+	after := time.Now()
 	require.True(t, strings.HasPrefix(m1.Token, "oak_tok_"))
 	require.Equal(t, "check", m1.SourceKind)
 	require.Equal(t, checkID, m1.SourceID)
-	require.WithinDuration(t, time.Now().Add(5*time.Minute), m1.ExpiresAt, 5*time.Second)
+	// Five minutes from the mint, in whole seconds (claims carry unix seconds).
+	requireBetween(t, m1.ExpiresAt, before.Truncate(time.Second).Add(5*time.Minute), after.Add(5*time.Minute))
 	m2 := expect[MintedToken](e, http.StatusOK, http.MethodPost, "/v1/tokens/mint", e.boot.StandardKey, map[string]any{"check_id": checkID})
 	require.Equal(t, m1, m2, "the same source gives the same token")
 	// Each mint call is billed and audited.

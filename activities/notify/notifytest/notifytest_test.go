@@ -232,7 +232,7 @@ func TestWebhookReceiverHeldUntilReleased(t *testing.T) {
 		_ = resp.Body.Close()
 		answered <- resp.StatusCode
 	}()
-	require.Eventually(t, func() bool { return recv.Attempts() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return recv.Attempts() == 1 }, 30*time.Second, 5*time.Millisecond)
 	select {
 	case s := <-answered:
 		t.Fatalf("a held request was answered (%d)", s)
