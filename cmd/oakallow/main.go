@@ -23,7 +23,8 @@ const usage = `oakallow — permission checks, approvals and execution tokens fo
 Usage:
   oakallow serve            run the API server
   oakallow worker           run the Temporal worker (approval workflows)
-  oakallow migrate up       apply pending database migrations
+  oakallow migrate up       apply pending database migrations and register the
+                            search attributes on the Temporal namespace
   oakallow migrate status   show the applied and latest schema version
   oakallow keygen [id]      print a new OAKALLOW_SIGNING_KEYS entry
   oakallow version          print the version

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 
 	"oakallow/activities/notify"
 	"oakallow/api"
@@ -46,19 +45,11 @@ func openStore(ctx context.Context) (*store.Store, error) {
 // openTemporal returns a lazy client: the API keeps serving checks while
 // Temporal is briefly unreachable, and /readyz reports it.
 func openTemporal(logger *slog.Logger) (client.Client, error) {
-	c, err := client.NewLazyClient(client.Options{
-		HostPort:  getenv("TEMPORAL_ADDRESS"),
-		Namespace: getenv("TEMPORAL_NAMESPACE"),
-		Logger:    temporalLogger(logger),
-	})
+	c, err := client.NewLazyClient(temporalOptions(logger))
 	if err != nil {
 		return nil, fmt.Errorf("temporal client: %w", err)
 	}
 	return c, nil
-}
-
-func temporalLogger(logger *slog.Logger) sdklog.Logger {
-	return sdklog.NewStructuredLogger(logger.With("component", "temporal-client"))
 }
 
 // loadSlackApp reads the Slack app credentials for the "Add to Slack"

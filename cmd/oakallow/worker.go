@@ -78,12 +78,16 @@ func runWorker(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
-	tc, err := client.Dial(client.Options{HostPort: getenv("TEMPORAL_ADDRESS"), Namespace: getenv("TEMPORAL_NAMESPACE"),
-		Logger: temporalLogger(logger)})
+	tc, err := dialTemporal(ctx, logger)
 	if err != nil {
-		return fmt.Errorf("temporal: %w", err)
+		return err
 	}
 	defer tc.Close()
+	// Before polling: an approval the API starts needs them, and a worker that
+	// cannot have them should not look healthy.
+	if _, err := ensureSearchAttributes(ctx, tc, logger); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := activities.NewMetrics(reg)

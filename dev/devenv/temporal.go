@@ -22,8 +22,6 @@ import (
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
 	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/operatorservice/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -42,6 +40,8 @@ import (
 	"go.temporal.io/server/common/searchattribute/sadefs"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
+
+	"oakallow/worker/searchattrs"
 )
 
 const (
@@ -590,52 +590,17 @@ func dialTemporal(ctx context.Context, address, namespace string, logger *slog.L
 	}
 }
 
-// ensureSearchAttributes registers the wanted custom search attributes that the namespace lacks.
-// A fresh namespace already has them all (they were written with it); this matters on a restart
-// after attributes were added to the configuration.
+// ensureSearchAttributes registers the wanted custom search attributes that the namespace lacks,
+// the way the production worker does. A fresh namespace already has them all (they were written
+// with it); this matters on a restart after attributes were added to the configuration.
 func (t *Temporal) ensureSearchAttributes(ctx context.Context, c client.Client, want map[string]enums.IndexedValueType) error {
-	if len(want) == 0 {
-		return nil
+	added, err := searchattrs.Ensure(ctx, c, t.namespace, want)
+	if err != nil || len(added) == 0 {
+		return err
 	}
-	ops := c.OperatorService()
-	have, err := ops.ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: t.namespace})
-	if err != nil {
-		return fmt.Errorf("list search attributes: %w", err)
-	}
-	missing := map[string]enums.IndexedValueType{}
-	var conflicts []error
-	for _, name := range slices.Sorted(maps.Keys(want)) {
-		typ, ok := have.GetCustomAttributes()[name]
-		switch {
-		case !ok:
-			missing[name] = want[name]
-		case typ != want[name]:
-			conflicts = append(conflicts, fmt.Errorf("search attribute %q is registered as %v, configured as %v", name, typ, want[name]))
-		}
-	}
-	if len(conflicts) > 0 {
-		// Temporal cannot change an attribute's type in place; the old data would be misread.
-		return errors.Join(conflicts...)
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	if _, err := ops.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
-		Namespace:        t.namespace,
-		SearchAttributes: missing,
-	}); err != nil {
-		return fmt.Errorf("add search attributes %v: %w", slices.Sorted(maps.Keys(missing)), err)
-	}
-
-	// The new aliases are in the database, but each service resolves them through its namespace
-	// cache, reloaded every temporalNamespaceRefresh. Wait until the frontend accepts a query
-	// naming each of them, then one more reload period so that history (which resolves the
-	// attributes workflows upsert) has caught up too.
-	for _, name := range slices.Sorted(maps.Keys(missing)) {
-		if err := waitSearchAttributeUsable(ctx, c, t.namespace, name); err != nil {
-			return err
-		}
-	}
+	// The frontend accepts the new attributes now; one more namespace reload period lets
+	// history (which resolves the attributes workflows upsert) catch up too, so that
+	// StartTemporal's promise holds without a failed workflow task.
 	select {
 	case <-ctx.Done():
 		return fmt.Errorf("wait for search attributes: %w", ctx.Err())
@@ -643,27 +608,8 @@ func (t *Temporal) ensureSearchAttributes(ctx context.Context, c client.Client, 
 	}
 	t.logger.Info("temporal search attributes added",
 		slog.String("namespace", t.namespace),
-		slog.Any("names", slices.Sorted(maps.Keys(missing))))
+		slog.Any("names", added))
 	return nil
-}
-
-func waitSearchAttributeUsable(ctx context.Context, c client.Client, namespace, name string) error {
-	req := &workflowservice.CountWorkflowExecutionsRequest{Namespace: namespace, Query: name + " IS NULL"}
-	for {
-		_, err := c.WorkflowService().CountWorkflowExecutions(ctx, req)
-		if err == nil {
-			return nil
-		}
-		var invalid *serviceerror.InvalidArgument
-		if !errors.As(err, &invalid) {
-			return fmt.Errorf("query search attribute %q: %w", name, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("search attribute %q not usable yet: %w", name, errors.Join(ctx.Err(), err))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // startUI serves the Temporal Web UI from the assets embedded in the ui-server module (no

@@ -228,7 +228,7 @@ func TestTemporalPersistsAcrossRestart(t *testing.T) {
 	cfg.SearchAttributes = map[string]enums.IndexedValueType{"OakTenant": enums.INDEXED_VALUE_TYPE_INT}
 	began = time.Now()
 	_, err = devenv.StartTemporal(testContext(t), cfg)
-	require.ErrorContains(t, err, `search attribute "OakTenant" is registered as`)
+	require.ErrorContains(t, err, `search attribute "OakTenant" of namespace "default" is registered as Keyword, needed as Int`)
 	t.Logf("warm restart refused for a type conflict, including stop: %v", time.Since(began))
 	lock, err := os.OpenFile(filepath.Join(dir, "temporal.lock"), os.O_RDWR, 0)
 	require.NoError(t, err)

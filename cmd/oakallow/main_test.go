@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"oakallow/activities/tokens"
+	"oakallow/dev/devtest"
+	"oakallow/workflows"
+)
+
+func TestMain(m *testing.M) { devtest.Main(m) }
+
+// setTemporalEnv points the command at a fresh namespace of the test server
+// and returns a client for checking it.
+func setTemporalEnv(t *testing.T) (string, client.Client) {
+	t.Helper()
+	ns := devtest.Namespace(t)
+	t.Setenv("TEMPORAL_ADDRESS", devtest.Temporal(t).Address())
+	t.Setenv("TEMPORAL_NAMESPACE", ns)
+	t.Setenv("LOG_LEVEL", "warn")
+	c, err := client.Dial(client.Options{HostPort: devtest.Temporal(t).Address(), Namespace: ns})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return ns, c
+}
+
+// missingSearchAttributes lists oakallow's attributes the namespace lacks.
+func missingSearchAttributes(ctx context.Context, t *testing.T, c client.Client, ns string) []string {
+	t.Helper()
+	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
+	require.NoError(t, err)
+	var missing []string
+	for name, typ := range workflows.SearchAttributeTypes() {
+		if have.GetCustomAttributes()[name] != typ {
+			missing = append(missing, name)
+		}
+	}
+	return missing
+}
+
+func TestMigrateUpRegistersSearchAttributes(t *testing.T) {
+	ns, c := setTemporalEnv(t)
+	t.Setenv("DATABASE_URL", devtest.EmptyDatabase(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	require.NotEmpty(t, missingSearchAttributes(ctx, t, c, ns))
+
+	var out strings.Builder
+	require.NoError(t, run(ctx, []string{"migrate", "up"}, &out))
+	require.Empty(t, missingSearchAttributes(ctx, t, c, ns))
+	require.Contains(t, out.String(), "temporal namespace "+ns+": search attributes ready (added OakallowLevel, OakallowOrg, OakallowStatus, OakallowTenant, OakallowTool)")
+
+	// Again: nothing to do, and no error.
+	out.Reset()
+	require.NoError(t, run(ctx, []string{"migrate", "up"}, &out))
+	require.Contains(t, out.String(), "temporal namespace "+ns+": search attributes ready\n")
+}
+
+func TestWorkerRegistersSearchAttributesAtStart(t *testing.T) {
+	ns, c := setTemporalEnv(t)
+	t.Setenv("DATABASE_URL", devtest.Database(t))
+	key, err := tokens.GenerateKey("k1")
+	require.NoError(t, err)
+	t.Setenv("OAKALLOW_SIGNING_KEYS", tokens.FormatKeyring(key))
+	t.Setenv("OAKALLOW_WORKER_METRICS_ADDR", "")
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+
+	workerCtx, stopWorker := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(workerCtx, []string{"worker"}, new(strings.Builder)) }()
+	// Once it polls, it has done its setup.
+	for {
+		tq, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue, enums.TASK_QUEUE_TYPE_WORKFLOW)
+		require.NoError(t, err)
+		if len(tq.GetPollers()) > 0 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("worker exited: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("the worker did not start polling: %v", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	require.Empty(t, missingSearchAttributes(ctx, t, c, ns))
+	stopWorker()
+	require.NoError(t, <-done)
+}
