@@ -67,6 +67,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/bad-input-is-4xx", testApprovalBadInput},
 		{"approvals/start-failure", testApprovalStartFailure},
 		{"approvals/workflow-gone", testApprovalWorkflowGone},
+		{"approvals/exact-numbers", testApprovalBindsExactNumbers},
 		{"tokens/mint-from-check", testMintFromCheck},
 		{"tokens/mint-refusals", testMintRefusals},
 		{"tokens/verify-refusals", testVerifyRefusals},

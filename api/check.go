@@ -21,14 +21,14 @@ import (
 
 // checkRequest is the body of POST /v1/permissions/check.
 type checkRequest struct {
-	Tool        string         `json:"tool" minLength:"1" maxLength:"200" doc:"Tool name as registered in the org's catalog." example:"send_email"`
-	Tenant      string         `json:"tenant,omitempty" maxLength:"200" doc:"The org's customer the call acts for (tenant name). Tenant rules are walked only when set."`
-	Resource    string         `json:"resource,omitempty" maxLength:"200" doc:"Target resource name (a database, a mailbox, …)."`
-	Method      string         `json:"method,omitempty" maxLength:"200" doc:"Free-form method, e.g. read, write, DELETE, send." example:"send"`
-	Parameters  map[string]any `json:"parameters,omitempty" doc:"The tool call's parameters; validated against the tool's JSON Schema when it has one. Stored PII-scrubbed; only their hash is bound into receipts and tokens."`
-	Reason      string         `json:"reason,omitempty" maxLength:"2000" doc:"Why the agent wants to act. PII-scrubbed before storage."`
-	Context     map[string]any `json:"context,omitempty" doc:"Free-form context for reviewers and the audit log. PII-scrubbed before storage."`
-	ReferenceID string         `json:"reference_id,omitempty" maxLength:"200" doc:"The caller's own correlation id, echoed in the audit log."`
+	Tool        string     `json:"tool" minLength:"1" maxLength:"200" doc:"Tool name as registered in the org's catalog." example:"send_email"`
+	Tenant      string     `json:"tenant,omitempty" maxLength:"200" doc:"The org's customer the call acts for (tenant name). Tenant rules are walked only when set."`
+	Resource    string     `json:"resource,omitempty" maxLength:"200" doc:"Target resource name (a database, a mailbox, …)."`
+	Method      string     `json:"method,omitempty" maxLength:"200" doc:"Free-form method, e.g. read, write, DELETE, send." example:"send"`
+	Parameters  jsonObject `json:"parameters,omitempty" doc:"The tool call's parameters; validated against the tool's JSON Schema when it has one. Stored PII-scrubbed; only their hash is bound into receipts and tokens. Every number must survive RFC 8785 canonicalisation with its exact value (9007199254740993 does not: send such values as strings)."`
+	Reason      string     `json:"reason,omitempty" maxLength:"2000" doc:"Why the agent wants to act. PII-scrubbed before storage."`
+	Context     jsonObject `json:"context,omitempty" doc:"Free-form context for reviewers and the audit log. PII-scrubbed before storage. Numbers are kept exactly as written."`
+	ReferenceID string     `json:"reference_id,omitempty" maxLength:"200" doc:"The caller's own correlation id, echoed in the audit log."`
 }
 
 type checkInput struct {
@@ -94,11 +94,11 @@ func registerCheck(api huma.API, s *Server) {
 // Idempotency-Key answer does not come here, so each check is counted once.
 func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (CheckResult, error) {
 	start := time.Now()
-	rawParams, err := marshalObject("parameters", req.Parameters)
+	rawParams, err := requestParameters(req.Parameters)
 	if err != nil {
 		return CheckResult{}, err
 	}
-	rawContext, err := marshalObject("context", req.Context)
+	rawContext, err := requestContext(req.Context)
 	if err != nil {
 		return CheckResult{}, err
 	}
@@ -175,19 +175,6 @@ func rejectNUL(req *checkRequest, rawParams, rawContext json.RawMessage) error {
 func nulProblem(where string) error {
 	return problem(http.StatusUnprocessableEntity, CodeValidationFailed, "strings must not contain NUL characters",
 		&huma.ErrorDetail{Location: where, Message: "contains a NUL character"})
-}
-
-// marshalObject turns a decoded object of the request (what: "parameters" or
-// "context") back into JSON (nil for none).
-func marshalObject(what string, m map[string]any) (json.RawMessage, error) {
-	if len(m) == 0 {
-		return nil, nil
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, problem(http.StatusUnprocessableEntity, CodeValidationFailed, what+" are not representable as JSON")
-	}
-	return b, nil
 }
 
 // validateParameters checks parameters against the tool's schema and turns

@@ -80,8 +80,8 @@ type mintOutput struct {
 }
 
 type verifyRequest struct {
-	Token      string         `json:"token" minLength:"1" maxLength:"4096" doc:"The execution token presented by the agent."`
-	Parameters map[string]any `json:"parameters,omitempty" doc:"The parameters the tool is about to run with. When present they must hash (RFC 8785 canonical JSON, SHA-256) to the parameters the token was issued for; {} stands for no parameters."`
+	Token      string     `json:"token" minLength:"1" maxLength:"4096" doc:"The execution token presented by the agent."`
+	Parameters jsonObject `json:"parameters,omitempty" doc:"The parameters the tool is about to run with. When present they must hash (RFC 8785 canonical JSON, SHA-256) to the parameters the token was issued for; {} stands for no parameters. As on checks, numbers RFC 8785 would change are refused (422 validation_failed), never rounded into a match."`
 }
 
 type verifyInput struct {
@@ -234,14 +234,14 @@ func (s *Server) verifyToken(ctx context.Context, p Principal, req *verifyReques
 	var presented json.RawMessage
 	switch {
 	case req.Parameters == nil: // not presented: no binding check
-	case len(req.Parameters) == 0:
+	case req.Parameters.isEmpty():
 		// {} is "no parameters", as on checks and approvals: it matches
 		// only a token that binds none.
 		presented = json.RawMessage("null")
 	default:
-		raw, err := json.Marshal(req.Parameters)
+		raw, err := requestParameters(req.Parameters)
 		if err != nil {
-			return TokenClaims{}, problem(http.StatusUnprocessableEntity, CodeValidationFailed, "parameters are not representable as JSON")
+			return TokenClaims{}, err
 		}
 		presented = raw
 	}

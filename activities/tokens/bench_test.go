@@ -66,3 +66,13 @@ func BenchmarkHashParameters(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkCheckParameters(b *testing.B) {
+	raw := []byte(`{"to":"jane@example.com","subject":"Refund","amount":42.5,"items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"dry_run":false}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckParameters(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

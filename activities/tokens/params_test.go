@@ -112,3 +112,70 @@ func TestParamsMatch(t *testing.T) {
 	_, err = ParamsMatch(bound, json.RawMessage(`{"n":`))
 	require.ErrorIs(t, err, ErrInvalidParameters)
 }
+
+func TestCheckParametersExactNumbers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, raw string
+		path      string // "" when the number is accepted
+	}{
+		{"small integer", `{"n":42}`, ""},
+		{"negative zero", `{"n":-0}`, ""},
+		{"2^53 is a double", `{"n":9007199254740992}`, ""},
+		{"2^53+1 is not", `{"amount":9007199254740993}`, ".amount"},
+		{"20 digits", `{"id":12345678901234567891}`, ".id"},
+		{"0.1 is its own shortest form", `{"n":0.1}`, ""},
+		{"trailing zeros are the same value", `{"n":1.50}`, ""},
+		{"exponent", `{"n":1e2}`, ""},
+		{"1e21 is written 1e+21", `{"n":1e21}`, ""},
+		{"largest double", `{"n":1.7976931348623157e308}`, ""},
+		{"smallest subnormal", `{"n":5e-324}`, ""},
+		{"more precision than a double", `{"n":0.1000000000000000001}`, ".n"},
+		{"overflow", `{"n":1e400}`, ".n"},
+		{"underflow", `{"n":1e-400}`, ".n"},
+		{"rounds to a subnormal", `{"n":3e-324}`, ".n"},
+		{"huge exponent of zero", `{"n":0e99999999999999999999}`, ""},
+		{"in an array", `{"a":[1,2,{"b":[0,9007199254740993]}]}`, ".a[2].b[1]"},
+		{"escaped member name", `{"x\"y":{"z":12345678901234567891}}`, `.x"y.z`},
+		{"digits inside strings are text", `{"s":"12345678901234567891","t":"-9e999"}`, ""},
+		{"member name of digits", `{"12345678901234567891":1}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := CheckParameters([]byte(tc.raw))
+			if tc.path == "" {
+				require.NoError(t, err)
+				_, err := HashParameters(json.RawMessage(tc.raw))
+				require.NoError(t, err)
+				return
+			}
+			var je *JSONError
+			require.ErrorAs(t, err, &je)
+			require.Equal(t, tc.path, je.Path)
+			_, err = HashParameters(json.RawMessage(tc.raw))
+			require.ErrorIs(t, err, ErrInvalidParameters)
+			require.ErrorAs(t, err, &je)
+		})
+	}
+}
+
+// The defect this guards against: 9007199254740993 was approved and
+// 9007199254740992 verified, because both hashed alike.
+func TestParamsMatchRefusesARoundedNeighbour(t *testing.T) {
+	t.Parallel()
+	_, err := HashParameters(json.RawMessage(`{"amount":9007199254740993}`))
+	require.ErrorIs(t, err, ErrInvalidParameters)
+	bound, err := HashParameters(json.RawMessage(`{"amount":9007199254740992}`))
+	require.NoError(t, err)
+	_, err = ParamsMatch(bound, json.RawMessage(`{"amount":9007199254740993}`))
+	require.ErrorIs(t, err, ErrInvalidParameters)
+}
+
+func TestCheckNumbersInRangeKeepsExactValues(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, CheckNumbersInRange([]byte(`{"id":12345678901234567891,"n":0.1000000000000000001,"m":3e-324}`)))
+	for _, raw := range []string{`{"n":1e400}`, `{"a":[-1e-400]}`} {
+		var je *JSONError
+		require.ErrorAs(t, CheckNumbersInRange([]byte(raw)), &je, raw)
+	}
+}
