@@ -78,6 +78,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"webhooks/rotate-secret", testRotateSecret},
 		{"webhooks/deliveries-and-redeliver", testDeliveries},
 		{"team/approver-groups", testApproverGroups},
+		{"headers/no-store-on-secrets", testNoStoreOnSecrets},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

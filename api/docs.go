@@ -36,14 +36,12 @@ func registerDocs(mux *http.ServeMux) {
 		h := w.Header()
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'")
-		h.Set("X-Content-Type-Options", "nosniff")
 		_, _ = w.Write([]byte(docsPage))
 	})
 	assets, _ := fs.Sub(docsAssets, "docsassets")
 	files := http.StripPrefix("/docs/assets/", http.FileServerFS(assets))
 	mux.Handle("GET /docs/assets/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=86400")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
 		files.ServeHTTP(w, r)
 	}))
 }

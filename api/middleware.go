@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"time"
+
+	"github.com/danielgtaylor/huma/v2"
 )
 
 type ctxKey int
@@ -113,6 +115,46 @@ func withObservability(logger *slog.Logger, next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r.WithContext(ctx))
 	})
+}
+
+// nosniffValue is the X-Content-Type-Options value of every answer. The slice
+// is shared and only ever assigned (never appended to), so setting it costs
+// the check path no allocation.
+var nosniffValue = []string{"nosniff"}
+
+// withNoSniff marks every answer X-Content-Type-Options: nosniff, so that no
+// browser renders a JSON or problem body — which may echo caller input — as
+// HTML or script, whatever its Content-Type.
+func withNoSniff(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["X-Content-Type-Options"] = nosniffValue
+		next.ServeHTTP(w, r)
+	})
+}
+
+// noStoreOperations are the operations whose answers may carry a token or a
+// secret: an execution token (minted, or returned with an approved approval
+// and with the decision that approved it) or a signing secret shown once (org
+// webhook set or rotated, webhook channel created or its secret regenerated).
+// They are sent with Cache-Control: no-store (RFC 9111 §5.2.2.5), so neither
+// a shared cache nor the client's own keeps a copy; so are their problems and
+// their idempotent replays. TestNoStoreOperationsExist keeps the ids honest.
+var noStoreOperations = map[string]bool{
+	"mint-token":            true,
+	"get-approval":          true,
+	"decide-approval":       true,
+	"rotate-webhook-secret": true,
+	"update-settings":       true,
+	"create-channel":        true,
+	"update-channel":        true,
+}
+
+// preventCaching applies noStoreOperations.
+func preventCaching(ctx huma.Context, next func(huma.Context)) {
+	if noStoreOperations[ctx.Operation().OperationID] {
+		ctx.SetHeader("Cache-Control", "no-store")
+	}
+	next(ctx)
 }
 
 // withBodyLimit caps request bodies for routes huma does not own (huma

@@ -139,7 +139,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	}
 	hc.CreateHooks = nil // no $schema links injected into bodies
 	s.api = humago.New(s.mux, hc)
-	s.api.UseMiddleware(s.countRequests, s.authenticate)
+	s.api.UseMiddleware(s.countRequests, preventCaching, s.authenticate)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
 	registerDocs(s.mux)
 
@@ -162,10 +162,10 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-// Handler is the full HTTP handler with request ids, access log and panic
-// recovery.
+// Handler is the full HTTP handler with request ids, access log, panic
+// recovery and the headers every answer carries.
 func (s *Server) Handler() http.Handler {
-	return withObservability(s.log, withBodyLimit(maxBodyBytes, s.mux))
+	return withNoSniff(withObservability(s.log, withBodyLimit(maxBodyBytes, s.mux)))
 }
 
 // API exposes the huma API (OpenAPI document, tests).
