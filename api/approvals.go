@@ -66,9 +66,9 @@ type approvalRequest struct {
 	Tenant         string     `json:"tenant,omitempty" maxLength:"200" doc:"The org's customer the call acts for (tenant name)."`
 	Resource       string     `json:"resource,omitempty" maxLength:"200" doc:"Target resource name."`
 	Method         string     `json:"method,omitempty" maxLength:"200" doc:"Free-form method, e.g. read, write, DELETE, send." example:"send"`
-	Parameters     jsonObject `json:"parameters,omitempty" doc:"The tool call's parameters; validated against the tool's JSON Schema when it has one. The execution token minted on approval binds their hash. Stored PII-scrubbed unless the org turned scrubbing off. Every number must survive RFC 8785 canonicalisation with its exact value (9007199254740993 does not: send such values as strings)."`
+	Parameters     jsonObject `json:"parameters,omitempty" doc:"The tool call's parameters; validated against the tool's JSON Schema when it has one. The execution token minted on approval binds their hash. Stored PII-scrubbed unless the org turned scrubbing off. At most 64 levels deep; every number must survive RFC 8785 canonicalisation with its exact value (9007199254740993 does not: send such values as strings)."`
 	Reasoning      string     `json:"reasoning" minLength:"1" maxLength:"2000" doc:"Why the agent wants to act, for the reviewers. PII-scrubbed before storage and notification."`
-	Context        jsonObject `json:"context,omitempty" doc:"Free-form context for reviewers. PII-scrubbed before storage. Numbers are kept exactly as written."`
+	Context        jsonObject `json:"context,omitempty" doc:"Free-form context for reviewers. PII-scrubbed before storage. At most 64 levels deep; numbers are kept exactly as written."`
 	ReferenceID    string     `json:"reference_id,omitempty" maxLength:"200" doc:"The caller's own correlation id, echoed in webhooks and the audit log."`
 	TimeoutSeconds *int64     `json:"timeout_seconds,omitempty" doc:"How long each approval level waits for a decision, clamped to 60 … 604800 s. When given it also becomes the tool's stored override. Default: the tool's override, else the org's setting, else 3600."`
 }

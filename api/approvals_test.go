@@ -68,6 +68,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/start-failure", testApprovalStartFailure},
 		{"approvals/workflow-gone", testApprovalWorkflowGone},
 		{"approvals/exact-numbers", testApprovalBindsExactNumbers},
+		{"approvals/deep-input", testApprovalAndVerifyRefuseDeepInput},
 		{"tokens/mint-from-check", testMintFromCheck},
 		{"tokens/mint-refusals", testMintRefusals},
 		{"tokens/verify-refusals", testVerifyRefusals},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -96,4 +97,65 @@ func testApprovalBindsExactNumbers(t *testing.T, s *approvalSuite) {
 	claims := expect[TokenClaims](e, http.StatusOK, http.MethodPost, "/v1/tokens/verify", sk,
 		json.RawMessage(`{"token":"`+decided.Token+`","parameters":{"rate":1.1,"amount":9007199254740992}}`))
 	require.True(t, claims.ParamsVerified)
+}
+
+// nested returns a JSON object nested levels deep ({"a":{"a":…1…}}).
+func nested(levels int) string {
+	return strings.Repeat(`{"a":`, levels-1) + `{"a":1}` + strings.Repeat(`}`, levels-1)
+}
+
+// A 5,000-level body used to be stored and then broke other clients'
+// listings (most JSON parsers stop far earlier): parameters and context
+// are refused beyond 64 levels, before anything is decided or billed.
+func TestCheckRefusesDeepInput(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	e.seedTool("pay", "", ptr("allowed"))
+	sk := e.boot.StandardKey
+	for _, tc := range []struct {
+		name, body, location string
+	}{
+		{"parameters 5000 levels", `{"tool":"pay","parameters":` + nested(5000) + `}`, "body.parameters" + strings.Repeat(".a", 64)},
+		{"parameters 65 levels", `{"tool":"pay","parameters":` + nested(65) + `}`, "body.parameters" + strings.Repeat(".a", 64)},
+		{"context 65 levels", `{"tool":"pay","context":{"l":[` + nested(63) + `]}}`, "body.context.l[0]" + strings.Repeat(".a", 62)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, raw := e.do(http.MethodPost, "/v1/permissions/check", sk, tc.body)
+			require.Equal(t, http.StatusUnprocessableEntity, status, string(raw))
+			code, loc, msg := problemDetail(t, raw)
+			require.Equal(t, CodeValidationFailed, code)
+			require.Equal(t, tc.location, loc)
+			require.Contains(t, msg, "nested deeper than 64 levels")
+		})
+	}
+	require.Zero(t, e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'permission.check'`))
+	// 64 levels is the limit, not past it.
+	status, _, raw := e.check(sk, json.RawMessage(`{"tool":"pay","parameters":`+nested(64)+`,"context":`+nested(64)+`}`))
+	require.Equal(t, http.StatusOK, status, string(raw))
+}
+
+func testApprovalAndVerifyRefuseDeepInput(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	e.seedTool("pay", "", nil)
+	sk := e.boot.StandardKey
+	for _, body := range []string{
+		`{"tool":"pay","reasoning":"r","parameters":` + nested(5000) + `}`,
+		`{"tool":"pay","reasoning":"r","context":` + nested(65) + `}`,
+	} {
+		e.expectProblem(http.StatusUnprocessableEntity, CodeValidationFailed, http.MethodPost, "/v1/approvals", sk, body)
+	}
+	require.Zero(t, e.count(`SELECT count(*) FROM approvals WHERE org_id = $1`))
+	list := expect[struct {
+		Items []Approval `json:"items"`
+	}](e, http.StatusOK, http.MethodGet, "/v1/approvals", sk, nil)
+	require.Empty(t, list.Items)
+
+	tok := expect[MintedToken](e, http.StatusOK, http.MethodPost, "/v1/tokens/mint", sk,
+		map[string]any{"check_id": e.allowedCheck("read_file", nil)})
+	raw := e.expectProblem(http.StatusUnprocessableEntity, CodeValidationFailed, http.MethodPost, "/v1/tokens/verify", sk,
+		`{"token":"`+tok.Token+`","parameters":`+nested(65)+`}`)
+	_, loc, _ := problemDetail(t, raw)
+	require.Equal(t, "body.parameters"+strings.Repeat(".a", 64), loc)
+	// Refused input spends nothing.
+	expect[TokenClaims](e, http.StatusOK, http.MethodPost, "/v1/tokens/verify", sk, map[string]any{"token": tok.Token})
 }

@@ -25,9 +25,9 @@ type checkRequest struct {
 	Tenant      string     `json:"tenant,omitempty" maxLength:"200" doc:"The org's customer the call acts for (tenant name). Tenant rules are walked only when set."`
 	Resource    string     `json:"resource,omitempty" maxLength:"200" doc:"Target resource name (a database, a mailbox, …)."`
 	Method      string     `json:"method,omitempty" maxLength:"200" doc:"Free-form method, e.g. read, write, DELETE, send." example:"send"`
-	Parameters  jsonObject `json:"parameters,omitempty" doc:"The tool call's parameters; validated against the tool's JSON Schema when it has one. Stored PII-scrubbed; only their hash is bound into receipts and tokens. Every number must survive RFC 8785 canonicalisation with its exact value (9007199254740993 does not: send such values as strings)."`
+	Parameters  jsonObject `json:"parameters,omitempty" doc:"The tool call's parameters; validated against the tool's JSON Schema when it has one. Stored PII-scrubbed; only their hash is bound into receipts and tokens. At most 64 levels deep; every number must survive RFC 8785 canonicalisation with its exact value (9007199254740993 does not: send such values as strings)."`
 	Reason      string     `json:"reason,omitempty" maxLength:"2000" doc:"Why the agent wants to act. PII-scrubbed before storage."`
-	Context     jsonObject `json:"context,omitempty" doc:"Free-form context for reviewers and the audit log. PII-scrubbed before storage. Numbers are kept exactly as written."`
+	Context     jsonObject `json:"context,omitempty" doc:"Free-form context for reviewers and the audit log. PII-scrubbed before storage. At most 64 levels deep; numbers are kept exactly as written."`
 	ReferenceID string     `json:"reference_id,omitempty" maxLength:"200" doc:"The caller's own correlation id, echoed in the audit log."`
 }
 

@@ -56,14 +56,15 @@ func (o jsonObject) isEmpty() bool {
 
 // requestParameters returns a request's parameters for hashing and
 // storage (nil for none: absent or {}), refusing with 422 what cannot be
-// bound exactly (tokens.CheckParameters: a number RFC 8785 would change).
+// bound exactly (tokens.CheckParameters: nested deeper than
+// tokens.MaxDepth, or a number RFC 8785 would change).
 func requestParameters(o jsonObject) (json.RawMessage, error) {
 	return requestDocument(o, "body.parameters", "parameters cannot be bound exactly", tokens.CheckParameters)
 }
 
 // requestContext returns a request's context for storage (nil for none),
-// refusing with 422 a context with a number outside the double range
-// (tokens.CheckNumbersInRange). Context is
+// refusing with 422 a context nested deeper than tokens.MaxDepth or with a
+// number outside the double range (tokens.CheckNumbersInRange). Context is
 // not hashed, so its numbers are kept exactly as written whatever their
 // precision.
 func requestContext(o jsonObject) (json.RawMessage, error) {

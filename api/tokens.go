@@ -81,7 +81,7 @@ type mintOutput struct {
 
 type verifyRequest struct {
 	Token      string     `json:"token" minLength:"1" maxLength:"4096" doc:"The execution token presented by the agent."`
-	Parameters jsonObject `json:"parameters,omitempty" doc:"The parameters the tool is about to run with. When present they must hash (RFC 8785 canonical JSON, SHA-256) to the parameters the token was issued for; {} stands for no parameters. As on checks, numbers RFC 8785 would change are refused (422 validation_failed), never rounded into a match."`
+	Parameters jsonObject `json:"parameters,omitempty" doc:"The parameters the tool is about to run with. When present they must hash (RFC 8785 canonical JSON, SHA-256) to the parameters the token was issued for; {} stands for no parameters. The same rules as on checks hold: at most 64 levels deep, and numbers RFC 8785 would change are refused (422 validation_failed), never rounded into a match."`
 }
 
 type verifyInput struct {

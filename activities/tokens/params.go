@@ -17,19 +17,21 @@ import (
 // ErrInvalidParameters: the parameters are not JSON that RFC 8785 can
 // canonicalize (malformed, duplicate member names, numbers outside the
 // IEEE 754 double range, invalid Unicode), or they break the binding rules
-// of CheckParameters (a number RFC 8785 would change).
+// of CheckParameters (too deep, a number RFC 8785 would change).
 var ErrInvalidParameters = errors.New("parameters cannot be canonicalized")
 
-// maxPathDepth bounds how many levels a JSONError's path names.
-const maxPathDepth = 64
+// MaxDepth is how deeply parameters and context may nest: the document
+// itself is level 1, so an object in an array in the parameters object is
+// level 3. Deeper input is refused, not truncated.
+const MaxDepth = 64
 
 // JSONError says where a JSON document breaks a rule of CheckParameters or
 // CheckNumbersInRange, and why.
 type JSONError struct {
 	// Path is where, as ".member[index].member"; "" is the document itself.
 	Path string
-	// Reason is a sentence fragment for the caller. It quotes at most 32
-	// bytes of a number.
+	// Reason is a sentence fragment for the caller, e.g. "nested deeper
+	// than 64 levels". It quotes at most 32 bytes of a number.
 	Reason string
 }
 
@@ -84,12 +86,15 @@ func ParamsMatch(bound string, raw json.RawMessage) (bool, error) {
 }
 
 // CheckParameters reports (as a *JSONError) the first place where raw, a
-// JSON document, breaks the rule of parameter binding: a number's RFC 8785
-// form (the shortest ECMAScript spelling of the nearest IEEE 754 double)
-// must denote the decimal value written. 9007199254740993,
-// 12345678901234567891 or 0.1000000000000000001 would be bound as a
-// neighbour, and 1e400 has no double at all. 0.1, 1.50 and 1e2 are fine:
-// their canonical forms 0.1, 1.5 and 100 are the same values.
+// JSON document, breaks a rule of parameter binding:
+//
+//   - it nests deeper than MaxDepth;
+//   - a number's RFC 8785 form (the shortest ECMAScript spelling of the
+//     nearest IEEE 754 double) denotes another decimal value than the one
+//     written: 9007199254740993, 12345678901234567891 or 0.1000000000000000001
+//     would be bound as a neighbour, and 1e400 has no double at all. 0.1,
+//     1.50 and 1e2 are fine: their canonical forms 0.1, 1.5 and 100 are the
+//     same values.
 //
 // Numbers that are identifiers rather than quantities belong in strings.
 // The scan does not allocate unless it finds something. raw is assumed to
@@ -102,9 +107,10 @@ func CheckParameters(raw []byte) error {
 }
 
 // CheckNumbersInRange is CheckParameters for documents that are stored and
-// shown but not hashed (a check's or approval's context): numbers are kept
-// exactly as written, so they need only be within the IEEE 754 double
-// range (which also keeps them within what PostgreSQL's jsonb can store).
+// shown but not hashed (a check's or approval's context): the depth limit
+// holds, and numbers are kept exactly as written, so they need only be
+// within the IEEE 754 double range (which also keeps them within what
+// PostgreSQL's jsonb can store).
 func CheckNumbersInRange(raw []byte) error {
 	if e := scanJSON(raw, numbersInRange); e != nil {
 		return e
@@ -128,31 +134,31 @@ type scanFrame struct {
 	key       []byte
 }
 
-// scanJSON walks raw once, byte by byte, keeping only the open containers
-// (the first maxPathDepth of them, for the path).
+// scanJSON walks raw once, byte by byte, keeping only the open containers.
 func scanJSON(raw []byte, rule numberRule) *JSONError {
-	var stack [maxPathDepth]scanFrame
+	var stack [MaxDepth]scanFrame
 	depth := 0
 	for i := 0; i < len(raw); i++ {
 		switch c := raw[i]; {
 		case c == '"':
 			end := stringEnd(raw, i)
-			if depth > 0 && depth <= maxPathDepth && stack[depth-1].expectKey {
+			if depth > 0 && stack[depth-1].expectKey {
 				stack[depth-1].key = raw[i : end+1]
 				stack[depth-1].expectKey = false
 			}
 			i = end
 		case c == '{' || c == '[':
-			if depth < maxPathDepth {
-				stack[depth] = scanFrame{array: c == '[', expectKey: c == '{'}
+			if depth == MaxDepth {
+				return &JSONError{Path: scanPath(stack[:depth]), Reason: fmt.Sprintf("nested deeper than %d levels", MaxDepth)}
 			}
+			stack[depth] = scanFrame{array: c == '[', expectKey: c == '{'}
 			depth++
 		case c == '}' || c == ']':
 			if depth > 0 {
 				depth--
 			}
 		case c == ',':
-			if depth > 0 && depth <= maxPathDepth {
+			if depth > 0 {
 				if f := &stack[depth-1]; f.array {
 					f.index++
 				} else {
@@ -165,7 +171,7 @@ func scanJSON(raw []byte, rule numberRule) *JSONError {
 				end++
 			}
 			if reason := checkNumber(raw[i:end], rule); reason != "" {
-				return &JSONError{Path: scanPath(stack[:min(depth, maxPathDepth)]), Reason: reason}
+				return &JSONError{Path: scanPath(stack[:depth]), Reason: reason}
 			}
 			i = end - 1
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -178,4 +179,35 @@ func TestCheckNumbersInRangeKeepsExactValues(t *testing.T) {
 		var je *JSONError
 		require.ErrorAs(t, CheckNumbersInRange([]byte(raw)), &je, raw)
 	}
+}
+
+func TestCheckParametersDepth(t *testing.T) {
+	t.Parallel()
+	nest := func(levels int) string {
+		// levels nested containers, alternating objects and arrays.
+		var open, closing string
+		for i := range levels {
+			if i%2 == 0 {
+				open += `{"k":`
+				closing = `}` + closing
+			} else {
+				open += `[`
+				closing = `]` + closing
+			}
+		}
+		return open + `1` + closing
+	}
+	require.NoError(t, CheckParameters([]byte(nest(MaxDepth))))
+	require.NoError(t, CheckNumbersInRange([]byte(nest(MaxDepth))))
+	for _, levels := range []int{MaxDepth + 1, 5000} {
+		var je *JSONError
+		require.ErrorAs(t, CheckParameters([]byte(nest(levels))), &je)
+		require.Contains(t, je.Reason, "nested deeper than 64 levels")
+		require.True(t, strings.HasPrefix(je.Path, ".k[0].k[0]"), je.Path)
+		require.ErrorAs(t, CheckNumbersInRange([]byte(nest(levels))), &je)
+		_, err := HashParameters(json.RawMessage(nest(levels)))
+		require.ErrorIs(t, err, ErrInvalidParameters)
+	}
+	// Brackets inside strings are text.
+	require.NoError(t, CheckParameters([]byte(`{"s":"`+strings.Repeat("[{", 100)+`"}`)))
 }
