@@ -17,14 +17,21 @@ const changesChannel = "oakallow_changes"
 // changeHandler applies change notifications to the caches. It is also a
 // pgxlisten.BacklogHandler: every time the listener (re)connects it reloads
 // everything, since notifications sent while disconnected are lost.
+//
+// It never waits for a reload: it only asks the key cache's and the org's
+// loader for one, so the listener reads the next notification at once. A
+// key revocation is therefore applied no later than any policy change
+// queued before it, and no org's slow load delays another org or the keys.
 type changeHandler struct{ s *Server }
 
-func (h changeHandler) HandleNotification(ctx context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
-	return h.s.applyChange(ctx, n.Payload)
+func (h changeHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
+	return h.s.applyChange(n.Payload)
 }
 
-func (h changeHandler) HandleBacklog(ctx context.Context, _ string, _ *pgx.Conn) error {
-	return h.s.reloadAll(ctx)
+func (h changeHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
+	h.s.keys.RequestReload()
+	h.s.policies.RefreshAll()
+	return nil
 }
 
 // listenForChanges runs until ctx ends, reconnecting after a second when
@@ -51,15 +58,10 @@ func (s *Server) listenForChanges(ctx context.Context) {
 	}
 }
 
-func (s *Server) applyChange(ctx context.Context, payload string) error {
-	switch {
-	case payload == "keys":
-		return s.keys.Reload(ctx)
-	default:
-		return s.applyPolicyChange(ctx, payload)
+func (s *Server) applyChange(payload string) error {
+	if payload == "keys" {
+		s.keys.RequestReload()
+		return nil
 	}
-}
-
-func (s *Server) reloadAll(ctx context.Context) error {
-	return errors.Join(s.keys.Reload(ctx), s.reloadPolicies(ctx))
+	return s.applyPolicyChange(payload)
 }

@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"oakallow/store"
 )
@@ -54,18 +56,62 @@ type keyTable map[[32]byte]Principal
 // hash and one map lookup. It is reloaded whole on every key change
 // notification and whenever the change listener (re)connects; a lookup miss
 // is never answered from the database, so a revoked key stops working as
-// soon as the notification arrives.
+// soon as the notification arrives and one reload later.
 type KeyCache struct {
 	st    *store.Store
 	table atomic.Pointer[keyTable]
+	// reload holds one pending reload request: requests that arrive while
+	// a reload runs cost one more reload after it, not one each.
+	reload chan struct{}
 }
 
-// NewKeyCache returns an empty cache; call Reload before serving.
+// NewKeyCache returns an empty cache; call Reload before serving, and run
+// ReloadLoop for RequestReload to take effect.
 func NewKeyCache(st *store.Store) *KeyCache {
-	c := &KeyCache{st: st}
+	c := &KeyCache{st: st, reload: make(chan struct{}, 1)}
 	empty := keyTable{}
 	c.table.Store(&empty)
 	return c
+}
+
+// RequestReload asks ReloadLoop for a reload and returns at once.
+func (c *KeyCache) RequestReload() {
+	select {
+	case c.reload <- struct{}{}:
+	default: // one is pending already, and it has not started
+	}
+}
+
+// Key reloads that fail are retried from keyRetryMin, doubling up to
+// keyRetryMax, until one succeeds: until then a revoked key still works.
+const (
+	keyRetryMin = 100 * time.Millisecond
+	keyRetryMax = 5 * time.Second
+)
+
+// ReloadLoop reloads the table on each request until ctx ends, in its own
+// goroutine so no other work (policy loads, the change listener) delays a
+// revocation.
+func (c *KeyCache) ReloadLoop(ctx context.Context, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.reload:
+		}
+		for wait := keyRetryMin; ; wait = min(2*wait, keyRetryMax) {
+			err := c.Reload(ctx)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			log.Warn("api key reload failed; retrying", "err", err, "retry_in", wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}
 }
 
 // Reload replaces the table with the database's current active keys.

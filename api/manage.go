@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -108,6 +110,7 @@ type deleteOutput struct {
 // is the request body, part of the request hash.
 func manageWrite[T any](ctx context.Context, s *Server, key, scope string, req any, status int,
 	fn func(ctx context.Context, p Principal) (T, error)) (*writeOutput[T], error) {
+	ctx, pw := trackPolicyChanges(ctx)
 	st, body, replayed, err := idempotent(ctx, s, key, scope, req, func(ctx context.Context) (int, T, error) {
 		v, err := fn(ctx, mustPrincipal(ctx))
 		return status, v, err
@@ -115,18 +118,70 @@ func manageWrite[T any](ctx context.Context, s *Server, key, scope string, req a
 	if err != nil {
 		return nil, err
 	}
+	s.awaitPolicyChanges(ctx, pw)
 	return &writeOutput[T]{Status: st, Replayed: replayedHeader(replayed), Body: body}, nil
 }
 
 // manageDelete is manageWrite for deletes, which answer 204.
 func manageDelete(ctx context.Context, s *Server, key, scope string, fn func(ctx context.Context, p Principal) error) (*deleteOutput, error) {
+	ctx, pw := trackPolicyChanges(ctx)
 	_, _, replayed, err := idempotent(ctx, s, key, scope, struct{}{}, func(ctx context.Context) (int, struct{}, error) {
 		return http.StatusNoContent, struct{}{}, fn(ctx, mustPrincipal(ctx))
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.awaitPolicyChanges(ctx, pw)
 	return &deleteOutput{Replayed: replayedHeader(replayed)}, nil
+}
+
+// policyChanges records the orgs whose policy a management write changed
+// (recordChange adds to it), so the write is answered only once this
+// replica serves the new policy.
+type policyChanges struct {
+	mu   sync.Mutex
+	orgs []string
+}
+
+type policyChangesKey struct{}
+
+// trackPolicyChanges returns ctx carrying a fresh policyChanges.
+func trackPolicyChanges(ctx context.Context) (context.Context, *policyChanges) {
+	pw := &policyChanges{}
+	return context.WithValue(ctx, policyChangesKey{}, pw), pw
+}
+
+func (pw *policyChanges) add(org string) {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	if !slices.Contains(pw.orgs, org) {
+		pw.orgs = append(pw.orgs, org)
+	}
+}
+
+// maxPolicyWait bounds how long a committed write waits for this replica
+// to load the policy it changed (a load that fails drops the policy, which
+// also ends the wait, so this only guards against a hung database).
+const maxPolicyWait = 10 * time.Second
+
+// awaitPolicyChanges returns once this replica serves the policy changes
+// the write committed (read your writes; see PolicyCache.AwaitChange). The
+// write has committed, so nothing here turns it into an error.
+func (s *Server) awaitPolicyChanges(ctx context.Context, pw *policyChanges) {
+	pw.mu.Lock()
+	orgs := pw.orgs
+	pw.mu.Unlock()
+	if len(orgs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, maxPolicyWait)
+	defer cancel()
+	for _, org := range orgs {
+		if err := s.policies.AwaitChange(ctx, org); err != nil && errors.Is(err, context.DeadlineExceeded) {
+			s.log.WarnContext(ctx, "write answered before this replica loaded the policy it changed",
+				"request_id", requestIDFrom(ctx), "org", org, "err", err)
+		}
+	}
 }
 
 // nullable is a request field that may be omitted (leave unchanged), sent
@@ -300,6 +355,9 @@ func (s *Server) recordChange(ctx context.Context, q *store.Queries, p Principal
 	if c.policy {
 		if err := q.NotifyChange(ctx, "policy:"+p.OrgID); err != nil {
 			return fmt.Errorf("announce policy change: %w", err)
+		}
+		if pw, ok := ctx.Value(policyChangesKey{}).(*policyChanges); ok {
+			pw.add(p.OrgID)
 		}
 	}
 	return nil

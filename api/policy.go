@@ -3,12 +3,15 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -19,9 +22,11 @@ import (
 // orgPolicy is one org's compiled, immutable policy: the resolver index
 // plus what the check path needs besides the verdict.
 type orgPolicy struct {
-	index    *resolver.Index
-	tools    map[string]toolInfo // by name
-	loadedAt time.Time
+	index *resolver.Index
+	tools map[string]toolInfo // by name
+	// schemas holds every compiled parameter schema by the SHA-256 of its
+	// stored text, so the next load of the org compiles only new ones.
+	schemas map[[32]byte]*jsonschema.Schema
 }
 
 type toolInfo struct {
@@ -32,96 +37,267 @@ type toolInfo struct {
 	Draft                  bool
 }
 
-// PolicyCache holds compiled policies for the orgs this process has served.
-// Reads are a lock-free map load; a change notification recompiles the org
-// in the background of the request path and swaps the pointer.
-type PolicyCache struct {
-	st *store.Store
+// maxParallelLoads bounds how many orgs compile at once, so a burst of
+// changes across many orgs cannot take every database connection (the key
+// table reloads through the same pool).
+const maxParallelLoads = 4
 
-	mu    sync.Mutex                  // serialises writers of orgs
-	orgs  atomic.Pointer[policyTable] // copy-on-write
-	locks sync.Map                    // org id → *sync.Mutex, serialises loads per org
+// PolicyCache holds compiled policies for the orgs this process has served.
+// Reads are a lock-free map load.
+//
+// Freshness: each org has a generation counter. A change notification, a
+// management write on this replica and a first use each ask for a new
+// generation; the org's loader goroutine (at most one per org) then loads
+// until it has loaded a generation at least as new as the last one asked
+// for. A load asked for after a change committed therefore reads that change,
+// a notification that arrives during a load — cold or not — makes another
+// load follow it, and many notifications during one load cost one more
+// load, not one each. Loads run outside the change listener, so one org's
+// slow load delays nobody else's changes, nor key revocations.
+type PolicyCache struct {
+	st  *store.Store
+	log *slog.Logger
+	ctx context.Context // loads run under it; Stop ends it
+	end context.CancelFunc
+	sem chan struct{} // maxParallelLoads slots
+
+	table atomic.Pointer[policyTable] // copy-on-write, written under mu
+	mu    sync.Mutex
+	orgs  map[string]*orgLoad
+
+	schemaCompiles atomic.Int64 // schemas compiled by loads, for tests
+	// beforeLoad, when set (tests only, under mu), runs before each load.
+	beforeLoad func(orgID string)
 }
 
 type policyTable map[string]*orgPolicy
 
-// NewPolicyCache returns an empty cache.
-func NewPolicyCache(st *store.Store) *PolicyCache {
-	c := &PolicyCache{st: st}
+// orgLoad is one org's freshness state, guarded by PolicyCache.mu.
+// Generations only grow. The table holds the org's policy exactly when
+// loaded > failed.
+type orgLoad struct {
+	wanted  uint64        // newest generation asked for
+	loaded  uint64        // generation of the policy in the table
+	failed  uint64        // generation of the last failed load
+	err     error         // that failure
+	running bool          // the loader goroutine is running
+	settled chan struct{} // closed and replaced each time a load ends
+}
+
+// NewPolicyCache returns an empty cache. Stop ends its background loads.
+func NewPolicyCache(st *store.Store, log *slog.Logger) *PolicyCache {
+	ctx, end := context.WithCancel(context.Background())
+	c := &PolicyCache{st: st, log: log, ctx: ctx, end: end, sem: make(chan struct{}, maxParallelLoads),
+		orgs: map[string]*orgLoad{}}
 	empty := policyTable{}
-	c.orgs.Store(&empty)
+	c.table.Store(&empty)
 	return c
 }
 
+// Stop ends the loads under way; their waiters get the context's error.
+func (c *PolicyCache) Stop() { c.end() }
+
 // Get returns the org's compiled policy, loading it on first use.
 func (c *PolicyCache) Get(ctx context.Context, orgID string) (*orgPolicy, error) {
-	if p, ok := (*c.orgs.Load())[orgID]; ok {
+	if p, ok := (*c.table.Load())[orgID]; ok {
 		return p, nil
 	}
-	return c.load(ctx, orgID, false)
+	c.mu.Lock()
+	if p, ok := (*c.table.Load())[orgID]; ok {
+		c.mu.Unlock()
+		return p, nil
+	}
+	o := c.orgs[orgID]
+	if o == nil {
+		o = &orgLoad{settled: make(chan struct{})}
+		c.orgs[orgID] = o
+	}
+	if !o.running {
+		// The load that will answer starts after this call began.
+		c.askLocked(orgID, o)
+	}
+	// A load under way started after the org left the table (or was never
+	// there), so its result is as fresh as what this call can expect.
+	target := o.wanted
+	c.mu.Unlock()
+	return c.await(ctx, orgID, target)
 }
 
-// Refresh recompiles the org if this process holds it.
-func (c *PolicyCache) Refresh(ctx context.Context, orgID string) error {
-	if _, ok := (*c.orgs.Load())[orgID]; !ok {
+// Refresh asks for a new load of the org if this process holds its policy
+// or is loading it, and returns at once with the generation that load will
+// have (false: nothing held, the next Get loads from the database anyway).
+// It is what the change listener calls, so it never waits.
+func (c *PolicyCache) Refresh(orgID string) (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o := c.orgs[orgID]
+	if o == nil || (!o.running && o.loaded <= o.failed) {
+		return 0, false
+	}
+	return c.askLocked(orgID, o), true
+}
+
+// RefreshAll asks for a new load of every org this process holds (after a
+// listener reconnect, when notifications may have been missed).
+func (c *PolicyCache) RefreshAll() {
+	c.mu.Lock()
+	ids := make([]string, 0, len(c.orgs))
+	for id := range c.orgs {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		c.Refresh(id)
+	}
+}
+
+// AwaitChange returns once this process serves the org's policy as of a
+// change that has committed — or holds no policy of the org, so that its
+// next use loads one. A management write calls it before answering, so the
+// replica that took the write never answers a check with the policy from
+// before it (read your writes). Other replicas converge by notification.
+func (c *PolicyCache) AwaitChange(ctx context.Context, orgID string) error {
+	target, ok := c.Refresh(orgID)
+	if !ok {
 		return nil
 	}
-	_, err := c.load(ctx, orgID, true)
+	_, err := c.await(ctx, orgID, target)
+	if err != nil && ctx.Err() == nil {
+		// The load failed and dropped the org's policy: nothing stale is
+		// served, the next check loads afresh.
+		return nil
+	}
 	return err
 }
 
-// RefreshAll recompiles every org this process holds (after a listener
-// reconnect, when notifications may have been missed).
-func (c *PolicyCache) RefreshAll(ctx context.Context) error {
-	var errs []error
-	for id := range *c.orgs.Load() {
-		if _, err := c.load(ctx, id, true); err != nil {
-			errs = append(errs, err)
-		}
+// askLocked asks for a new generation of the org and makes sure its loader
+// runs. c.mu is held.
+func (c *PolicyCache) askLocked(orgID string, o *orgLoad) uint64 {
+	o.wanted++
+	if !o.running {
+		o.running = true
+		go c.loadLoop(orgID, o)
 	}
-	return errors.Join(errs...)
+	return o.wanted
 }
 
-// load compiles the org from the database. Loads of one org are serialised,
-// so a load started after a change notification always finishes last.
-func (c *PolicyCache) load(ctx context.Context, orgID string, force bool) (*orgPolicy, error) {
-	m, _ := c.locks.LoadOrStore(orgID, &sync.Mutex{})
-	lock := m.(*sync.Mutex)
-	lock.Lock()
-	defer lock.Unlock()
-	if !force {
-		if p, ok := (*c.orgs.Load())[orgID]; ok {
+// await waits until a load of generation target or newer has ended and
+// returns its policy or its error.
+func (c *PolicyCache) await(ctx context.Context, orgID string, target uint64) (*orgPolicy, error) {
+	for {
+		c.mu.Lock()
+		o := c.orgs[orgID]
+		switch {
+		case o.loaded >= target && o.loaded > o.failed:
+			p := (*c.table.Load())[orgID]
+			c.mu.Unlock()
 			return p, nil
+		case o.failed >= target:
+			err := o.err
+			c.mu.Unlock()
+			return nil, err
+		}
+		settled := o.settled
+		c.mu.Unlock()
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
-	p, err := compileOrgPolicy(ctx, c.st, orgID)
-	if err != nil {
-		return nil, err
+}
+
+// loadLoop is the org's loader: it loads until the newest generation asked
+// for has been loaded (or has failed), then ends.
+func (c *PolicyCache) loadLoop(orgID string, o *orgLoad) {
+	for {
+		c.mu.Lock()
+		gen := o.wanted
+		if gen <= o.loaded || gen <= o.failed {
+			o.running = false
+			c.mu.Unlock()
+			return
+		}
+		prev := (*c.table.Load())[orgID]
+		hook := c.beforeLoad
+		c.mu.Unlock()
+		if hook != nil {
+			hook(orgID)
+		}
+
+		var p *orgPolicy
+		var err error
+		select {
+		case c.sem <- struct{}{}:
+			p, err = c.compile(c.ctx, orgID, prev)
+			<-c.sem
+		case <-c.ctx.Done():
+			err = c.ctx.Err()
+		}
+
+		c.mu.Lock()
+		if err != nil {
+			// Fail closed: a policy that may miss a change is not served;
+			// the next use of the org loads it again.
+			o.failed, o.err = gen, err
+			c.storeLocked(orgID, nil)
+			if c.ctx.Err() == nil {
+				c.log.Warn("policy load failed; the org's policy is dropped until it loads", "org", orgID, "err", err)
+			}
+		} else {
+			o.loaded = gen
+			c.storeLocked(orgID, p)
+		}
+		close(o.settled)
+		o.settled = make(chan struct{})
+		c.mu.Unlock()
 	}
-	c.mu.Lock()
-	old := *c.orgs.Load()
+}
+
+// storeLocked puts the org's policy into the table (nil removes it). c.mu
+// is held.
+func (c *PolicyCache) storeLocked(orgID string, p *orgPolicy) {
+	old := *c.table.Load()
 	next := make(policyTable, len(old)+1)
 	for k, v := range old {
 		next[k] = v
 	}
-	next[orgID] = p
-	c.orgs.Store(&next)
-	c.mu.Unlock()
-	return p, nil
+	if p == nil {
+		delete(next, orgID)
+	} else {
+		next[orgID] = p
+	}
+	c.table.Store(&next)
 }
 
-func compileOrgPolicy(ctx context.Context, st *store.Store, orgID string) (*orgPolicy, error) {
+// compile loads the org from the database and compiles it, reusing the
+// schemas prev already compiled.
+func (c *PolicyCache) compile(ctx context.Context, orgID string, prev *orgPolicy) (*orgPolicy, error) {
+	var known map[[32]byte]*jsonschema.Schema
+	if prev != nil {
+		known = prev.schemas
+	}
+	p, compiled, err := compileOrgPolicy(ctx, c.st, orgID, known)
+	c.schemaCompiles.Add(int64(compiled))
+	return p, err
+}
+
+// compileOrgPolicy loads the org's tools, categories and rules and compiles
+// them. A parameter schema found in known (by the SHA-256 of its stored
+// text) is reused; compiled counts the schemas it had to compile.
+func compileOrgPolicy(ctx context.Context, st *store.Store, orgID string,
+	known map[[32]byte]*jsonschema.Schema) (p *orgPolicy, compiled int, err error) {
 	tools, err := st.PolicyTools(ctx, orgID)
 	if err != nil {
-		return nil, fmt.Errorf("load policy tools: %w", err)
+		return nil, 0, fmt.Errorf("load policy tools: %w", err)
 	}
 	cats, err := st.PolicyCategories(ctx, orgID)
 	if err != nil {
-		return nil, fmt.Errorf("load policy categories: %w", err)
+		return nil, 0, fmt.Errorf("load policy categories: %w", err)
 	}
 	rules, err := st.PolicyRules(ctx, orgID)
 	if err != nil {
-		return nil, fmt.Errorf("load policy rules: %w", err)
+		return nil, 0, fmt.Errorf("load policy rules: %w", err)
 	}
 	pol := resolver.Policy{
 		Tools:      make([]resolver.Tool, 0, len(tools)),
@@ -129,10 +305,11 @@ func compileOrgPolicy(ctx context.Context, st *store.Store, orgID string) (*orgP
 		Rules:      make([]resolver.Rule, 0, len(rules)),
 	}
 	infos := make(map[string]toolInfo, len(tools))
+	schemas := map[[32]byte]*jsonschema.Schema{}
 	for _, t := range tools {
 		dp, err := parseOptPermission(t.DefaultPermission)
 		if err != nil {
-			return nil, err
+			return nil, compiled, err
 		}
 		pol.Tools = append(pol.Tools, resolver.Tool{
 			Name: t.Name, Category: t.Category, DefaultPermission: dp,
@@ -141,34 +318,43 @@ func compileOrgPolicy(ctx context.Context, st *store.Store, orgID string) (*orgP
 		info := toolInfo{ID: t.ID, RequiresSecondApproval: t.RequiresSecondApproval,
 			TimeoutSeconds: t.ApprovalTimeoutSeconds, Draft: t.Status == "draft"}
 		if len(t.ParameterSchema) > 0 && !bytes.Equal(t.ParameterSchema, []byte("null")) {
-			// The schema was validated when it was written; a failure here
-			// means the row was changed behind our back, so fail closed.
-			if info.Schema, err = compileSchema(t.ParameterSchema); err != nil {
-				return nil, fmt.Errorf("tool %s: stored parameter schema: %w", t.ID, err)
+			h := sha256.Sum256(t.ParameterSchema)
+			if info.Schema = schemas[h]; info.Schema == nil {
+				info.Schema = known[h]
 			}
+			if info.Schema == nil {
+				// The schema was validated when it was written; a failure
+				// here means the row was changed behind our back, so fail
+				// closed.
+				compiled++
+				if info.Schema, err = compileSchema(t.ParameterSchema); err != nil {
+					return nil, compiled, fmt.Errorf("tool %s: stored parameter schema: %w", t.ID, err)
+				}
+			}
+			schemas[h] = info.Schema
 		}
 		infos[t.Name] = info
 	}
 	for _, c := range cats {
 		dp, err := parseOptPermission(c.DefaultPermission)
 		if err != nil {
-			return nil, err
+			return nil, compiled, err
 		}
 		pol.Categories = append(pol.Categories, resolver.Category{Name: c.Name, DefaultPermission: dp})
 	}
 	for _, r := range rules {
-		p, err := resolver.ParsePermission(r.Permission)
+		perm, err := resolver.ParsePermission(r.Permission)
 		if err != nil {
-			return nil, err
+			return nil, compiled, err
 		}
 		pol.Rules = append(pol.Rules, resolver.Rule{ID: r.ID, Tenant: r.Tenant, Resource: r.Resource,
-			Tool: r.Tool, Method: r.Method, Permission: p})
+			Tool: r.Tool, Method: r.Method, Permission: perm})
 	}
 	ix, err := resolver.Compile(pol)
 	if err != nil {
-		return nil, fmt.Errorf("compile policy of %s: %w", orgID, err)
+		return nil, compiled, fmt.Errorf("compile policy of %s: %w", orgID, err)
 	}
-	return &orgPolicy{index: ix, tools: infos, loadedAt: time.Now()}, nil
+	return &orgPolicy{index: ix, tools: infos, schemas: schemas}, compiled, nil
 }
 
 func parseOptPermission(s *string) (resolver.Permission, error) {
@@ -178,8 +364,16 @@ func parseOptPermission(s *string) (resolver.Permission, error) {
 	return resolver.ParsePermission(*s)
 }
 
-// Parameter schemas: bounded size, and no $ref may leave the document.
-const maxSchemaBytes = 32 << 10
+// Parameter schemas: bounded size, nesting and number of objects and
+// arrays, and no $ref may leave the document. The compiler's cost grows
+// faster than linearly with nesting (3,000 nested "not" fit in 32 KiB and
+// take minutes) and with the number of subschemas, so bytes alone do not
+// bound it; within these limits a schema compiles in milliseconds.
+const (
+	maxSchemaBytes      = 32 << 10
+	maxSchemaDepth      = 64   // nested JSON objects and arrays
+	maxSchemaContainers = 1000 // JSON objects and arrays in all
+)
 
 // compileSchema compiles a tool's parameter JSON Schema (draft 2020-12 by
 // default). References to anything outside the schema itself are refused:
@@ -197,6 +391,9 @@ func compileSchema(raw []byte) (*jsonschema.Schema, error) {
 			return nil, errors.New("schema must be a JSON object")
 		}
 	}
+	if err := checkSchemaShape(doc); err != nil {
+		return nil, err
+	}
 	c := jsonschema.NewCompiler()
 	c.UseLoader(noLoader{})
 	c.DefaultDraft(jsonschema.Draft2020)
@@ -211,20 +408,48 @@ func compileSchema(raw []byte) (*jsonschema.Schema, error) {
 	return s, nil
 }
 
+// checkSchemaShape enforces maxSchemaDepth and maxSchemaContainers on a
+// decoded schema, stopping at the first excess.
+func checkSchemaShape(doc any) error {
+	containers := 0
+	var walk func(v any, depth int) error
+	walk = func(v any, depth int) error {
+		var children []any
+		switch v := v.(type) {
+		case map[string]any:
+			children = slices.Collect(maps.Values(v))
+		case []any:
+			children = v
+		default:
+			return nil
+		}
+		if depth > maxSchemaDepth {
+			return fmt.Errorf("schema nests deeper than %d levels of objects and arrays", maxSchemaDepth)
+		}
+		if containers++; containers > maxSchemaContainers {
+			return fmt.Errorf("schema has more than %d objects and arrays", maxSchemaContainers)
+		}
+		for _, c := range children {
+			if err := walk(c, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(doc, 1)
+}
+
 type noLoader struct{}
 
 func (noLoader) Load(url string) (any, error) {
 	return nil, fmt.Errorf("external schema references are not allowed: %s", url)
 }
 
-func (s *Server) applyPolicyChange(ctx context.Context, payload string) error {
+func (s *Server) applyPolicyChange(payload string) error {
 	org, ok := strings.CutPrefix(payload, "policy:")
 	if !ok {
 		return fmt.Errorf("unknown change notification %q", payload)
 	}
-	return s.policies.Refresh(ctx, org)
-}
-
-func (s *Server) reloadPolicies(ctx context.Context) error {
-	return s.policies.RefreshAll(ctx)
+	s.policies.Refresh(org)
+	return nil
 }

@@ -125,7 +125,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		deps.Now = time.Now
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store)}
-	s.policies = NewPolicyCache(deps.Store)
+	s.policies = NewPolicyCache(deps.Store, deps.Logger)
 	s.keyring = deps.Keyring
 	s.metrics = newMetrics(deps.Registry)
 
@@ -210,6 +210,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return bg },
 	}
+	go s.keys.ReloadLoop(bg, s.log)
 	go s.listenForChanges(bg)
 	go func() {
 		defer close(s.done)
@@ -236,6 +237,7 @@ func (s *Server) Stop() {
 		s.log.Warn("http shutdown", "err", err)
 	}
 	s.cancel()
+	s.policies.Stop()
 	<-s.done
 	// In-flight requests have finished; commit whatever they queued.
 	s.recorder.Stop()
