@@ -130,6 +130,9 @@ func (a *Activities) ProjectApproval(ctx context.Context, in workflows.ProjectAp
 		if claimed == 0 {
 			return nil // an earlier attempt applied this transition
 		}
+		if err := checkNoConflict(ctx, q, apr, in); err != nil {
+			return err
+		}
 		params := store.ApplyApprovalProjectionParams{
 			Status:        string(in.State.Status),
 			Level:         int16(in.State.Level),
@@ -182,6 +185,37 @@ func (a *Activities) ProjectApproval(ctx context.Context, in workflows.ProjectAp
 	}
 	if final != nil {
 		a.metrics.observeFinal(string(in.State.Status), in.At.Sub(final.CreatedAt))
+	}
+	return nil
+}
+
+// checkNoConflict refuses a transition that contradicts what PostgreSQL already holds for
+// the same workflow run: a different decision at a level that was decided, or a different
+// final status. The workflow guarantees this never happens (a decision's effects run only
+// after its acceptance is in history); if it ever did, silently keeping the first write
+// would let PostgreSQL, webhooks and tokens disagree with the workflow, so the projection
+// fails instead — non-retryable, which fails the workflow where an operator sees it.
+func checkNoConflict(ctx context.Context, q *store.Queries, apr store.Approval, in workflows.ProjectApprovalInput) error {
+	if apr.WorkflowRunID != "" && apr.WorkflowRunID != in.RunID {
+		return nil // another run (a reset): the projection sequence orders the runs
+	}
+	if d := in.Decision; d != nil {
+		ds, err := q.ListDecisionsOfApproval(ctx, apr.ID)
+		if err != nil {
+			return fmt.Errorf("load decisions: %w", err)
+		}
+		for _, have := range ds {
+			if int(have.Level) == d.Level && (have.Decision != string(d.Decision) || have.DeciderID != d.Decider.ID) {
+				return nonRetryable(workflows.ErrorTypeConflict,
+					"approval %s: level %d is already decided %s by another decider; refusing %s", apr.ID, d.Level, have.Decision, d.Decision)
+			}
+		}
+	}
+	final := func(s string) bool { return s != string(workflows.StatusPending) }
+	if (in.Event == workflows.EventDecided || in.Event == workflows.EventExpired) &&
+		final(apr.Status) && apr.Status != string(in.State.Status) {
+		return nonRetryable(workflows.ErrorTypeConflict,
+			"approval %s is already %s; refusing %s", apr.ID, apr.Status, in.State.Status)
 	}
 	return nil
 }

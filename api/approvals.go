@@ -624,7 +624,7 @@ func (s *Server) decideApproval(ctx context.Context, p Principal, ref, idemKey s
 	if err != nil {
 		return Approval{}, notFoundIf(err, "approval", ref)
 	}
-	if err := finalStatusProblem(row.Status); err != nil {
+	if err := s.endedProblem(ctx, row); err != nil {
 		return Approval{}, err
 	}
 	key, err := st.GetAPIKeyDisplay(ctx, store.GetAPIKeyDisplayParams{OrgID: p.OrgID, ID: p.KeyID})
@@ -641,25 +641,59 @@ func (s *Server) decideApproval(ctx context.Context, p Principal, ref, idemKey s
 	if err := dr.Validate(); err != nil {
 		return Approval{}, problem(http.StatusUnprocessableEntity, CodeValidationFailed, "invalid decision: "+err.Error())
 	}
-	// Detached from the client: a decision that reached the workflow is
-	// carried through even if the caller hangs up.
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), decideTimeout)
-	defer cancel()
-	handle, err := s.deps.Temporal.UpdateWorkflow(uctx, client.UpdateWorkflowOptions{
-		WorkflowID:   row.WorkflowID,
-		UpdateID:     dr.RequestID,
-		UpdateName:   workflows.UpdateDecide,
-		Args:         []any{dr},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		var res workflows.DecideResult
-		err = handle.Get(uctx, &res)
-	}
+	res, err := s.sendDecision(ctx, row.WorkflowID, dr)
 	if err != nil {
 		return Approval{}, s.decideProblem(ctx, p.OrgID, row.ID, err)
 	}
-	return s.loadApproval(ctx, p.OrgID, row.ID, true)
+	a, err := s.loadApproval(ctx, p.OrgID, row.ID, true)
+	if err != nil {
+		return Approval{}, err
+	}
+	// The workflow answers only after the decision's projection (and, for an approval, its
+	// token) is in PostgreSQL, so the two agree; a disagreement means the approval
+	// invariant broke, which must never pass unnoticed.
+	if a.Status != string(res.State.Status) || len(a.Decisions) != len(res.State.Decisions) {
+		s.log.ErrorContext(ctx, "approval invariant: the decide answer and PostgreSQL disagree",
+			"approval_id", row.ID, "workflow_status", res.State.Status, "stored_status", a.Status,
+			"workflow_decisions", len(res.State.Decisions), "stored_decisions", len(a.Decisions))
+	}
+	return a, nil
+}
+
+// sendDecision delivers a decision to the approval's workflow as the decide Update and
+// waits for its outcome. The server aborts an Update whose workflow task it discards
+// (Unavailable "workflow update was aborted"); nothing of an aborted Update happened, so it
+// is sent again, with the same Update id, until the decide timeout.
+func (s *Server) sendDecision(ctx context.Context, workflowID string, dr workflows.DecideRequest) (workflows.DecideResult, error) {
+	// Detached from the client: a decision that reached the workflow is carried through
+	// even if the caller hangs up.
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), decideTimeout)
+	defer cancel()
+	backoff := 20 * time.Millisecond
+	for {
+		handle, err := s.deps.Temporal.UpdateWorkflow(uctx, client.UpdateWorkflowOptions{
+			WorkflowID:   workflowID,
+			UpdateID:     dr.RequestID,
+			UpdateName:   workflows.UpdateDecide,
+			Args:         []any{dr},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		})
+		var res workflows.DecideResult
+		if err == nil {
+			err = handle.Get(uctx, &res)
+		}
+		if err == nil || !isUnavailable(err) {
+			return res, err
+		}
+		s.log.InfoContext(ctx, "decide update not delivered; sending it again",
+			"request_id", requestIDFrom(ctx), "workflow_id", workflowID, "err", err)
+		select {
+		case <-uctx.Done():
+			return workflows.DecideResult{}, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 // decideRequestID is the decide Update's id. With an Idempotency-Key it is
@@ -676,15 +710,25 @@ func decideRequestID(keyID, idemKey string) string {
 	return "idem-" + hex.EncodeToString(h[:16])
 }
 
-// finalStatusProblem is the 409 for deciding an approval that has ended.
-func finalStatusProblem(status string) error {
-	switch workflows.Status(status) {
+// endedProblem is the 409 for deciding an approval that has ended, carrying its standing
+// (the decisions that won); nil while it is pending.
+func (s *Server) endedProblem(ctx context.Context, row store.Approval) error {
+	var p *Problem
+	switch workflows.Status(row.Status) {
 	case workflows.StatusApproved, workflows.StatusDenied:
-		return problem(http.StatusConflict, CodeAlreadyDecided, "the approval is already "+status)
+		p = problem(http.StatusConflict, CodeAlreadyDecided, "the approval is already "+row.Status)
 	case workflows.StatusExpired:
-		return problem(http.StatusConflict, CodeApprovalExpired, "the approval expired; request a new one")
+		p = problem(http.StatusConflict, CodeApprovalExpired, "the approval expired; request a new one")
+	default:
+		return nil
 	}
-	return nil
+	ds, err := s.deps.Store.ListDecisionsOfApproval(ctx, row.ID)
+	if err != nil {
+		return fmt.Errorf("load decisions: %w", err)
+	}
+	v := approvalView(row, ds)
+	p.Approval = &ApprovalStanding{Status: v.Status, Level: v.Level, Decisions: v.Decisions}
+	return p
 }
 
 // decideProblem maps a failed decide Update to its answer: the workflow's
@@ -693,13 +737,18 @@ func finalStatusProblem(status string) error {
 func (s *Server) decideProblem(ctx context.Context, orgID, id string, err error) error {
 	if reason, ok := workflows.RejectionReason(err); ok {
 		msg := rejectionMessage(err)
+		// The workflow's state as it refused the decision: the decisions that won.
+		var standing *ApprovalStanding
+		if st, ok := workflows.RejectionState(err); ok {
+			standing = standingOf(st)
+		}
 		switch reason {
 		case workflows.RejectAlreadyDecided:
-			return problem(http.StatusConflict, CodeAlreadyDecided, msg)
+			return conflictProblem(CodeAlreadyDecided, msg, standing)
 		case workflows.RejectExpired:
-			return problem(http.StatusConflict, CodeApprovalExpired, msg)
+			return conflictProblem(CodeApprovalExpired, msg, standing)
 		case workflows.RejectWrongLevel:
-			return problem(http.StatusConflict, CodeWrongLevel, msg+"; reload the approval and decide its current level")
+			return conflictProblem(CodeWrongLevel, msg+"; reload the approval and decide its current level", standing)
 		case workflows.RejectSameApprover:
 			return problem(http.StatusForbidden, CodeSameApprover, msg)
 		case workflows.RejectRequestIDReused:
@@ -714,7 +763,7 @@ func (s *Server) decideProblem(ctx context.Context, orgID, id string, err error)
 		if lerr != nil {
 			return fmt.Errorf("reload approval after decide: %w", lerr)
 		}
-		if p := finalStatusProblem(row.Status); p != nil {
+		if p := s.endedProblem(ctx, row); p != nil {
 			return p
 		}
 		return problem(http.StatusConflict, CodeConflict, "the approval's workflow is no longer running; it cannot be decided")
@@ -724,6 +773,31 @@ func (s *Server) decideProblem(ctx context.Context, orgID, id string, err error)
 		return problem(http.StatusServiceUnavailable, CodeUnavailable, "the decision could not be delivered in time; retry with the same Idempotency-Key")
 	}
 	return fmt.Errorf("decide update: %w", err)
+}
+
+// ApprovalStanding is where a refused decision found the approval: its status, level and
+// the decisions that won.
+type ApprovalStanding struct {
+	Status    string     `json:"status" enum:"pending,approved,denied,expired" doc:"The approval's status when the decision was refused."`
+	Level     int        `json:"level" doc:"The approval's level when the decision was refused."`
+	Decisions []Decision `json:"decisions" doc:"The decisions accepted so far, level order: the winning decision of a decided level."`
+}
+
+// standingOf is the standing the workflow reported with a rejection.
+func standingOf(st workflows.State) *ApprovalStanding {
+	ds := make([]Decision, 0, len(st.Decisions))
+	for _, d := range st.Decisions {
+		ds = append(ds, Decision{Level: d.Level, Decision: string(d.Decision), Note: d.Note, At: d.At,
+			Decider: DeciderIdentity{Kind: string(d.Decider.Kind), ID: d.Decider.ID, Display: d.Decider.Display}})
+	}
+	return &ApprovalStanding{Status: string(st.Status), Level: st.Level, Decisions: ds}
+}
+
+// conflictProblem is a 409 for a refused decision, with the approval's standing.
+func conflictProblem(code, detail string, standing *ApprovalStanding) *Problem {
+	p := problem(http.StatusConflict, code, detail)
+	p.Approval = standing
+	return p
 }
 
 // rejectionMessage is the workflow validator's message, which names only

@@ -63,6 +63,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/who-may-decide", testApprovalWhoMayDecide},
 		{"approvals/idempotency-key", testApprovalIdempotency},
 		{"approvals/two-levels", testApprovalTwoLevels},
+		{"approvals/concurrent-decides-agree", testConcurrentDecides},
 		{"approvals/list", testApprovalList},
 		{"approvals/bad-input-is-4xx", testApprovalBadInput},
 		{"approvals/start-failure", testApprovalStartFailure},
@@ -239,6 +240,23 @@ func (e *testEnv) keyID(tier string) string {
 	require.NoError(e.t, e.st.Pool.QueryRow(context.Background(),
 		`SELECT id FROM api_keys WHERE org_id = $1 AND tier = $2 ORDER BY created_at LIMIT 1`, e.boot.OrgID, tier).Scan(&id))
 	return id
+}
+
+// secondManagementKey creates another management key of the org (another decider) and
+// waits until the server knows it.
+func (e *testEnv) secondManagementKey() string {
+	e.t.Helper()
+	var key string
+	require.NoError(e.t, e.st.InTx(context.Background(), func(_ pgx.Tx, q *store.Queries) error {
+		var err error
+		key, err = createKey(context.Background(), q, e.boot.OrgID, TierManagement, "second approver", e.boot.UserID, time.Now())
+		if err != nil {
+			return err
+		}
+		return q.NotifyChange(context.Background(), "keys")
+	}))
+	e.waitForKey(key)
+	return key
 }
 
 // count runs a count(*) query with the org id as $1.
@@ -491,16 +509,7 @@ func testApprovalTwoLevels(t *testing.T, s *approvalSuite) {
 	e.expectProblem(http.StatusForbidden, CodeSameApprover, http.MethodPost, path, e.boot.ManagementKey, map[string]any{"decision": "approve"})
 
 	// A second management key can.
-	var second string
-	require.NoError(t, s.st.InTx(context.Background(), func(_ pgx.Tx, q *store.Queries) error {
-		var err error
-		second, err = createKey(context.Background(), q, e.boot.OrgID, TierManagement, "second approver", e.boot.UserID, time.Now())
-		if err != nil {
-			return err
-		}
-		return q.NotifyChange(context.Background(), "keys")
-	}))
-	e.waitForKey(second)
+	second := e.secondManagementKey()
 	final := expect[Approval](e, http.StatusOK, http.MethodPost, path, second, map[string]any{"decision": "approve"})
 	require.Equal(t, "approved", final.Status)
 	require.Len(t, final.Decisions, 2)

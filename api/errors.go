@@ -21,6 +21,9 @@ type Problem struct {
 	Code      string              `json:"code" doc:"Stable machine-readable error code, e.g. invalid_key, wrong_key_tier, validation_failed."`
 	RequestID string              `json:"request_id,omitempty" doc:"The request id, also sent as the X-Request-Id header."`
 	Errors    []*huma.ErrorDetail `json:"errors,omitempty" doc:"Field-level details, e.g. schema validation errors."`
+	// Approval is set on a refused decision (409): the approval's standing, with the
+	// decision that won.
+	Approval *ApprovalStanding `json:"approval,omitempty" doc:"On a refused decision (409): the approval's status, level and the decisions that won."`
 
 	headers http.Header
 }

@@ -164,10 +164,16 @@ func (w *world) startWorker(acts *activities.Activities, opts ...worker.Option) 
 // startApproval inserts a pending approval as the API does and starts its workflow.
 func (w *world) startApproval() (workflows.ApprovalInput, client.WorkflowRun) {
 	w.t.Helper()
-	now := time.Now().UTC().Truncate(time.Millisecond)
+	return w.startApprovalExpiring(time.Now().Add(time.Hour))
+}
+
+// startApprovalExpiring is startApproval for an approval whose level 1 expires at
+// deadline: it was created an hour before it.
+func (w *world) startApprovalExpiring(deadline time.Time) (workflows.ApprovalInput, client.WorkflowRun) {
+	w.t.Helper()
 	in := workflows.ApprovalInput{
 		ApprovalID: store.NewID("apr"), Reference: newRef(), OrgID: w.orgID, ToolName: "refund_payment",
-		TenantID: w.tenant, LevelTimeout: time.Hour, CreatedAt: now,
+		TenantID: w.tenant, LevelTimeout: time.Hour, CreatedAt: deadline.Add(-time.Hour).UTC().Truncate(time.Millisecond),
 	}
 	params := json.RawMessage(`{"customer":"` + secretParam + `","amount":125}`)
 	hash, err := tokens.HashParameters(params)

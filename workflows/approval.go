@@ -22,8 +22,13 @@ const (
 	// the workflow task instead of a task-queue round trip and three history events
 	// each), and a search attribute is upserted only when its value changes, so the
 	// creation upserts nothing the starter already set.
-	flowV2  workflow.Version = 2
-	flowMax                  = flowV2
+	flowV2 workflow.Version = 2
+	// flowV3: a decision's first side effect — its projection — runs as a regular activity,
+	// so its command is committed together with the Update's acceptance and runs only once
+	// the acceptance is in history (see decisionBoundary); the keys of a decision's
+	// projection and notification name the decision. Everything else stays local.
+	flowV3  workflow.Version = 3
+	flowMax                  = flowV3
 )
 
 // transition is one change of the approval's state, queued by whoever caused it (the start,
@@ -264,7 +269,7 @@ func (a *approval) upsertSearchAttributes(ctx workflow.Context, event Event, st 
 // re-run after a worker crash writes nothing twice.
 func (a *approval) execute(ctx workflow.Context, opts callOptions, name string, in, out any) error {
 	var f workflow.Future
-	if a.flow >= flowV2 {
+	if a.flow >= flowV2 && !opts.regular {
 		lctx := opts.localActivityContext(ctx)
 		f = workflow.ExecuteLocalActivity(lctx, name, in)
 	} else {
@@ -296,14 +301,38 @@ func (a *approval) changedSearchAttributes(ctx workflow.Context, st State) []tem
 	return updates
 }
 
+// decisionBoundary reports whether the projection of a transition caused by decision d
+// must run as a regular activity. A decision is accepted in a workflow task that the server
+// may still discard (an aborted Update, a failed or timed-out task, a lost worker); a
+// local activity runs inside that task, so its PostgreSQL write would survive a discarded
+// acceptance while the retried task accepts a different decision. A regular activity's
+// command is committed in the same task completion as the acceptance, and is executed only
+// after it: nothing a decision causes reaches PostgreSQL, a webhook or a token before the
+// decision is in history. Later effects of the transition (notification, mint) run in
+// later tasks, after that boundary, and may stay local.
+func (a *approval) decisionBoundary(d *Decision) bool {
+	return a.flow >= flowV3 && d != nil
+}
+
+// effectKey is the idempotency key of one effect of a transition. From flowV3 on it names
+// the decision too (level and value), so two different decisions can never share a key
+// and be mistaken for retries of one another.
+func (a *approval) effectKey(effect string, event Event, d *Decision, level int) string {
+	if a.flow >= flowV3 && d != nil {
+		return fmt.Sprintf("%s:%s:L%d:%s:L%d", effect, event, level, d.Decision, d.Level)
+	}
+	return fmt.Sprintf("%s:%s:L%d", effect, event, level)
+}
+
 func (a *approval) project(ctx workflow.Context, event Event, d *Decision, st State, at time.Time) error {
-	key := fmt.Sprintf("project:%s:L%d", event, st.Level)
+	key := a.effectKey("project", event, d, st.Level)
 	in := ProjectApprovalInput{
 		RunID: a.runID, Key: key,
 		OrgID: a.in.OrgID, ApprovalID: a.in.ApprovalID, Reference: a.in.Reference,
 		Event: event, Decision: d, State: st, At: at,
 	}
 	opts := durableOptions(a.activityID(key), fmt.Sprintf("project %s (level %d)", event, st.Level), ProjectStartToClose)
+	opts.regular = a.decisionBoundary(d)
 	if err := a.execute(ctx, opts, ActivityProjectApproval, in, nil); err != nil {
 		return fmt.Errorf("project %s: %w", event, err)
 	}
@@ -314,7 +343,7 @@ func (a *approval) project(ctx workflow.Context, event Event, d *Decision, st St
 // notifications are alerts, and the approval's state is already in PostgreSQL. Only
 // cancellation is returned, so the caller can finish the approval.
 func (a *approval) notify(ctx workflow.Context, event Event, d *Decision, st State, at time.Time) error {
-	key := fmt.Sprintf("notify:%s:L%d", event, st.Level)
+	key := a.effectKey("notify", event, d, st.Level)
 	in := EnqueueNotificationsInput{
 		RunID: a.runID, Key: key,
 		OrgID: a.in.OrgID, ApprovalID: a.in.ApprovalID, Reference: a.in.Reference,
@@ -372,7 +401,7 @@ func (a *approval) validate(ctx workflow.Context, req DecideRequest) error {
 		return err
 	}
 	if !workflow.Now(ctx).Before(a.state.ExpiresAt) {
-		return reject(RejectExpired, "level %d expired at %s", a.state.Level, a.state.ExpiresAt.UTC().Format(time.RFC3339))
+		return a.rejectWithState(RejectExpired, "level %d expired at %s", a.state.Level, a.state.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if req.Decision == Approve {
 		for _, d := range a.state.Decisions {
@@ -390,14 +419,22 @@ func (a *approval) checkState(req DecideRequest) error {
 	switch a.state.Status {
 	case StatusPending:
 	case StatusExpired:
-		return reject(RejectExpired, "approval expired")
+		return a.rejectWithState(RejectExpired, "approval expired")
 	default:
-		return reject(RejectAlreadyDecided, "approval is already %s", a.state.Status)
+		return a.rejectWithState(RejectAlreadyDecided, "approval is already %s", a.state.Status)
 	}
 	if req.Level != a.state.Level {
-		return reject(RejectWrongLevel, "approval is at level %d, not %d", a.state.Level, req.Level)
+		return a.rejectWithState(RejectWrongLevel, "approval is at level %d, not %d", a.state.Level, req.Level)
 	}
 	return nil
+}
+
+// rejectWithState is a rejection that carries the approval's state as its details, so the
+// refused caller learns the decision that won. A rejection reaches the caller only with
+// the completion of the workflow task that made it, which also commits the acceptance of
+// any decision the state shows.
+func (a *approval) rejectWithState(reason, format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), reason, nil, a.state.clone())
 }
 
 // decide is the decide Update's handler: it applies the decision to the state at once (so

@@ -19,6 +19,23 @@ func keysFor(event Event, level int) []string {
 	}
 }
 
+// decisionKeys are the keys of a transition caused by decision d at level dl, leaving the
+// approval at level: from flowV3 on they name the decision.
+func decisionKeys(event Event, level int, d DecisionValue, dl int) []string {
+	return []string{
+		fmt.Sprintf("project:%s:L%d:%s:L%d", event, level, d, dl),
+		fmt.Sprintf("notify:%s:L%d:%s:L%d", event, level, d, dl),
+	}
+}
+
+// approvedKeys are the keys of the final approval at level and its token.
+func approvedKeys(level int) []string {
+	return concat(decisionKeys(EventDecided, level, Approve, level), mintKeys(level))
+}
+
+// deniedKeys are the keys of a deny at level.
+func deniedKeys(level int) []string { return decisionKeys(EventDecided, level, Deny, level) }
+
 func mintKeys(level int) []string {
 	return []string{fmt.Sprintf("mint:L%d", level), fmt.Sprintf("project:%s:L%d", EventTokenMinted, level)}
 }
@@ -46,7 +63,7 @@ type step struct {
 func TestApprovalFlows(t *testing.T) {
 	t.Parallel()
 	created := keysFor(EventCreated, 1)
-	escalated := keysFor(EventEscalated, 2)
+	escalated := decisionKeys(EventEscalated, 2, Approve, 1)
 
 	tests := []struct {
 		name       string
@@ -63,7 +80,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: 10 * time.Minute, req: decideReq(1, Approve, alice, "r1"), wantStatus: StatusApproved, wantLevel: 1},
 			},
 			wantStatus: StatusApproved, wantLevel: 1,
-			wantKeys: concat(created, keysFor(EventDecided, 1), mintKeys(1)),
+			wantKeys: concat(created, approvedKeys(1)),
 		},
 		{
 			name:      "approve level 1 then level 2",
@@ -73,7 +90,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: 20 * time.Minute, req: decideReq(2, Approve, bob, "r2"), wantStatus: StatusApproved, wantLevel: 2},
 			},
 			wantStatus: StatusApproved, wantLevel: 2,
-			wantKeys: concat(created, escalated, keysFor(EventDecided, 2), mintKeys(2)),
+			wantKeys: concat(created, escalated, approvedKeys(2)),
 		},
 		{
 			name:      "deny at level 1 ends a two-level approval without a token",
@@ -82,7 +99,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: 10 * time.Minute, req: decideReq(1, Deny, alice, "r1"), wantStatus: StatusDenied, wantLevel: 1},
 			},
 			wantStatus: StatusDenied, wantLevel: 1,
-			wantKeys: concat(created, keysFor(EventDecided, 1)),
+			wantKeys: concat(created, deniedKeys(1)),
 		},
 		{
 			name:      "deny at level 2",
@@ -92,7 +109,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: 20 * time.Minute, req: decideReq(2, Deny, bob, "r2"), wantStatus: StatusDenied, wantLevel: 2},
 			},
 			wantStatus: StatusDenied, wantLevel: 2,
-			wantKeys: concat(created, escalated, keysFor(EventDecided, 2)),
+			wantKeys: concat(created, escalated, deniedKeys(2)),
 		},
 		{
 			name:       "expire at level 1",
@@ -123,7 +140,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: time.Hour - time.Millisecond, req: decideReq(1, Approve, alice, "r1"), wantStatus: StatusApproved, wantLevel: 1},
 			},
 			wantStatus: StatusApproved, wantLevel: 1,
-			wantKeys: concat(created, keysFor(EventDecided, 1), mintKeys(1)),
+			wantKeys: concat(created, approvedKeys(1)),
 		},
 		{
 			name:      "a decision arriving with the level 2 deadline is rejected as expired",
@@ -144,7 +161,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: 30 * time.Minute, req: decideReq(2, Approve, bob, "r3"), wantStatus: StatusApproved, wantLevel: 2},
 			},
 			wantStatus: StatusApproved, wantLevel: 2,
-			wantKeys: concat(created, escalated, keysFor(EventDecided, 2), mintKeys(2)),
+			wantKeys: concat(created, escalated, approvedKeys(2)),
 		},
 		{
 			name:      "the level 1 approver may still deny level 2",
@@ -154,7 +171,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: 20 * time.Minute, req: decideReq(2, Deny, alice, "r2"), wantStatus: StatusDenied, wantLevel: 2},
 			},
 			wantStatus: StatusDenied, wantLevel: 2,
-			wantKeys: concat(created, escalated, keysFor(EventDecided, 2)),
+			wantKeys: concat(created, escalated, deniedKeys(2)),
 		},
 		{
 			name:      "a management key approving level 2 after a user approved level 1",
@@ -164,7 +181,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: 20 * time.Minute, req: decideReq(2, Approve, aliceKey, "r2"), wantStatus: StatusApproved, wantLevel: 2},
 			},
 			wantStatus: StatusApproved, wantLevel: 2,
-			wantKeys: concat(created, escalated, keysFor(EventDecided, 2), mintKeys(2)),
+			wantKeys: concat(created, escalated, approvedKeys(2)),
 		},
 		{
 			name: "a level 2 decision on a single-level approval is the wrong level",
@@ -173,7 +190,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: 20 * time.Minute, req: decideReq(1, Deny, mgmtKey, "r2"), wantStatus: StatusDenied, wantLevel: 1},
 			},
 			wantStatus: StatusDenied, wantLevel: 1,
-			wantKeys: concat(created, keysFor(EventDecided, 1)),
+			wantKeys: concat(created, deniedKeys(1)),
 		},
 		{
 			name:      "a level 1 decision after escalation is the wrong level",
@@ -194,7 +211,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: 20 * time.Minute, req: decideReq(2, Approve, bob, "r2"), wantStatus: StatusApproved, wantLevel: 2},
 			},
 			wantStatus: StatusApproved, wantLevel: 2,
-			wantKeys: concat(created, escalated, keysFor(EventDecided, 2), mintKeys(2)),
+			wantKeys: concat(created, escalated, approvedKeys(2)),
 		},
 		{
 			name:      "a request id reused for another decision is rejected",
@@ -213,7 +230,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: 20 * time.Minute, req: decideReq(1, Approve, bob, "r2"), wantStatus: StatusApproved, wantLevel: 1},
 			},
 			wantStatus: StatusApproved, wantLevel: 1,
-			wantKeys: concat(created, keysFor(EventDecided, 1), mintKeys(1)),
+			wantKeys: concat(created, approvedKeys(1)),
 		},
 		{
 			name: "a decision sent with the start is projected after the creation",
@@ -221,7 +238,7 @@ func TestApprovalFlows(t *testing.T) {
 				{at: 0, req: decideReq(1, Approve, alice, "r1"), wantStatus: StatusApproved, wantLevel: 1},
 			},
 			wantStatus: StatusApproved, wantLevel: 1,
-			wantKeys: concat(created, keysFor(EventDecided, 1), mintKeys(1)),
+			wantKeys: concat(created, approvedKeys(1)),
 		},
 		{
 			name:       "an approval whose deadline passed before the workflow ran expires at once",
@@ -324,13 +341,13 @@ func TestTwoLevelActivityInputs(t *testing.T) {
 			Event: EventCreated, State: sCreated, At: t0},
 		EnqueueNotificationsInput{RunID: runID, Key: "notify:approval.created:L1", OrgID: org, ApprovalID: apr, Reference: ref,
 			Event: EventCreated, Level: 1, Status: StatusPending, ExpiresAt: l1Deadline, At: t0},
-		ProjectApprovalInput{RunID: runID, Key: "project:approval.escalated:L2", OrgID: org, ApprovalID: apr, Reference: ref,
+		ProjectApprovalInput{RunID: runID, Key: "project:approval.escalated:L2:approve:L1", OrgID: org, ApprovalID: apr, Reference: ref,
 			Event: EventEscalated, Decision: &d1, State: sEscalated, At: d1.At},
-		EnqueueNotificationsInput{RunID: runID, Key: "notify:approval.escalated:L2", OrgID: org, ApprovalID: apr, Reference: ref,
+		EnqueueNotificationsInput{RunID: runID, Key: "notify:approval.escalated:L2:approve:L1", OrgID: org, ApprovalID: apr, Reference: ref,
 			Event: EventEscalated, Level: 2, Status: StatusPending, ExpiresAt: l2Deadline, Decision: &d1, At: d1.At},
-		ProjectApprovalInput{RunID: runID, Key: "project:approval.decided:L2", OrgID: org, ApprovalID: apr, Reference: ref,
+		ProjectApprovalInput{RunID: runID, Key: "project:approval.decided:L2:approve:L2", OrgID: org, ApprovalID: apr, Reference: ref,
 			Event: EventDecided, Decision: &d2, State: sApproved, At: d2.At},
-		EnqueueNotificationsInput{RunID: runID, Key: "notify:approval.decided:L2", OrgID: org, ApprovalID: apr, Reference: ref,
+		EnqueueNotificationsInput{RunID: runID, Key: "notify:approval.decided:L2:approve:L2", OrgID: org, ApprovalID: apr, Reference: ref,
 			Event: EventDecided, Level: 2, Status: StatusApproved, ExpiresAt: l2Deadline, Decision: &d2, At: d2.At},
 		MintApprovalTokenInput{RunID: runID, Key: "mint:L2", OrgID: org, ApprovalID: apr, Reference: ref},
 		ProjectApprovalInput{RunID: runID, Key: "project:approval.token_minted:L2", OrgID: org, ApprovalID: apr, Reference: ref,
@@ -534,7 +551,7 @@ func TestCancelEndsApprovalAsExpired(t *testing.T) {
 	_, err := h.run(testInput(true))
 	require.Error(t, err)
 	require.True(t, temporal.IsCanceledError(err), "got %v", err)
-	require.Equal(t, concat(keysFor(EventCreated, 1), keysFor(EventEscalated, 2), keysFor(EventExpired, 2)), h.acts.keys())
+	require.Equal(t, concat(keysFor(EventCreated, 1), decisionKeys(EventEscalated, 2, Approve, 1), keysFor(EventExpired, 2)), h.acts.keys())
 	require.Zero(t, h.acts.mints())
 	ups := h.saUpserts()
 	require.Equal(t, "expired", ups[len(ups)-1].status)

@@ -77,14 +77,29 @@
 // expired, so the tool cannot run, and still projects and notifies that; the run then
 // closes as cancelled.
 //
+// # The decision boundary
+//
+// A decision is accepted by the decide Update in a workflow task that the server may still
+// discard (an aborted Update, a failed or timed-out task, a lost worker). Nothing a decision
+// causes may happen before its acceptance is in history: from flowV3 on, the first effect
+// of a decided or escalated transition — its projection — is a regular activity, whose
+// command is committed together with the acceptance and which runs only after it. A
+// retried task that accepts another decision therefore finds nothing of the discarded one
+// in PostgreSQL, no webhook, and no token. The effects that follow (notification, mint)
+// run in later tasks and may be local. Each effect's idempotency key names the decision,
+// and ProjectApproval refuses (non-retryably, failing the run) a decision that contradicts
+// one already stored for the same run. dev/approvalcheck states the resulting invariant
+// as a check; the API and worker tests and dev/loadapprovals run it.
+//
 // # Changing the workflow
 //
 // Running approvals replay against new code for up to 14 days. Any change to the commands
 // the workflow issues (activities, their order, timers, upserts) must be guarded with
 // workflow.GetVersion: the run reads changeApprovalFlow once at its start (see approval.go
 // for the procedure). TestReplay replays testdata/approval_two_level.json, a history of
-// the current version recorded from a real server, and approval_two_level_v1.json, one of
-// flowV1 (regular activities instead of local ones), kept while flowV1 runs can exist.
+// the current version recorded from a real server, and approval_two_level_v1.json and
+// approval_two_level_v2.json, of flowV1 (regular activities instead of local ones) and
+// flowV2 (every effect local), kept while such runs can exist.
 // Re-record the current one after a versioned change with
 //
 //	go test -tags record -run TestRecord ./workflows/

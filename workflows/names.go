@@ -85,6 +85,10 @@ const (
 	ErrorTypePermission = "OakallowPermission"
 	// ErrorTypeNotFound: the org or approval row does not exist.
 	ErrorTypeNotFound = "OakallowNotFound"
+	// ErrorTypeConflict: the write contradicts what PostgreSQL already holds for the same
+	// run (another decision at a decided level, another final status). It means the
+	// approval invariant broke; the workflow fails so that an operator sees it.
+	ErrorTypeConflict = "OakallowConflict"
 )
 
 // Reasons an [UpdateDecide] call is rejected by the validator, before anything reaches
@@ -121,6 +125,21 @@ func RejectionReason(err error) (string, bool) {
 		return appErr.Type(), true
 	}
 	return "", false
+}
+
+// RejectionState is the approval's state carried by a rejection for an ended approval, a
+// wrong level or a passed deadline: the decisions that won. ok is false when err carries
+// none.
+func RejectionState(err error) (State, bool) {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || !ae.HasDetails() {
+		return State{}, false
+	}
+	var st State
+	if ae.Details(&st) != nil || st.Status == "" {
+		return State{}, false
+	}
+	return st, true
 }
 
 // Search attribute names. Operators filter on them in the Temporal UI and CLI, for example

@@ -11,7 +11,7 @@ import (
 // generous; retries are what carries an approval through a database outage.
 const (
 	// ProjectStartToClose bounds one attempt of ProjectApproval.
-	ProjectStartToClose = 30 * time.Second
+	ProjectStartToClose = 10 * time.Second
 	// MintStartToClose bounds one attempt of MintApprovalToken.
 	MintStartToClose = 30 * time.Second
 	// NotifyStartToClose bounds one attempt of EnqueueNotifications.
@@ -22,7 +22,7 @@ const (
 )
 
 // nonRetryable are the error types no retry can fix.
-var nonRetryable = []string{ErrorTypeValidation, ErrorTypePermission, ErrorTypeNotFound}
+var nonRetryable = []string{ErrorTypeValidation, ErrorTypePermission, ErrorTypeNotFound, ErrorTypeConflict}
 
 // callOptions are the timeouts and retry policy of one activity call, whether it runs as
 // a regular activity (flowV1) or a local one (flowV2 on).
@@ -32,6 +32,9 @@ type callOptions struct {
 	startToClose    time.Duration
 	scheduleToClose time.Duration
 	retry           *temporal.RetryPolicy
+	// regular runs the call as a regular activity even on flows that run calls locally
+	// (a decision's projection: see approval.decisionBoundary).
+	regular bool
 }
 
 // durableOptions are for writes the approval cannot go on without (projection, mint):

@@ -27,8 +27,21 @@ func TestReplay(t *testing.T) {
 		wantEvents map[enumspb.EventType]int
 	}{
 		{
-			name: "flowV2: approve level 1 then level 2 with local activities",
+			name: "flowV3: approve level 1 then level 2, each decision's projection a regular activity",
 			file: "testdata/approval_two_level.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            2, // the two decisions' projections
+				enumspb.EVENT_TYPE_MARKER_RECORDED:                    7, // the version and 6 local activities
+				enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:  3, // GetVersion's, then escalated and approved; none at creation
+				enumspb.EVENT_TYPE_TIMER_STARTED:                      2,
+				enumspb.EVENT_TYPE_TIMER_CANCELED:                     2,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+		},
+		{
+			name: "flowV2: approve level 1 then level 2 with local activities",
+			file: "testdata/approval_two_level_v2.json",
 			wantEvents: map[enumspb.EventType]int{
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
 				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            0,
