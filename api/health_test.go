@@ -7,7 +7,10 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"oakallow/dev/devtest"
 )
 
 func TestHealthAndDocs(t *testing.T) {
@@ -62,4 +65,41 @@ func TestRequestIDIsEchoedOrMinted(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Len(t, resp.Header.Get("X-Request-Id"), 24)
+}
+
+// TestReadyzNeedsANewConnection: while PostgreSQL refuses new connections
+// (here the database is closed to them; a postmaster shutting down answers
+// the same way) the pool's open connections still work, but the service is
+// not ready: the pool cannot replace them.
+func TestReadyzNeedsANewConnection(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	status, body := e.do(http.MethodGet, "/readyz", "", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+
+	ctx := t.Context()
+	admin, err := pgx.Connect(ctx, devtest.AdminURL(t))
+	require.NoError(t, err)
+	defer admin.Close(context.Background())
+	db := pgx.Identifier{e.st.Pool.Config().ConnConfig.Database}.Sanitize()
+	// Two idle connections in the pool, as a busy server has.
+	c1, err := e.st.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	c2, err := e.st.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	c1.Release()
+	c2.Release()
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS false")
+	require.NoError(t, err)
+	require.NoError(t, e.st.Pool.Ping(ctx), "pooled connections keep working")
+
+	status, body = e.do(http.MethodGet, "/readyz", "", nil)
+	require.Equal(t, http.StatusServiceUnavailable, status, string(body))
+	require.Equal(t, CodeUnavailable, problemCode(t, body))
+
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS true")
+	require.NoError(t, err)
+	status, body = e.do(http.MethodGet, "/readyz", "", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.Contains(t, string(body), `"postgres":"ok"`)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
+	"golang.org/x/sync/singleflight"
 
 	"oakallow/activities"
 	"oakallow/activities/notify"
@@ -101,10 +102,12 @@ type Server struct {
 	keyring  *tokens.Keyring
 	recorder *store.Recorder
 	metrics  *metrics
-	http     *http.Server
-	ln       net.Listener
-	cancel   context.CancelFunc
-	done     chan struct{}
+	// readiness coalesces concurrent /readyz checks.
+	readiness singleflight.Group
+	http      *http.Server
+	ln        net.Listener
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 // NewServer builds the server and registers every operation.

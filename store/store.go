@@ -76,10 +76,34 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // Close closes the pool.
 func (s *Store) Close() { s.Pool.Close() }
 
-// Ping checks that the database answers (readiness).
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.Pool.Ping(ctx); err != nil {
-		return fmt.Errorf("store: ping: %w", err)
+// Ready reports whether the database takes new work now (readiness). It opens a
+// new connection rather than borrowing one from the pool: pooled connections
+// outlive a server that refuses new ones (a postmaster shutting down, a database
+// closed to connections, max_connections reached), and the pool needs new ones
+// soon. On it a read-write transaction takes a transaction id and commits, which
+// only a primary that can write its WAL does: a standby (after a failover that
+// kept the old DNS name) fails here. ctx bounds the whole check.
+func (s *Store) Ready(ctx context.Context) (err error) {
+	conn, err := pgx.ConnectConfig(ctx, s.Pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("store: connect: %w", err)
+	}
+	defer func() {
+		// Close sends Terminate; bound it even when ctx has run out.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadWrite})
+	if err != nil {
+		return fmt.Errorf("store: begin read-write: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		_ = tx.Rollback(ctx)
+		return fmt.Errorf("store: take a transaction id: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
 }
