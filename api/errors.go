@@ -101,6 +101,11 @@ func init() {
 	// huma builds its own errors (validation, malformed bodies, size limits)
 	// through this hook; make them Problems with a stable code.
 	huma.NewErrorWithContext = func(ctx huma.Context, status int, msg string, errs ...error) huma.StatusError {
+		if status >= 500 && unreadableBody(errs) {
+			// huma answers any body read failure other than a timeout with 500.
+			status, msg, errs = http.StatusBadRequest, "the request body could not be read: its framing is "+
+				"malformed or it ended early (check Content-Length and Transfer-Encoding: chunked)", nil
+		}
 		details := make([]*huma.ErrorDetail, 0, len(errs))
 		for _, e := range errs {
 			if e == nil {
@@ -132,6 +137,18 @@ func init() {
 	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
 		return huma.NewErrorWithContext(nil, status, msg, errs...)
 	}
+}
+
+// unreadableBody reports whether errs hold a failure to read the request
+// body, which is the client's (see bodyReadError).
+func unreadableBody(errs []error) bool {
+	for _, err := range errs {
+		var be *bodyReadError
+		if errors.As(err, &be) {
+			return true
+		}
+	}
+	return false
 }
 
 // toProblem is the one function that maps errors to HTTP problems. Known

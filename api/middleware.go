@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -52,7 +53,32 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int
+	// body wraps the request body; it lives here so that the check path
+	// pays no allocation of its own for it.
+	body requestBody
 }
+
+// requestBody marks the errors of reading a request body as
+// *bodyReadError, so that they are answered as the client's (400) instead of
+// as a server failure.
+type requestBody struct{ io.ReadCloser }
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyReadError{err: err}
+	}
+	return n, err
+}
+
+// bodyReadError is a request body that could not be read: broken chunked
+// framing (RFC 9112 §7.1), a body shorter than its Content-Length
+// (RFC 9112 §6.3), a connection the client ended mid-body. Each is the
+// client's doing: nothing on the server can make a body unreadable.
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return "read request body: " + e.err.Error() }
+func (e *bodyReadError) Unwrap() error { return e.err }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	if r.status == 0 {
@@ -79,7 +105,8 @@ func (r *statusRecorder) Flush() {
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // withObservability assigns a request id, recovers panics as a 500 problem,
-// and writes one access-log line per request. It logs method, path, status,
+// marks request body read failures as the client's (requestBody), and
+// writes one access-log line per request. It logs method, path, status,
 // size and duration — never headers (keys) or bodies (parameters).
 func withObservability(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -91,6 +118,11 @@ func withObservability(logger *slog.Logger, next http.Handler) http.Handler {
 		w.Header().Set("X-Request-Id", id)
 		ctx := context.WithValue(r.Context(), requestIDKey, id)
 		rec := &statusRecorder{ResponseWriter: w}
+		r = r.WithContext(ctx)
+		if r.Body != nil && r.Body != http.NoBody {
+			rec.body.ReadCloser = r.Body
+			r.Body = &rec.body
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -113,7 +145,7 @@ func withObservability(logger *slog.Logger, next http.Handler) http.Handler {
 				slog.Duration("duration", time.Since(start)),
 			)
 		}()
-		next.ServeHTTP(rec, r.WithContext(ctx))
+		next.ServeHTTP(rec, r)
 	})
 }
 
