@@ -38,6 +38,10 @@ var (
 	ErrParamsMismatch = errors.New("parameters do not match the token")
 	// ErrTokenWrongOrg: the token was minted for another org than the caller's.
 	ErrTokenWrongOrg = errors.New("execution token belongs to another org")
+	// ErrTokenNotAllowed: the token is authentic, but the gate given to
+	// VerifyAndConsumeIf refused it (the org's policy no longer allows its
+	// call). The gate's error is wrapped too.
+	ErrTokenNotAllowed = errors.New("execution token is no longer allowed by the org's policy")
 )
 
 // TokenSource is what an execution token is minted from and bound to (SPEC §5).
@@ -184,6 +188,18 @@ type verifyDetails struct {
 // Steps 4 and its token.verified audit event (outcome ok or replayed) commit together.
 // On success it returns the token's claims.
 func VerifyAndConsume(ctx context.Context, st *store.Store, kr *tokens.Keyring, token string, presentedParams json.RawMessage, orgID string, now time.Time) (tokens.Claims, error) {
+	return VerifyAndConsumeIf(ctx, st, kr, token, presentedParams, orgID, now, nil)
+}
+
+// TokenGate decides whether an authentic token of the caller's org may still be used
+// now; an error refuses it. The API's gate re-checks the org's current policy.
+type TokenGate func(tokens.Claims) error
+
+// VerifyAndConsumeIf is VerifyAndConsume with a gate, asked after checks 1–3 and before
+// the nonce is spent: a token the gate refuses is not spent (ErrTokenNotAllowed, wrapping
+// the gate's error), so it works again if the gate opens before the token expires. A
+// nil gate opens for every token.
+func VerifyAndConsumeIf(ctx context.Context, st *store.Store, kr *tokens.Keyring, token string, presentedParams json.RawMessage, orgID string, now time.Time, gate TokenGate) (tokens.Claims, error) {
 	claims, err := kr.Verify(token, now)
 	if err != nil {
 		return tokens.Claims{}, classifyVerifyErr(err)
@@ -199,6 +215,11 @@ func VerifyAndConsume(ctx context.Context, st *store.Store, kr *tokens.Keyring, 
 		}
 		if !ok {
 			return tokens.Claims{}, ErrParamsMismatch
+		}
+	}
+	if gate != nil {
+		if err := gate(claims); err != nil {
+			return tokens.Claims{}, fmt.Errorf("%w: %w", ErrTokenNotAllowed, err)
 		}
 	}
 	replayed := false

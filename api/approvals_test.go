@@ -70,6 +70,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/workflow-gone", testApprovalWorkflowGone},
 		{"approvals/exact-numbers", testApprovalBindsExactNumbers},
 		{"approvals/deep-input", testApprovalAndVerifyRefuseDeepInput},
+		{"tokens/recheck-policy", testMintAndVerifyRecheckPolicy},
 		{"tokens/mint-from-check", testMintFromCheck},
 		{"tokens/mint-refusals", testMintRefusals},
 		{"tokens/verify-refusals", testVerifyRefusals},

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -158,4 +159,111 @@ func testApprovalAndVerifyRefuseDeepInput(t *testing.T, s *approvalSuite) {
 	require.Equal(t, "body.parameters"+strings.Repeat(".a", 64), loc)
 	// Refused input spends nothing.
 	expect[TokenClaims](e, http.StatusOK, http.MethodPost, "/v1/tokens/verify", sk, map[string]any{"token": tok.Token})
+}
+
+// Mint and verify re-check the org's current policy (SPEC §5): disabling a
+// tool, or a rule change, stops tokens from earlier allowed checks, minted
+// or not; an approval stands unless its call became disabled.
+func testMintAndVerifyRecheckPolicy(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	e.allowDecide(true)
+	sk, mk := e.boot.StandardKey, e.boot.ManagementKey
+	// checkUntil checks the tool until the verdict is perm (policy changes
+	// reach the server's cache through a notification) and returns the check id.
+	checkUntil := func(tool, perm string) string {
+		t.Helper()
+		var res CheckResult
+		require.Eventually(t, func() bool {
+			var status int
+			status, res, _ = e.check(sk, map[string]any{"tool": tool, "method": "run"})
+			return status == http.StatusOK && res.Permission == perm
+		}, 5*time.Second, 20*time.Millisecond, "%s never answered %s", tool, perm)
+		return res.CheckID
+	}
+	mint := func(body map[string]any) (int, []byte) {
+		return e.do(http.MethodPost, "/v1/tokens/mint", sk, body)
+	}
+	patchTool := func(id string, body map[string]any) {
+		expect[Tool](e, http.StatusOK, http.MethodPatch, "/v1/tools/"+id, mk, body)
+	}
+
+	t.Run("tool disabled after an allowed check", func(t *testing.T) {
+		toolID := e.seedTool("wire", "", nil)
+		e.seedRule(toolID, "", "allowed")
+		minted := checkUntil("wire", "allowed")
+		tok := expect[MintedToken](e, http.StatusOK, http.MethodPost, "/v1/tokens/mint", sk, map[string]any{"check_id": minted})
+		unminted := checkUntil("wire", "allowed")
+
+		patchTool(toolID, map[string]any{"enabled": false})
+		checkUntil("wire", "disabled")
+		before := e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'token.minted'`)
+		for _, id := range []string{unminted, minted} {
+			status, raw := mint(map[string]any{"check_id": id})
+			require.Equal(t, http.StatusForbidden, status, string(raw))
+			require.Equal(t, CodeToolDisabled, problemCode(t, raw))
+		}
+		require.Equal(t, before, e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'token.minted'`),
+			"a refused mint is not billed")
+		// The token minted before is refused too, and not spent.
+		e.expectProblem(http.StatusForbidden, CodeToolDisabled, http.MethodPost, "/v1/tokens/verify", sk, map[string]any{"token": tok.Token})
+		require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'token.verified' AND outcome = 'not_allowed'`))
+
+		patchTool(toolID, map[string]any{"enabled": true})
+		checkUntil("wire", "allowed")
+		expect[TokenClaims](e, http.StatusOK, http.MethodPost, "/v1/tokens/verify", sk, map[string]any{"token": tok.Token})
+		expect[MintedToken](e, http.StatusOK, http.MethodPost, "/v1/tokens/mint", sk, map[string]any{"check_id": unminted})
+	})
+
+	t.Run("rule changed after an allowed check", func(t *testing.T) {
+		toolID := e.seedTool("export", "", nil)
+		ruleID := e.seedRule(toolID, "", "allowed")
+		first, second := checkUntil("export", "allowed"), checkUntil("export", "allowed")
+
+		expect[Rule](e, http.StatusOK, http.MethodPatch, "/v1/rules/"+ruleID, mk, map[string]any{"permission": "requires_approval"})
+		checkUntil("export", "requires_approval")
+		status, raw := mint(map[string]any{"check_id": first})
+		require.Equal(t, http.StatusConflict, status, string(raw))
+		require.Equal(t, CodeCheckNotAllowed, problemCode(t, raw))
+
+		expect[Rule](e, http.StatusOK, http.MethodPatch, "/v1/rules/"+ruleID, mk, map[string]any{"permission": "disabled"})
+		checkUntil("export", "disabled")
+		status, raw = mint(map[string]any{"check_id": second})
+		require.Equal(t, http.StatusForbidden, status, string(raw))
+		require.Equal(t, CodeToolDisabled, problemCode(t, raw))
+	})
+
+	t.Run("tool put back to draft", func(t *testing.T) {
+		toolID := e.seedTool("scan", "", nil)
+		patchTool(toolID, map[string]any{"approved": true}) // level 11: allowed
+		checkID := checkUntil("scan", "allowed")
+		patchTool(toolID, map[string]any{"status": "draft"})
+		checkUntil("scan", "requires_approval") // drafts are never allowed by levels 9–11
+		status, raw := mint(map[string]any{"check_id": checkID})
+		require.Equal(t, http.StatusConflict, status, string(raw))
+		require.Equal(t, CodeCheckNotAllowed, problemCode(t, raw))
+	})
+
+	t.Run("approval whose tool was disabled", func(t *testing.T) {
+		toolID := e.seedTool("pay", "", ptr("requires_approval"))
+		checkUntil("pay", "requires_approval")
+		created := e.requestApproval(map[string]any{"tool": "pay", "method": "run", "reasoning": "rent"})
+		decided := expect[Approval](e, http.StatusOK, http.MethodPost, "/v1/approvals/"+created.ID+"/decide", mk,
+			map[string]any{"decision": "approve"})
+		require.NotEmpty(t, decided.Token)
+
+		patchTool(toolID, map[string]any{"enabled": false})
+		checkUntil("pay", "disabled")
+		status, raw := mint(map[string]any{"approval_id": created.ID})
+		require.Equal(t, http.StatusForbidden, status, string(raw))
+		require.Equal(t, CodeToolDisabled, problemCode(t, raw))
+		e.expectProblem(http.StatusForbidden, CodeToolDisabled, http.MethodPost, "/v1/tokens/verify", sk, map[string]any{"token": decided.Token})
+
+		// Re-enabled, the approval stands although the rules still ask for
+		// approval: a human approved this call.
+		patchTool(toolID, map[string]any{"enabled": true})
+		checkUntil("pay", "requires_approval")
+		again := expect[MintedToken](e, http.StatusOK, http.MethodPost, "/v1/tokens/mint", sk, map[string]any{"approval_id": created.ID})
+		require.Equal(t, decided.Token, again.Token)
+		expect[TokenClaims](e, http.StatusOK, http.MethodPost, "/v1/tokens/verify", sk, map[string]any{"token": decided.Token})
+	})
 }

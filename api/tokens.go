@@ -12,6 +12,7 @@ import (
 
 	"oakallow/activities"
 	"oakallow/activities/tokens"
+	"oakallow/resolver"
 	"oakallow/store"
 	"oakallow/workflows"
 )
@@ -113,7 +114,10 @@ func registerTokens(api huma.API, s *Server) {
 		OperationID: "mint-token", Method: http.MethodPost, Path: "/v1/tokens/mint",
 		Summary: "Mint an execution token",
 		Description: "Mints the single-use execution token for an allowed check (within 10 minutes of the check) or an " +
-			"approved approval. Idempotent: the same source always gives the same token. Billable ($0.005).",
+			"approved approval. Idempotent: the same source always gives the same token. The org's current policy is " +
+			"checked first, also when an existing token is handed out again: a check's call must still be allowed " +
+			"(409 check_not_allowed, or 403 tool_disabled), an approval's must not have become disabled (403 tool_disabled). " +
+			"Billable ($0.005); refusals are not billed.",
 		Tags: []string{tagTokens},
 		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusPaymentRequired, http.StatusForbidden,
 			http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity},
@@ -132,8 +136,9 @@ func registerTokens(api huma.API, s *Server) {
 	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "verify-token", Method: http.MethodPost, Path: "/v1/tokens/verify",
 		Summary: "Verify and spend an execution token",
-		Description: "For tool servers: checks the token's signature (constant time), expiry, org and optionally the " +
-			"parameters, then spends it. Exactly one verification of a token succeeds, across every replica; a second " +
+		Description: "For tool servers: checks the token's signature (constant time), expiry, org, optionally the " +
+			"parameters, and the org's current policy as mint does (a tool disabled since the token was minted answers " +
+			"403 tool_disabled), then spends it. Exactly one verification of a token succeeds, across every replica; a second " +
 			"answers 409 token_replayed. A token that fails a check is not spent. Free.",
 		Tags: []string{tagTokens},
 		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict,
@@ -155,6 +160,12 @@ func (s *Server) mintToken(ctx context.Context, p Principal, req *mintRequest) (
 	now := s.now()
 	src, err := s.tokenSource(ctx, p.OrgID, req, now)
 	if err != nil {
+		return MintedToken{}, err
+	}
+	// The policy may have changed since the check or the approval: mint
+	// (and hand out again) only what it allows now. Refused before billing.
+	if err := s.policyGate(ctx, p.OrgID, src.Kind, resolver.Input{Tool: src.Tool, Tenant: src.Tenant,
+		Resource: src.Resource, Method: src.Method}); err != nil {
 		return MintedToken{}, err
 	}
 	details, err := json.Marshal(map[string]any{"source_kind": src.Kind, "source_id": src.ID})
@@ -229,6 +240,40 @@ func (s *Server) tokenSource(ctx context.Context, orgID string, req *mintRequest
 	return src, nil
 }
 
+// policyGate re-decides a token's call (its source kind: tokenSourceCheck or
+// tokenSourceApproval) against the org's policy as it is now. Mint and
+// verify both ask it, so disabling a tool or a rule change stops tokens
+// already minted as well as new ones:
+//
+//   - from a check, the call must still be allowed: a tool since disabled,
+//     deleted or put back to draft (which fallback levels never allow), or
+//     a rule that now answers requires_approval or disabled, refuses it;
+//   - from an approval, a human allowed this call, so rules that now answer
+//     requires_approval (or allowed) leave it standing, and a draft tool
+//     stays approvable; only a disabled verdict refuses it (the tool was
+//     disabled or deleted, or a rule now disables the call).
+func (s *Server) policyGate(ctx context.Context, orgID, kind string, in resolver.Input) error {
+	pol, err := s.policies.Get(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	d := pol.index.Decide(in)
+	why := fmt.Sprintf("level %d %s", d.Level, d.LevelName)
+	if d.RuleID != "" {
+		why += ", rule " + d.RuleID
+	}
+	switch {
+	case d.Permission == resolver.Disabled:
+		return problem(http.StatusForbidden, CodeToolDisabled, fmt.Sprintf(
+			"the org's policy now answers disabled for this call (%s): its execution token is refused", why))
+	case kind == tokenSourceCheck && d.Permission != resolver.Allowed:
+		return problem(http.StatusConflict, CodeCheckNotAllowed, fmt.Sprintf(
+			"a check made now would answer %s (%s): the rules or the tool changed since the check; check again, or request an approval",
+			d.Permission, why))
+	}
+	return nil
+}
+
 // verifyToken verifies and spends a token for the caller's org.
 func (s *Server) verifyToken(ctx context.Context, p Principal, req *verifyRequest) (TokenClaims, error) {
 	var presented json.RawMessage
@@ -249,7 +294,11 @@ func (s *Server) verifyToken(ctx context.Context, p Principal, req *verifyReques
 	// Spending the nonce is detached from the client: a spent token must
 	// also be audited, and a verification that reached the database is
 	// carried through.
-	c, err := activities.VerifyAndConsume(context.WithoutCancel(ctx), s.deps.Store, s.keyring, req.Token, presented, p.OrgID, now)
+	gate := func(c tokens.Claims) error {
+		kind, _, _ := tokens.ParseSource(c.Source)
+		return s.policyGate(ctx, c.Org, kind, resolver.Input{Tool: c.Tool, Tenant: c.Tenant, Resource: c.Resource, Method: c.Method})
+	}
+	c, err := activities.VerifyAndConsumeIf(context.WithoutCancel(ctx), s.deps.Store, s.keyring, req.Token, presented, p.OrgID, now, gate)
 	if err != nil {
 		prob, outcome := verifyProblem(err)
 		if prob == nil {
@@ -283,6 +332,13 @@ func verifyProblem(err error) (*Problem, string) {
 		return problem(http.StatusUnprocessableEntity, CodeTokenInvalid, "the token is not valid"), "wrong_org"
 	case errors.Is(err, activities.ErrTokenInvalid):
 		return problem(http.StatusUnprocessableEntity, CodeTokenInvalid, "the token is not valid"), "invalid"
+	case errors.Is(err, activities.ErrTokenNotAllowed):
+		// The policy gate's own answer (tool_disabled, check_not_allowed);
+		// anything else (the policy could not be loaded) is not the token's fault.
+		var p *Problem
+		if errors.As(err, &p) {
+			return p, "not_allowed"
+		}
 	}
 	return nil, ""
 }
