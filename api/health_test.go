@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -102,4 +104,27 @@ func TestReadyzNeedsANewConnection(t *testing.T) {
 	status, body = e.do(http.MethodGet, "/readyz", "", nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 	require.Contains(t, string(body), `"postgres":"ok"`)
+}
+
+// TestFailedReportsABrokenListener: when serving stops on its own, the
+// process hears of it (it no longer answers, so it must exit) — and a
+// regular Stop reports nothing.
+func TestFailedReportsABrokenListener(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	require.NoError(t, e.srv.ln.Close())
+	select {
+	case err := <-e.srv.Failed():
+		require.ErrorIs(t, err, net.ErrClosed)
+	case <-time.After(hangDeadline):
+		t.Fatal("a failed listener went unreported")
+	}
+
+	other := newTestEnv(t)
+	other.srv.Stop()
+	select {
+	case err := <-other.srv.Failed():
+		t.Fatalf("Stop reported as a failure: %v", err)
+	default:
+	}
 }

@@ -37,6 +37,9 @@ type Config struct {
 	PublicURL string
 	// ShutdownTimeout bounds graceful shutdown. Default 10 s.
 	ShutdownTimeout time.Duration
+	// Listener, when set, is served instead of listening on Addr (an inherited
+	// socket, tests); Stop closes it.
+	Listener net.Listener
 }
 
 // Validate fills defaults and checks values.
@@ -108,6 +111,7 @@ type Server struct {
 	ln        net.Listener
 	cancel    context.CancelFunc
 	done      chan struct{}
+	failed    chan error // receives Serve's error when it stops without Stop
 }
 
 // NewServer builds the server and registers every operation.
@@ -195,15 +199,18 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.recorder = rec
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		s.recorder.Stop()
-		return fmt.Errorf("api: listen %s: %w", s.cfg.Addr, err)
+	ln := s.cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			s.recorder.Stop()
+			return fmt.Errorf("api: listen %s: %w", s.cfg.Addr, err)
+		}
 	}
 	s.ln = ln
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.done = make(chan struct{})
+	s.failed = make(chan error, 1)
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -218,12 +225,18 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() {
 		defer close(s.done)
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("http server stopped", "err", err)
+			s.failed <- fmt.Errorf("api: serve %s: %w", ln.Addr(), err)
 		}
 	}()
 	s.log.Info("api listening", "addr", ln.Addr().String())
 	return nil
 }
+
+// Failed delivers the error that ended serving while the server was meant to run
+// (its listener failed: accept errors other than temporary ones); the process
+// should then stop and exit non-zero, since it no longer answers. Nothing is
+// delivered after Stop. Valid after Start.
+func (s *Server) Failed() <-chan error { return s.failed }
 
 // Addr is the bound address (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }

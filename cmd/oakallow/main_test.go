@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -67,9 +69,7 @@ func TestMigrateUpRegistersSearchAttributes(t *testing.T) {
 func TestWorkerRegistersSearchAttributesAtStart(t *testing.T) {
 	ns, c := setTemporalEnv(t)
 	t.Setenv("DATABASE_URL", devtest.Database(t))
-	key, err := tokens.GenerateKey("k1")
-	require.NoError(t, err)
-	t.Setenv("OAKALLOW_SIGNING_KEYS", tokens.FormatKeyring(key))
+	setSigningKeys(t)
 	t.Setenv("OAKALLOW_WORKER_METRICS_ADDR", "")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -78,21 +78,63 @@ func TestWorkerRegistersSearchAttributesAtStart(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(workerCtx, []string{"worker"}, new(strings.Builder)) }()
 	// Once it polls, it has done its setup.
-	for {
+	waitWhileRunning(ctx, t, done, "the worker starts polling", func() bool {
 		tq, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue, enums.TASK_QUEUE_TYPE_WORKFLOW)
 		require.NoError(t, err)
-		if len(tq.GetPollers()) > 0 {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("worker exited: %v", err)
-		case <-ctx.Done():
-			t.Fatalf("the worker did not start polling: %v", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return len(tq.GetPollers()) > 0
+	})
 	require.Empty(t, missingSearchAttributes(ctx, t, c, ns))
 	stopWorker()
 	require.NoError(t, <-done)
+}
+
+// waitWhileRunning polls cond until it holds; the command must not exit
+// (done) meanwhile, and ctx's end is a hang.
+func waitWhileRunning(ctx context.Context, t *testing.T, done <-chan error, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case err := <-done:
+			t.Fatalf("exited before %s: %v", what, err)
+		case <-ctx.Done():
+			t.Fatalf("waiting until %s: %v", what, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// setSigningKeys gives the command a fresh signing key.
+func setSigningKeys(t *testing.T) {
+	t.Helper()
+	key, err := tokens.GenerateKey("k1")
+	require.NoError(t, err)
+	t.Setenv("OAKALLOW_SIGNING_KEYS", tokens.FormatKeyring(key))
+}
+
+func TestServeExitsWhenItsListenerFails(t *testing.T) {
+	setTemporalEnv(t)
+	setSigningKeys(t)
+	t.Setenv("DATABASE_URL", devtest.Database(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln) }()
+	waitWhileRunning(ctx, t, done, "serve answers", func() bool {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	require.NoError(t, ln.Close())
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, net.ErrClosed)
+	case <-ctx.Done():
+		t.Fatal("serve kept running without its listener")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -81,7 +82,11 @@ func loadSlackApp() (*notify.SlackApp, error) {
 	return &notify.SlackApp{ClientID: id, ClientSecret: secret, AllowInsecure: allowPrivate}, nil
 }
 
-func runServe(ctx context.Context) error {
+func runServe(ctx context.Context) error { return serve(ctx, nil) }
+
+// serve runs the API server on ln, or on a new listener on OAKALLOW_ADDR when
+// ln is nil, until ctx ends or the server fails.
+func serve(ctx context.Context, ln net.Listener) error {
 	logger, err := mustLogger()
 	if err != nil {
 		return err
@@ -126,6 +131,7 @@ func runServe(ctx context.Context) error {
 	}
 	srv, err := api.NewServer(api.Config{
 		Addr:            getenv("OAKALLOW_ADDR"),
+		Listener:        ln,
 		PublicURL:       getenv("OAKALLOW_PUBLIC_URL"),
 		ShutdownTimeout: shutdown,
 	}, api.Deps{
@@ -148,8 +154,8 @@ func runServe(ctx context.Context) error {
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
-	<-ctx.Done()
+	err = runUntilStopped(ctx, srv.Failed())
 	logger.Info("shutting down")
 	srv.Stop()
-	return nil
+	return err
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -98,16 +97,17 @@ func runWorker(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var failures []<-chan error
 	if addr := getenv("OAKALLOW_WORKER_METRICS_ADDR"); addr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		ms := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("OAKALLOW_WORKER_METRICS_ADDR: %w", err)
 		}
-		go func() { _ = ms.Serve(ln) }()
-		defer ms.Close()
+		failed, closeMetrics := serveHTTP(ln, mux)
+		defer closeMetrics()
+		failures = append(failures, failed)
 	}
 	w, err := worker.New(tc, acts, logger)
 	if err != nil {
@@ -117,8 +117,11 @@ func runWorker(ctx context.Context) error {
 		return err
 	}
 	logger.Info("worker started", "task_queue", "oakallow-approvals")
-	<-ctx.Done()
+	err = runUntilStopped(ctx, failures...)
 	logger.Info("shutting down")
 	w.Stop()
+	if err != nil {
+		return fmt.Errorf("worker metrics: %w", err)
+	}
 	return nil
 }
