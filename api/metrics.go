@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -15,6 +16,7 @@ type metrics struct {
 	checkLatency prometheus.Histogram
 	verdicts     *prometheus.CounterVec
 	requests     *prometheus.CounterVec
+	policyLoad   *prometheus.HistogramVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -36,8 +38,13 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "oakallow_http_requests_total",
 			Help: "HTTP requests by operation and status class.",
 		}, []string{"operation", "class"}),
+		policyLoad: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "oakallow_policy_load_duration_seconds",
+			Help:    "Time to load and compile one org's policy (queries, schemas, index), by result (ok, error).",
+			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.checkLatency, m.verdicts, m.requests,
+	m.reg.MustRegister(m.checkLatency, m.verdicts, m.requests, m.policyLoad,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -45,6 +52,15 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 // Registry exposes the registry so other components in the process (the
 // worker in `go run ./dev`) can add their series.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+// observePolicyLoad records one policy load.
+func (m *metrics) observePolicyLoad(d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.policyLoad.WithLabelValues(result).Observe(d.Seconds())
+}
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

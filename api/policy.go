@@ -3,7 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -55,11 +56,12 @@ const maxParallelLoads = 4
 // load, not one each. Loads run outside the change listener, so one org's
 // slow load delays nobody else's changes, nor key revocations.
 type PolicyCache struct {
-	st  *store.Store
-	log *slog.Logger
-	ctx context.Context // loads run under it; Stop ends it
-	end context.CancelFunc
-	sem chan struct{} // maxParallelLoads slots
+	st      *store.Store
+	log     *slog.Logger
+	observe func(time.Duration, error) // each load's duration and result
+	ctx     context.Context            // loads run under it; Stop ends it
+	end     context.CancelFunc
+	sem     chan struct{} // maxParallelLoads slots
 
 	table atomic.Pointer[policyTable] // copy-on-write, written under mu
 	mu    sync.Mutex
@@ -84,11 +86,12 @@ type orgLoad struct {
 	settled chan struct{} // closed and replaced each time a load ends
 }
 
-// NewPolicyCache returns an empty cache. Stop ends its background loads.
-func NewPolicyCache(st *store.Store, log *slog.Logger) *PolicyCache {
+// NewPolicyCache returns an empty cache that reports each load's duration
+// and result to observe. Stop ends its background loads.
+func NewPolicyCache(st *store.Store, log *slog.Logger, observe func(time.Duration, error)) *PolicyCache {
 	ctx, end := context.WithCancel(context.Background())
-	c := &PolicyCache{st: st, log: log, ctx: ctx, end: end, sem: make(chan struct{}, maxParallelLoads),
-		orgs: map[string]*orgLoad{}}
+	c := &PolicyCache{st: st, log: log, observe: observe, ctx: ctx, end: end,
+		sem: make(chan struct{}, maxParallelLoads), orgs: map[string]*orgLoad{}}
 	empty := policyTable{}
 	c.table.Store(&empty)
 	return c
@@ -229,7 +232,9 @@ func (c *PolicyCache) loadLoop(orgID string, o *orgLoad) {
 		var err error
 		select {
 		case c.sem <- struct{}{}:
+			start := time.Now()
 			p, err = c.compile(c.ctx, orgID, prev)
+			c.observe(time.Since(start), err)
 			<-c.sem
 		case <-c.ctx.Done():
 			err = c.ctx.Err()
@@ -282,23 +287,75 @@ func (c *PolicyCache) compile(ctx context.Context, orgID string, prev *orgPolicy
 	return p, err
 }
 
+// policyRows is what one load reads of an org, all from one snapshot.
+type policyRows struct {
+	tools   []store.PolicyToolsRow
+	cats    []store.PolicyCategoriesRow
+	rules   []store.PolicyRulesRow
+	schemas map[[32]byte]json.RawMessage // the schemas not in known, by SHA-256
+}
+
+// readPolicy reads the org's tools, categories and rules, and the text of
+// those parameter schemas known does not hold, in one snapshot: a load never
+// mixes the states before and after a change.
+func readPolicy(ctx context.Context, st *store.Store, orgID string, known map[[32]byte]*jsonschema.Schema) (policyRows, error) {
+	var r policyRows
+	err := st.InSnapshot(ctx, func(q *store.Queries) error {
+		var err error
+		if r.tools, err = q.PolicyTools(ctx, orgID); err != nil {
+			return fmt.Errorf("load policy tools: %w", err)
+		}
+		if r.cats, err = q.PolicyCategories(ctx, orgID); err != nil {
+			return fmt.Errorf("load policy categories: %w", err)
+		}
+		if r.rules, err = q.PolicyRules(ctx, orgID); err != nil {
+			return fmt.Errorf("load policy rules: %w", err)
+		}
+		var missing [][]byte
+		seen := map[[32]byte]bool{}
+		for _, t := range r.tools {
+			if h, ok := schemaHash(t.SchemaSha256); ok && known[h] == nil && !seen[h] {
+				seen[h] = true
+				missing = append(missing, t.SchemaSha256)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		rows, err := q.PolicySchemas(ctx, store.PolicySchemasParams{OrgID: orgID, Hashes: missing})
+		if err != nil {
+			return fmt.Errorf("load parameter schemas: %w", err)
+		}
+		r.schemas = make(map[[32]byte]json.RawMessage, len(rows))
+		for _, row := range rows {
+			if h, ok := schemaHash(row.SchemaSha256); ok {
+				r.schemas[h] = row.ParameterSchema
+			}
+		}
+		return nil
+	})
+	return r, err
+}
+
+// schemaHash converts a SHA-256 from the database; false for none.
+func schemaHash(b []byte) ([32]byte, bool) {
+	var h [32]byte
+	if len(b) != len(h) {
+		return h, false
+	}
+	return [32]byte(b), true
+}
+
 // compileOrgPolicy loads the org's tools, categories and rules and compiles
 // them. A parameter schema found in known (by the SHA-256 of its stored
 // text) is reused; compiled counts the schemas it had to compile.
 func compileOrgPolicy(ctx context.Context, st *store.Store, orgID string,
 	known map[[32]byte]*jsonschema.Schema) (p *orgPolicy, compiled int, err error) {
-	tools, err := st.PolicyTools(ctx, orgID)
+	rows, err := readPolicy(ctx, st, orgID, known)
 	if err != nil {
-		return nil, 0, fmt.Errorf("load policy tools: %w", err)
+		return nil, 0, err
 	}
-	cats, err := st.PolicyCategories(ctx, orgID)
-	if err != nil {
-		return nil, 0, fmt.Errorf("load policy categories: %w", err)
-	}
-	rules, err := st.PolicyRules(ctx, orgID)
-	if err != nil {
-		return nil, 0, fmt.Errorf("load policy rules: %w", err)
-	}
+	tools, cats, rules := rows.tools, rows.cats, rows.rules
 	pol := resolver.Policy{
 		Tools:      make([]resolver.Tool, 0, len(tools)),
 		Categories: make([]resolver.Category, 0, len(cats)),
@@ -317,17 +374,20 @@ func compileOrgPolicy(ctx context.Context, st *store.Store, orgID string,
 		})
 		info := toolInfo{ID: t.ID, RequiresSecondApproval: t.RequiresSecondApproval,
 			TimeoutSeconds: t.ApprovalTimeoutSeconds, Draft: t.Status == "draft"}
-		if len(t.ParameterSchema) > 0 && !bytes.Equal(t.ParameterSchema, []byte("null")) {
-			h := sha256.Sum256(t.ParameterSchema)
+		if h, ok := schemaHash(t.SchemaSha256); ok {
 			if info.Schema = schemas[h]; info.Schema == nil {
 				info.Schema = known[h]
 			}
 			if info.Schema == nil {
+				raw, ok := rows.schemas[h]
+				if !ok {
+					return nil, compiled, fmt.Errorf("tool %s: parameter schema missing from its snapshot", t.ID)
+				}
 				// The schema was validated when it was written; a failure
 				// here means the row was changed behind our back, so fail
 				// closed.
 				compiled++
-				if info.Schema, err = compileSchema(t.ParameterSchema); err != nil {
+				if info.Schema, err = compileSchema(raw); err != nil {
 					return nil, compiled, fmt.Errorf("tool %s: stored parameter schema: %w", t.ID, err)
 				}
 			}

@@ -132,9 +132,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		deps.Now = time.Now
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store)}
-	s.policies = NewPolicyCache(deps.Store, deps.Logger)
-	s.keyring = deps.Keyring
 	s.metrics = newMetrics(deps.Registry)
+	s.policies = NewPolicyCache(deps.Store, deps.Logger, s.metrics.observePolicyLoad)
+	s.keyring = deps.Keyring
 
 	hc := huma.DefaultConfig("oakallow API", Version)
 	hc.Info.Description = "Permission checks, approvals and execution tokens for AI-agent tool calls."

@@ -1043,9 +1043,49 @@ func (q *Queries) PolicyRules(ctx context.Context, orgID string) ([]PolicyRulesR
 	return items, nil
 }
 
+const policySchemas = `-- name: PolicySchemas :many
+SELECT DISTINCT ON (s.schema_sha256) s.schema_sha256::bytea AS schema_sha256, s.parameter_schema::jsonb AS parameter_schema
+FROM (SELECT sha256(convert_to(t.parameter_schema::text, 'UTF8')) AS schema_sha256, t.parameter_schema
+      FROM tools t WHERE t.org_id = $1 AND t.parameter_schema IS NOT NULL) s
+WHERE s.schema_sha256 = ANY($2::bytea[])
+`
+
+type PolicySchemasParams struct {
+	OrgID  string
+	Hashes [][]byte
+}
+
+type PolicySchemasRow struct {
+	SchemaSha256    []byte
+	ParameterSchema json.RawMessage
+}
+
+// The org's parameter schemas whose SHA-256 (as PolicyTools computes it) is
+// in hashes, each once.
+func (q *Queries) PolicySchemas(ctx context.Context, arg PolicySchemasParams) ([]PolicySchemasRow, error) {
+	rows, err := q.db.Query(ctx, policySchemas, arg.OrgID, arg.Hashes)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PolicySchemasRow{}
+	for rows.Next() {
+		var i PolicySchemasRow
+		if err := rows.Scan(&i.SchemaSha256, &i.ParameterSchema); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const policyTools = `-- name: PolicyTools :many
 SELECT t.id, t.name, coalesce(c.name, '')::text AS category, t.default_permission, t.approved,
-       t.enabled, t.status, t.parameter_schema, t.requires_second_approval, t.approval_timeout_seconds
+       t.enabled, t.status, sha256(convert_to(nullif(t.parameter_schema, 'null'::jsonb)::text, 'UTF8')) AS schema_sha256,
+       t.requires_second_approval, t.approval_timeout_seconds
 FROM tools t LEFT JOIN categories c ON c.id = t.category_id
 WHERE t.org_id = $1
 `
@@ -1058,12 +1098,15 @@ type PolicyToolsRow struct {
 	Approved               bool
 	Enabled                bool
 	Status                 string
-	ParameterSchema        json.RawMessage
+	SchemaSha256           []byte
 	RequiresSecondApproval bool
 	ApprovalTimeoutSeconds *int32
 }
 
 // The org's tools with their category names, for compiling the resolver index.
+// Instead of the parameter schema, the SHA-256 of its text (NULL for none):
+// the compiler fetches only the schemas it has not compiled yet
+// (PolicySchemas), so a change does not move every schema of the org.
 func (q *Queries) PolicyTools(ctx context.Context, orgID string) ([]PolicyToolsRow, error) {
 	rows, err := q.db.Query(ctx, policyTools, orgID)
 	if err != nil {
@@ -1081,7 +1124,7 @@ func (q *Queries) PolicyTools(ctx context.Context, orgID string) ([]PolicyToolsR
 			&i.Approved,
 			&i.Enabled,
 			&i.Status,
-			&i.ParameterSchema,
+			&i.SchemaSha256,
 			&i.RequiresSecondApproval,
 			&i.ApprovalTimeoutSeconds,
 		); err != nil {

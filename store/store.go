@@ -111,7 +111,18 @@ func (s *Store) Ready(ctx context.Context) (err error) {
 // InTx runs fn in a transaction with queries bound to it; it commits when fn
 // returns nil and rolls back otherwise.
 func (s *Store) InTx(ctx context.Context, fn func(tx pgx.Tx, q *Queries) error) error {
-	tx, err := s.Pool.Begin(ctx)
+	return s.inTx(ctx, pgx.TxOptions{}, fn)
+}
+
+// InSnapshot runs fn in a read-only REPEATABLE READ transaction, so all its
+// queries see the same committed state.
+func (s *Store) InSnapshot(ctx context.Context, fn func(q *Queries) error) error {
+	return s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+		func(_ pgx.Tx, q *Queries) error { return fn(q) })
+}
+
+func (s *Store) inTx(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.Tx, q *Queries) error) error {
+	tx, err := s.Pool.BeginTx(ctx, opts)
 	if err != nil {
 		return translateErr(fmt.Errorf("begin: %w", err))
 	}

@@ -170,10 +170,22 @@ WHERE org_id = $1 AND (tenant_id = @ref::text OR resource_id = @ref::text OR too
 
 -- name: PolicyTools :many
 -- The org's tools with their category names, for compiling the resolver index.
+-- Instead of the parameter schema, the SHA-256 of its text (NULL for none):
+-- the compiler fetches only the schemas it has not compiled yet
+-- (PolicySchemas), so a change does not move every schema of the org.
 SELECT t.id, t.name, coalesce(c.name, '')::text AS category, t.default_permission, t.approved,
-       t.enabled, t.status, t.parameter_schema, t.requires_second_approval, t.approval_timeout_seconds
+       t.enabled, t.status, sha256(convert_to(nullif(t.parameter_schema, 'null'::jsonb)::text, 'UTF8')) AS schema_sha256,
+       t.requires_second_approval, t.approval_timeout_seconds
 FROM tools t LEFT JOIN categories c ON c.id = t.category_id
 WHERE t.org_id = $1;
+
+-- name: PolicySchemas :many
+-- The org's parameter schemas whose SHA-256 (as PolicyTools computes it) is
+-- in hashes, each once.
+SELECT DISTINCT ON (s.schema_sha256) s.schema_sha256::bytea AS schema_sha256, s.parameter_schema::jsonb AS parameter_schema
+FROM (SELECT sha256(convert_to(t.parameter_schema::text, 'UTF8')) AS schema_sha256, t.parameter_schema
+      FROM tools t WHERE t.org_id = @org_id AND t.parameter_schema IS NOT NULL) s
+WHERE s.schema_sha256 = ANY(@hashes::bytea[]);
 
 -- name: PolicyCategories :many
 SELECT name, default_permission FROM categories WHERE org_id = $1;
