@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,14 +45,38 @@ type PostgresConfig struct {
 	Logger *slog.Logger
 }
 
-// Postgres is a running PostgreSQL server owned by this process.
+// Postgres is a running PostgreSQL server owned by this process. It is
+// supervised: when the server exits without Stop (killed, crashed, shut down
+// from outside) it is started again on the same port and data directory, after
+// a pause that doubles with each restart in a row, and each restart is logged.
+// Clients see a short outage, as with any database restart, instead of one that
+// lasts until a person restarts `go run ./dev`.
 type Postgres struct {
-	port   int
-	dir    string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	logger *slog.Logger
+	port    int
+	dir     string
+	bin     string
+	args    []string
+	cred    *syscall.Credential
+	logPath string
+	logger  *slog.Logger
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd     // the current server process
+	exited   chan struct{} // closed when cmd has exited
+	stopping bool          // Stop was called: no more restarts
+
+	stop     chan struct{} // closed by Stop
+	restarts atomic.Int64
 }
+
+// Restart pauses: the first restart waits restartBackoffMin, each further one
+// in a row twice as long, up to restartBackoffMax. A server that stayed up for
+// restartStableAfter starts the count again.
+const (
+	restartBackoffMin  = 100 * time.Millisecond
+	restartBackoffMax  = 10 * time.Second
+	restartStableAfter = 30 * time.Second
+)
 
 // FindPostgresBin returns a directory holding the PostgreSQL server binaries,
 // preferring PATH, then the newest /usr/lib/postgresql/N/bin, then
@@ -149,35 +175,108 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	if cfg.Fast {
 		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off")
 	}
-	logFile, err := os.OpenFile(filepath.Join(dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	p := &Postgres{port: port, dir: dir, bin: bin, args: args, cred: cred, logPath: filepath.Join(dir, "server.log"),
+		logger: logger, stop: make(chan struct{})}
+	p.mu.Lock()
+	exited, err := p.startProcessLocked()
+	p.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
-	if cred != nil {
-		_ = os.Chown(logFile.Name(), int(cred.Uid), int(cred.Gid))
-	}
-	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = sysProcAttr(cred)
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start postgres: %w", err)
-	}
-	p := &Postgres{port: port, dir: dir, cmd: cmd, done: make(chan struct{}), logger: logger}
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	if err := p.waitReady(ctx, 30*time.Second); err != nil {
+	if err := p.waitReady(ctx, exited, 30*time.Second); err != nil {
 		p.Stop()
-		return nil, fmt.Errorf("start postgres (log: %s): %w", logFile.Name(), err)
+		return nil, fmt.Errorf("start postgres (log: %s): %w", p.logPath, err)
 	}
+	go p.supervise()
 	logger.Info("postgres started", "port", port, "dir", dir)
 	return p, nil
 }
 
-func (p *Postgres) waitReady(ctx context.Context, limit time.Duration) error {
+// startProcessLocked starts a server process and returns a channel closed when it
+// exits. p.mu is held, so that Stop cannot miss the process.
+func (p *Postgres) startProcessLocked() (<-chan struct{}, error) {
+	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if p.cred != nil {
+		_ = os.Chown(logFile.Name(), int(p.cred.Uid), int(p.cred.Gid))
+	}
+	cmd := exec.Command(filepath.Join(p.bin, "postgres"), p.args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = sysProcAttr(p.cred)
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(exited)
+	}()
+	p.cmd, p.exited = cmd, exited
+	return exited, nil
+}
+
+// supervise restarts the server whenever it exits before Stop.
+func (p *Postgres) supervise() {
+	backoff := restartBackoffMin
+	started := time.Now()
+	for {
+		p.mu.Lock()
+		cmd, exited := p.cmd, p.exited
+		p.mu.Unlock()
+		select {
+		case <-p.stop:
+			return
+		case <-exited:
+		}
+		if time.Since(started) >= restartStableAfter {
+			backoff = restartBackoffMin
+		}
+		p.logger.Warn("postgres exited; restarting it", "port", p.port, "exit", cmd.ProcessState.String(),
+			"restart_in", backoff, "log", p.logPath)
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, restartBackoffMax)
+			// A server killed hard leaves backends behind for a moment, and the
+			// new one refuses to start while they hold its shared memory: it exits
+			// at once and the next round waits longer.
+			p.mu.Lock()
+			if p.stopping {
+				p.mu.Unlock()
+				return
+			}
+			_, err := p.startProcessLocked()
+			p.mu.Unlock()
+			if err != nil {
+				p.logger.Error("postgres restart failed", "port", p.port, "err", err, "retry_in", backoff)
+				continue
+			}
+			break
+		}
+		started = time.Now()
+		n := p.restarts.Add(1)
+		p.logger.Warn("postgres restarted", "port", p.port, "pid", p.PID(), "restarts", n)
+	}
+}
+
+// PID is the process id of the current server (it changes when the server is restarted).
+func (p *Postgres) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
+}
+
+// Restarts counts the restarts after unexpected exits so far.
+func (p *Postgres) Restarts() int64 { return p.restarts.Load() }
+
+func (p *Postgres) waitReady(ctx context.Context, exited <-chan struct{}, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -188,7 +287,7 @@ func (p *Postgres) waitReady(ctx context.Context, limit time.Duration) error {
 			return nil
 		}
 		select {
-		case <-p.done:
+		case <-exited:
 			return errors.New("postgres exited during start-up")
 		case <-ctx.Done():
 			return ctx.Err()
@@ -208,17 +307,24 @@ func (p *Postgres) URL(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", p.port, db)
 }
 
-// Stop asks the server for a fast shutdown and waits up to 10 s, then kills it.
+// Stop ends supervision, asks the server for a fast shutdown and waits up to
+// 10 s, then kills it. Calling it again does nothing.
 func (p *Postgres) Stop() {
-	if p.cmd.Process == nil {
+	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	p.stopping = true
+	close(p.stop)
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case <-p.done:
+	case <-exited:
 	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		_ = cmd.Process.Kill()
+		<-exited
 	}
 	p.logger.Info("postgres stopped", "port", p.port)
 }

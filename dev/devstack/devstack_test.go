@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,4 +244,54 @@ func TestExitCode(t *testing.T) {
 			require.Equal(t, tc.want, ExitCode(tc.err))
 		})
 	}
+}
+
+// lockedBuffer collects log output written from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDeadPostgresIsRestarted: when the dev cluster's server dies, the
+// environment starts it again and the API recovers by itself, instead of
+// answering 503 until a person restarts `make dev`.
+func TestDeadPostgresIsRestarted(t *testing.T) {
+	t.Parallel()
+	var logs lockedBuffer
+	env, err := Start(context.Background(), Options{Dir: rootableTempDir(t), Throwaway: true, UIPort: -1, FastPostgres: true},
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	require.NoError(t, err)
+	defer env.Stop()
+	creds := env.Credentials()
+	status, body := get(t, creds.APIURL+"/v1/credits", creds.StandardKey)
+	require.Equal(t, http.StatusOK, status, string(body))
+
+	pid := env.pg.PID()
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+
+	deadline := time.Now().Add(2 * time.Minute) // a hang, not a budget
+	for {
+		status, body = get(t, creds.APIURL+"/v1/credits", creds.StandardKey)
+		ready, _ := get(t, creds.APIURL+"/readyz", "")
+		if status == http.StatusOK && ready == http.StatusOK && env.pg.PID() != pid {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the API has not recovered: %d %s", status, body)
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.GreaterOrEqual(t, env.pg.Restarts(), int64(1))
+	require.Contains(t, logs.String(), "postgres exited; restarting it")
+	require.Contains(t, logs.String(), "postgres restarted")
 }

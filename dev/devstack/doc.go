@@ -22,6 +22,13 @@
 // [Stack.Stop] removes, for load runs and tests that must not touch a
 // developer's data.
 //
+// # PostgreSQL supervision
+//
+// The cluster's server is supervised ([devenv.Postgres]): if it dies (killed,
+// crashed, shut down from outside) it is started again on the same port with a
+// growing pause between restarts in a row, each restart logged at warn level.
+// The API answers 503 for the few moments it is down, then recovers by itself.
+//
 // # PostgreSQL durability
 //
 // The cluster runs with fsync on unless [Options.FastPostgres] is set. Fast
