@@ -134,7 +134,7 @@ func (s *approvalSuite) startServer(t *testing.T, opts ...func(*Deps)) *Server {
 	for _, o := range opts {
 		o(&deps)
 	}
-	srv, err := NewServer(Config{Addr: "127.0.0.1:0"}, deps)
+	srv, err := NewServer(testConfig(), deps)
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(context.Background()))
 	t.Cleanup(srv.Stop)

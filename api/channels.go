@@ -305,31 +305,35 @@ func (s *Server) needBox() error {
 }
 
 // validateChannelURL applies the outbound URL policy to a channel URL. As
-// for the org webhook URL, plain http is accepted only for loopback hosts
-// (local development and tests); the delivery client enforces its own,
-// stricter policy again at send time.
-func validateChannelURL(field, raw string) error {
+// for the org webhook URL, an obviously internal host is refused unless the
+// server allows private destinations, and plain http is accepted only for
+// loopback hosts (local development and tests); the delivery client enforces
+// its own, stricter policy again at send time.
+func (s *Server) validateChannelURL(field, raw string) error {
 	if err := notify.ValidateURL(raw, true); err != nil {
 		return fieldProblem("body."+field, err.Error(), nil)
+	}
+	if !s.cfg.AllowPrivateWebhooks {
+		if err := notify.CheckDestination(raw); err != nil {
+			return fieldProblem("body."+field, err.Error(), nil)
+		}
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fieldProblem("body."+field, "not a URL", nil)
 	}
 	if strings.EqualFold(u.Scheme, "http") {
-		switch strings.ToLower(u.Hostname()) {
-		case "localhost", "127.0.0.1", "::1":
-		default:
-			return fieldProblem("body."+field, field+" must use https (http is allowed only for localhost, 127.0.0.1 and [::1])", nil)
+		if err := s.checkPlainHTTP(u); err != nil {
+			return fieldProblem("body."+field, field+" "+err.Error(), nil)
 		}
 	}
 	return nil
 }
 
 // pagerDutySettings validates a PagerDuty channel's settings.
-func pagerDutySettings(apiKey string, cfg activities.PagerDutyChannelConfig) error {
+func (s *Server) pagerDutySettings(apiKey string, cfg activities.PagerDutyChannelConfig) error {
 	if cfg.BaseURL != "" {
-		if err := validateChannelURL("base_url", cfg.BaseURL); err != nil {
+		if err := s.validateChannelURL("base_url", cfg.BaseURL); err != nil {
 			return err
 		}
 	}
@@ -381,20 +385,20 @@ func (s *Server) createChannel(ctx context.Context, p Principal, req *channelCre
 		if req.WebhookURL == "" {
 			return ChannelWithSecret{}, fieldProblem("body.webhook_url", "a Slack channel needs its incoming-webhook URL", nil)
 		}
-		if err := validateChannelURL("webhook_url", req.WebhookURL); err != nil {
+		if err := s.validateChannelURL("webhook_url", req.WebhookURL); err != nil {
 			return ChannelWithSecret{}, err
 		}
 		set.secret = req.WebhookURL
 		set.config, err = json.Marshal(activities.SlackChannelConfig{})
 	case activities.ChannelPagerDuty:
 		cfg := activities.PagerDutyChannelConfig{FromEmail: req.FromEmail, ServiceID: req.ServiceID, BaseURL: req.BaseURL}
-		if err := pagerDutySettings(req.APIKey, cfg); err != nil {
+		if err := s.pagerDutySettings(req.APIKey, cfg); err != nil {
 			return ChannelWithSecret{}, err
 		}
 		set.secret = req.APIKey
 		set.config, err = json.Marshal(cfg)
 	case activities.ChannelWebhook:
-		if err := validateChannelURL("url", req.URL); err != nil {
+		if err := s.validateChannelURL("url", req.URL); err != nil {
 			return ChannelWithSecret{}, err
 		}
 		if shownSecret, err = notify.NewWebhookSecret(); err != nil {
@@ -473,7 +477,7 @@ func (s *Server) updateChannel(ctx context.Context, p Principal, id string, req 
 		switch c.Kind {
 		case activities.ChannelSlack:
 			if req.WebhookURL != nil {
-				if err := validateChannelURL("webhook_url", *req.WebhookURL); err != nil {
+				if err := s.validateChannelURL("webhook_url", *req.WebhookURL); err != nil {
 					return err
 				}
 				secret = *req.WebhookURL
@@ -502,7 +506,7 @@ func (s *Server) updateChannel(ctx context.Context, p Principal, id string, req 
 			if req.APIKey != nil {
 				key, secret = *req.APIKey, *req.APIKey
 			}
-			if err := pagerDutySettings(key, cfg); err != nil {
+			if err := s.pagerDutySettings(key, cfg); err != nil {
 				return err
 			}
 			if config, err = json.Marshal(cfg); err != nil {
@@ -514,7 +518,7 @@ func (s *Server) updateChannel(ctx context.Context, p Principal, id string, req 
 				return fmt.Errorf("decode channel config: %w", err)
 			}
 			if req.URL != nil {
-				if err := validateChannelURL("url", *req.URL); err != nil {
+				if err := s.validateChannelURL("url", *req.URL); err != nil {
 					return err
 				}
 				changed.note("url", cfg.URL, *req.URL)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"oakallow/activities/sealed"
 	"oakallow/activities/tokens"
 	"oakallow/dev/devtest"
 	"oakallow/store"
@@ -68,18 +69,54 @@ func testLogger() *slog.Logger {
 
 func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
+	st, boot := bootstrappedStore(t)
+	return startEnv(t, st, boot)
+}
+
+// bootstrappedStore is a fresh database with one team, org and keys.
+func bootstrappedStore(t testing.TB) (*store.Store, BootstrapResult) {
+	t.Helper()
 	st := devtest.Store(t)
 	boot, err := Bootstrap(context.Background(), st, BootstrapInput{
 		TeamName: "Acme", OwnerEmail: "owner@example.com", OwnerName: "Owner", OrgName: "acme-app",
 	}, time.Now())
 	require.NoError(t, err)
-	return startEnv(t, st, boot)
+	return st, boot
+}
+
+// testBox is a secrets box with a fresh key.
+func testBox(t testing.TB) *sealed.Box {
+	t.Helper()
+	key, err := sealed.NewKey()
+	require.NoError(t, err)
+	raw, err := sealed.ParseKey(key)
+	require.NoError(t, err)
+	box, err := sealed.NewBox(raw)
+	require.NoError(t, err)
+	return box
+}
+
+// testConfig is the configuration of test servers: like go run ./dev, they
+// accept webhook and channel URLs on loopback over http, where the tests'
+// receivers listen. TestInternalDestinationsRefusedWhenSet covers the
+// production default.
+func testConfig() Config {
+	return Config{Addr: "127.0.0.1:0", AllowPrivateWebhooks: true}
 }
 
 // startEnv starts another API server on an existing database (replicas).
 func startEnv(t testing.TB, st *store.Store, boot BootstrapResult) *testEnv {
 	t.Helper()
-	srv, err := NewServer(Config{Addr: "127.0.0.1:0"}, Deps{Store: st, Logger: testLogger(), Keyring: testKeyring})
+	return startEnvWith(t, testConfig(), Deps{Store: st}, boot)
+}
+
+// startEnvWith starts an API server with cfg and deps (Logger and Keyring
+// filled in) for the org boot.
+func startEnvWith(t testing.TB, cfg Config, deps Deps, boot BootstrapResult) *testEnv {
+	t.Helper()
+	st := deps.Store
+	deps.Logger, deps.Keyring = testLogger(), testKeyring
+	srv, err := NewServer(cfg, deps)
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(context.Background()))
 	t.Cleanup(srv.Stop)

@@ -40,6 +40,12 @@ type Config struct {
 	// Listener, when set, is served instead of listening on Addr (an inherited
 	// socket, tests); Stop closes it.
 	Listener net.Listener
+	// AllowPrivateWebhooks accepts webhook and channel URLs whose host is
+	// loopback, private or link-local, or localhost, and plain http to the
+	// local machine (OAKALLOW_WEBHOOKS_ALLOW_PRIVATE, for receivers on the
+	// same machine or network; the worker's client must allow them too).
+	// Off by default: such URLs are refused with 422 when they are set.
+	AllowPrivateWebhooks bool
 }
 
 // Validate fills defaults and checks values.

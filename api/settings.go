@@ -90,7 +90,7 @@ func registerSettings(api huma.API, s *Server) {
 
 func (s *Server) updateSettings(ctx context.Context, p Principal, b *settingsUpdateRequest) (OrgSettings, error) {
 	if b.WebhookURL != nil {
-		if err := checkWebhookURL(*b.WebhookURL); err != nil {
+		if err := s.checkWebhookURL(*b.WebhookURL); err != nil {
 			return OrgSettings{}, fieldProblem("body.webhook_url", err.Error(), nil)
 		}
 	}
@@ -164,10 +164,11 @@ func (s *Server) updateSettings(ctx context.Context, p Principal, b *settingsUpd
 	return out, err
 }
 
-// checkWebhookURL accepts "" (no webhook), an https URL, or an http URL to
-// the local machine (development). Credentials in the URL are refused: they
-// would be stored and shown in clear.
-func checkWebhookURL(raw string) error {
+// checkWebhookURL accepts "" (no webhook), an https URL to a host that is
+// not plainly internal, or — when the server allows private destinations —
+// also an http URL to the local machine (development). Credentials in the
+// URL are refused: they would be stored and shown in clear.
+func (s *Server) checkWebhookURL(raw string) error {
 	if raw == "" {
 		return nil
 	}
@@ -187,10 +188,8 @@ func checkWebhookURL(raw string) error {
 	switch strings.ToLower(u.Scheme) {
 	case "https":
 	case "http":
-		switch strings.ToLower(u.Hostname()) {
-		case "localhost", "127.0.0.1", "::1":
-		default:
-			return errors.New("webhook_url must use https (http is allowed only for localhost, 127.0.0.1 and [::1])")
+		if err := s.checkPlainHTTP(u); err != nil {
+			return fmt.Errorf("webhook_url %w", err)
 		}
 	default:
 		return errors.New("webhook_url must use https")
@@ -199,7 +198,25 @@ func checkWebhookURL(raw string) error {
 	if err := notify.ValidateURL(raw, true); err != nil {
 		return fmt.Errorf("webhook_url: %w", err)
 	}
+	if !s.cfg.AllowPrivateWebhooks {
+		if err := notify.CheckDestination(raw); err != nil {
+			return fmt.Errorf("webhook_url: %w", err)
+		}
+	}
 	return nil
+}
+
+// checkPlainHTTP allows an http URL only to the local machine, and only
+// when the server allows private destinations (development and tests).
+func (s *Server) checkPlainHTTP(u *url.URL) error {
+	if !s.cfg.AllowPrivateWebhooks {
+		return errors.New("must use https")
+	}
+	switch strings.ToLower(u.Hostname()) {
+	case "localhost", "127.0.0.1", "::1":
+		return nil
+	}
+	return errors.New("must use https (http is allowed only for localhost, 127.0.0.1 and [::1])")
 }
 
 // redactURL keeps scheme, host and path of a URL, dropping a query that may

@@ -182,20 +182,42 @@ func refusePrivateAddress(_, address string, _ syscall.RawConn) error {
 }
 
 var nonPublicPrefixes = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),      // "this network"
-	netip.MustParsePrefix("100.64.0.0/10"),  // shared address space, RFC 6598
-	netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments
-	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking
-	netip.MustParsePrefix("240.0.0.0/4"),    // reserved, incl. broadcast
-	netip.MustParsePrefix("64:ff9b:1::/48"), // local-use NAT64
-	netip.MustParsePrefix("100::/64"),       // discard-only
-	netip.MustParsePrefix("2001:db8::/32"),  // documentation
-	netip.MustParsePrefix("fec0::/10"),      // deprecated site-local
+	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
+	netip.MustParsePrefix("100.64.0.0/10"),   // shared address space, RFC 6598
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, incl. broadcast
+	netip.MustParsePrefix("::/96"),           // IPv4-compatible, deprecated (RFC 4291 §2.5.5.1); also :: and ::1
+	netip.MustParsePrefix("::ffff:0:0:0/96"), // IPv4-translated (RFC 2765 §2.1)
+	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64 (RFC 8215)
+	netip.MustParsePrefix("100::/64"),        // discard-only
+	netip.MustParsePrefix("2001::/32"),       // Teredo (RFC 4380): tunnels to an IPv4 address
+	netip.MustParsePrefix("2001:db8::/32"),   // documentation
+	netip.MustParsePrefix("fec0::/10"),       // deprecated site-local
 }
 
+// IPv6 prefixes whose addresses carry the IPv4 address they reach.
+var (
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96") // RFC 6052 §2.1: IPv4 in the last 32 bits
+	sixToFour      = netip.MustParsePrefix("2002::/16")    // RFC 3056 §2: IPv4 in bits 16-47
+)
+
 // isPublicAddr reports whether ip is a globally routable unicast address.
+// An IPv6 address that embeds an IPv4 address a translator or relay would
+// reach (IPv4-mapped, NAT64, 6to4) is judged by that IPv4 address, so
+// 64:ff9b::a9fe:a9fe is the metadata address 169.254.169.254; the other
+// transition forms (IPv4-compatible, IPv4-translated, Teredo) are refused.
 func isPublicAddr(ip netip.Addr) bool {
 	ip = ip.Unmap()
+	if ip.Is6() {
+		b := ip.As16()
+		switch {
+		case nat64WellKnown.Contains(ip):
+			return isPublicAddr(netip.AddrFrom4([4]byte(b[12:16])))
+		case sixToFour.Contains(ip):
+			return isPublicAddr(netip.AddrFrom4([4]byte(b[2:6])))
+		}
+	}
 	if !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() ||
 		ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() ||
 		ip.IsMulticast() {
@@ -203,6 +225,50 @@ func isPublicAddr(ip netip.Addr) bool {
 	}
 	for _, p := range nonPublicPrefixes {
 		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckDestination refuses a webhook or channel URL whose host is plainly
+// internal, so the mistake (or the probe) is refused when the URL is set
+// rather than on every send: an IP address that is not public (see
+// isPublicAddr; IPv4 written in a form other than dotted decimal, which some
+// resolvers accept, counts as not public), or the name localhost or a name
+// under it (RFC 6761 §6.3). A name that resolves to an internal address is
+// refused when dialled. raw must have passed ValidateURL.
+func CheckDestination(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%w: not a URL", ErrURLPolicy)
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return fmt.Errorf("%w: host %s is this machine", ErrURLPolicy, host)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if !isPublicAddr(ip) {
+			return fmt.Errorf("%w: address %s is not public", ErrURLPolicy, ip)
+		}
+		return nil
+	}
+	if numericIPv4(host) {
+		return fmt.Errorf("%w: write an IPv4 address in dotted decimal", ErrURLPolicy)
+	}
+	return nil
+}
+
+// numericIPv4 reports whether host is an IPv4 address in one of the forms
+// inet_aton accepts besides dotted decimal (2130706433, 0x7f.1, 0177.0.0.1):
+// one to four parts, each a decimal, octal or hex number.
+func numericIPv4(host string) bool {
+	parts := strings.Split(host, ".")
+	if len(parts) > 4 {
+		return false
+	}
+	for _, p := range parts {
+		if _, err := strconv.ParseUint(p, 0, 32); err != nil {
 			return false
 		}
 	}

@@ -262,6 +262,64 @@ func TestHostnameResolvingToLoopbackIsRefused(t *testing.T) {
 	require.Zero(t, hits.Load())
 }
 
+// TestEmbeddedIPv4IsJudgedByItsTarget: an IPv6 address that a NAT64
+// translator or a 6to4 relay would carry to an internal IPv4 address is
+// refused before any packet is sent — not dialled and left to fail.
+func TestEmbeddedIPv4IsJudgedByItsTarget(t *testing.T) {
+	t.Parallel()
+	client, err := notify.NewHTTPClient(notify.HTTPClientConfig{AllowInsecure: true})
+	require.NoError(t, err)
+	for _, addr := range []string{"64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "2002:a9fe:a9fe::1", "::a9fe:a9fe",
+		"2001:0:4136:e378:8000:63bf:3fff:fdd2"} {
+		t.Run(addr, func(t *testing.T) {
+			t.Parallel()
+			att := deliverTo(t, client, "http://["+addr+"]/latest/meta-data/")
+			require.False(t, att.OK())
+			require.False(t, att.Retryable, att.Error)
+			require.Contains(t, att.Error, "not public")
+		})
+	}
+}
+
+func TestCheckDestination(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url  string
+		want string // "" when accepted
+	}{
+		{url: "https://hooks.example.com/x"},
+		{url: "https://8.8.8.8/x"},
+		{url: "https://[2606:4700:4700::1111]/x"},
+		{url: "https://[64:ff9b::808:808]/x"},
+		{url: "https://localhost/x", want: "this machine"},
+		{url: "https://LOCALHOST./x", want: "this machine"},
+		{url: "https://api.localhost:8443/x", want: "this machine"},
+		{url: "https://127.0.0.1/x", want: "not public"},
+		{url: "https://10.1.2.3/x", want: "not public"},
+		{url: "https://169.254.169.254/latest/meta-data/", want: "not public"},
+		{url: "https://[::1]/x", want: "not public"},
+		{url: "https://[fe80::1%25eth0]/x", want: "not public"},
+		{url: "https://[::ffff:127.0.0.1]/x", want: "not public"},
+		{url: "https://[64:ff9b::a9fe:a9fe]/x", want: "not public"},
+		{url: "https://[2002:a00:1::1]/x", want: "not public"},
+		{url: "https://2130706433/x", want: "dotted decimal"},
+		{url: "https://0x7f.1/x", want: "dotted decimal"},
+		{url: "https://0177.0.0.1/x", want: "dotted decimal"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			t.Parallel()
+			require.NoError(t, notify.ValidateURL(tc.url, false))
+			err := notify.CheckDestination(tc.url)
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, notify.ErrURLPolicy)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
 func TestHTTPClientConfigValidate(t *testing.T) {
 	t.Parallel()
 	_, err := notify.NewHTTPClient(notify.HTTPClientConfig{Timeout: -time.Second})

@@ -40,6 +40,20 @@ func TestIsPublicAddr(t *testing.T) {
 		{"ff02::1", false},
 		{"255.255.255.255", false},
 		{"198.18.0.1", false},
+		{"::ffff:169.254.169.254", false},
+		// IPv6 forms that embed an IPv4 address are judged by it, or refused.
+		{"64:ff9b::a9fe:a9fe", false},                   // NAT64 to the metadata address
+		{"64:ff9b::7f00:1", false},                      // NAT64 to loopback
+		{"64:ff9b::a00:1", false},                       // NAT64 to 10.0.0.1
+		{"64:ff9b::808:808", true},                      // NAT64 to 8.8.8.8
+		{"64:ff9b:1::808:808", false},                   // local-use NAT64
+		{"2002:a9fe:a9fe::1", false},                    // 6to4 via 169.254.169.254
+		{"2002:7f00:1::1", false},                       // 6to4 via loopback
+		{"2002:808:808::1", true},                       // 6to4 via 8.8.8.8
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", false}, // Teredo
+		{"::a9fe:a9fe", false},                          // IPv4-compatible
+		{"::808:808", false},                            // IPv4-compatible, deprecated whatever it embeds
+		{"::ffff:0:a9fe:a9fe", false},                   // IPv4-translated
 	}
 	for _, tc := range tests {
 		t.Run(tc.addr, func(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"go.temporal.io/sdk/client"
@@ -65,9 +64,9 @@ func loadSlackApp() (*notify.SlackApp, error) {
 	case id == "" || secret == "":
 		return nil, errors.New("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET must be set together (or neither, to turn \"Add to Slack\" off)")
 	}
-	allowPrivate, err := strconv.ParseBool(getenv("OAKALLOW_WEBHOOKS_ALLOW_PRIVATE"))
+	allowPrivate, err := allowPrivateWebhooks()
 	if err != nil {
-		return nil, fmt.Errorf("OAKALLOW_WEBHOOKS_ALLOW_PRIVATE: not a boolean")
+		return nil, err
 	}
 	public, err := url.Parse(getenv("OAKALLOW_PUBLIC_URL"))
 	if err != nil || public.Host == "" {
@@ -129,11 +128,16 @@ func serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return err
 	}
+	allowPrivate, err := allowPrivateWebhooks()
+	if err != nil {
+		return err
+	}
 	srv, err := api.NewServer(api.Config{
-		Addr:            getenv("OAKALLOW_ADDR"),
-		Listener:        ln,
-		PublicURL:       getenv("OAKALLOW_PUBLIC_URL"),
-		ShutdownTimeout: shutdown,
+		Addr:                 getenv("OAKALLOW_ADDR"),
+		Listener:             ln,
+		PublicURL:            getenv("OAKALLOW_PUBLIC_URL"),
+		ShutdownTimeout:      shutdown,
+		AllowPrivateWebhooks: allowPrivate,
 	}, api.Deps{
 		Store:           st,
 		Logger:          logger,

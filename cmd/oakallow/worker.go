@@ -36,11 +36,20 @@ func loadSecretBox() (*sealed.Box, error) {
 	return sealed.NewBox(key)
 }
 
+// allowPrivateWebhooks reads OAKALLOW_WEBHOOKS_ALLOW_PRIVATE.
+func allowPrivateWebhooks() (bool, error) {
+	allow, err := strconv.ParseBool(getenv("OAKALLOW_WEBHOOKS_ALLOW_PRIVATE"))
+	if err != nil {
+		return false, fmt.Errorf("OAKALLOW_WEBHOOKS_ALLOW_PRIVATE: not a boolean")
+	}
+	return allow, nil
+}
+
 // outboundHTTPClient is the client for webhooks and alert channels.
 func outboundHTTPClient() (*http.Client, error) {
-	allowPrivate, err := strconv.ParseBool(getenv("OAKALLOW_WEBHOOKS_ALLOW_PRIVATE"))
+	allowPrivate, err := allowPrivateWebhooks()
 	if err != nil {
-		return nil, fmt.Errorf("OAKALLOW_WEBHOOKS_ALLOW_PRIVATE: not a boolean")
+		return nil, err
 	}
 	return notify.NewHTTPClient(notify.HTTPClientConfig{AllowInsecure: allowPrivate, AllowPrivateAddresses: allowPrivate})
 }

@@ -267,7 +267,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 	}
 
 	// The API.
-	s.api, err = api.NewServer(api.Config{Addr: addr, PublicURL: "http://" + addr}, api.Deps{
+	s.api, err = api.NewServer(api.Config{Addr: addr, PublicURL: "http://" + addr, AllowPrivateWebhooks: true}, api.Deps{
 		Store: s.st, Logger: logger.With("component", "api"),
 		Keyring: keyring, Temporal: s.tc, Activities: acts, SecretBox: box, Registry: reg,
 		TemporalReady: func(ctx context.Context) error {
