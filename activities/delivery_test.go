@@ -170,7 +170,7 @@ func keys(m map[string]any) []string {
 
 // TestChannelAlertNamesTheDecider: a channel card names a reviewer by display name, and a
 // management key only as "a management key": its display is a key prefix, which a
-// channel never gets (and the scrubber would show as "[redacted:key]").
+// channel never gets (and the scrubber would show as "[redacted:secret]").
 func TestChannelAlertNamesTheDecider(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -22,9 +22,10 @@
 // the decision, decider and note. The type has no field for parameters,
 // tenant identifiers, keys or tokens, so none can be sent. Free text (reason,
 // note) is passed through the configured [Scrubber] (the PII scrubber), then
-// through a last-line redaction of oakallow's own credential formats
-// (oak_live_…, oak_agent_…, oak_tok_…, whsec_…), has control characters
-// flattened, and is cut to [MaxTextRunes] characters.
+// through a last-line redaction of credentials with the scrubber's own list
+// of shapes (pii.RedactSecrets: oak_live_…, oak_agent_…, oak_tok_…, whsec_…,
+// vendor keys, bearer tokens), has control characters flattened, and is cut
+// to [MaxTextRunes] characters.
 //
 // # Verifying our webhook signatures (for receivers)
 //

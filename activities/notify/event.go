@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"oakallow/activities/pii"
 )
 
 // Event types (SPEC §4). The org webhook carries all five; notification
@@ -150,18 +151,13 @@ func validReference(ref string) bool {
 // scrubber (SPEC §4); it must be safe for concurrent use.
 type Scrubber func(string) string
 
-// ownSecretPattern matches oakallow's own credential formats: API keys
-// (oak_live_ + 32 hex), agent tokens (oak_agent_…), execution tokens
-// (oak_tok_<claims>.<mac>) and webhook secrets (whsec_…). These are redacted
-// by the senders themselves whatever Scrubber is configured, because leaking
-// one of our own credentials into a chat channel is the one failure this
-// package can always prevent.
-var ownSecretPattern = regexp.MustCompile(`(?i)(?:oak_(?:live|agent|tok)_|whsec_)[A-Za-z0-9_\-.=]*`)
-
-// redactOwnSecrets replaces oakallow credentials with "[redacted:key]".
-func redactOwnSecrets(s string) string {
-	return ownSecretPattern.ReplaceAllString(s, "[redacted:key]")
-}
+// redactOwnSecrets replaces credentials with "[redacted:secret]" — the same
+// list of shapes the PII scrubber uses before storage (pii.RedactSecrets),
+// oakallow's own (oak_live_, oak_agent_, oak_tok_, whsec_) among them. The
+// senders apply it whatever Scrubber is configured, because leaking a
+// credential into a chat channel is the one failure this package can always
+// prevent.
+func redactOwnSecrets(s string) string { return pii.RedactSecrets(s) }
 
 // cleanText flattens control and formatting characters (newlines included)
 // to spaces, collapses runs of whitespace, drops invalid UTF-8, and cuts the

@@ -99,14 +99,14 @@ func TestSanitizeRedactsOwnCredentialsWithoutScrubber(t *testing.T) {
 		Reason:    "OAK_LIVE_0123456789ABCDEF0123456789ABCDEF and whsec_abc-DEF_123",
 		Reference: "REF-1",
 		Decision:  DecisionApproved,
-		Decider:   "oak_agent_abc",
+		Decider:   "oak_agent_0123456789abcdef",
 		Note:      "token oak_tok_eyJ.c2ln.",
 	}
 	s := a.sanitize(nil)
-	require.Equal(t, "tool [redacted:key]", s.ToolName)
-	require.Equal(t, "[redacted:key] and [redacted:key]", s.Reason)
-	require.Equal(t, "[redacted:key]", s.Decider)
-	require.Equal(t, "token [redacted:key]", s.Note)
+	require.Equal(t, "tool [redacted:secret]", s.ToolName)
+	require.Equal(t, "[redacted:secret] and [redacted:secret]", s.Reason)
+	require.Equal(t, "[redacted:secret]", s.Decider)
+	require.Equal(t, "token [redacted:secret].", s.Note) // the sentence keeps its period
 }
 
 func TestSanitizeDropsDecisionFieldsOutsideDecisions(t *testing.T) {

@@ -16,7 +16,7 @@ func pdChannel(fake *notifytest.PagerDuty) notify.PagerDutyChannel {
 	return notify.PagerDutyChannel{APIKey: fake.APIKey, FromEmail: fake.FromEmail, ServiceID: fake.ServiceID, BaseURL: fake.URL()}
 }
 
-const wantPDReason = "Refund for [redacted:email] using key [redacted:key], agent [redacted:key], token [redacted:key] and secret [redacted:key]"
+const wantPDReason = "Refund for [redacted:email] using key [redacted:secret], agent [redacted:secret], token [redacted:secret] and secret [redacted:secret]"
 
 func TestPagerDutyRequestedOpensIncident(t *testing.T) {
 	t.Parallel()
@@ -72,8 +72,8 @@ func TestPagerDutyDecidedResolves(t *testing.T) {
 		decision       string
 		wantResolution string
 	}{
-		{name: "approved", decision: notify.DecisionApproved, wantResolution: "oakallow approval REF-7K3M9Q2X-4F8A approved by Bob Reviewer. Note: Checked with [redacted:email]; key [redacted:key]"},
-		{name: "denied", decision: notify.DecisionDenied, wantResolution: "oakallow approval REF-7K3M9Q2X-4F8A denied by Bob Reviewer. Note: Checked with [redacted:email]; key [redacted:key]"},
+		{name: "approved", decision: notify.DecisionApproved, wantResolution: "oakallow approval REF-7K3M9Q2X-4F8A approved by Bob Reviewer. Note: Checked with [redacted:email]; key [redacted:secret]"},
+		{name: "denied", decision: notify.DecisionDenied, wantResolution: "oakallow approval REF-7K3M9Q2X-4F8A denied by Bob Reviewer. Note: Checked with [redacted:email]; key [redacted:secret]"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -88,7 +88,7 @@ func TestSendSlackCardPerEvent(t *testing.T) {
 			name:       "requested",
 			alert:      createdAlert(),
 			wantHeader: "Approval requested: stripe.refund",
-			wantTexts:  []string{"*Tool*\nstripe.refund", "*Reference*\nREF-7K3M9Q2X-4F8A", "*Reason*\nRefund for [redacted:email] using key [redacted:key], agent [redacted:key], token [redacted:key] and secret [redacted:key]"},
+			wantTexts:  []string{"*Tool*\nstripe.refund", "*Reference*\nREF-7K3M9Q2X-4F8A", "*Reason*\nRefund for [redacted:email] using key [redacted:secret], agent [redacted:secret], token [redacted:secret] and secret [redacted:secret]"},
 		},
 		{
 			name:       "escalated",
@@ -100,7 +100,7 @@ func TestSendSlackCardPerEvent(t *testing.T) {
 			name:       "approved",
 			alert:      decidedAlert(notify.DecisionApproved),
 			wantHeader: "Approval granted: stripe.refund",
-			wantTexts:  []string{"*Decision*\nApproved", "*Decided by*\nBob Reviewer", "*Note*\nChecked with [redacted:email]; key [redacted:key]"},
+			wantTexts:  []string{"*Decision*\nApproved", "*Decided by*\nBob Reviewer", "*Note*\nChecked with [redacted:email]; key [redacted:secret]"},
 		},
 		{
 			name:       "denied",

@@ -202,7 +202,7 @@ func TestSendWebhookChannelExactBytes(t *testing.T) {
 
 	got := recv.Deliveries()
 	require.Len(t, got, 2)
-	wantReason := "Refund for [redacted:email] using key [redacted:key], agent [redacted:key], token [redacted:key] and secret [redacted:key]"
+	wantReason := "Refund for [redacted:email] using key [redacted:secret], agent [redacted:secret], token [redacted:secret] and secret [redacted:secret]"
 	require.JSONEq(t, `{
 		"type": "approval.created",
 		"tool_name": "stripe.refund",
@@ -218,7 +218,7 @@ func TestSendWebhookChannelExactBytes(t *testing.T) {
 		"dashboard_url": "https://oakallow.example.com/approvals/REF-7K3M9Q2X-4F8A",
 		"decision": "denied",
 		"decider": "Bob Reviewer",
-		"note": "Checked with [redacted:email]; key [redacted:key]"
+		"note": "Checked with [redacted:email]; key [redacted:secret]"
 	}`, string(got[1].Body))
 	for _, d := range got {
 		requireNoLeaks(t, d.Body)

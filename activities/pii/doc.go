@@ -11,9 +11,11 @@
 // applied in a fixed order, and each one sees the output of the ones before:
 //
 //  1. secret — bearer/basic credentials and known key formats (oakallow's own
-//     oak_live_/oak_agent_/oak_tok_, Stripe sk_/rk_, Slack xox?-, GitHub gh?_
-//     and github_pat_, AWS AKIA/ASIA, JWTs). First, so that digits inside a key
-//     are never mistaken for a phone or card number.
+//     oak_live_/oak_agent_/oak_tok_ and whsec_ in any case, Stripe sk_/rk_,
+//     Slack xox?-, GitHub gh?_ and github_pat_, AWS AKIA/ASIA, JWTs). First, so
+//     that digits inside a key are never mistaken for a phone or card number.
+//     RedactSecrets applies this kind alone; notifications use it whatever
+//     scrubber they are given, so storage and alerts share one list.
 //  2. email — local@domain with a real top-level label; Unicode letters allowed.
 //  3. iban — country code, check digits, mod-97 validated against the
 //     registry length of the country. Before cards, because the digit groups of

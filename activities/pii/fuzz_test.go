@@ -18,14 +18,16 @@ var fuzzSeeds = []string{
 	"+1 (415) 555-2671 415.555.2671 020 7946 0958",
 	"Bearer abcDEF123456789xyz Basic dXNlcjpwYXNz sk_live_4155552671abcd",
 	"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig AKIAIOSFODNN7EXAMPLE",
+	"whsec_Zx81kQaabbccddeeff OAK_LIVE_0123456789ABCDEF AKIAIOSFODNN7EXAMPLEoak_tok_abcdefgh.ij",
 	"[redacted:email]x@y.com [redacted:ip]4111111111111111",
 	"a@b.co4111111111111111 1.2.3.4.5 v1.2.3.4 2024-01-15",
 	"📞 +1 415 555 2671 — «jürgen@example.de» \xff\xfe",
 }
 
 // FuzzScrub checks the guarantees callers rely on, for any input: Scrub
-// never panics, is idempotent, and never lets a standalone Luhn-valid
-// 16-digit number through.
+// never panics, is idempotent, never lets a standalone Luhn-valid 16-digit
+// number through, and leaves nothing for RedactSecrets (which notifications
+// apply on top) to find; RedactSecrets is idempotent too.
 func FuzzScrub(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add(s)
@@ -34,6 +36,12 @@ func FuzzScrub(f *testing.F) {
 		out := Scrub(in)
 		if again := Scrub(out); again != out {
 			t.Fatalf("not idempotent:\n in:   %q\n once: %q\n twice: %q", in, out, again)
+		}
+		if again := RedactSecrets(out); again != out {
+			t.Fatalf("RedactSecrets found a secret Scrub left:\n in:  %q\n out: %q\n then: %q", in, out, again)
+		}
+		if secrets := RedactSecrets(in); RedactSecrets(secrets) != secrets {
+			t.Fatalf("RedactSecrets not idempotent: %q", in)
 		}
 		if run, ok := standaloneLuhn16(out); ok {
 			t.Fatalf("Luhn-valid 16-digit run %q survived:\n in:  %q\n out: %q", run, in, out)

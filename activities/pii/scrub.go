@@ -51,11 +51,23 @@ const maxPasses = 8
 // Scrub replaces e-mail addresses, phone numbers, payment card numbers, US
 // SSNs, IBANs, IP addresses and credentials in s with "[redacted:<kind>]".
 // The result is stable: Scrub(Scrub(s)) == Scrub(s).
-func Scrub(s string) string {
+func Scrub(s string) string { return scrubWith(s, pipeline[:]) }
+
+// secretsOnly is the pipeline of RedactSecrets.
+var secretsOnly = [...]detector{findSecrets}
+
+// RedactSecrets replaces credentials alone — the same shapes Scrub
+// recognises — with "[redacted:secret]", leaving personal data as it is.
+// Notifications apply it whatever scrubber is configured: a credential of
+// ours must never reach a chat channel. RedactSecrets(Scrub(s)) == Scrub(s).
+func RedactSecrets(s string) string { return scrubWith(s, secretsOnly[:]) }
+
+// scrubWith runs the detectors until nothing changes (at most maxPasses).
+func scrubWith(s string, detectors []detector) string {
 	var spans []span // allocated on the first match only
 	for range maxPasses {
 		var changed bool
-		s, spans, changed = scrubPass(s, spans)
+		s, spans, changed = scrubPass(s, spans, detectors)
 		if !changed {
 			return s
 		}
@@ -63,10 +75,10 @@ func Scrub(s string) string {
 	return s
 }
 
-// scrubPass runs every detector once, each on the output of the previous.
-func scrubPass(s string, spans []span) (string, []span, bool) {
+// scrubPass runs each detector once, each on the output of the previous.
+func scrubPass(s string, spans []span, detectors []detector) (string, []span, bool) {
 	changed := false
-	for _, find := range pipeline {
+	for _, find := range detectors {
 		spans = find(s, spans[:0])
 		if len(spans) == 0 {
 			continue

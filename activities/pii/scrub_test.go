@@ -148,7 +148,20 @@ func TestScrubSecret(t *testing.T) {
 		{"aws access key id", "aws AKIAIOSFODNN7EXAMPLE ok", "aws [redacted:secret] ok"},
 		{"aws temporary key id", "ASIAIOSFODNN7EXAMPLE", "[redacted:secret]"},
 		{"digits in key are not a phone", "sk_live_4155552671abcd", "[redacted:secret]"},
+		{"oak webhook secret", "signed with whsec_3q2-7wH_p0aLk9nVbRz1Xc4yT8uIoE5sDfGhJkLmNqA, see", "signed with [redacted:secret], see"},
+		{"oak key in upper case", "KEY OAK_LIVE_0123456789ABCDEF0123456789ABCDEF", "KEY [redacted:secret]"},
+		{"oak secret in mixed case", "Whsec_abcdefghijkl", "[redacted:secret]"},
+		{"secret glued after a key", "AKIAIOSFODNN7EXAMPLEoak_tok_abcdefgh.ij", "[redacted:secret][redacted:secret]"},
 	})
+}
+
+// TestRedactSecrets: the credentials Scrub finds, and nothing else.
+func TestRedactSecrets(t *testing.T) {
+	t.Parallel()
+	in := "mail bob@example.com, call +1 415 555 2671, key oak_live_0123456789abcdef, whsec_abcdefghijkl, Bearer abcDEF123456789xyz"
+	require.Equal(t, "mail bob@example.com, call +1 415 555 2671, key [redacted:secret], [redacted:secret], Bearer [redacted:secret]",
+		RedactSecrets(in))
+	require.Equal(t, Scrub(in), Scrub(RedactSecrets(in)))
 }
 
 // TestScrubNearMisses pins text that looks like data but must survive:
@@ -192,6 +205,7 @@ func TestScrubNearMisses(t *testing.T) {
 		{"bearer in prose", "the bearer of bad news"},
 		{"basic in prose", "Basic authentication is disabled"},
 		{"key prefix alone", "keys look like sk_live_..."},
+		{"webhook secret prefix alone", "secrets start with whsec_..."},
 		{"prefix inside a word", "task_live_results_2024"},
 		{"invalid ssn shape", "123-456-789"},
 		{"list of small numbers", "1 2 3 4 5 6 7 8 9 10 11 12 13"},

@@ -15,6 +15,9 @@ type keyFormat struct {
 	// exact, when non-zero, is the exact tail length; a longer word is not
 	// this credential.
 	exact int
+	// fold matches the prefix in any case (ASCII): oakallow's own formats,
+	// so that a credential shouted in upper case is still recognised.
+	fold bool
 }
 
 func isKeyAlnum(c byte) bool      { return isAlnum(c) }
@@ -22,16 +25,22 @@ func isKeyUpperNum(c byte) bool   { return isUpper(c) || isDigit(c) }
 func isKeyDash(c byte) bool       { return isAlnum(c) || c == '-' }
 func isKeyUnderscore(c byte) bool { return isAlnum(c) || c == '_' }
 
+// isKeyBase64URL is the alphabet of base64url without padding (RFC 4648 §5).
+func isKeyBase64URL(c byte) bool { return isAlnum(c) || c == '-' || c == '_' }
+
 // isKeyOak is the alphabet of oakallow credentials: hex for keys, base64url
 // and "." for execution tokens.
 func isKeyOak(c byte) bool { return isAlnum(c) || c == '_' || c == '-' || c == '.' }
 
-// allKeyFormats lists the vendor key formats Scrub knows.
+// allKeyFormats lists the key formats Scrub and RedactSecrets know: the one
+// list of credential shapes, used before storage and before anything is
+// sent to a webhook or a notification channel.
 var allKeyFormats = [...]keyFormat{
-	{prefix: "oak_live_", minTail: 8, tail: isKeyOak},
-	{prefix: "oak_agent_", minTail: 8, tail: isKeyOak},
-	{prefix: "oak_tok_", minTail: 8, tail: isKeyOak},
-	{prefix: "sk_live_", minTail: 8, tail: isKeyAlnum}, // Stripe secret keys
+	{prefix: "oak_live_", minTail: 8, tail: isKeyOak, fold: true}, // oakallow API keys
+	{prefix: "oak_agent_", minTail: 8, tail: isKeyOak, fold: true},
+	{prefix: "oak_tok_", minTail: 8, tail: isKeyOak, fold: true},
+	{prefix: "whsec_", minTail: 8, tail: isKeyBase64URL, fold: true}, // oakallow webhook signing secrets
+	{prefix: "sk_live_", minTail: 8, tail: isKeyAlnum},               // Stripe secret keys
 	{prefix: "sk_test_", minTail: 8, tail: isKeyAlnum},
 	{prefix: "rk_live_", minTail: 8, tail: isKeyAlnum}, // Stripe restricted keys
 	{prefix: "rk_test_", minTail: 8, tail: isKeyAlnum},
@@ -53,7 +62,11 @@ var allKeyFormats = [...]keyFormat{
 // the prefixes that can match.
 var keyFormats = func() (t [256][]keyFormat) {
 	for _, f := range allKeyFormats {
-		t[f.prefix[0]] = append(t[f.prefix[0]], f)
+		c := f.prefix[0]
+		t[c] = append(t[c], f)
+		if f.fold && isLower(c) {
+			t[c-'a'+'A'] = append(t[c-'a'+'A'], f)
+		}
 	}
 	return t
 }()
@@ -95,7 +108,11 @@ func findSecrets(s string, dst []span) []span {
 // match returns the end of the credential of format f starting at s[i],
 // or 0.
 func (f keyFormat) match(s string, i int) int {
-	if !strings.HasPrefix(s[i:], f.prefix) {
+	if f.fold {
+		if !hasPrefixFold(s[i:], f.prefix) {
+			return 0
+		}
+	} else if !strings.HasPrefix(s[i:], f.prefix) {
 		return 0
 	}
 	j := i + len(f.prefix)
@@ -200,7 +217,11 @@ func hasPrefixFold(s, lowerPrefix string) bool {
 		return false
 	}
 	for k := range len(lowerPrefix) {
-		if s[k]|0x20 != lowerPrefix[k] {
+		c := s[k]
+		if isUpper(c) {
+			c += 'a' - 'A'
+		}
+		if c != lowerPrefix[k] {
 			return false
 		}
 	}
