@@ -43,6 +43,9 @@ type toolInfo struct {
 // table reloads through the same pool).
 const maxParallelLoads = 4
 
+// maxLoadPause bounds the pause between back-to-back loads of one org.
+const maxLoadPause = time.Second
+
 // PolicyCache holds compiled policies for the orgs this process has served.
 // Reads are a lock-free map load.
 //
@@ -230,11 +233,13 @@ func (c *PolicyCache) loadLoop(orgID string, o *orgLoad) {
 
 		var p *orgPolicy
 		var err error
+		var took time.Duration
 		select {
 		case c.sem <- struct{}{}:
 			start := time.Now()
 			p, err = c.compile(c.ctx, orgID, prev)
-			c.observe(time.Since(start), err)
+			took = time.Since(start)
+			c.observe(took, err)
 			<-c.sem
 		case <-c.ctx.Done():
 			err = c.ctx.Err()
@@ -255,7 +260,20 @@ func (c *PolicyCache) loadLoop(orgID string, o *orgLoad) {
 		}
 		close(o.settled)
 		o.settled = make(chan struct{})
+		again := o.wanted > gen
 		c.mu.Unlock()
+
+		if again {
+			// The org changed during the load. Pause as long as the load
+			// took before the next one, so an org that changes without
+			// pause gets at most half of one core of each replica and the
+			// other orgs' loads the rest. Its own next load waits at most
+			// one load's time longer.
+			select {
+			case <-time.After(min(took, maxLoadPause)):
+			case <-c.ctx.Done():
+			}
+		}
 	}
 }
 

@@ -1,0 +1,69 @@
+package devenv
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"oakallow/store"
+)
+
+// LoadStore opens the database a load generator (dev/loadcheck,
+// dev/loadpolicy) measures against: url when it is set, else a fresh
+// database named name in a throwaway PostgreSQL cluster with fsync on, as in
+// production. The database is migrated. stop closes the store and stops and
+// removes what LoadStore started.
+func LoadStore(ctx context.Context, url, name string, maxConns int32) (st *store.Store, stop func(), err error) {
+	var undo []func()
+	undoAll := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			undoAll()
+		}
+	}()
+	if url == "" {
+		dir, err := os.MkdirTemp("", "oakallow-"+name+"-")
+		if err != nil {
+			return nil, nil, err
+		}
+		undo = append(undo, func() { _ = os.RemoveAll(dir) })
+		_ = os.Chmod(dir, 0o755)
+		pg, err := StartPostgres(ctx, PostgresConfig{Dir: filepath.Join(dir, "pg")})
+		if err != nil {
+			return nil, nil, err
+		}
+		undo = append(undo, pg.Stop)
+		if err := EnsureDatabase(ctx, pg.URL("postgres"), name); err != nil {
+			return nil, nil, err
+		}
+		url = pg.URL(name)
+	}
+	if _, err := store.Migrate(ctx, url); err != nil {
+		return nil, nil, err
+	}
+	st, err = store.Open(ctx, store.Config{URL: url, MaxConns: maxConns})
+	if err != nil {
+		return nil, nil, err
+	}
+	undo = append(undo, st.Close)
+	return st, undoAll, nil
+}
+
+// LoadAverage is /proc/loadavg's first three fields ("unknown" where there
+// is none): load figures from a shared machine mean little without it.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
