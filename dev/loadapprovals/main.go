@@ -36,6 +36,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"oakallow/dev/devenv"
 	"oakallow/dev/devstack"
 	"oakallow/store"
 )
@@ -110,7 +111,7 @@ func run(c config) error {
 		level = slog.LevelWarn
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	fmt.Printf("load average at start: %s\n", loadAverage())
+	fmt.Printf("load average at start: %s\n", devenv.LoadAverage())
 
 	// The dev stack, as `go run ./dev` runs it, in a directory of its own.
 	stack, err := devstack.Start(ctx, devstack.Options{Throwaway: true, UIPort: -1}, logger)
@@ -162,11 +163,11 @@ func run(c config) error {
 			return err
 		}
 	}
-	fmt.Printf("load average after the latency phase: %s\n", loadAverage())
+	fmt.Printf("load average after the latency phase: %s\n", devenv.LoadAverage())
 
 	tp := throughputPhase(api, rec, creds, c)
 	tp.print(c)
-	fmt.Printf("load average after the throughput phase: %s\n", loadAverage())
+	fmt.Printf("load average after the throughput phase: %s\n", devenv.LoadAverage())
 	pprof.StopCPUProfile()
 
 	want := c.warmupN + c.latencyN + int(tp.created.Load())
@@ -531,17 +532,4 @@ func percentiles(d []time.Duration, ps ...int) []time.Duration {
 		out[i] = s[idx].Round(100 * time.Microsecond)
 	}
 	return out
-}
-
-// loadAverage is /proc/loadavg's first three fields, or "unknown".
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }

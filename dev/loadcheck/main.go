@@ -19,7 +19,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -73,31 +72,11 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 		levels = append(levels, n)
 	}
 
-	if dbURL == "" {
-		dir, err := os.MkdirTemp("", "oakallow-loadcheck-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		_ = os.Chmod(dir, 0o755)
-		pg, err := devenv.StartPostgres(ctx, devenv.PostgresConfig{Dir: filepath.Join(dir, "pg")})
-		if err != nil {
-			return err
-		}
-		defer pg.Stop()
-		if err := devenv.EnsureDatabase(ctx, pg.URL("postgres"), "loadcheck"); err != nil {
-			return err
-		}
-		dbURL = pg.URL("loadcheck")
-	}
-	if _, err := store.Migrate(ctx, dbURL); err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, store.Config{URL: dbURL, MaxConns: 40})
+	st, stop, err := devenv.LoadStore(ctx, dbURL, "loadcheck", 40)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer stop()
 
 	boot, err := api.Bootstrap(ctx, st, api.BootstrapInput{TeamName: "load", OwnerEmail: fmt.Sprintf("load-%d@example.com", time.Now().UnixNano()), OrgName: "load"}, time.Now())
 	if err != nil {
