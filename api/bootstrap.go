@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,7 +23,14 @@ type BootstrapInput struct {
 	OwnerEmail string
 	OwnerName  string
 	OrgName    string
+	// OnlyIfEmpty refuses (ErrAlreadyBootstrapped) when the database has a
+	// team already: a production install's first run, which must not become a
+	// way to mint keys later.
+	OnlyIfEmpty bool
 }
+
+// ErrAlreadyBootstrapped: Bootstrap with OnlyIfEmpty found a team.
+var ErrAlreadyBootstrapped = errors.New("the database already has a team")
 
 // BootstrapResult holds the created ids and the raw keys, which exist only
 // here: the database keeps their SHA-256.
@@ -40,6 +48,18 @@ func Bootstrap(ctx context.Context, st *store.Store, in BootstrapInput, now time
 	now = now.UTC()
 	res := BootstrapResult{TeamID: store.NewID("team"), UserID: store.NewID("usr"), OrgID: store.NewID("org")}
 	err := st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
+		if in.OnlyIfEmpty {
+			if err := q.LockFirstTeam(ctx); err != nil {
+				return err
+			}
+			exists, err := q.AnyTeam(ctx)
+			if err != nil {
+				return err
+			}
+			if exists {
+				return ErrAlreadyBootstrapped
+			}
+		}
 		if err := q.CreateTeam(ctx, store.CreateTeamParams{ID: res.TeamID, Name: in.TeamName, CreatedAt: now}); err != nil {
 			return fmt.Errorf("create team: %w", err)
 		}

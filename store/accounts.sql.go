@@ -10,6 +10,17 @@ import (
 	"time"
 )
 
+const anyTeam = `-- name: AnyTeam :one
+SELECT EXISTS (SELECT 1 FROM teams)
+`
+
+func (q *Queries) AnyTeam(ctx context.Context) (bool, error) {
+	row := q.db.QueryRow(ctx, anyTeam)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
+}
+
 const clearApproverGroup = `-- name: ClearApproverGroup :exec
 DELETE FROM approver_group_members WHERE team_id = $1 AND level = $2
 `
@@ -212,6 +223,16 @@ func (q *Queries) LoadActiveAPIKeys(ctx context.Context) ([]LoadActiveAPIKeysRow
 		return nil, err
 	}
 	return items, nil
+}
+
+const lockFirstTeam = `-- name: LockFirstTeam :exec
+SELECT pg_advisory_xact_lock(hashtext('oakallow.bootstrap'))
+`
+
+// Serialises first-install bootstraps (api.Bootstrap with OnlyIfEmpty) until commit.
+func (q *Queries) LockFirstTeam(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, lockFirstTeam)
+	return err
 }
 
 const notifyChange = `-- name: NotifyChange :exec

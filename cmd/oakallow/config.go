@@ -30,10 +30,16 @@ var envVars = []envVar{
 	{"SLACK_CLIENT_SECRET", "", "Client secret of your Slack app; set together with SLACK_CLIENT_ID."},
 	{"OAKALLOW_WORKER_METRICS_ADDR", ":9090", "Listen address of the worker's Prometheus /metrics (approval time to decision, delivery attempts). Empty: no metrics server."},
 	{"TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port."},
-	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace."},
+	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace (Temporal Cloud: `<namespace>.<account>`)."},
+	{"TEMPORAL_TLS", "false", "Connect to Temporal over TLS. Implied by every other TEMPORAL_TLS_* variable and by TEMPORAL_API_KEY."},
+	{"TEMPORAL_TLS_CERT_PATH", "", "Client certificate (PEM) for mutual TLS, e.g. a Temporal Cloud namespace's mTLS certificate; with TEMPORAL_TLS_KEY_PATH."},
+	{"TEMPORAL_TLS_KEY_PATH", "", "Private key (PEM) of TEMPORAL_TLS_CERT_PATH."},
+	{"TEMPORAL_TLS_CA_PATH", "", "CA certificates (PEM) that sign the Temporal server's certificate. Default: the system's roots."},
+	{"TEMPORAL_TLS_SERVER_NAME", "", "Server name expected in the Temporal server's certificate, when it differs from the host of TEMPORAL_ADDRESS."},
+	{"TEMPORAL_API_KEY", "", "API key for Temporal Cloud (or a server that takes bearer API keys); turns TLS on. A secret: keep it out of logs and images."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"LOG_FORMAT", "json", "json or text."},
-	{"SHUTDOWN_TIMEOUT", "10s", "How long serve and worker wait for in-flight work on SIGTERM."},
+	{"SHUTDOWN_TIMEOUT", "10s", "How long serve waits for in-flight requests on SIGTERM. (The worker waits for its tasks under way as the Temporal SDK does, and up to 10 s for direct delivery attempts.)"},
 }
 
 // getenv returns the variable's value or its documented default. Reading an

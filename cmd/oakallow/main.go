@@ -26,6 +26,10 @@ Usage:
   oakallow migrate up       apply pending database migrations and register the
                             search attributes on the Temporal namespace
   oakallow migrate status   show the applied and latest schema version
+  oakallow bootstrap -team NAME -org NAME -owner-email EMAIL [-owner-name NAME]
+                            on a new installation: create the first team, owner,
+                            org and a management and a standard API key (printed
+                            once, as JSON)
   oakallow keygen [id]      print a new OAKALLOW_SIGNING_KEYS entry
   oakallow version          print the version
 
@@ -65,6 +69,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return usageError{"migrate takes up or status"}
 		}
 		return runMigrate(ctx, args[1], stdout)
+	case "bootstrap":
+		return runBootstrap(ctx, args[1:], stdout)
 	case "keygen":
 		id := "k1"
 		if len(args) > 1 {

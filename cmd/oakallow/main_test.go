@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"strings"
@@ -18,7 +19,7 @@ import (
 	"oakallow/workflows"
 )
 
-func TestMain(m *testing.M) { devtest.Main(m) }
+func TestMain(m *testing.M) { devtest.Main(m, removeProductionBinary) }
 
 // setTemporalEnv points the command at a fresh namespace of the test server
 // and returns a client for checking it.
@@ -136,5 +137,46 @@ func TestServeExitsWhenItsListenerFails(t *testing.T) {
 		require.ErrorIs(t, err, net.ErrClosed)
 	case <-ctx.Done():
 		t.Fatal("serve kept running without its listener")
+	}
+}
+
+func TestBootstrapOnlyOnANewInstallation(t *testing.T) {
+	t.Setenv("DATABASE_URL", devtest.Database(t))
+	t.Setenv("LOG_LEVEL", "warn")
+	args := []string{"bootstrap", "-team", "Acme", "-org", "production", "-owner-email", "ops@acme.example"}
+
+	var out strings.Builder
+	require.NoError(t, run(t.Context(), args, &out))
+	var res struct {
+		OrgID         string `json:"org_id"`
+		ManagementKey string `json:"management_key"`
+		StandardKey   string `json:"standard_key"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out.String()), &res))
+	require.Regexp(t, `^oak_live_[0-9a-f]{32}$`, res.ManagementKey)
+	require.Regexp(t, `^oak_live_[0-9a-f]{32}$`, res.StandardKey)
+	require.NotEmpty(t, res.OrgID)
+
+	out.Reset()
+	err := run(t.Context(), args, &out)
+	require.ErrorContains(t, err, "this installation already has a team")
+	require.Empty(t, out.String(), "no second set of keys")
+}
+
+func TestBootstrapRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"no org":       {[]string{"-team", "Acme", "-owner-email", "a@b.example"}, "-org is required"},
+		"bad e-mail":   {[]string{"-team", "Acme", "-org", "p", "-owner-email", "Ops <a@b.example>"}, "-owner-email is not a plain e-mail address"},
+		"long name":    {[]string{"-team", strings.Repeat("x", 201), "-org", "p", "-owner-email", "a@b.example"}, "-team must be valid UTF-8 of at most 200 characters"},
+		"extra args":   {[]string{"-team", "Acme", "-org", "p", "-owner-email", "a@b.example", "now"}, "unexpected arguments"},
+		"unknown flag": {[]string{"-teem", "Acme"}, "flag provided but not defined"},
+	} {
+		err := run(t.Context(), append([]string{"bootstrap"}, tc.args...), new(strings.Builder))
+		require.ErrorAs(t, err, new(usageError), name)
+		require.ErrorContains(t, err, tc.want, name)
 	}
 }

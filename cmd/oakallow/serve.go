@@ -45,7 +45,11 @@ func openStore(ctx context.Context) (*store.Store, error) {
 // openTemporal returns a lazy client: the API keeps serving checks while
 // Temporal is briefly unreachable, and /readyz reports it.
 func openTemporal(logger *slog.Logger) (client.Client, error) {
-	c, err := client.NewLazyClient(temporalOptions(logger))
+	opts, err := temporalOptions(logger)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.NewLazyClient(opts)
 	if err != nil {
 		return nil, fmt.Errorf("temporal client: %w", err)
 	}

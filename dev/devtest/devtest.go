@@ -38,9 +38,13 @@ var (
 	pgDir    string
 )
 
-// Main runs the tests and then stops what the harness started.
-func Main(m *testing.M) {
+// Main runs the tests and then stops what the harness started, after the
+// package's own cleanups (things kept for the whole test binary).
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
+	for _, c := range cleanups {
+		c()
+	}
 	stopTemporal()
 	if pgServer != nil {
 		pgServer.Stop()

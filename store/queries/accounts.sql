@@ -3,6 +3,13 @@
 -- name: CreateTeam :exec
 INSERT INTO teams (id, name, created_at) VALUES ($1, $2, $3);
 
+-- name: LockFirstTeam :exec
+-- Serialises first-install bootstraps (api.Bootstrap with OnlyIfEmpty) until commit.
+SELECT pg_advisory_xact_lock(hashtext('oakallow.bootstrap'));
+
+-- name: AnyTeam :one
+SELECT EXISTS (SELECT 1 FROM teams);
+
 -- name: CreateUser :exec
 INSERT INTO users (id, team_id, email, name, role, created_at) VALUES ($1, $2, $3, $4, $5, $6);
 
