@@ -127,6 +127,9 @@ func (a *Activities) EnqueueNotifications(ctx context.Context, in workflows.Enqu
 	if err != nil {
 		return res, lookupErr(err, "org "+in.OrgID)
 	}
+	if in.Decision, err = withStoredNote(ctx, a.st.Queries, in.Decision); err != nil {
+		return res, err
+	}
 	apr, err := a.st.GetApprovalForActivity(ctx, store.GetApprovalForActivityParams{OrgID: in.OrgID, ID: in.ApprovalID})
 	if err != nil {
 		return res, lookupErr(err, "approval "+in.ApprovalID)

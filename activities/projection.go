@@ -111,6 +111,10 @@ func (a *Activities) ProjectApproval(ctx context.Context, in workflows.ProjectAp
 	var final *store.Approval // set when this call applied a final status
 	err := a.st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
 		final = nil
+		var err error
+		if in.Decision, err = withStoredNote(ctx, q, in.Decision); err != nil {
+			return err
+		}
 		apr, err := q.LockApprovalForProjection(ctx, store.LockApprovalForProjectionParams{OrgID: in.OrgID, ID: in.ApprovalID})
 		if err != nil {
 			return lookupErr(err, "approval "+in.ApprovalID)
@@ -187,6 +191,26 @@ func (a *Activities) ProjectApproval(ctx context.Context, in workflows.ProjectAp
 		a.metrics.observeFinal(string(in.State.Status), in.At.Sub(final.CreatedAt))
 	}
 	return nil
+}
+
+// withStoredNote is d with its reviewer note, read from decision_notes by the decision's
+// request id. Notes are customer data and never enter workflow history (SPEC §4): the API
+// stores them before sending the decide Update. A decision of a run started before that
+// carries its note itself and is returned as it is.
+func withStoredNote(ctx context.Context, q *store.Queries, d *workflows.Decision) (*workflows.Decision, error) {
+	if d == nil || d.Note != "" {
+		return d, nil
+	}
+	n, err := q.GetDecisionNote(ctx, d.RequestID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return d, nil // decided without a note
+	case err != nil:
+		return nil, fmt.Errorf("load decision note: %w", err)
+	}
+	c := *d
+	c.Note = n.Note
+	return &c, nil
 }
 
 // checkNoConflict refuses a transition that contradicts what PostgreSQL already holds for

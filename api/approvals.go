@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"strings"
 	"time"
@@ -641,6 +642,10 @@ func (s *Server) decideApproval(ctx context.Context, p Principal, ref, idemKey s
 	if err := dr.Validate(); err != nil {
 		return Approval{}, problem(http.StatusUnprocessableEntity, CodeValidationFailed, "invalid decision: "+err.Error())
 	}
+	if err := s.storeNote(ctx, row.ID, dr.RequestID, dr.Note, idemKey != ""); err != nil {
+		return Approval{}, err
+	}
+	dr.Note = "" // customer data: it stays in PostgreSQL, out of workflow history
 	res, err := s.sendDecision(ctx, row.WorkflowID, dr)
 	if err != nil {
 		return Approval{}, s.decideProblem(ctx, p.OrgID, row.ID, err)
@@ -660,6 +665,65 @@ func (s *Server) decideApproval(ctx context.Context, p Principal, ref, idemKey s
 	return a, nil
 }
 
+// decideTurns hands out turns to send a decide Update, one at a time per approval: a
+// fixed set of single-slot stripes, chosen by a hash of the workflow id, so two approvals
+// rarely share a turn and memory stays constant however many approvals there are.
+type decideTurns [64]chan struct{}
+
+// take waits for workflowID's turn (or ctx) and returns the function that ends it.
+func (d *decideTurns) take(ctx context.Context, workflowID string) (func(), error) {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(workflowID))
+	slot := &d[h.Sum32()%uint32(len(d))]
+	if *slot == nil {
+		return nil, errors.New("decide turns used before init")
+	}
+	select {
+	case *slot <- struct{}{}:
+		return func() { <-*slot }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// init makes the stripes; called once by NewServer.
+func (d *decideTurns) init() {
+	for i := range d {
+		d[i] = make(chan struct{}, 1)
+	}
+}
+
+// storeNote keeps a decide's note in PostgreSQL under the decide's request id, where the
+// workflow's activities read it: reviewer notes are customer data and never enter workflow
+// history (SPEC §4). A retry (same Idempotency-Key, so the same request id) must carry the
+// same note; retried says whether the request id can have been used before.
+func (s *Server) storeNote(ctx context.Context, approvalID, requestID, note string, retried bool) error {
+	q := s.deps.Store.Queries
+	if note != "" {
+		n, err := q.InsertDecisionNote(ctx, store.InsertDecisionNoteParams{
+			RequestID: requestID, ApprovalID: approvalID, Note: note, CreatedAt: time.Now()})
+		if err != nil {
+			return fmt.Errorf("store decision note: %w", err)
+		}
+		if n == 1 || !retried {
+			return nil
+		}
+	} else if !retried {
+		return nil
+	}
+	have, err := q.GetDecisionNote(ctx, requestID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil // note == "" and none stored: the same request
+	case err != nil:
+		return fmt.Errorf("load decision note: %w", err)
+	case have.ApprovalID != approvalID || have.Note != note:
+		return problem(http.StatusUnprocessableEntity, CodeIdempotencyKeyReused,
+			"this Idempotency-Key was already used for a different decision")
+	}
+	return nil
+}
+
 // sendDecision delivers a decision to the approval's workflow as the decide Update and
 // waits for its outcome. The server aborts an Update whose workflow task it discards
 // (Unavailable "workflow update was aborted"); nothing of an aborted Update happened, so it
@@ -669,6 +733,16 @@ func (s *Server) sendDecision(ctx context.Context, workflowID string, dr workflo
 	// even if the caller hangs up.
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), decideTimeout)
 	defer cancel()
+	// One decide Update per approval at a time from this replica. Temporal admits at most
+	// a few Updates in flight per workflow (history.maxInFlightUpdates, 10 by default) and
+	// answers the rest ResourceExhausted; a burst of 20 concurrent decides then stalled
+	// the approval for tens of seconds. Taking turns costs the losers nothing: each is
+	// refused as soon as the winner's acceptance is in, in milliseconds.
+	release, err := s.decides.take(uctx, workflowID)
+	if err != nil {
+		return workflows.DecideResult{}, err
+	}
+	defer release()
 	backoff := 20 * time.Millisecond
 	for {
 		handle, err := s.deps.Temporal.UpdateWorkflow(uctx, client.UpdateWorkflowOptions{
@@ -770,7 +844,9 @@ func (s *Server) decideProblem(ctx context.Context, orgID, id string, err error)
 	}
 	if errors.Is(err, context.DeadlineExceeded) || isUnavailable(err) {
 		s.log.WarnContext(ctx, "decide update", "request_id", requestIDFrom(ctx), "err", err)
-		return problem(http.StatusServiceUnavailable, CodeUnavailable, "the decision could not be delivered in time; retry with the same Idempotency-Key")
+		return problem(http.StatusServiceUnavailable, CodeUnavailable,
+			"the decision was not processed in time and may still be applied: read the approval (GET /v1/approvals/{id}) "+
+				"before deciding again, or retry with the same Idempotency-Key to wait for this decision")
 	}
 	return fmt.Errorf("decide update: %w", err)
 }

@@ -64,6 +64,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/idempotency-key", testApprovalIdempotency},
 		{"approvals/two-levels", testApprovalTwoLevels},
 		{"approvals/concurrent-decides-agree", testConcurrentDecides},
+		{"approvals/notes-stay-out-of-history", testNotesStayOutOfHistory},
 		{"approvals/list", testApprovalList},
 		{"approvals/bad-input-is-4xx", testApprovalBadInput},
 		{"approvals/start-failure", testApprovalStartFailure},

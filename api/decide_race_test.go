@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	"oakallow/dev/approvalcheck"
 )
@@ -36,6 +37,16 @@ func testConcurrentDecides(t *testing.T, s *approvalSuite) {
 		map[string]any{"user_ids": []string{e.boot.UserID}})
 	second := e.secondManagementKey()
 	keys := []string{e.boot.ManagementKey, second}
+	// Each replica sends one decide Update per approval at a time; ten replicas send ten
+	// at once (Temporal's default limit of Updates in flight per workflow), as a fleet
+	// behind a load balancer could.
+	replicas := []*testEnv{e}
+	for range 9 {
+		replicas = append(replicas, e.on(s.startServer(t)))
+	}
+	for _, r := range replicas {
+		r.waitForKey(second)
+	}
 
 	for round := range decideRaceRounds {
 		tool := "send_email"
@@ -47,7 +58,7 @@ func testConcurrentDecides(t *testing.T, s *approvalSuite) {
 		// racers all named level 1).
 		var answers []decideAnswer
 		for try := 0; try < 4; try++ {
-			answers = append(answers, raceDecides(e, created.Reference, keys, 20)...)
+			answers = append(answers, raceDecides(replicas, created.Reference, keys, 20)...)
 			if expect[Approval](e, http.StatusOK, http.MethodGet, "/v1/approvals/"+created.Reference, e.boot.StandardKey, nil).Status != "pending" {
 				break
 			}
@@ -107,8 +118,9 @@ type decideAnswer struct {
 	raw      []byte
 }
 
-// raceDecides sends n decides for ref at once, alternating approve and deny and the keys.
-func raceDecides(e *testEnv, ref string, keys []string, n int) []decideAnswer {
+// raceDecides sends n decides for ref at once, alternating approve and deny, the keys and
+// the replicas.
+func raceDecides(replicas []*testEnv, ref string, keys []string, n int) []decideAnswer {
 	answers := make([]decideAnswer, n)
 	var start, done sync.WaitGroup
 	start.Add(1)
@@ -121,6 +133,7 @@ func raceDecides(e *testEnv, ref string, keys []string, n int) []decideAnswer {
 		go func() {
 			defer done.Done()
 			start.Wait()
+			e := replicas[i%len(replicas)]
 			status, _, raw := e.send(http.MethodPost, "/v1/approvals/"+ref+"/decide", keys[(i/2)%len(keys)], nil,
 				map[string]any{"decision": decision})
 			answers[i] = decideAnswer{decision: decision, status: status, raw: raw}
@@ -129,4 +142,49 @@ func raceDecides(e *testEnv, ref string, keys []string, n int) []decideAnswer {
 	start.Done()
 	done.Wait()
 	return answers
+}
+
+// testNotesStayOutOfHistory decides with a note and requires that the note reaches the
+// approval, the audit log and the webhook — and nowhere in the workflow's history (SPEC
+// §4: no customer data in workflow history); and that a retry with the same
+// Idempotency-Key and another note is refused.
+func testNotesStayOutOfHistory(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	e.allowDecide(true)
+	e.seedTool("send_email", "", nil)
+	created := e.requestApproval(map[string]any{"tool": "send_email", "reasoning": "r"})
+	const note = "checked with finance, invoice 4471-quartz"
+	path := "/v1/approvals/" + created.Reference + "/decide"
+	hdr := map[string]string{"Idempotency-Key": "decide-with-note"}
+
+	status, _, raw := e.send(http.MethodPost, path, e.boot.ManagementKey, hdr, map[string]any{"decision": "approve", "note": note})
+	require.Equal(t, http.StatusOK, status, string(raw))
+	var got Approval
+	require.NoError(t, json.Unmarshal(raw, &got))
+	require.Len(t, got.Decisions, 1)
+	require.Equal(t, note, got.Decisions[0].Note)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'approval.decided'
+		AND details->'decision'->>'note' = $2`, note))
+
+	// The same Idempotency-Key with another note is another decision.
+	status, _, raw = e.send(http.MethodPost, path, e.boot.ManagementKey, hdr, map[string]any{"decision": "approve", "note": "something else"})
+	require.Equal(t, http.StatusUnprocessableEntity, status, string(raw))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := approvalcheck.Check(ctx, s.st.Pool, s.tc, created.Reference)
+	require.NoError(t, err)
+	require.NoError(t, rep.Err())
+	it := s.tc.GetWorkflowHistory(ctx, created.Reference, "", false, 0)
+	events := 0
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		// The wire form: payloads are their raw bytes here (in JSON they are base64).
+		b, err := proto.Marshal(ev)
+		require.NoError(t, err)
+		require.NotContains(t, string(b), "4471-quartz", "the note entered workflow history in event %d (%s)", ev.GetEventId(), ev.GetEventType())
+		events++
+	}
+	require.NotZero(t, events)
 }

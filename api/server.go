@@ -118,6 +118,8 @@ type Server struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	failed    chan error // receives Serve's error when it stops without Stop
+	// decides serialises this replica's decide Updates per approval (see sendDecision).
+	decides decideTurns
 }
 
 // NewServer builds the server and registers every operation.
@@ -138,6 +140,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		deps.Now = time.Now
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store)}
+	s.decides.init()
 	s.metrics = newMetrics(deps.Registry)
 	s.policies = NewPolicyCache(deps.Store, deps.Logger, s.metrics.observePolicyLoad)
 	s.keyring = deps.Keyring

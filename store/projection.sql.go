@@ -130,6 +130,22 @@ func (q *Queries) GetApprovalForActivity(ctx context.Context, arg GetApprovalFor
 	return i, err
 }
 
+const getDecisionNote = `-- name: GetDecisionNote :one
+SELECT request_id, approval_id, note, created_at FROM decision_notes WHERE request_id = $1
+`
+
+func (q *Queries) GetDecisionNote(ctx context.Context, requestID string) (DecisionNote, error) {
+	row := q.db.QueryRow(ctx, getDecisionNote, requestID)
+	var i DecisionNote
+	err := row.Scan(
+		&i.RequestID,
+		&i.ApprovalID,
+		&i.Note,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
 const insertApprovalDecision = `-- name: InsertApprovalDecision :execrows
 INSERT INTO approval_decisions (approval_id, level, decision, decider_kind, decider_id, decider_display, note, decided_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -157,6 +173,34 @@ func (q *Queries) InsertApprovalDecision(ctx context.Context, arg InsertApproval
 		arg.DeciderDisplay,
 		arg.Note,
 		arg.DecidedAt,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const insertDecisionNote = `-- name: InsertDecisionNote :execrows
+INSERT INTO decision_notes (request_id, approval_id, note, created_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (request_id) DO NOTHING
+`
+
+type InsertDecisionNoteParams struct {
+	RequestID  string
+	ApprovalID string
+	Note       string
+	CreatedAt  time.Time
+}
+
+// Stores a decide's note before its Update is sent; 0 rows when the request id
+// already has one (a retry), which GetDecisionNote then reads back.
+func (q *Queries) InsertDecisionNote(ctx context.Context, arg InsertDecisionNoteParams) (int64, error) {
+	result, err := q.db.Exec(ctx, insertDecisionNote,
+		arg.RequestID,
+		arg.ApprovalID,
+		arg.Note,
+		arg.CreatedAt,
 	)
 	if err != nil {
 		return 0, err

@@ -106,6 +106,13 @@ type CreditGrant struct {
 	CreatedAt    time.Time
 }
 
+type DecisionNote struct {
+	RequestID  string
+	ApprovalID string
+	Note       string
+	CreatedAt  time.Time
+}
+
 type ExecutionToken struct {
 	ID         string
 	OrgID      string

@@ -208,3 +208,55 @@ func (w *world) tryDecideCtx(ctx context.Context, ref string, req workflows.Deci
 	}
 	return res, err
 }
+
+// TestConcurrentDecideUpdates sends 20 decide Updates at once, alternating approve and
+// deny, straight to each of several approvals' workflows — more than Temporal admits in
+// flight per workflow, so some are refused and retried and workflow tasks are discarded
+// while they arrive — and requires exactly one accepted decision per approval and
+// PostgreSQL, webhooks, alerts, audit and token agreeing with the history. (Before the
+// decision boundary of flowV3 this split PostgreSQL from history in about one round in
+// four.)
+func TestConcurrentDecideUpdates(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.startWorker(nil)
+	const rounds, racers = 12, 20
+	for round := range rounds {
+		in, run := w.startApproval()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var won []workflows.DecideRequest
+		for i := range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req := approve(fmt.Sprintf("r%d-%d", round, i))
+				if i%2 == 1 {
+					req.Decision = workflows.Deny
+				}
+				_, err := w.tryDecide(in.Reference, req)
+				if err == nil {
+					mu.Lock()
+					won = append(won, req)
+					mu.Unlock()
+					return
+				}
+				var ended *serviceerror.NotFound
+				if reason, ok := workflows.RejectionReason(err); !errors.As(err, &ended) && (!ok || reason != workflows.RejectAlreadyDecided) {
+					t.Errorf("round %d: decide %d: %v", round, i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		var final workflows.State
+		require.NoError(t, run.Get(ctx, &final))
+		rep, err := approvalcheck.Check(ctx, w.st.Pool, w.tc, in.Reference)
+		cancel()
+		require.NoError(t, err)
+		w.waitDeliveriesSettled()
+		require.NoError(t, rep.Err(), "round %d", round)
+		require.Len(t, won, 1, "round %d: exactly one decide wins", round)
+		require.Equal(t, won[0].RequestID, final.Decisions[0].RequestID, "round %d", round)
+	}
+}

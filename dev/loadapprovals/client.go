@@ -92,8 +92,13 @@ func (c *apiClient) create(key string, n int) (string, error) {
 
 // decide approves ref and answers the approval after the decision.
 func (c *apiClient) decide(key, ref string) (approvalView, error) {
+	return c.decideAs(key, ref, "approve")
+}
+
+// decideAs sends decision ("approve" or "deny") for ref.
+func (c *apiClient) decideAs(key, ref, decision string) (approvalView, error) {
 	var out approvalView
-	err := c.do(http.MethodPost, "/v1/approvals/"+ref+"/decide", key, map[string]any{"decision": "approve"}, &out)
+	err := c.do(http.MethodPost, "/v1/approvals/"+ref+"/decide", key, map[string]any{"decision": decision}, &out)
 	return out, err
 }
 

@@ -4,7 +4,7 @@
 // API) in a throwaway directory, starts a local webhook receiver that checks
 // every signature, configures the org through the REST API (webhook URL and
 // secret, management_keys_may_decide, a tool that requires approval), and
-// then runs two phases:
+// then runs three phases:
 //
 //   - latency: approvals one after another; for each, create answer →
 //     approval.created at the receiver, and decide answer → first GET
@@ -12,14 +12,20 @@
 //   - throughput: approvals created open-loop at -rate per second for
 //     -duration, each decided (approve) by a pool of deciders and its token
 //     fetched; a missing webhook or token after 10 s, or any non-2xx answer,
-//     is an error.
+//     is an error;
+//   - race: -race-n approvals, each sent 20 decides at once (alternating
+//     approve and deny, no Idempotency-Key); exactly one must win with its own
+//     decision and every other must get a 409.
 //
-// Afterwards it checks PostgreSQL: every approval approved, exactly one
-// execution token each, one approval.created, approval.decided and
-// token.minted audit event each, every webhook delivery delivered. It exits
-// non-zero on any error or mismatch.
+// Afterwards it checks PostgreSQL: every approval of the first phases
+// approved, exactly one execution token per approved approval and none for a
+// denied one, one approval.created and approval.decided audit event each,
+// every webhook delivery delivered; and it cross-checks every approval's
+// PostgreSQL state against its workflow's history and result
+// (dev/approvalcheck), so each run proves the approval invariant for what it
+// did. It exits non-zero on any error or mismatch.
 //
-//	go run ./dev/loadapprovals [-rate 50] [-duration 60s] [-latency-n 100] [-cpuprofile cpu.out]
+//	go run ./dev/loadapprovals [-rate 50] [-duration 60s] [-latency-n 100] [-race-n 50] [-cpuprofile cpu.out]
 package main
 
 import (
@@ -56,6 +62,7 @@ type config struct {
 	rate       int
 	duration   time.Duration
 	latencyN   int
+	raceN      int
 	warmupN    int
 	deciders   int
 	wait       time.Duration
@@ -69,6 +76,7 @@ func main() {
 	flag.IntVar(&c.rate, "rate", 50, "approvals created per second in the throughput phase (open loop)")
 	flag.DurationVar(&c.duration, "duration", 60*time.Second, "length of the throughput phase")
 	flag.IntVar(&c.latencyN, "latency-n", 100, "sequential approvals measured in the latency phase")
+	flag.IntVar(&c.raceN, "race-n", 50, "approvals each sent 20 concurrent mixed decides in the race phase (0: none)")
 	flag.IntVar(&c.warmupN, "warmup-n", 10, "sequential approvals before the latency phase, not measured")
 	flag.IntVar(&c.deciders, "deciders", 64, "concurrent deciders in the throughput phase")
 	flag.DurationVar(&c.wait, "wait", 10*time.Second, "how long a webhook or a token may take before it counts as missing")
@@ -94,6 +102,8 @@ func (c config) validate() error {
 		return fmt.Errorf("-duration %s is shorter than a second", c.duration)
 	case c.latencyN < 1:
 		return fmt.Errorf("-latency-n %d: need at least one", c.latencyN)
+	case c.raceN < 0:
+		return fmt.Errorf("-race-n %d is negative", c.raceN)
 	case c.warmupN < 0:
 		return fmt.Errorf("-warmup-n %d is negative", c.warmupN)
 	case c.deciders < 1:
@@ -170,8 +180,12 @@ func run(c config) error {
 	fmt.Printf("load average after the throughput phase: %s\n", devenv.LoadAverage())
 	pprof.StopCPUProfile()
 
-	want := c.warmupN + c.latencyN + int(tp.created.Load())
-	problems := verify(ctx, stack.Store(), rec, creds.OrgID, want)
+	race := racePhase(api, creds, c.raceN, 20)
+
+	approved := c.warmupN + c.latencyN + int(tp.created.Load())
+	problems := verify(ctx, stack.Store(), rec, creds.OrgID, approved, race)
+	problems = append(problems, race.problems...)
+	problems = append(problems, crossCheck(ctx, stack, creds.OrgID)...)
 	if tp.errors() > 0 {
 		problems = append(problems, fmt.Sprintf("%d errors in the throughput phase", tp.errors()))
 	}
@@ -454,8 +468,9 @@ func (t *throughputResult) print(c config) {
 // every webhook delivery (created and decided for each) delivered and
 // received exactly as recorded. Deliveries of the last decisions may still
 // be in flight, so it waits up to a minute for none to be pending.
-func verify(ctx context.Context, st *store.Store, rec *receiver, orgID string, want int) []string {
-	fmt.Printf("\nverifying PostgreSQL against %d approvals …\n", want)
+func verify(ctx context.Context, st *store.Store, rec *receiver, orgID string, approved int, race raceResult) []string {
+	want := approved + race.approved + race.denied
+	fmt.Printf("\nverifying PostgreSQL against %d approvals (%d approved, %d denied) …\n", want, approved+race.approved, race.denied)
 	var problems []string
 	check := func(what string, got, wantN int64) {
 		mark := "ok"
@@ -481,24 +496,29 @@ func verify(ctx context.Context, st *store.Store, rec *receiver, orgID string, w
 	// workflow; give the last workflows and deliveries time to finish.
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) &&
-		(count(`SELECT count(*) FROM approvals WHERE org_id = $1 AND (status = 'pending' OR token_id IS NULL)`, orgID) > 0 ||
+		(count(`SELECT count(*) FROM approvals WHERE org_id = $1 AND (status = 'pending' OR status = 'approved' AND token_id IS NULL)`, orgID) > 0 ||
 			count(`SELECT count(*) FROM webhook_deliveries WHERE org_id = $1 AND status = 'pending'`, orgID) > 0 ||
 			int64(rec.Stats().byType[eventDecided]) < int64(want)) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	w := int64(want)
+	w, a := int64(want), int64(approved+race.approved)
 	check("approvals", count(`SELECT count(*) FROM approvals WHERE org_id = $1`, orgID), w)
-	check("approvals approved", count(`SELECT count(*) FROM approvals WHERE org_id = $1 AND status = 'approved'`, orgID), w)
-	check("execution tokens from approvals", count(`SELECT count(*) FROM execution_tokens WHERE org_id = $1 AND source_kind = 'approval'`, orgID), w)
+	check("approvals approved", count(`SELECT count(*) FROM approvals WHERE org_id = $1 AND status = 'approved'`, orgID), a)
+	check("approvals denied", count(`SELECT count(*) FROM approvals WHERE org_id = $1 AND status = 'denied'`, orgID), int64(race.denied))
+	check("execution tokens from approvals", count(`SELECT count(*) FROM execution_tokens WHERE org_id = $1 AND source_kind = 'approval'`, orgID), a)
 	check("approvals with exactly one token, on the row too", count(`
 SELECT count(*) FROM approvals a
-WHERE a.org_id = $1
+WHERE a.org_id = $1 AND a.status = 'approved'
   AND (SELECT count(*) FROM execution_tokens t WHERE t.source_kind = 'approval' AND t.source_id = a.id) = 1
-  AND a.token_id = (SELECT t.id FROM execution_tokens t WHERE t.source_kind = 'approval' AND t.source_id = a.id)`, orgID), w)
-	for _, kind := range []string{"approval.requested", "approval.created", "approval.decided", "token.minted"} {
+  AND a.token_id = (SELECT t.id FROM execution_tokens t WHERE t.source_kind = 'approval' AND t.source_id = a.id)`, orgID), a)
+	check("denied approvals with a token", count(`
+SELECT count(*) FROM approvals a JOIN execution_tokens t ON t.source_kind = 'approval' AND t.source_id = a.id
+WHERE a.org_id = $1 AND a.status <> 'approved'`, orgID), 0)
+	for _, kind := range []string{"approval.requested", "approval.created", "approval.decided"} {
 		check("audit events "+kind, count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = $2`, orgID, kind), w)
 	}
+	check("audit events token.minted", count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'token.minted'`, orgID), a)
 	check("audit: approvals with one approval.created", count(`
 SELECT count(*) FROM (SELECT subject FROM audit_events WHERE org_id = $1 AND kind = 'approval.created'
 GROUP BY subject HAVING count(*) = 1) s`, orgID), w)

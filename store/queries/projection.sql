@@ -33,3 +33,13 @@ WHERE org_id = @org_id AND id = @id AND projection_seq < @seq;
 INSERT INTO approval_decisions (approval_id, level, decision, decider_kind, decider_id, decider_display, note, decided_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (approval_id, level) DO NOTHING;
+
+-- name: InsertDecisionNote :execrows
+-- Stores a decide's note before its Update is sent; 0 rows when the request id
+-- already has one (a retry), which GetDecisionNote then reads back.
+INSERT INTO decision_notes (request_id, approval_id, note, created_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (request_id) DO NOTHING;
+
+-- name: GetDecisionNote :one
+SELECT * FROM decision_notes WHERE request_id = $1;

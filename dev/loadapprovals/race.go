@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+
+	"oakallow/dev/approvalcheck"
+	"oakallow/dev/devstack"
+)
+
+// raceResult is what the race phase saw: how its approvals ended, and every answer that
+// broke the rule "exactly one decide wins, every other gets a 409".
+type raceResult struct {
+	approved, denied int
+	problems         []string
+}
+
+// racePhase creates n approvals and sends each `racers` decides at once, alternating
+// approve and deny, without Idempotency-Key. Exactly one must be answered 200 with its
+// own decision; every other must be a 409; none may be a 5xx. Whether PostgreSQL and
+// the workflows agree is checked afterwards with the other approvals (crossCheck).
+func racePhase(api *apiClient, creds devstack.Credentials, n, racers int) raceResult {
+	fmt.Printf("\nrace phase: %d approvals, %d concurrent mixed decides each …\n", n, racers)
+	var r raceResult
+	for i := range n {
+		ref, err := api.create(creds.StandardKey, 1_000_000+i)
+		if err != nil {
+			r.problems = append(r.problems, fmt.Sprintf("race: create: %v", err))
+			continue
+		}
+		var wins, conflicts atomic.Int64
+		var mu sync.Mutex
+		var winner string
+		var wg sync.WaitGroup
+		for j := range racers {
+			decision := "approve"
+			if j%2 == 1 {
+				decision = "deny"
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got, err := api.decideAs(creds.ManagementKey, ref, decision)
+				var se *statusError
+				switch {
+				case err == nil:
+					wins.Add(1)
+					mu.Lock()
+					winner = decision
+					mu.Unlock()
+					want := map[string]string{"approve": "approved", "deny": "denied"}[decision]
+					if got.Status != want || (got.Token != "") != (want == "approved") {
+						mu.Lock()
+						r.problems = append(r.problems, fmt.Sprintf("race %s: the winning %s was answered %s (token: %t)", ref, decision, got.Status, got.Token != ""))
+						mu.Unlock()
+					}
+				case errors.As(err, &se) && se.status == http.StatusConflict:
+					conflicts.Add(1)
+				default:
+					mu.Lock()
+					r.problems = append(r.problems, fmt.Sprintf("race %s: %v", ref, err))
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 || conflicts.Load() != int64(racers-1) {
+			r.problems = append(r.problems, fmt.Sprintf("race %s: %d decides won and %d got 409, want 1 and %d", ref, wins.Load(), conflicts.Load(), racers-1))
+		}
+		switch winner {
+		case "approve":
+			r.approved++
+		case "deny":
+			r.denied++
+		}
+	}
+	fmt.Printf("  %d approved, %d denied, %d problems\n", r.approved, r.denied, len(r.problems))
+	return r
+}
+
+// crossCheck compares every approval of the org in PostgreSQL with its workflow's history
+// and result (approvalcheck), 8 at a time, and returns the problems of those that
+// disagree.
+func crossCheck(ctx context.Context, stack *devstack.Stack, orgID string) []string {
+	rows, _ := stack.Store().Pool.Query(ctx, `SELECT reference FROM approvals WHERE org_id = $1`, orgID)
+	refs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return []string{fmt.Sprintf("cross-check: list approvals: %v", err)}
+	}
+	fmt.Printf("\ncross-checking %d approvals: PostgreSQL against workflow history and result …\n", len(refs))
+	var (
+		mu       sync.Mutex
+		problems []string
+		broken   int
+		next     atomic.Int64
+		wg       sync.WaitGroup
+	)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(refs) {
+					return
+				}
+				rep, err := approvalcheck.Check(ctx, stack.Store().Pool, stack.Temporal(), refs[i])
+				mu.Lock()
+				switch {
+				case err != nil:
+					problems = append(problems, fmt.Sprintf("cross-check %s: %v", refs[i], err))
+				case len(rep.Problems) > 0:
+					broken++
+					if broken <= 5 {
+						problems = append(problems, rep.Err().Error())
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	mark := "ok"
+	if broken > 0 {
+		mark = "MISMATCH"
+		problems = append(problems, fmt.Sprintf("%d approvals break the approval invariant", broken))
+	}
+	fmt.Printf("  %-60s %7d  %s\n", "approvals where PostgreSQL and history disagree", broken, mark)
+	return problems
+}
