@@ -831,8 +831,7 @@ func (s *Server) decideProblem(ctx context.Context, orgID, id string, err error)
 			return problem(http.StatusUnprocessableEntity, CodeValidationFailed, msg)
 		}
 	}
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) || strings.Contains(err.Error(), "workflow execution already completed") {
+	if workflowClosed(err) {
 		row, lerr := s.deps.Store.GetApprovalByRef(ctx, store.GetApprovalByRefParams{OrgID: orgID, Ref: id})
 		if lerr != nil {
 			return fmt.Errorf("reload approval after decide: %w", lerr)

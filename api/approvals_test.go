@@ -83,6 +83,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"webhooks/deliveries-and-redeliver", testDeliveries},
 		{"team/approver-groups", testApproverGroups},
 		{"headers/no-store-on-secrets", testNoStoreOnSecrets},
+		{"approvals/closed-workflow-errors-are-typed", testClosedWorkflowErrorsAreTyped},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
