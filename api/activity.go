@@ -59,7 +59,7 @@ func registerActivity(api huma.API, s *Server) {
 			return nil, err
 		}
 		params := store.ListAuditEventsParams{OrgID: p.OrgID, BeforeSeq: before, Kind: in.Kind, Tool: in.Tool,
-			Tenant: in.Tenant, Outcome: in.Outcome, RowLimit: int32(in.Limit) + 1}
+			Tenant: nameRef(in.Tenant), Outcome: in.Outcome, RowLimit: int32(in.Limit) + 1}
 		if !in.Since.IsZero() {
 			params.Since = &in.Since
 		}

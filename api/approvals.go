@@ -290,6 +290,9 @@ func (s *Server) createApproval(ctx context.Context, p Principal, req *approvalR
 	if s.deps.Temporal == nil {
 		return ApprovalCreated{}, problem(http.StatusServiceUnavailable, CodeUnavailable, "approvals are not available: this server has no Temporal connection")
 	}
+	if err := normalizeRequestNames(&req.Tenant, &req.Resource, &req.Method); err != nil {
+		return ApprovalCreated{}, err
+	}
 	pol, err := s.policies.Get(ctx, p.OrgID)
 	if err != nil {
 		return ApprovalCreated{}, err
@@ -537,7 +540,7 @@ func (s *Server) listApprovals(ctx context.Context, orgID string, in *listApprov
 	if !storable(in.Tool) || !storable(in.Tenant) {
 		return nil, problem(http.StatusUnprocessableEntity, CodeValidationFailed, "tool and tenant must be valid UTF-8 without NUL")
 	}
-	params := store.ListApprovalsPageParams{OrgID: orgID, Status: in.Status, Tool: in.Tool, Tenant: in.Tenant,
+	params := store.ListApprovalsPageParams{OrgID: orgID, Status: in.Status, Tool: in.Tool, Tenant: nameRef(in.Tenant),
 		RowLimit: int32(in.Limit) + 1}
 	if in.Cursor != "" {
 		at, id, err := decodeTimeCursor(in.Cursor, "approval")

@@ -72,6 +72,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/exact-numbers", testApprovalBindsExactNumbers},
 		{"approvals/deep-input", testApprovalAndVerifyRefuseDeepInput},
 		{"tokens/recheck-policy", testMintAndVerifyRecheckPolicy},
+		{"approvals/normalised-names", testApprovalNamesAreNormalised},
 		{"tokens/mint-from-check", testMintFromCheck},
 		{"tokens/mint-refusals", testMintRefusals},
 		{"tokens/verify-refusals", testVerifyRefusals},

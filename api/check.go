@@ -22,7 +22,7 @@ import (
 // checkRequest is the body of POST /v1/permissions/check.
 type checkRequest struct {
 	Tool        string     `json:"tool" minLength:"1" maxLength:"200" doc:"Tool name as registered in the org's catalog." example:"send_email"`
-	Tenant      string     `json:"tenant,omitempty" maxLength:"200" doc:"The org's customer the call acts for (tenant name). Tenant rules are walked only when set."`
+	Tenant      string     `json:"tenant,omitempty" maxLength:"200" doc:"The org's customer the call acts for (tenant name). Tenant rules are walked only when set. Tenant, resource and method are normalised (trimmed, Unicode NFC, case-folded) before matching; names with control or invisible characters are refused (422)."`
 	Resource    string     `json:"resource,omitempty" maxLength:"200" doc:"Target resource name (a database, a mailbox, …)."`
 	Method      string     `json:"method,omitempty" maxLength:"200" doc:"Free-form method, e.g. read, write, DELETE, send." example:"send"`
 	Parameters  jsonObject `json:"parameters,omitempty" doc:"The tool call's parameters; validated against the tool's JSON Schema when it has one. Stored PII-scrubbed; only their hash is bound into receipts and tokens. At most 64 levels deep; every number must survive RFC 8785 canonicalisation with its exact value (9007199254740993 does not: send such values as strings)."`
@@ -103,6 +103,9 @@ func (s *Server) check(ctx context.Context, p Principal, req *checkRequest) (Che
 		return CheckResult{}, err
 	}
 	if err := rejectNUL(req, rawParams, rawContext); err != nil {
+		return CheckResult{}, err
+	}
+	if err := normalizeRequestNames(&req.Tenant, &req.Resource, &req.Method); err != nil {
 		return CheckResult{}, err
 	}
 	pol, err := s.policies.Get(ctx, p.OrgID)

@@ -105,7 +105,7 @@ func registerResources(api huma.API, s *Server) {
 		if err := lookupRef("resource", in.ID); err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}
-		r, err := s.deps.Store.GetResource(ctx, store.GetResourceParams{OrgID: mustPrincipal(ctx).OrgID, Ref: in.ID})
+		r, err := s.deps.Store.GetResource(ctx, store.GetResourceParams{OrgID: mustPrincipal(ctx).OrgID, Ref: nameRef(in.ID)})
 		if err != nil {
 			return nil, toProblem(ctx, s.log, notFoundIf(err, "resource", in.ID))
 		}
@@ -134,13 +134,17 @@ func registerResources(api huma.API, s *Server) {
 }
 
 func (s *Server) createResource(ctx context.Context, p Principal, b *resourceCreateRequest) (Resource, error) {
+	name, err := normalizedName("body.name", b.Name)
+	if err != nil {
+		return Resource{}, err
+	}
 	now := s.now()
 	var out Resource
-	err := s.inTx(ctx, func(q *store.Queries) error {
+	err = s.inTx(ctx, func(q *store.Queries) error {
 		r, err := q.CreateResource(ctx, store.CreateResourceParams{ID: store.NewID("res"), OrgID: p.OrgID,
-			Name: b.Name, Description: b.Description, CreatedAt: now})
+			Name: name, Description: b.Description, CreatedAt: now})
 		if err != nil {
-			return conflictIf(err, "a resource named %q already exists in this org", b.Name)
+			return conflictIf(err, "a resource named %q already exists in this org", name)
 		}
 		out = resourceView(r)
 		return s.recordChange(ctx, q, p, now, change{kind: kindResourceCreated, subject: r.ID,
@@ -153,15 +157,19 @@ func (s *Server) updateResource(ctx context.Context, p Principal, ref string, b 
 	if err := lookupRef("resource", ref); err != nil {
 		return Resource{}, err
 	}
+	newName, err := optionalName("body.name", b.Name)
+	if err != nil {
+		return Resource{}, err
+	}
 	now := s.now()
 	var out Resource
-	err := s.inTx(ctx, func(q *store.Queries) error {
-		r, err := q.LockResource(ctx, store.LockResourceParams{OrgID: p.OrgID, Ref: ref})
+	err = s.inTx(ctx, func(q *store.Queries) error {
+		r, err := q.LockResource(ctx, store.LockResourceParams{OrgID: p.OrgID, Ref: nameRef(ref)})
 		if err != nil {
 			return notFoundIf(err, "resource", ref)
 		}
 		next := store.UpdateResourceParams{OrgID: p.OrgID, ID: r.ID, Name: r.Name, Description: r.Description, UpdatedAt: now}
-		setString(&next.Name, b.Name)
+		setString(&next.Name, newName)
 		setString(&next.Description, b.Description)
 		changed := fieldChanges{}
 		changed.note("name", r.Name, next.Name)
@@ -187,7 +195,7 @@ func (s *Server) deleteResource(ctx context.Context, p Principal, ref string) er
 	}
 	now := s.now()
 	return s.inTx(ctx, func(q *store.Queries) error {
-		r, err := q.LockResource(ctx, store.LockResourceParams{OrgID: p.OrgID, Ref: ref})
+		r, err := q.LockResource(ctx, store.LockResourceParams{OrgID: p.OrgID, Ref: nameRef(ref)})
 		if err != nil {
 			return notFoundIf(err, "resource", ref)
 		}

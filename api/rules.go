@@ -22,7 +22,7 @@ type Rule struct {
 	Resource    *string   `json:"resource" doc:"Name of that resource."`
 	ToolID      *string   `json:"tool_id" doc:"Id of the tool in the key; null: the rule applies to every tool."`
 	Tool        *string   `json:"tool" doc:"Name of that tool."`
-	Method      *string   `json:"method" doc:"Method in the key (exact, case-sensitive match); null when the key has none."`
+	Method      *string   `json:"method" doc:"Method in the key, normalised (trimmed, Unicode NFC, case-folded) like the methods of checks; null when the key has none."`
 	Permission  string    `json:"permission" enum:"allowed,requires_approval,disabled" doc:"The verdict when this rule is the first match."`
 	Description string    `json:"description" doc:"Free-form description."`
 	Level       int       `json:"level" minimum:"1" maximum:"8" doc:"The chain level the rule sits at (1–8, within its scope)."`
@@ -100,7 +100,7 @@ type ruleCreateRequest struct {
 	Tenant      *string        `json:"tenant,omitempty" minLength:"1" maxLength:"200" doc:"Tenant name or id; absent makes an org-wide rule."`
 	Resource    *string        `json:"resource,omitempty" minLength:"1" maxLength:"200" doc:"Resource name or id; absent: any resource."`
 	Tool        *string        `json:"tool,omitempty" minLength:"1" maxLength:"200" doc:"Tool name or id; absent: every tool."`
-	Method      *string        `json:"method,omitempty" minLength:"1" maxLength:"200" pattern:"^[^\\x00-\\x1f\\x7f]+$" patternDescription:"no control characters" doc:"Method (exact, case-sensitive); absent: any method." example:"send"`
+	Method      *string        `json:"method,omitempty" minLength:"1" maxLength:"200" pattern:"^[^\\x00-\\x1f\\x7f]+$" patternDescription:"no control characters" doc:"Method; stored normalised (trimmed, Unicode NFC, case-folded) as checks' methods are, so DELETE also matches delete. Absent: any method." example:"send"`
 	Permission  permissionName `json:"permission" doc:"The verdict when this rule is the first match."`
 	Description string         `json:"description,omitempty" maxLength:"2000" doc:"Free-form description."`
 }
@@ -153,14 +153,14 @@ type ruleKey struct {
 func resolveRuleKey(ctx context.Context, q *store.Queries, orgID string, refs ruleKeyRefs) (ruleKey, error) {
 	var k ruleKey
 	if r := refs.tenant; r != nil {
-		t, err := q.GetTenant(ctx, store.GetTenantParams{OrgID: orgID, Ref: *r})
+		t, err := q.GetTenant(ctx, store.GetTenantParams{OrgID: orgID, Ref: nameRef(*r)})
 		if err != nil {
 			return k, missingRef(err, "body.tenant", "tenant", *r)
 		}
 		k.tenantID, k.tenant = &t.ID, &t.Name
 	}
 	if r := refs.resource; r != nil {
-		res, err := q.GetResource(ctx, store.GetResourceParams{OrgID: orgID, Ref: *r})
+		res, err := q.GetResource(ctx, store.GetResourceParams{OrgID: orgID, Ref: nameRef(*r)})
 		if err != nil {
 			return k, missingRef(err, "body.resource", "resource", *r)
 		}
@@ -266,16 +266,20 @@ func registerRules(api huma.API, s *Server) {
 }
 
 func (s *Server) createRule(ctx context.Context, p Principal, b *ruleCreateRequest) (Rule, error) {
+	method, err := optionalName("body.method", b.Method)
+	if err != nil {
+		return Rule{}, err
+	}
 	now := s.now()
 	var out Rule
 	var key ruleKey
-	err := s.inTx(ctx, func(q *store.Queries) error {
+	err = s.inTx(ctx, func(q *store.Queries) error {
 		var err error
 		key, err = resolveRuleKey(ctx, q, p.OrgID, ruleKeyRefs{tenant: b.Tenant, resource: b.Resource, tool: b.Tool})
 		if err != nil {
 			return err
 		}
-		key.method = b.Method
+		key.method = method
 		r, err := q.CreateRule(ctx, store.CreateRuleParams{ID: store.NewID("rule"), OrgID: p.OrgID,
 			TenantID: key.tenantID, ResourceID: key.resourceID, ToolID: key.toolID, Method: key.method,
 			Permission: string(b.Permission), Description: b.Description, CreatedAt: now})
@@ -297,10 +301,14 @@ func (s *Server) updateRule(ctx context.Context, p Principal, id string, b *rule
 	if err := lookupRef("rule", id); err != nil {
 		return Rule{}, err
 	}
+	method, err := optionalName("body.method", b.Method.ptr())
+	if err != nil {
+		return Rule{}, err
+	}
 	now := s.now()
 	var out Rule
 	var key ruleKey
-	err := s.inTx(ctx, func(q *store.Queries) error {
+	err = s.inTx(ctx, func(q *store.Queries) error {
 		if _, err := q.LockRule(ctx, store.LockRuleParams{OrgID: p.OrgID, ID: id}); err != nil {
 			return notFoundIf(err, "rule", id)
 		}
@@ -326,7 +334,7 @@ func (s *Server) updateRule(ctx context.Context, p Principal, id string, b *rule
 			key.toolID, key.tool = named.toolID, named.tool
 		}
 		if b.Method.Sent {
-			key.method = b.Method.ptr()
+			key.method = method
 		}
 		next := store.UpdateRuleParams{OrgID: p.OrgID, ID: r.ID, TenantID: key.tenantID, ResourceID: key.resourceID,
 			ToolID: key.toolID, Method: key.method, Permission: r.Permission, Description: r.Description, UpdatedAt: now}

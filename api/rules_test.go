@@ -136,9 +136,10 @@ func TestRuleCRUD(t *testing.T) {
 	other := decodeAs[Rule](t, e.want(http.StatusCreated, http.MethodPost, "/v1/rules", mk,
 		map[string]any{"tool": "send_email", "permission": "allowed"}))
 
-	// Methods are case-sensitive: SEND is another key.
-	e.want(http.StatusCreated, http.MethodPost, "/v1/rules", mk,
-		map[string]any{"tenant": "acme", "tool": "send_email", "method": "SEND", "permission": "disabled"})
+	// Methods are normalised: "SEND " is the same key as send.
+	dup := requireProblem(t, e.want(http.StatusConflict, http.MethodPost, "/v1/rules", mk,
+		map[string]any{"tenant": "ACME", "tool": "send_email", "method": "SEND ", "permission": "disabled"}), CodeConflict, "")
+	require.Contains(t, dup.Detail, r.ID)
 
 	updated := decodeAs[Rule](t, e.want(http.StatusOK, http.MethodPatch, "/v1/rules/"+r.ID, mk,
 		map[string]any{"permission": "disabled", "resource": "inbox"}))

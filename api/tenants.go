@@ -24,7 +24,7 @@ func tenantView(t store.Tenant) Tenant {
 
 type tenantCreateRequest struct {
 	_    struct{} `additionalProperties:"false"`
-	Name string   `json:"name" minLength:"1" maxLength:"200" pattern:"^[^\\x00-\\x1f\\x7f]+$" patternDescription:"no control characters" doc:"Tenant name, unique in the org." example:"acme-corp"`
+	Name string   `json:"name" minLength:"1" maxLength:"200" pattern:"^[^\\x00-\\x1f\\x7f]+$" patternDescription:"no control characters" doc:"Tenant name, unique in the org. Stored normalised (trimmed, Unicode NFC, case-folded), as checks name it; invisible characters are refused." example:"acme-corp"`
 }
 
 type tenantUpdateRequest struct {
@@ -101,7 +101,7 @@ func registerTenants(api huma.API, s *Server) {
 		if err := lookupRef("tenant", in.ID); err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}
-		t, err := s.deps.Store.GetTenant(ctx, store.GetTenantParams{OrgID: mustPrincipal(ctx).OrgID, Ref: in.ID})
+		t, err := s.deps.Store.GetTenant(ctx, store.GetTenantParams{OrgID: mustPrincipal(ctx).OrgID, Ref: nameRef(in.ID)})
 		if err != nil {
 			return nil, toProblem(ctx, s.log, notFoundIf(err, "tenant", in.ID))
 		}
@@ -129,12 +129,16 @@ func registerTenants(api huma.API, s *Server) {
 }
 
 func (s *Server) createTenant(ctx context.Context, p Principal, b *tenantCreateRequest) (Tenant, error) {
+	name, err := normalizedName("body.name", b.Name)
+	if err != nil {
+		return Tenant{}, err
+	}
 	now := s.now()
 	var out Tenant
-	err := s.inTx(ctx, func(q *store.Queries) error {
-		t, err := q.CreateTenant(ctx, store.CreateTenantParams{ID: store.NewID("ten"), OrgID: p.OrgID, Name: b.Name, CreatedAt: now})
+	err = s.inTx(ctx, func(q *store.Queries) error {
+		t, err := q.CreateTenant(ctx, store.CreateTenantParams{ID: store.NewID("ten"), OrgID: p.OrgID, Name: name, CreatedAt: now})
 		if err != nil {
-			return conflictIf(err, "a tenant named %q already exists in this org", b.Name)
+			return conflictIf(err, "a tenant named %q already exists in this org", name)
 		}
 		out = tenantView(t)
 		return s.recordChange(ctx, q, p, now, change{kind: kindTenantCreated, subject: t.ID, tenant: t.Name,
@@ -147,15 +151,19 @@ func (s *Server) updateTenant(ctx context.Context, p Principal, ref string, b *t
 	if err := lookupRef("tenant", ref); err != nil {
 		return Tenant{}, err
 	}
+	newName, err := optionalName("body.name", b.Name)
+	if err != nil {
+		return Tenant{}, err
+	}
 	now := s.now()
 	var out Tenant
-	err := s.inTx(ctx, func(q *store.Queries) error {
-		t, err := q.LockTenant(ctx, store.LockTenantParams{OrgID: p.OrgID, Ref: ref})
+	err = s.inTx(ctx, func(q *store.Queries) error {
+		t, err := q.LockTenant(ctx, store.LockTenantParams{OrgID: p.OrgID, Ref: nameRef(ref)})
 		if err != nil {
 			return notFoundIf(err, "tenant", ref)
 		}
 		name := t.Name
-		setString(&name, b.Name)
+		setString(&name, newName)
 		changed := fieldChanges{}
 		changed.note("name", t.Name, name)
 		if len(changed) == 0 {
@@ -179,7 +187,7 @@ func (s *Server) deleteTenant(ctx context.Context, p Principal, ref string) erro
 	}
 	now := s.now()
 	return s.inTx(ctx, func(q *store.Queries) error {
-		t, err := q.LockTenant(ctx, store.LockTenantParams{OrgID: p.OrgID, Ref: ref})
+		t, err := q.LockTenant(ctx, store.LockTenantParams{OrgID: p.OrgID, Ref: nameRef(ref)})
 		if err != nil {
 			return notFoundIf(err, "tenant", ref)
 		}

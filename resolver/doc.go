@@ -30,9 +30,11 @@
 // beats the most specific org rule. A level whose key needs a resource or
 // method the check does not carry is skipped. A tenant with no rules of its
 // own (registered or not) simply falls through to the org levels. Rules
-// match names exactly, byte for byte: method "DELETE" and "delete" are
-// different methods; callers that want case-insensitive methods normalise
-// both rules and checks.
+// match names exactly, byte for byte; oakallow's callers bring tenant,
+// resource and method names to one normal form with NormalizeName (trimmed,
+// NFC, case-folded, invisible characters refused) both when rules are
+// written and before Decide, so "DELETE", "delete" and "DELETE " are one
+// method. Decide itself does not normalise: it stays a few map lookups.
 //
 // When no rule matches, ScopeFallback:
 //

@@ -40,6 +40,9 @@ func newMigrator(ctx context.Context, conn *pgx.Conn) (*migrate.Migrator, error)
 	if err := m.LoadMigrations(sub); err != nil {
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}
+	if err := bindGoMigrations(m); err != nil {
+		return nil, fmt.Errorf("load migrations: %w", err)
+	}
 	return m, nil
 }
 
