@@ -96,8 +96,10 @@
 // Running approvals replay against new code for up to 14 days. Any change to the commands
 // the workflow issues (activities, their order, timers, upserts) must be guarded with
 // workflow.GetVersion: the run reads changeApprovalFlow once at its start (see approval.go
-// for the procedure). TestReplay replays testdata/approval_two_level.json, a history of
-// the current version recorded from a real server, and approval_two_level_v1.json and
+// for the procedure). TestReplay replays histories of the current version recorded from a
+// real server — approve at both levels, deny at level 1 and at level 2, expiry at level 1
+// and after an escalation, cancellation (testdata/approval_*.json) — and
+// approval_two_level_v1.json and
 // approval_two_level_v2.json, of flowV1 (regular activities instead of local ones) and
 // flowV2 (every effect local), kept while such runs can exist.
 // Re-record the current one after a versioned change with

@@ -4,6 +4,7 @@ package workflows
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,16 +22,26 @@ import (
 	"go.temporal.io/server/temporaltest"
 )
 
-// TestRecord runs a two-level approval (approve level 1, a rejected attempt by the same
-// person at level 2, approve level 2 by someone else) on an in-process Temporal server and
-// writes its history to testdata/approval_two_level.json, which TestReplay replays against
-// the current code. Re-record after a versioned workflow change (see doc.go) with:
+// TestRecord runs approvals down every path of the current flow on an in-process Temporal
+// server and writes each history to testdata/, where TestReplay replays it against the
+// current code:
 //
-//	go test -tags record -run TestRecord ./workflows/
+//   - approval_two_level.json: approve level 1, a rejected attempt by the same person at
+//     level 2, approve level 2 by someone else (escalation, mint);
+//   - approval_deny_l1.json, approval_deny_l2.json: deny at level 1; approve level 1 and
+//     deny level 2;
+//   - approval_expired_l1.json, approval_expired_l2.json: the deadline at level 1; and at
+//     level 2 after an escalation;
+//   - approval_cancelled.json: an operator cancels a pending approval.
 //
-// It links the whole Temporal server, so the first build takes minutes.
+// Re-record after a versioned workflow change (see doc.go) with
+//
+//	go test -tags record -run TestRecord -timeout 10m ./workflows/
+//
+// It links the whole Temporal server, so the first build takes minutes; the level-2
+// expiry waits out a real minimum level timeout (60 s).
 func TestRecord(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
 	srv := temporaltest.NewServer(temporaltest.WithT(t))
@@ -49,79 +60,146 @@ func TestRecord(t *testing.T) {
 		r.RegisterActivityWithOptions(acts.MintApprovalToken, activity.RegisterOptions{Name: ActivityMintApprovalToken})
 	})
 
-	in := testInput(true)
-	in.CreatedAt = time.Now().UTC().Truncate(time.Millisecond)
-	run, err := c.ExecuteWorkflow(ctx, StartWorkflowOptions(in), ApprovalWorkflowName, in)
-	require.NoError(t, err)
-
-	decide := func(req DecideRequest) (DecideResult, error) {
-		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-			WorkflowID:   run.GetID(),
-			RunID:        run.GetRunID(),
-			UpdateID:     req.RequestID,
-			UpdateName:   UpdateDecide,
-			Args:         []any{req},
-			WaitForStage: client.WorkflowUpdateStageCompleted,
-		})
-		if err != nil {
-			return DecideResult{}, err
-		}
-		var res DecideResult
-		err = h.Get(ctx, &res)
-		return res, err
+	scenarios := []struct {
+		file      string
+		twoLevels bool
+		// deadlineIn, when set, makes level 1 expire that long after the start.
+		deadlineIn time.Duration
+		drive      func(t *testing.T, r *recording)
+		want       Status
+	}{
+		{file: "approval_two_level.json", twoLevels: true, want: StatusApproved, drive: func(t *testing.T, r *recording) {
+			r.waitForTimers(1)
+			res := r.decide(decideReq(1, Approve, alice, "r1"))
+			require.Equal(t, StatusPending, res.State.Status)
+			require.Equal(t, 2, res.State.Level)
+			r.waitForTimers(2)
+			_, err := r.tryDecide(decideReq(2, Approve, alice, "r2"))
+			reason, ok := RejectionReason(err)
+			require.True(t, ok, "got %v", err)
+			require.Equal(t, RejectSameApprover, reason)
+			res = r.decide(decideReq(2, Approve, bob, "r3"))
+			require.Equal(t, StatusApproved, res.State.Status)
+			require.Equal(t, "tok_apr_01", res.State.TokenID)
+		}},
+		{file: "approval_deny_l1.json", twoLevels: true, want: StatusDenied, drive: func(t *testing.T, r *recording) {
+			r.waitForTimers(1)
+			require.Equal(t, StatusDenied, r.decide(decideReq(1, Deny, alice, "r1")).State.Status)
+		}},
+		{file: "approval_deny_l2.json", twoLevels: true, want: StatusDenied, drive: func(t *testing.T, r *recording) {
+			r.waitForTimers(1)
+			require.Equal(t, StatusPending, r.decide(decideReq(1, Approve, alice, "r1")).State.Status)
+			r.waitForTimers(2)
+			require.Equal(t, StatusDenied, r.decide(decideReq(2, Deny, bob, "r2")).State.Status)
+		}},
+		{file: "approval_expired_l1.json", twoLevels: true, deadlineIn: 2 * time.Second, want: StatusExpired, drive: func(t *testing.T, r *recording) {}},
+		{file: "approval_expired_l2.json", twoLevels: true, want: StatusExpired, drive: func(t *testing.T, r *recording) {
+			r.waitForTimers(1)
+			require.Equal(t, StatusPending, r.decide(decideReq(1, Approve, alice, "r1")).State.Status)
+		}},
+		{file: "approval_cancelled.json", want: StatusExpired, drive: func(t *testing.T, r *recording) {
+			r.waitForTimers(1)
+			require.NoError(t, r.c.CancelWorkflow(r.ctx, r.run.GetID(), r.run.GetRunID()))
+		}},
 	}
-
-	// Decide only once the workflow waits on each level's deadline, so the history has the
-	// shape of a real approval (timer started, then a decision) rather than a decision
-	// that overtook the creation projection.
-	waitForTimers := func(n int) {
-		require.Eventually(t, func() bool {
-			found := 0
-			iter := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-			for iter.HasNext() {
-				ev, err := iter.Next()
-				require.NoError(t, err)
-				if ev.GetEventType() == enumspb.EVENT_TYPE_TIMER_STARTED {
-					found++
-				}
+	for i, sc := range scenarios {
+		t.Run(sc.file, func(t *testing.T) {
+			in := testInput(sc.twoLevels)
+			in.ApprovalID = fmt.Sprintf("apr_%02d", i+1)
+			in.Reference = fmt.Sprintf("REF-ABCDEFGH-%04d", i)
+			now := time.Now().UTC().Truncate(time.Millisecond)
+			in.CreatedAt = now
+			if sc.deadlineIn > 0 {
+				in.LevelTimeout = MinLevelTimeout
+				in.CreatedAt = now.Add(sc.deadlineIn - MinLevelTimeout)
+			} else if sc.file == "approval_expired_l2.json" {
+				in.LevelTimeout = MinLevelTimeout
 			}
-			return found >= n
-		}, 30*time.Second, 50*time.Millisecond)
+			run, err := c.ExecuteWorkflow(ctx, StartWorkflowOptions(in), ApprovalWorkflowName, in)
+			require.NoError(t, err)
+			r := &recording{t: t, ctx: ctx, c: c, run: run}
+			sc.drive(t, r)
+
+			var final State
+			err = run.Get(ctx, &final)
+			if sc.file == "approval_cancelled.json" {
+				require.Error(t, err, "a cancelled run closes as cancelled")
+				desc, derr := c.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+				require.NoError(t, derr)
+				require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED, desc.GetWorkflowExecutionInfo().GetStatus())
+			} else {
+				require.NoError(t, err)
+				require.Equal(t, sc.want, final.Status)
+			}
+			r.write(sc.file)
+		})
 	}
+}
 
-	waitForTimers(1)
-	res, err := decide(decideReq(1, Approve, alice, "r1"))
-	require.NoError(t, err)
-	require.Equal(t, StatusPending, res.State.Status)
-	require.Equal(t, 2, res.State.Level)
+// recording drives one approval run on the recording server.
+type recording struct {
+	t   *testing.T
+	ctx context.Context
+	c   client.Client
+	run client.WorkflowRun
+}
 
-	waitForTimers(2)
-	_, err = decide(decideReq(2, Approve, alice, "r2"))
-	reason, ok := RejectionReason(err)
-	require.True(t, ok, "got %v", err)
-	require.Equal(t, RejectSameApprover, reason)
+func (r *recording) tryDecide(req DecideRequest) (DecideResult, error) {
+	h, err := r.c.UpdateWorkflow(r.ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   r.run.GetID(),
+		RunID:        r.run.GetRunID(),
+		UpdateID:     req.RequestID,
+		UpdateName:   UpdateDecide,
+		Args:         []any{req},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return DecideResult{}, err
+	}
+	var res DecideResult
+	err = h.Get(r.ctx, &res)
+	return res, err
+}
 
-	res, err = decide(decideReq(2, Approve, bob, "r3"))
-	require.NoError(t, err)
-	require.Equal(t, StatusApproved, res.State.Status)
-	require.Equal(t, "tok_apr_01", res.State.TokenID)
+func (r *recording) decide(req DecideRequest) DecideResult {
+	res, err := r.tryDecide(req)
+	require.NoError(r.t, err)
+	return res
+}
 
-	var final State
-	require.NoError(t, run.Get(ctx, &final))
-	require.Equal(t, StatusApproved, final.Status)
-	require.Equal(t, 1, acts.mints())
+// waitForTimers waits until the run has started n deadline timers, so decisions arrive
+// the way a real approval's do (timer started, then a decision) rather than overtaking
+// the creation projection.
+func (r *recording) waitForTimers(n int) {
+	require.Eventually(r.t, func() bool {
+		found := 0
+		for _, ev := range r.events() {
+			if ev.GetEventType() == enumspb.EVENT_TYPE_TIMER_STARTED {
+				found++
+			}
+		}
+		return found >= n
+	}, 30*time.Second, 50*time.Millisecond)
+}
 
-	hist := &historypb.History{}
-	iter := c.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+func (r *recording) events() []*historypb.HistoryEvent {
+	var out []*historypb.HistoryEvent
+	iter := r.c.GetWorkflowHistory(r.ctx, r.run.GetID(), r.run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for iter.HasNext() {
 		ev, err := iter.Next()
-		require.NoError(t, err)
-		hist.Events = append(hist.Events, ev)
+		require.NoError(r.t, err)
+		out = append(out, ev)
 	}
+	return out
+}
+
+// write stores the run's history as testdata/file.
+func (r *recording) write(file string) {
+	hist := &historypb.History{Events: r.events()}
 	out, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(hist)
-	require.NoError(t, err)
-	path := filepath.Join("testdata", "approval_two_level.json")
-	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
-	require.NoError(t, os.WriteFile(path, append(out, '\n'), 0o644))
-	t.Logf("wrote %s: %d events", path, len(hist.Events))
+	require.NoError(r.t, err)
+	path := filepath.Join("testdata", file)
+	require.NoError(r.t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(r.t, os.WriteFile(path, append(out, '\n'), 0o644))
+	r.t.Logf("wrote %s: %d events", path, len(hist.Events))
 }

@@ -40,6 +40,55 @@ func TestReplay(t *testing.T) {
 			},
 		},
 		{
+			name: "flowV3: deny at level 1",
+			file: "testdata/approval_deny_l1.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 1,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            1,
+				enumspb.EVENT_TYPE_TIMER_CANCELED:                     1,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+		},
+		{
+			name: "flowV3: approve level 1, deny level 2",
+			file: "testdata/approval_deny_l2.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            2,
+				enumspb.EVENT_TYPE_TIMER_CANCELED:                     2,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+		},
+		{
+			name: "flowV3: level 1 expires",
+			file: "testdata/approval_expired_l1.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 0,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            0,
+				enumspb.EVENT_TYPE_TIMER_FIRED:                        1,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+		},
+		{
+			name: "flowV3: escalated, then level 2 expires",
+			file: "testdata/approval_expired_l2.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 1,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            1,
+				enumspb.EVENT_TYPE_TIMER_CANCELED:                     1,
+				enumspb.EVENT_TYPE_TIMER_FIRED:                        1,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+		},
+		{
+			name: "flowV3: cancelled while pending",
+			file: "testdata/approval_cancelled.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED: 1,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:         1,
+			},
+		},
+		{
 			name: "flowV2: approve level 1 then level 2 with local activities",
 			file: "testdata/approval_two_level_v2.json",
 			wantEvents: map[enumspb.EventType]int{
