@@ -1,4 +1,4 @@
 package store
 
-// NormalizeStoredNames exposes migration 008's body to the external tests.
+// NormalizeStoredNames exposes migration 009's body to the external tests.
 var NormalizeStoredNames = normalizeStoredNames

@@ -15,7 +15,7 @@ import (
 )
 
 // normalizeNamesMigration is the migration whose body is normalizeStoredNames.
-const normalizeNamesMigration = "008_normalize_names.sql"
+const normalizeNamesMigration = "009_normalize_names.sql"
 
 // bindGoMigrations gives the migrations that are Go code their function.
 func bindGoMigrations(m *migrate.Migrator) error {

@@ -12,7 +12,7 @@ import (
 	"oakallow/store"
 )
 
-// Migration 008 brings names stored before normalisation into their normal
+// Migration 009 brings names stored before normalisation into their normal
 // form, and refuses, changing nothing, where it would have to choose.
 func TestNormalizeStoredNames(t *testing.T) {
 	t.Parallel()
@@ -81,7 +81,7 @@ func TestNormalizeStoredNames(t *testing.T) {
 			names(s, "SELECT id || ' ' || method || ' ' || permission FROM rules ORDER BY id"))
 		// The older of two equal rules is kept; the newer's deletion is audited.
 		require.Equal(t, []string{"rule_2"}, names(s,
-			"SELECT subject FROM audit_events WHERE kind = 'rule.deleted' AND actor_id = 'migration:008_normalize_names.sql'"))
+			"SELECT subject FROM audit_events WHERE kind = 'rule.deleted' AND actor_id = 'migration:009_normalize_names.sql'"))
 		// Normal names are a fixed point: a second run changes nothing.
 		require.NoError(t, run(t, url))
 		require.Len(t, names(s, "SELECT id FROM audit_events"), 1)
