@@ -60,21 +60,15 @@ func (q *Queries) BillingTotals(ctx context.Context, teamID string) (BillingTota
 	return i, err
 }
 
-const endLostBackend = `-- name: EndLostBackend :one
-SELECT oakallow_end_lost_backend($1::int, $2::timestamptz) AS alive
+const fenceAuditBatch = `-- name: FenceAuditBatch :exec
+SELECT oakallow_fence_audit_batch($1::text)
 `
 
-type EndLostBackendParams struct {
-	Pid           int32
-	StartedBefore time.Time
-}
-
-// See migrations/007_end_lost_backend.sql.
-func (q *Queries) EndLostBackend(ctx context.Context, arg EndLostBackendParams) (bool, error) {
-	row := q.db.QueryRow(ctx, endLostBackend, arg.Pid, arg.StartedBefore)
-	var alive bool
-	err := row.Scan(&alive)
-	return alive, err
+// Makes the outcome of the batch whose first audit id is @id final (waiting
+// while it runs): see migrations/008_fence_audit_batches.sql.
+func (q *Queries) FenceAuditBatch(ctx context.Context, id string) error {
+	_, err := q.db.Exec(ctx, fenceAuditBatch, id)
+	return err
 }
 
 const getAuditEvent = `-- name: GetAuditEvent :one
@@ -228,12 +222,13 @@ func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams
 }
 
 const recordAuditBatch = `-- name: RecordAuditBatch :one
+WITH opened AS (SELECT oakallow_open_audit_batch(($1::text[])[1]))
 SELECT oakallow_record_audit_batch(
     $1::text[], $2::text[], $3::text[], $4::timestamptz[],
     $5::text[], $6::text[], $7::text[], $8::text[],
     $9::text[], $10::text[], $11::text[], $12::boolean[],
     $13::jsonb[], $14::bigint, $15::timestamptz
-)::boolean[] AS charged
+)::boolean[] AS charged FROM opened
 `
 
 type RecordAuditBatchParams struct {
@@ -254,7 +249,9 @@ type RecordAuditBatchParams struct {
 	Now        time.Time
 }
 
-// One group commit: see migrations/003_record_audit_batch.sql.
+// One group commit: see migrations/003_record_audit_batch.sql, fenced first
+// as migrations/008_fence_audit_batches.sql explains (a CTE calling a volatile
+// function is evaluated once, before the outer query reads its row).
 func (q *Queries) RecordAuditBatch(ctx context.Context, arg RecordAuditBatchParams) ([]bool, error) {
 	row := q.db.QueryRow(ctx, recordAuditBatch,
 		arg.Ids,

@@ -165,32 +165,6 @@ func (r *Recorder) Stop() {
 // looked for before its entries are failed.
 const ResolveTimeout = 10 * time.Second
 
-// serverProcess identifies the PostgreSQL process a commit ran on.
-type serverProcess struct {
-	pid uint32
-	// startedBefore bounds when that process started: a PID whose process
-	// started later is a reuse, not the commit's process. It is taken from this
-	// process's clock plus clockSkewMargin, since the database's clock decides.
-	startedBefore time.Time
-}
-
-// clockSkewMargin absorbs a database clock ahead of ours in serverProcess.
-const clockSkewMargin = time.Minute
-
-// record runs the batch statement on a connection of its own, so that when
-// the connection breaks the server process that ran it is known.
-func (r *Recorder) record(ctx context.Context, p RecordAuditBatchParams) ([]bool, serverProcess, error) {
-	before := time.Now()
-	conn, err := r.st.Pool.Acquire(ctx)
-	if err != nil {
-		return nil, serverProcess{}, translateErr(fmt.Errorf("acquire connection: %w", err))
-	}
-	defer conn.Release() // a broken connection is closed, and the pool drops it
-	backend := serverProcess{pid: conn.Conn().PgConn().PID(), startedBefore: before.Add(clockSkewMargin)}
-	charged, err := New(DB(conn)).RecordAuditBatch(ctx, p)
-	return charged, backend, err
-}
-
 // outcomeUnknown reports whether a failed commit may nevertheless have
 // committed: the database became unreachable, or the commit timed out, after
 // the statement was sent. A refused connection, an error PostgreSQL itself
@@ -213,19 +187,22 @@ func outcomeUnknown(err error) bool {
 
 // resolve finds out whether the batch of ids committed after its commit
 // failed with an unknown outcome (cause). First it makes the outcome final:
-// the server process that ran the commit (backend) may still be running it,
-// or still have it queued on the dead connection, so it is ended and waited
-// for (oakallow_end_lost_backend). Then the batch's rows tell: a batch is one
-// transaction, so either all exist or none do. It retries while the database
-// is unreachable, for up to ResolveTimeout. Committed: the charges as the
-// commit would have returned them, and the callers get their answers. Not
-// committed, or still unknown at the deadline: cause.
-func (r *Recorder) resolve(ids []string, backend serverProcess, cause error) ([]bool, error) {
+// the batch may still be running on the server, or (behind a pooler) not even
+// have started, so the recorder fences it (oakallow_fence_audit_batch, see
+// migrations/008_fence_audit_batches.sql), which waits for a running batch to
+// end and stops a later one from committing. No server process is ended: the
+// process id a client sees is not the one running its statements behind a
+// pooler. Then the batch's rows tell: a batch is one transaction, so either
+// all exist or none do. It retries while the database is unreachable, for up
+// to ResolveTimeout. Committed: the charges as the commit would have returned
+// them, and the callers get their answers. Not committed, or still unknown at
+// the deadline: cause.
+func (r *Recorder) resolve(ids []string, cause error) ([]bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ResolveTimeout)
 	defer cancel()
 	wait := 50 * time.Millisecond
 	for {
-		rows, err := r.lookUpLostBatch(ctx, ids, backend)
+		rows, err := r.lookUpLostBatch(ctx, ids)
 		switch {
 		case err == nil && len(rows) == 0:
 			r.cfg.Logger.Warn("audit commit lost its connection; it had not committed", "entries", len(ids))
@@ -243,8 +220,6 @@ func (r *Recorder) resolve(ids []string, backend serverProcess, cause error) ([]
 			}
 			r.cfg.Logger.Warn("audit commit lost its connection; it had committed", "entries", len(ids))
 			return charged, nil
-		case errors.Is(err, errBackendAlive):
-			// Signalled; look again once it has gone.
 		case !errors.Is(err, ErrUnavailable):
 			return nil, fmt.Errorf("look for a lost commit's rows: %w (commit: %w)", err, cause)
 		}
@@ -258,22 +233,11 @@ func (r *Recorder) resolve(ids []string, backend serverProcess, cause error) ([]
 	}
 }
 
-// errBackendAlive: the server process of a lost commit has been told to end
-// and has not yet.
-var errBackendAlive = errors.New("the lost commit's server process is still running")
-
-// lookUpLostBatch ends the lost commit's server process if it is still
-// alive (errBackendAlive: look again shortly) and, once it is gone, returns
-// the batch's rows.
-func (r *Recorder) lookUpLostBatch(ctx context.Context, ids []string, backend serverProcess) ([]AuditBillableByIDsRow, error) {
-	if backend.pid != 0 {
-		alive, err := r.st.EndLostBackend(ctx, EndLostBackendParams{Pid: int32(backend.pid), StartedBefore: backend.startedBefore})
-		if err != nil {
-			return nil, err
-		}
-		if alive {
-			return nil, errBackendAlive
-		}
+// lookUpLostBatch fences the lost batch, which makes its outcome final, and
+// then returns its rows.
+func (r *Recorder) lookUpLostBatch(ctx context.Context, ids []string) ([]AuditBillableByIDsRow, error) {
+	if err := r.st.FenceAuditBatch(ctx, ids[0]); err != nil {
+		return nil, fmt.Errorf("fence the batch: %w", err)
 	}
 	return r.st.AuditBillableByIDs(ctx, ids)
 }
@@ -342,12 +306,12 @@ func (r *Recorder) commit(batch []pending) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	charged, backend, err := r.record(ctx, p)
+	charged, err := r.st.RecordAuditBatch(ctx, p)
 	if err != nil && outcomeUnknown(err) {
 		// The statement went out and the connection broke before the answer came
 		// back: it may have committed. Answering "failed" for a committed batch
 		// would bill calls whose callers were told they failed (and retry them).
-		charged, err = r.resolve(p.Ids, backend, err)
+		charged, err = r.resolve(p.Ids, err)
 	}
 	if errors.Is(err, ErrInvalid) && n > 1 {
 		// One entry carries a value PostgreSQL refuses (the API validates

@@ -189,7 +189,10 @@ func TestRecorderResolvesALostCommit(t *testing.T) {
 		sent bool
 		// stuck: the commit waits on the team's balance row (held by the test) when its
 		// connection breaks, so it could still commit once the row is free.
-		stuck       bool
+		stuck bool
+		// pooler: the proxy reports another live server process as the
+		// connection's, as a pooler does; resolution must not end it.
+		pooler      bool
 		wantErr     error
 		wantRows    int
 		wantCharged int64
@@ -198,12 +201,26 @@ func TestRecorderResolvesALostCommit(t *testing.T) {
 		{name: "refused before it was sent: failed, nothing billed", wantErr: store.ErrUnavailable},
 		{name: "still running when the connection broke: ended, failed, nothing billed ever",
 			sent: true, stuck: true, wantErr: store.ErrUnavailable},
+		{name: "behind a pooler, committed, answer lost: reported committed, no other client hurt",
+			sent: true, pooler: true, wantRows: 1, wantCharged: 1},
+		{name: "behind a pooler, still running: ended, failed, nothing billed ever, no other client hurt",
+			sent: true, stuck: true, pooler: true, wantErr: store.ErrUnavailable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			url, proxy := devtest.ProxiedDatabase(t)
+			// Another client of the database; behind a pooler the id the recorder's
+			// connection reports may well be its server process.
+			bystander, err := pgx.Connect(ctx, proxy.DirectURL())
+			require.NoError(t, err)
+			t.Cleanup(func() { bystander.Close(context.Background()) })
+			if tc.pooler {
+				var pid uint32
+				require.NoError(t, bystander.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
+				proxy.ReportBackendPID(pid)
+			}
 			s, err := store.Open(ctx, store.Config{URL: url, MaxConns: 2, ConnectTimeout: time.Second})
 			require.NoError(t, err)
 			t.Cleanup(s.Close)
@@ -285,6 +302,8 @@ func TestRecorderResolvesALostCommit(t *testing.T) {
 				require.NoError(t, lock.Commit(ctx))
 				time.Sleep(200 * time.Millisecond)
 			}
+			_, err = bystander.Exec(ctx, `SELECT 1`)
+			require.NoError(t, err, "resolving the lost commit ended another client's server process")
 			var rows int
 			require.NoError(t, direct.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE id = $1`, id).Scan(&rows))
 			require.Equal(t, tc.wantRows, rows)
@@ -293,4 +312,24 @@ func TestRecorderResolvesALostCommit(t *testing.T) {
 			require.Equal(t, 1+tc.wantCharged, bal.BilledCalls, "the warm-up and, if it committed, this call")
 		})
 	}
+}
+
+// TestFencedBatchNeverCommits: once the recorder has fenced a lost batch and
+// found it absent, the batch cannot commit later — e.g. a statement a pooler
+// still had queued when the client's connection broke.
+func TestFencedBatchNeverCommits(t *testing.T) {
+	t.Parallel()
+	s := devtest.Store(t)
+	seedTeam(t, s, time.Now())
+	e := checkEntry(store.NewID("chk"), false).Event
+	require.NoError(t, s.FenceAuditBatch(t.Context(), e.ID))
+	_, err := s.RecordAuditBatch(t.Context(), store.RecordAuditBatchParams{
+		Ids: []string{e.ID}, OrgIds: []string{e.OrgID}, TeamIds: []string{e.TeamID}, OccurredAt: []time.Time{e.OccurredAt},
+		ActorKinds: []string{e.ActorKind}, ActorIds: []string{e.ActorID}, Kinds: []string{e.Kind}, Subjects: []string{""},
+		Outcomes: []string{e.Outcome}, Tools: []string{""}, Tenants: []string{""}, Billable: []bool{false},
+		Details: []json.RawMessage{e.Details}, Cost: 5000, Now: e.OccurredAt})
+	require.ErrorIs(t, err, store.ErrConflict)
+	rows, err := s.AuditBillableByIDs(t.Context(), []string{e.ID})
+	require.NoError(t, err)
+	require.Empty(t, rows, "the fenced batch left no audit row")
 }

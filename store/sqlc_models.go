@@ -69,6 +69,10 @@ type ApproverGroupMember struct {
 	UserID string
 }
 
+type AuditBatchFence struct {
+	ID string
+}
+
 type AuditEvent struct {
 	Seq        int64
 	ID         string

@@ -1,6 +1,9 @@
 package devtest
 
 import (
+	"bufio"
+	"encoding/binary"
+	"io"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -21,8 +24,9 @@ type Proxy struct {
 	network string // how it reaches PostgreSQL: "tcp" or "unix"
 	target  string
 
-	direct      string      // the database URL without the proxy
-	dropReplies atomic.Bool // swallow what PostgreSQL sends (DropReplies)
+	direct      string        // the database URL without the proxy
+	dropReplies atomic.Bool   // swallow what PostgreSQL sends (DropReplies)
+	reportPID   atomic.Uint32 // the process id new connections are told (ReportBackendPID)
 
 	mu    sync.Mutex
 	ln    net.Listener // nil while cut
@@ -38,6 +42,12 @@ func (p *Proxy) DirectURL() string { return p.direct }
 // commits, but its answer never arrives — a connection that breaks after the
 // commit. Restore ends it.
 func (p *Proxy) DropReplies() { p.dropReplies.Store(true) }
+
+// ReportBackendPID makes the proxy tell connections opened from now on that
+// their server process is pid (in the BackendKeyData message), instead of the
+// process that really serves them — what a pooler (PgBouncer, RDS Proxy) does:
+// the id a client sees is not the process that runs its statements.
+func (p *Proxy) ReportBackendPID(pid uint32) { p.reportPID.Store(pid) }
 
 // ProxiedDatabase creates a fresh migrated database (as Database) and returns
 // a URL that reaches it only through the returned Proxy.
@@ -137,10 +147,15 @@ func (p *Proxy) pipe(client net.Conn) {
 	p.conns[client], p.conns[server] = struct{}{}, struct{}{}
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
+	reportPID := p.reportPID.Load()
 	cp := func(dst, src net.Conn, drop *atomic.Bool) {
+		var in io.Reader = src
+		if drop != nil && reportPID != 0 {
+			in = rewriteBackendPID(src, dst, reportPID)
+		}
 		buf := make([]byte, 32<<10)
 		for {
-			n, err := src.Read(buf)
+			n, err := in.Read(buf)
 			if n > 0 && (drop == nil || !drop.Load()) {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					break
@@ -164,3 +179,40 @@ func (p *Proxy) pipe(client net.Conn) {
 	delete(p.conns, server)
 	p.mu.Unlock()
 }
+
+// rewriteBackendPID forwards the server's messages to dst until the
+// BackendKeyData message, whose process id it replaces with pid, and returns
+// a reader for the rest of the stream. (The proxy's URLs use
+// sslmode=disable, so the stream is framed messages from its first byte.) On
+// a read or write error it returns a reader that reports it.
+func rewriteBackendPID(src io.Reader, dst io.Writer, pid uint32) io.Reader {
+	br := bufio.NewReader(src)
+	for {
+		var head [5]byte // type, then the length including itself
+		if _, err := io.ReadFull(br, head[:]); err != nil {
+			return errReader{err}
+		}
+		n := int(binary.BigEndian.Uint32(head[1:]))
+		if n < 4 {
+			return errReader{io.ErrUnexpectedEOF}
+		}
+		body := make([]byte, n-4)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return errReader{err}
+		}
+		key := head[0] == 'K' && len(body) == 8
+		if key {
+			binary.BigEndian.PutUint32(body, pid)
+		}
+		if _, err := dst.Write(append(head[:], body...)); err != nil {
+			return errReader{err}
+		}
+		if key {
+			return br
+		}
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }

@@ -28,19 +28,23 @@ SELECT count(*)::bigint AS calls, coalesce(sum(cost_micros), 0)::bigint AS cost_
 FROM audit_events WHERE team_id = $1 AND billable;
 
 -- name: RecordAuditBatch :one
--- One group commit: see migrations/003_record_audit_batch.sql.
+-- One group commit: see migrations/003_record_audit_batch.sql, fenced first
+-- as migrations/008_fence_audit_batches.sql explains (a CTE calling a volatile
+-- function is evaluated once, before the outer query reads its row).
+WITH opened AS (SELECT oakallow_open_audit_batch((@ids::text[])[1]))
 SELECT oakallow_record_audit_batch(
     @ids::text[], @org_ids::text[], @team_ids::text[], @occurred_at::timestamptz[],
     @actor_kinds::text[], @actor_ids::text[], @kinds::text[], @subjects::text[],
     @outcomes::text[], @tools::text[], @tenants::text[], @billable::boolean[],
     @details::jsonb[], @cost::bigint, @now::timestamptz
-)::boolean[] AS charged;
+)::boolean[] AS charged FROM opened;
 
 -- name: AuditBillableByIDs :many
 -- Which of @ids are in the audit log, and whether each was charged: how the
 -- recorder learns the outcome of a group commit whose reply was lost.
 SELECT id, billable FROM audit_events WHERE id = ANY(@ids::text[]);
 
--- name: EndLostBackend :one
--- See migrations/007_end_lost_backend.sql.
-SELECT oakallow_end_lost_backend(@pid::int, @started_before::timestamptz) AS alive;
+-- name: FenceAuditBatch :exec
+-- Makes the outcome of the batch whose first audit id is @id final (waiting
+-- while it runs): see migrations/008_fence_audit_batches.sql.
+SELECT oakallow_fence_audit_batch(@id::text);
