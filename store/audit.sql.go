@@ -65,7 +65,7 @@ SELECT oakallow_fence_audit_batch($1::text)
 `
 
 // Makes the outcome of the batch whose first audit id is @id final (waiting
-// while it runs): see migrations/008_fence_audit_batches.sql.
+// while it runs): see migrations/010_fence_audit_batches.sql.
 func (q *Queries) FenceAuditBatch(ctx context.Context, id string) error {
 	_, err := q.db.Exec(ctx, fenceAuditBatch, id)
 	return err
@@ -250,7 +250,7 @@ type RecordAuditBatchParams struct {
 }
 
 // One group commit: see migrations/003_record_audit_batch.sql, fenced first
-// as migrations/008_fence_audit_batches.sql explains (a CTE calling a volatile
+// as migrations/010_fence_audit_batches.sql explains (a CTE calling a volatile
 // function is evaluated once, before the outer query reads its row).
 func (q *Queries) RecordAuditBatch(ctx context.Context, arg RecordAuditBatchParams) ([]bool, error) {
 	row := q.db.QueryRow(ctx, recordAuditBatch,

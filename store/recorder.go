@@ -189,7 +189,7 @@ func outcomeUnknown(err error) bool {
 // failed with an unknown outcome (cause). First it makes the outcome final:
 // the batch may still be running on the server, or (behind a pooler) not even
 // have started, so the recorder fences it (oakallow_fence_audit_batch, see
-// migrations/008_fence_audit_batches.sql), which waits for a running batch to
+// migrations/010_fence_audit_batches.sql), which waits for a running batch to
 // end and stops a later one from committing. No server process is ended: the
 // process id a client sees is not the one running its statements behind a
 // pooler. Then the batch's rows tell: a batch is one transaction, so either

@@ -29,7 +29,7 @@ FROM audit_events WHERE team_id = $1 AND billable;
 
 -- name: RecordAuditBatch :one
 -- One group commit: see migrations/003_record_audit_batch.sql, fenced first
--- as migrations/008_fence_audit_batches.sql explains (a CTE calling a volatile
+-- as migrations/010_fence_audit_batches.sql explains (a CTE calling a volatile
 -- function is evaluated once, before the outer query reads its row).
 WITH opened AS (SELECT oakallow_open_audit_batch((@ids::text[])[1]))
 SELECT oakallow_record_audit_batch(
@@ -46,5 +46,5 @@ SELECT id, billable FROM audit_events WHERE id = ANY(@ids::text[]);
 
 -- name: FenceAuditBatch :exec
 -- Makes the outcome of the batch whose first audit id is @id final (waiting
--- while it runs): see migrations/008_fence_audit_batches.sql.
+-- while it runs): see migrations/010_fence_audit_batches.sql.
 SELECT oakallow_fence_audit_batch(@id::text);
