@@ -80,6 +80,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"tokens/concurrent-verify-two-replicas", testConcurrentVerify},
 		{"channels/secrets-never-returned", testChannelSecrets},
 		{"channels/validation-and-lifecycle", testChannelLifecycle},
+		{"channels/destinations-need-the-secret", testChannelDestinationsNeedTheSecret},
 		{"webhooks/rotate-secret", testRotateSecret},
 		{"webhooks/deliveries-and-redeliver", testDeliveries},
 		{"team/approver-groups", testApproverGroups},

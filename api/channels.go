@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,11 @@ import (
 // the PagerDuty API key, the webhook's signing secret — is sealed with the
 // server's secrets key, bound to the channel row, and never returned: Slack
 // URLs are shown masked, PagerDuty keys as "set", and a webhook channel's
-// signing secret once, when it is generated.
+// signing secret once, when it is generated. Moving a credential's
+// destination needs the credential in the same request (a Slack URL is its
+// own destination; a PagerDuty base_url needs api_key; a webhook url needs
+// the current secret or a new one), so a management key cannot read a
+// stored credential back by pointing the channel at its own server.
 
 // Audit event kinds of the channel endpoints.
 const (
@@ -91,8 +96,9 @@ type channelUpdateRequest struct {
 	APIKey           *string `json:"api_key,omitempty" maxLength:"256" writeOnly:"true" doc:"PagerDuty: a new API key."`
 	FromEmail        *string `json:"from_email,omitempty" maxLength:"254" doc:"PagerDuty."`
 	ServiceID        *string `json:"service_id,omitempty" maxLength:"64" doc:"PagerDuty."`
-	BaseURL          *string `json:"base_url,omitempty" maxLength:"2048" doc:"PagerDuty; empty for the default."`
-	URL              *string `json:"url,omitempty" maxLength:"2048" doc:"Webhook: a new URL (the signing secret is kept)."`
+	BaseURL          *string `json:"base_url,omitempty" maxLength:"2048" doc:"PagerDuty; empty for the default. A new base_url needs api_key in the same request: the stored key is only ever sent where it was given for."`
+	URL              *string `json:"url,omitempty" maxLength:"2048" doc:"Webhook: a new URL. Needs the current signing secret in secret, or regenerate_secret."`
+	Secret           *string `json:"secret,omitempty" maxLength:"256" writeOnly:"true" doc:"Webhook: the channel's current signing secret (whsec_…), required with a new url unless regenerate_secret is true, so that a stolen management key cannot move the signed alerts elsewhere. When given it must match."`
 	RegenerateSecret bool    `json:"regenerate_secret,omitempty" doc:"Webhook: generate a new signing secret, returned once in this answer. The old one stops signing at once."`
 }
 
@@ -350,7 +356,7 @@ func checkKindFields(kind string, sent map[string]bool) error {
 	allowed := map[string][]string{
 		activities.ChannelSlack:     {"webhook_url"},
 		activities.ChannelPagerDuty: {"api_key", "from_email", "service_id", "base_url"},
-		activities.ChannelWebhook:   {"url", "regenerate_secret"},
+		activities.ChannelWebhook:   {"url", "secret", "regenerate_secret"},
 	}
 	for field, present := range sent {
 		if !present {
@@ -454,7 +460,7 @@ func (s *Server) updateChannel(ctx context.Context, p Principal, id string, req 
 		if err := checkKindFields(c.Kind, map[string]bool{
 			"webhook_url": req.WebhookURL != nil, "api_key": req.APIKey != nil, "from_email": req.FromEmail != nil,
 			"service_id": req.ServiceID != nil, "base_url": req.BaseURL != nil, "url": req.URL != nil,
-			"regenerate_secret": req.RegenerateSecret,
+			"secret": req.Secret != nil, "regenerate_secret": req.RegenerateSecret,
 		}); err != nil {
 			return err
 		}
@@ -500,6 +506,13 @@ func (s *Server) updateChannel(ctx context.Context, p Principal, id string, req 
 			changed.note("from_email", before.FromEmail, cfg.FromEmail)
 			changed.note("service_id", before.ServiceID, cfg.ServiceID)
 			changed.note("base_url", before.BaseURL, cfg.BaseURL)
+			// The API key travels to base_url with every request: moving it
+			// without the key would let whoever holds a management key read
+			// the key back (point base_url at their server, press Test).
+			if cfg.BaseURL != before.BaseURL && req.APIKey == nil {
+				return fieldProblem("body.api_key", "a new base_url needs the API key again in the same request: "+
+					"the stored key is only sent where it was given for", nil)
+			}
 			// The stored key was validated when it was set; a stand-in lets
 			// Validate judge the other fields when the key is kept.
 			key := "stored-key-unchanged"
@@ -517,9 +530,21 @@ func (s *Server) updateChannel(ctx context.Context, p Principal, id string, req 
 			if err := json.Unmarshal(c.Config, &cfg); err != nil {
 				return fmt.Errorf("decode channel config: %w", err)
 			}
+			if req.Secret != nil {
+				if err := s.matchChannelSecret(c, *req.Secret); err != nil {
+					return err
+				}
+			}
 			if req.URL != nil {
 				if err := s.validateChannelURL("url", *req.URL); err != nil {
 					return err
+				}
+				// Alerts signed with the secret must not be moved to another
+				// receiver by someone who does not hold it: the new
+				// receiver could replay them to the old one.
+				if *req.URL != cfg.URL && req.Secret == nil && !req.RegenerateSecret {
+					return fieldProblem("body.secret", "a new url needs the channel's current signing secret in secret, "+
+						"or regenerate_secret: true", nil)
 				}
 				changed.note("url", cfg.URL, *req.URL)
 				cfg.URL = *req.URL
@@ -561,6 +586,23 @@ func (s *Server) updateChannel(ctx context.Context, p Principal, id string, req 
 		return ChannelWithSecret{}, err
 	}
 	return out, nil
+}
+
+// matchChannelSecret checks, in constant time, that presented is the
+// channel's stored secret.
+func (s *Server) matchChannelSecret(c store.NotificationChannel, presented string) error {
+	if err := s.needBox(); err != nil {
+		return err
+	}
+	stored, err := s.deps.SecretBox.Open(c.SecretCiphertext, activities.ChannelSecretAAD(c.ID))
+	if err != nil {
+		return problem(http.StatusConflict, CodeChannelUnusable, fmt.Sprintf(
+			"channel %s: its stored secret does not open with the server's secrets key; set a new one with regenerate_secret", c.ID))
+	}
+	if subtle.ConstantTimeCompare(stored, []byte(presented)) != 1 {
+		return fieldProblem("body.secret", "does not match the channel's signing secret", nil)
+	}
+	return nil
 }
 
 func (s *Server) deleteChannel(ctx context.Context, p Principal, id string) error {

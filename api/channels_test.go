@@ -3,9 +3,12 @@ package api
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -49,7 +52,8 @@ func testChannelSecrets(t *testing.T, s *approvalSuite) {
 		map[string]any{"kind": "webhook", "name": "siem", "url": "https://example.com/hook"})
 	require.True(t, strings.HasPrefix(wh.Secret, "whsec_"), wh.Secret)
 	receiver := notifytest.NewWebhookReceiver(t, wh.Secret)
-	expect[ChannelWithSecret](e, http.StatusOK, http.MethodPatch, "/v1/channels/"+wh.ID, mk, map[string]any{"url": receiver.URL()})
+	expect[ChannelWithSecret](e, http.StatusOK, http.MethodPatch, "/v1/channels/"+wh.ID, mk,
+		map[string]any{"url": receiver.URL(), "secret": wh.Secret})
 
 	secrets := []string{hookPath, slack.WebhookURL(), pd.APIKey, wh.Secret}
 	noSecret := func(what string, raw []byte) {
@@ -167,4 +171,113 @@ func testChannelLifecycle(t *testing.T, s *approvalSuite) {
 	for _, kind := range []string{"channel.created", "channel.updated", "channel.deleted"} {
 		require.NotZero(t, e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = $2 AND subject = $3`, kind, wh.ID), kind)
 	}
+}
+
+// recordingServer is a server run by whoever holds a stolen management key:
+// it answers 200 to everything and keeps every request it receives.
+type recordingServer struct {
+	url  string
+	mu   sync.Mutex
+	seen [][]byte
+}
+
+func newRecordingServer(t *testing.T) *recordingServer {
+	r := &recordingServer{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var dump bytes.Buffer
+		_ = req.Header.Write(&dump)
+		_, _ = io.Copy(&dump, io.LimitReader(req.Body, 1<<20))
+		dump.WriteString(req.URL.String())
+		r.mu.Lock()
+		r.seen = append(r.seen, dump.Bytes())
+		r.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"incident":{"id":"PX1","incident_key":"k","status":"triggered","html_url":"https://x"}}`))
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL
+	return r
+}
+
+// received reports whether any request the server got holds secret.
+func (r *recordingServer) received(secret string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range r.seen {
+		if bytes.Contains(b, []byte(secret)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *recordingServer) requests() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen)
+}
+
+// testChannelDestinationsNeedTheSecret plays a thief holding only a
+// management key: moving a channel's destination to their own server
+// without resending its credential is refused, so pressing Test afterwards
+// never hands them the stored credential (or alerts signed with it).
+func testChannelDestinationsNeedTheSecret(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	mk := e.boot.ManagementKey
+	pd := notifytest.NewPagerDuty(t)
+	thief := newRecordingServer(t)
+
+	pg := expect[ChannelWithSecret](e, http.StatusCreated, http.MethodPost, "/v1/channels", mk,
+		map[string]any{"kind": "pagerduty", "name": "oncall", "api_key": pd.APIKey, "from_email": pd.FromEmail,
+			"service_id": pd.ServiceID, "base_url": pd.URL()})
+	raw := e.expectProblem(http.StatusUnprocessableEntity, CodeValidationFailed, http.MethodPatch, "/v1/channels/"+pg.ID, mk,
+		map[string]any{"base_url": thief.url})
+	require.Contains(t, string(raw), `"location":"body.api_key"`)
+	e.expectProblem(http.StatusUnprocessableEntity, CodeValidationFailed, http.MethodPatch, "/v1/channels/"+pg.ID, mk,
+		map[string]any{"base_url": thief.url, "service_id": "PSTOLEN"})
+	e.do(http.MethodPost, "/v1/channels/"+pg.ID+"/test", mk, nil)
+	require.False(t, thief.received(pd.APIKey), "the stored PagerDuty key was sent to the new base_url")
+	require.Zero(t, thief.requests())
+	got := expect[Channel](e, http.StatusOK, http.MethodGet, "/v1/channels/"+pg.ID, mk, nil)
+	require.Equal(t, pd.URL(), got.BaseURL, "a refused update changed nothing")
+	// Unchanged base_url (or other fields) need no key; a new base_url with
+	// a key of the caller's own is theirs to send anywhere.
+	expect[ChannelWithSecret](e, http.StatusOK, http.MethodPatch, "/v1/channels/"+pg.ID, mk,
+		map[string]any{"base_url": pd.URL(), "service_id": pd.ServiceID})
+	expect[ChannelWithSecret](e, http.StatusOK, http.MethodPatch, "/v1/channels/"+pg.ID, mk,
+		map[string]any{"base_url": thief.url, "api_key": "thiefs-own-key"})
+	e.do(http.MethodPost, "/v1/channels/"+pg.ID+"/test", mk, nil)
+	require.True(t, thief.received("thiefs-own-key"))
+	require.False(t, thief.received(pd.APIKey))
+
+	// A webhook channel's alerts are signed with its secret: moving them
+	// needs the current secret, or a new one.
+	thief = newRecordingServer(t)
+	wh := expect[ChannelWithSecret](e, http.StatusCreated, http.MethodPost, "/v1/channels", mk,
+		map[string]any{"kind": "webhook", "name": "siem", "url": "https://example.com/hook"})
+	raw = e.expectProblem(http.StatusUnprocessableEntity, CodeValidationFailed, http.MethodPatch, "/v1/channels/"+wh.ID, mk,
+		map[string]any{"url": thief.url})
+	require.Contains(t, string(raw), `"location":"body.secret"`)
+	e.expectProblem(http.StatusUnprocessableEntity, CodeValidationFailed, http.MethodPatch, "/v1/channels/"+wh.ID, mk,
+		map[string]any{"url": thief.url, "secret": "whsec_guess"})
+	e.do(http.MethodPost, "/v1/channels/"+wh.ID+"/test", mk, nil)
+	require.Zero(t, thief.requests(), "a webhook alert signed with the stored secret reached the new url")
+	moved := expect[ChannelWithSecret](e, http.StatusOK, http.MethodPatch, "/v1/channels/"+wh.ID, mk,
+		map[string]any{"url": thief.url, "regenerate_secret": true})
+	require.True(t, strings.HasPrefix(moved.Secret, "whsec_"))
+	require.NotEqual(t, wh.Secret, moved.Secret)
+	back := expect[ChannelWithSecret](e, http.StatusOK, http.MethodPatch, "/v1/channels/"+wh.ID, mk,
+		map[string]any{"url": "https://example.com/hook", "secret": moved.Secret})
+	require.Equal(t, "https://example.com/hook", back.URL)
+	require.Empty(t, back.Secret)
+
+	// A Slack channel's destination is its credential: a new one is given
+	// whole, and the old URL is never sent to the new one.
+	slack := notifytest.NewSlack(t)
+	sl := expect[ChannelWithSecret](e, http.StatusCreated, http.MethodPost, "/v1/channels", mk,
+		map[string]any{"kind": "slack", "name": "approvals", "webhook_url": slack.WebhookURL()})
+	expect[ChannelWithSecret](e, http.StatusOK, http.MethodPatch, "/v1/channels/"+sl.ID, mk,
+		map[string]any{"webhook_url": thief.url + "/services/x"})
+	e.do(http.MethodPost, "/v1/channels/"+sl.ID+"/test", mk, nil)
+	require.False(t, thief.received(slack.WebhookURL()))
 }
