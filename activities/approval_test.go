@@ -112,6 +112,23 @@ func TestProjectApprovalIsIdempotentAndNeverMovesBackwards(t *testing.T) {
 	require.NotNil(t, decidedAt)
 }
 
+// TestProjectedExpiryHasDecidedAt: decided_at is when the approval reached its final
+// status, and expiring is reaching one.
+func TestProjectedExpiryHasDecidedAt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	a := e.insertApproval(false)
+	require.NoError(t, e.acts.ProjectApproval(ctx, e.projection(a, "run-1", workflows.EventCreated, workflows.StatusPending, 1, nil)))
+	expired := e.projection(a, "run-1", workflows.EventExpired, workflows.StatusExpired, 1, nil)
+	expired.At = e.now.Add(time.Hour)
+	require.NoError(t, e.acts.ProjectApproval(ctx, expired))
+	var decidedAt *time.Time
+	require.NoError(t, e.st.Pool.QueryRow(ctx, `SELECT decided_at FROM approvals WHERE id = $1`, a.id).Scan(&decidedAt))
+	require.NotNil(t, decidedAt, "an expired approval has reached its final status")
+	require.True(t, expired.At.Equal(*decidedAt), "decided_at %s, expired at %s", decidedAt, expired.At)
+}
+
 func TestProjectApprovalRefusesWhatRetryingCannotFix(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})

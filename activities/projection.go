@@ -147,7 +147,8 @@ func (a *Activities) ProjectApproval(ctx context.Context, in workflows.ProjectAp
 			OrgID:         apr.OrgID,
 			ID:            apr.ID,
 		}
-		if in.Event == workflows.EventDecided {
+		if in.Event == workflows.EventDecided || in.Event == workflows.EventExpired {
+			// decided_at is when the approval reached its final status, expiry included.
 			params.DecidedAt = &in.At
 		}
 		if in.Event == workflows.EventTokenMinted {
