@@ -271,8 +271,9 @@ func TestOrgLoadsAreIndependentAndCoalesce(t *testing.T) {
 	require.Len(t, started, 1, "the held load and one more that covers every notification made during it")
 }
 
-// TestToolSchemaLimits: a schema whose compilation would be expensive is
-// refused when it is written, with a 422 naming the limit.
+// TestToolSchemaLimits: a schema whose compilation, or validation against
+// it, would be expensive is refused when it is written, with a 422 naming
+// the limit.
 func TestToolSchemaLimits(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
@@ -292,6 +293,18 @@ func TestToolSchemaLimits(t *testing.T) {
 		b.WriteString(`}}`)
 		return b.String()
 	}
+	// Definitions each referring n times to the one before: a small text
+	// that amounts to n^depth subschemas.
+	fanOut := func(depth, n int) string {
+		var b strings.Builder
+		b.WriteString(`{"$defs":{"d0":{"type":"string"}`)
+		for i := 1; i <= depth; i++ {
+			refs := strings.TrimSuffix(strings.Repeat(fmt.Sprintf(`{"$ref":"#/$defs/d%d"},`, i-1), n), ",")
+			fmt.Fprintf(&b, `,"d%d":{"allOf":[%s]}`, i, refs)
+		}
+		fmt.Fprintf(&b, `},"$ref":"#/$defs/d%d"}`, depth)
+		return b.String()
+	}
 	body := func(name, schema string) string {
 		return fmt.Sprintf(`{"name":%q,"annotations_acknowledged":true,"parameter_schema":%s}`, name, schema)
 	}
@@ -301,6 +314,9 @@ func TestToolSchemaLimits(t *testing.T) {
 		{"nested deeper than 64", nested(64), "nests deeper than 64"},
 		{"more than 1000 objects", wide(999), "more than 1000 objects and arrays"},
 		{"3000 nested not", nested(3000), "nests deeper than 64"},
+		{"references that multiply", fanOut(22, 2), "expands to more than 10000 subschemas"},
+		{"a reference cycle", `{"$defs":{"node":{"properties":{"next":{"$ref":"#/$defs/node"}}}},"$ref":"#/$defs/node"}`, "refers to itself"},
+		{"$dynamicRef", `{"$dynamicAnchor":"n","properties":{"next":{"$dynamicRef":"#n"}}}`, "$dynamicRef"},
 	} {
 		p := requireProblem(t, e.want(http.StatusUnprocessableEntity, http.MethodPost, "/v1/tools", mk, body("t", c.schema)),
 			CodeValidationFailed, "body.parameter_schema")
@@ -309,6 +325,7 @@ func TestToolSchemaLimits(t *testing.T) {
 	// At the limits a schema is accepted, on create and on update.
 	tool := decodeAs[Tool](t, e.want(http.StatusCreated, http.MethodPost, "/v1/tools", mk, body("deep", nested(63))))
 	e.want(http.StatusCreated, http.MethodPost, "/v1/tools", mk, body("wide", wide(998)))
+	e.want(http.StatusCreated, http.MethodPost, "/v1/tools", mk, body("shared", fanOut(10, 2))) // 4,094 subschemas
 	p := requireProblem(t, e.want(http.StatusUnprocessableEntity, http.MethodPatch, "/v1/tools/"+tool.ID, mk,
 		`{"parameter_schema":`+nested(100)+`}`), CodeValidationFailed, "body.parameter_schema")
 	require.Contains(t, p.Detail, "nests deeper than 64")

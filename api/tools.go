@@ -100,7 +100,7 @@ type toolCreateRequest struct {
 	Description             string                   `json:"description,omitempty" maxLength:"2000" doc:"Free-form description."`
 	Category                *string                  `json:"category,omitempty" minLength:"1" maxLength:"200" doc:"Category name or id; it must exist in the org."`
 	RiskLevel               string                   `json:"risk_level,omitempty" enum:"low,medium,high,critical" default:"medium" doc:"How much harm a wrong call can do."`
-	ParameterSchema         json.RawMessage          `json:"parameter_schema,omitempty" doc:"JSON Schema for the tool's parameters (draft 2020-12 unless $schema says otherwise, at most 32 KiB, no external $ref). Runtime parameters are validated against it."`
+	ParameterSchema         json.RawMessage          `json:"parameter_schema,omitempty" doc:"JSON Schema for the tool's parameters (draft 2020-12 unless $schema says otherwise, at most 32 KiB, 64 levels of nested objects and arrays, 1,000 objects and arrays, and 10,000 subschemas with every $ref followed; no external, recursive or dynamic $ref). Runtime parameters are validated against it."`
 	ReadOnly                bool                     `json:"read_only,omitempty" default:"false" doc:"MCP annotation readOnlyHint."`
 	Destructive             *bool                    `json:"destructive,omitempty" default:"true" doc:"MCP annotation destructiveHint (MCP default true)."`
 	Idempotent              bool                     `json:"idempotent,omitempty" default:"false" doc:"MCP annotation idempotentHint."`
@@ -120,7 +120,7 @@ type toolUpdateRequest struct {
 	Description             *string                   `json:"description,omitempty" maxLength:"2000" doc:"New description."`
 	Category                nullable[string]          `json:"category,omitempty" minLength:"1" maxLength:"200" doc:"Category name or id; null removes the category."`
 	RiskLevel               *string                   `json:"risk_level,omitempty" enum:"low,medium,high,critical" doc:"New risk level."`
-	ParameterSchema         nullable[json.RawMessage] `json:"parameter_schema,omitempty" doc:"New parameter JSON Schema; null removes it."`
+	ParameterSchema         nullable[json.RawMessage] `json:"parameter_schema,omitempty" doc:"New parameter JSON Schema (same limits as on registration); null removes it."`
 	ReadOnly                *bool                     `json:"read_only,omitempty" doc:"MCP annotation readOnlyHint."`
 	Destructive             *bool                     `json:"destructive,omitempty" doc:"MCP annotation destructiveHint."`
 	Idempotent              *bool                     `json:"idempotent,omitempty" doc:"MCP annotation idempotentHint."`
