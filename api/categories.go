@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -36,30 +35,6 @@ type categoryUpdateRequest struct {
 	DefaultPermission nullable[permissionName] `json:"default_permission,omitempty" doc:"New default permission; null clears it."`
 }
 
-type categoryRefInput struct {
-	ID string `path:"id" maxLength:"200" doc:"Category id or name."`
-}
-
-type categoryCreateInput struct {
-	IdempotencyHeader
-	Body categoryCreateRequest
-}
-
-type categoryUpdateInput struct {
-	IdempotencyHeader
-	ID   string `path:"id" maxLength:"200" doc:"Category id or name."`
-	Body categoryUpdateRequest
-}
-
-type categoryDeleteInput struct {
-	IdempotencyHeader
-	ID string `path:"id" maxLength:"200" doc:"Category id or name."`
-}
-
-type categoryOutput struct {
-	Body Category
-}
-
 type listCategoriesOutput struct {
 	Body struct {
 		Items      []Category `json:"items" doc:"Categories, in a stable order."`
@@ -68,69 +43,26 @@ type listCategoriesOutput struct {
 }
 
 func registerCategories(api huma.API, s *Server) {
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "create-category", Method: http.MethodPost, Path: "/v1/categories",
-		Summary: "Create a category", Description: "Creates a category of tools with an optional default permission.",
-		Tags: []string{tagCategories}, DefaultStatus: http.StatusCreated, Errors: manageWriteErrors,
-	}, accessManageWrite), func(ctx context.Context, in *categoryCreateInput) (*writeOutput[Category], error) {
-		return manageWrite(ctx, s, in.IdempotencyKey, "create-category", in.Body, http.StatusCreated,
-			func(ctx context.Context, p Principal) (Category, error) { return s.createCategory(ctx, p, &in.Body) })
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "list-categories", Method: http.MethodGet, Path: "/v1/categories",
-		Summary: "List categories", Description: "The org's tool categories, cursor-paginated.",
-		Tags: []string{tagCategories}, Errors: manageReadErrors,
-	}, accessManageRead), func(ctx context.Context, in *PageParams) (*listCategoriesOutput, error) {
-		p := mustPrincipal(ctx)
-		after, err := in.after("category")
-		if err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		rows, err := s.deps.Store.ListCategories(ctx, store.ListCategoriesParams{OrgID: p.OrgID, After: after, RowLimit: in.rowLimit()})
-		if err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		out := &listCategoriesOutput{}
-		out.Body.Items, out.Body.NextCursor = page(*in, "category", rows,
-			func(c store.Category) string { return c.ID }, categoryView)
-		return out, nil
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "get-category", Method: http.MethodGet, Path: "/v1/categories/{id}",
-		Summary: "Get a category", Description: "One category, by id or name.",
-		Tags: []string{tagCategories}, Errors: manageReadErrors,
-	}, accessManageRead), func(ctx context.Context, in *categoryRefInput) (*categoryOutput, error) {
-		if err := lookupRef("category", in.ID); err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		c, err := s.deps.Store.GetCategory(ctx, store.GetCategoryParams{OrgID: mustPrincipal(ctx).OrgID, Ref: in.ID})
-		if err != nil {
-			return nil, toProblem(ctx, s.log, notFoundIf(err, "category", in.ID))
-		}
-		return &categoryOutput{Body: categoryView(c)}, nil
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "update-category", Method: http.MethodPatch, Path: "/v1/categories/{id}",
-		Summary: "Update a category", Description: "Changes the fields that are present in the body; null clears the default permission.",
-		Tags: []string{tagCategories}, Errors: manageWriteErrors,
-	}, accessManageWrite), func(ctx context.Context, in *categoryUpdateInput) (*writeOutput[Category], error) {
-		return manageWrite(ctx, s, in.IdempotencyKey, "update-category:"+in.ID, in.Body, http.StatusOK,
-			func(ctx context.Context, p Principal) (Category, error) {
-				return s.updateCategory(ctx, p, in.ID, &in.Body)
-			})
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "delete-category", Method: http.MethodDelete, Path: "/v1/categories/{id}",
-		Summary:     "Delete a category",
-		Description: "Deletes the category; its tools keep existing without a category.",
-		Tags:        []string{tagCategories}, DefaultStatus: http.StatusNoContent, Errors: manageWriteErrors,
-	}, accessManageWrite), func(ctx context.Context, in *categoryDeleteInput) (*deleteOutput, error) {
-		return manageDelete(ctx, s, in.IdempotencyKey, "delete-category:"+in.ID,
-			func(ctx context.Context, p Principal) error { return s.deleteCategory(ctx, p, in.ID) })
+	registerNamed(api, s, namedObjects[store.Category, Category, categoryCreateRequest, categoryUpdateRequest, listCategoriesOutput]{
+		kind: "category", plural: "categories", title: "Category", tag: tagCategories,
+		createDoc: "Creates a category of tools with an optional default permission.",
+		listDoc:   "The org's tool categories, cursor-paginated.",
+		updateDoc: "Changes the fields that are present in the body; null clears the default permission.",
+		deleteDoc: "Deletes the category; its tools keep existing without a category.",
+		list: func(ctx context.Context, orgID, after string, rowLimit int32) ([]store.Category, error) {
+			return s.deps.Store.ListCategories(ctx, store.ListCategoriesParams{OrgID: orgID, After: after, RowLimit: rowLimit})
+		},
+		get: func(ctx context.Context, orgID, ref string) (store.Category, error) {
+			return s.deps.Store.GetCategory(ctx, store.GetCategoryParams{OrgID: orgID, Ref: ref})
+		},
+		id:   func(c store.Category) string { return c.ID },
+		view: categoryView,
+		listOut: func(items []Category, next string) *listCategoriesOutput {
+			out := &listCategoriesOutput{}
+			out.Body.Items, out.Body.NextCursor = items, next
+			return out
+		},
+		create: s.createCategory, update: s.updateCategory, delete: s.deleteCategory,
 	})
 }
 

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -36,30 +35,6 @@ type resourceUpdateRequest struct {
 	Description *string  `json:"description,omitempty" maxLength:"2000" doc:"New description."`
 }
 
-type resourceRefInput struct {
-	ID string `path:"id" maxLength:"200" doc:"Resource id or name."`
-}
-
-type resourceCreateInput struct {
-	IdempotencyHeader
-	Body resourceCreateRequest
-}
-
-type resourceUpdateInput struct {
-	IdempotencyHeader
-	ID   string `path:"id" maxLength:"200" doc:"Resource id or name."`
-	Body resourceUpdateRequest
-}
-
-type resourceDeleteInput struct {
-	IdempotencyHeader
-	ID string `path:"id" maxLength:"200" doc:"Resource id or name."`
-}
-
-type resourceOutput struct {
-	Body Resource
-}
-
 type listResourcesOutput struct {
 	Body struct {
 		Items      []Resource `json:"items" doc:"Resources, in a stable order."`
@@ -68,68 +43,26 @@ type listResourcesOutput struct {
 }
 
 func registerResources(api huma.API, s *Server) {
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "create-resource", Method: http.MethodPost, Path: "/v1/resources",
-		Summary: "Create a resource", Description: "Registers a named target that checks and rules may name.",
-		Tags: []string{tagResources}, DefaultStatus: http.StatusCreated, Errors: manageWriteErrors,
-	}, accessManageWrite), func(ctx context.Context, in *resourceCreateInput) (*writeOutput[Resource], error) {
-		return manageWrite(ctx, s, in.IdempotencyKey, "create-resource", in.Body, http.StatusCreated,
-			func(ctx context.Context, p Principal) (Resource, error) { return s.createResource(ctx, p, &in.Body) })
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "list-resources", Method: http.MethodGet, Path: "/v1/resources",
-		Summary: "List resources", Description: "The org's resources, cursor-paginated.",
-		Tags: []string{tagResources}, Errors: manageReadErrors,
-	}, accessManageRead), func(ctx context.Context, in *PageParams) (*listResourcesOutput, error) {
-		p := mustPrincipal(ctx)
-		after, err := in.after("resource")
-		if err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		rows, err := s.deps.Store.ListResources(ctx, store.ListResourcesParams{OrgID: p.OrgID, After: after, RowLimit: in.rowLimit()})
-		if err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		out := &listResourcesOutput{}
-		out.Body.Items, out.Body.NextCursor = page(*in, "resource", rows,
-			func(r store.Resource) string { return r.ID }, resourceView)
-		return out, nil
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "get-resource", Method: http.MethodGet, Path: "/v1/resources/{id}",
-		Summary: "Get a resource", Description: "One resource, by id or name.",
-		Tags: []string{tagResources}, Errors: manageReadErrors,
-	}, accessManageRead), func(ctx context.Context, in *resourceRefInput) (*resourceOutput, error) {
-		if err := lookupRef("resource", in.ID); err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		r, err := s.deps.Store.GetResource(ctx, store.GetResourceParams{OrgID: mustPrincipal(ctx).OrgID, Ref: nameRef(in.ID)})
-		if err != nil {
-			return nil, toProblem(ctx, s.log, notFoundIf(err, "resource", in.ID))
-		}
-		return &resourceOutput{Body: resourceView(r)}, nil
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "update-resource", Method: http.MethodPatch, Path: "/v1/resources/{id}",
-		Summary: "Update a resource", Description: "Changes the fields that are present in the body.",
-		Tags: []string{tagResources}, Errors: manageWriteErrors,
-	}, accessManageWrite), func(ctx context.Context, in *resourceUpdateInput) (*writeOutput[Resource], error) {
-		return manageWrite(ctx, s, in.IdempotencyKey, "update-resource:"+in.ID, in.Body, http.StatusOK,
-			func(ctx context.Context, p Principal) (Resource, error) {
-				return s.updateResource(ctx, p, in.ID, &in.Body)
-			})
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "delete-resource", Method: http.MethodDelete, Path: "/v1/resources/{id}",
-		Summary: "Delete a resource", Description: "Deletes the resource and every rule that names it.",
-		Tags: []string{tagResources}, DefaultStatus: http.StatusNoContent, Errors: manageWriteErrors,
-	}, accessManageWrite), func(ctx context.Context, in *resourceDeleteInput) (*deleteOutput, error) {
-		return manageDelete(ctx, s, in.IdempotencyKey, "delete-resource:"+in.ID,
-			func(ctx context.Context, p Principal) error { return s.deleteResource(ctx, p, in.ID) })
+	registerNamed(api, s, namedObjects[store.Resource, Resource, resourceCreateRequest, resourceUpdateRequest, listResourcesOutput]{
+		kind: "resource", plural: "resources", title: "Resource", tag: tagResources,
+		createDoc: "Registers a named target that checks and rules may name.",
+		listDoc:   "The org's resources, cursor-paginated.",
+		updateDoc: "Changes the fields that are present in the body.",
+		deleteDoc: "Deletes the resource and every rule that names it.",
+		list: func(ctx context.Context, orgID, after string, rowLimit int32) ([]store.Resource, error) {
+			return s.deps.Store.ListResources(ctx, store.ListResourcesParams{OrgID: orgID, After: after, RowLimit: rowLimit})
+		},
+		get: func(ctx context.Context, orgID, ref string) (store.Resource, error) {
+			return s.deps.Store.GetResource(ctx, store.GetResourceParams{OrgID: orgID, Ref: nameRef(ref)})
+		},
+		id:   func(r store.Resource) string { return r.ID },
+		view: resourceView,
+		listOut: func(items []Resource, next string) *listResourcesOutput {
+			out := &listResourcesOutput{}
+			out.Body.Items, out.Body.NextCursor = items, next
+			return out
+		},
+		create: s.createResource, update: s.updateResource, delete: s.deleteResource,
 	})
 }
 

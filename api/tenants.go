@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -32,30 +31,6 @@ type tenantUpdateRequest struct {
 	Name *string  `json:"name,omitempty" minLength:"1" maxLength:"200" pattern:"^[^\\x00-\\x1f\\x7f]+$" patternDescription:"no control characters" doc:"New tenant name. Rules follow the tenant by id."`
 }
 
-type tenantRefInput struct {
-	ID string `path:"id" maxLength:"200" doc:"Tenant id or name."`
-}
-
-type tenantCreateInput struct {
-	IdempotencyHeader
-	Body tenantCreateRequest
-}
-
-type tenantUpdateInput struct {
-	IdempotencyHeader
-	ID   string `path:"id" maxLength:"200" doc:"Tenant id or name."`
-	Body tenantUpdateRequest
-}
-
-type tenantDeleteInput struct {
-	IdempotencyHeader
-	ID string `path:"id" maxLength:"200" doc:"Tenant id or name."`
-}
-
-type tenantOutput struct {
-	Body Tenant
-}
-
 type listTenantsOutput struct {
 	Body struct {
 		Items      []Tenant `json:"items" doc:"Tenants, in a stable order."`
@@ -64,67 +39,26 @@ type listTenantsOutput struct {
 }
 
 func registerTenants(api huma.API, s *Server) {
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "create-tenant", Method: http.MethodPost, Path: "/v1/tenants",
-		Summary: "Create a tenant", Description: "Registers one of the org's customers, so rules can be scoped to it.",
-		Tags: []string{tagTenants}, DefaultStatus: http.StatusCreated, Errors: manageWriteErrors,
-	}, accessManageWrite), func(ctx context.Context, in *tenantCreateInput) (*writeOutput[Tenant], error) {
-		return manageWrite(ctx, s, in.IdempotencyKey, "create-tenant", in.Body, http.StatusCreated,
-			func(ctx context.Context, p Principal) (Tenant, error) { return s.createTenant(ctx, p, &in.Body) })
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "list-tenants", Method: http.MethodGet, Path: "/v1/tenants",
-		Summary: "List tenants", Description: "The org's tenants, cursor-paginated.",
-		Tags: []string{tagTenants}, Errors: manageReadErrors,
-	}, accessManageRead), func(ctx context.Context, in *PageParams) (*listTenantsOutput, error) {
-		p := mustPrincipal(ctx)
-		after, err := in.after("tenant")
-		if err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		rows, err := s.deps.Store.ListTenants(ctx, store.ListTenantsParams{OrgID: p.OrgID, After: after, RowLimit: in.rowLimit()})
-		if err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		out := &listTenantsOutput{}
-		out.Body.Items, out.Body.NextCursor = page(*in, "tenant", rows,
-			func(t store.Tenant) string { return t.ID }, tenantView)
-		return out, nil
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "get-tenant", Method: http.MethodGet, Path: "/v1/tenants/{id}",
-		Summary: "Get a tenant", Description: "One tenant, by id or name.",
-		Tags: []string{tagTenants}, Errors: manageReadErrors,
-	}, accessManageRead), func(ctx context.Context, in *tenantRefInput) (*tenantOutput, error) {
-		if err := lookupRef("tenant", in.ID); err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		t, err := s.deps.Store.GetTenant(ctx, store.GetTenantParams{OrgID: mustPrincipal(ctx).OrgID, Ref: nameRef(in.ID)})
-		if err != nil {
-			return nil, toProblem(ctx, s.log, notFoundIf(err, "tenant", in.ID))
-		}
-		return &tenantOutput{Body: tenantView(t)}, nil
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "update-tenant", Method: http.MethodPatch, Path: "/v1/tenants/{id}",
-		Summary: "Update a tenant", Description: "Changes the fields that are present in the body.",
-		Tags: []string{tagTenants}, Errors: manageWriteErrors,
-	}, accessManageWrite), func(ctx context.Context, in *tenantUpdateInput) (*writeOutput[Tenant], error) {
-		return manageWrite(ctx, s, in.IdempotencyKey, "update-tenant:"+in.ID, in.Body, http.StatusOK,
-			func(ctx context.Context, p Principal) (Tenant, error) { return s.updateTenant(ctx, p, in.ID, &in.Body) })
-	})
-
-	huma.Register(api, withAccess(huma.Operation{
-		OperationID: "delete-tenant", Method: http.MethodDelete, Path: "/v1/tenants/{id}",
-		Summary:     "Delete a tenant",
-		Description: "Deletes the tenant and every rule scoped to it. A tenant that approval requests refer to cannot be deleted (409).",
-		Tags:        []string{tagTenants}, DefaultStatus: http.StatusNoContent, Errors: manageWriteErrors,
-	}, accessManageWrite), func(ctx context.Context, in *tenantDeleteInput) (*deleteOutput, error) {
-		return manageDelete(ctx, s, in.IdempotencyKey, "delete-tenant:"+in.ID,
-			func(ctx context.Context, p Principal) error { return s.deleteTenant(ctx, p, in.ID) })
+	registerNamed(api, s, namedObjects[store.Tenant, Tenant, tenantCreateRequest, tenantUpdateRequest, listTenantsOutput]{
+		kind: "tenant", plural: "tenants", title: "Tenant", tag: tagTenants,
+		createDoc: "Registers one of the org's customers, so rules can be scoped to it.",
+		listDoc:   "The org's tenants, cursor-paginated.",
+		updateDoc: "Changes the fields that are present in the body.",
+		deleteDoc: "Deletes the tenant and every rule scoped to it. A tenant that approval requests refer to cannot be deleted (409).",
+		list: func(ctx context.Context, orgID, after string, rowLimit int32) ([]store.Tenant, error) {
+			return s.deps.Store.ListTenants(ctx, store.ListTenantsParams{OrgID: orgID, After: after, RowLimit: rowLimit})
+		},
+		get: func(ctx context.Context, orgID, ref string) (store.Tenant, error) {
+			return s.deps.Store.GetTenant(ctx, store.GetTenantParams{OrgID: orgID, Ref: nameRef(ref)})
+		},
+		id:   func(t store.Tenant) string { return t.ID },
+		view: tenantView,
+		listOut: func(items []Tenant, next string) *listTenantsOutput {
+			out := &listTenantsOutput{}
+			out.Body.Items, out.Body.NextCursor = items, next
+			return out
+		},
+		create: s.createTenant, update: s.updateTenant, delete: s.deleteTenant,
 	})
 }
 
