@@ -181,6 +181,12 @@ func (e *testEnv) waitForKey(key string) {
 // send is do with request headers, returning the response headers too.
 func (e *testEnv) send(method, path, key string, hdr map[string]string, body any) (int, http.Header, []byte) {
 	e.t.Helper()
+	return e.sendVia(http.DefaultClient, method, path, key, hdr, body)
+}
+
+// sendVia is send through client c (e.g. one that connects from another address).
+func (e *testEnv) sendVia(c *http.Client, method, path, key string, hdr map[string]string, body any) (int, http.Header, []byte) {
+	e.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		raw, ok := body.([]byte)
@@ -202,7 +208,7 @@ func (e *testEnv) send(method, path, key string, hdr map[string]string, body any
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	require.NoError(e.t, err)
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)

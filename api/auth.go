@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -35,6 +37,10 @@ func withAccess(op huma.Operation, access string) huma.Operation {
 	op.Metadata["access"] = access
 	if access != accessPublic {
 		op.Security = []map[string][]string{{securityScheme: {}}}
+		if !slices.Contains(op.Errors, http.StatusTooManyRequests) {
+			// Any caller with a key can meet a rate limit (see limits.go).
+			op.Errors = append(op.Errors, http.StatusTooManyRequests)
+		}
 	}
 	if op.MaxBodyBytes == 0 {
 		op.MaxBodyBytes = maxBodyBytes
@@ -66,9 +72,27 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 		huma.WriteErr(s.api, ctx, http.StatusInternalServerError, "operation declares no access level")
 		return
 	}
-	p, ok := s.keys.Lookup(presentedKey(ctx))
+	raw := presentedKey(ctx)
+	// An address past its budget of failures is refused before its key is
+	// looked at, a correct key too: otherwise a guesser would still learn
+	// from every attempt. While no address is held back (Active is one
+	// atomic load) a request pays for nothing more, not even finding out
+	// where it comes from.
+	var ip netip.Addr
+	ipKnown := false
+	if s.limits.authIP.Active() {
+		ip, ipKnown = s.limits.clientIP(ctx), true
+		if v := s.limits.authIP.Check(ip, s.deps.Now()); v.Limited {
+			s.refuse(ctx, limitAuthFailuresPerIP, v, limited{ip: ip}, "too many failed authentications from this address")
+			return
+		}
+	}
+	p, ok := s.keys.Lookup(raw)
 	if !ok {
-		writeProblem(s.api, ctx, problem(http.StatusUnauthorized, CodeInvalidKey, "missing, unknown or revoked API key"))
+		if !ipKnown {
+			ip = s.limits.clientIP(ctx)
+		}
+		s.authFailed(ctx, raw, ip)
 		return
 	}
 	allowed := false

@@ -15,6 +15,7 @@ import (
 
 	"oakallow/activities/sealed"
 	"oakallow/activities/tokens"
+	"oakallow/api/ratelimit"
 	"oakallow/dev/devtest"
 	"oakallow/store"
 )
@@ -100,8 +101,15 @@ func testBox(t testing.TB) *sealed.Box {
 // accept webhook and channel URLs on loopback over http, where the tests'
 // receivers listen. TestInternalDestinationsRefusedWhenSet covers the
 // production default.
+//
+// Per-address rate limits are off: every test's requests come from
+// 127.0.0.1, many tests share a server, and helpers poll with keys a replica
+// has not learned yet, so one test's failures would hold back the others.
+// limits_test.go sets the limits it tests; per-key limits keep their defaults.
 func testConfig() Config {
-	return Config{Addr: "127.0.0.1:0", AllowPrivateWebhooks: true}
+	off := ratelimit.Limit{Off: true}
+	return Config{Addr: "127.0.0.1:0", AllowPrivateWebhooks: true,
+		Limits: LimitsConfig{AuthFailuresPerIP: off, VerifyFailuresPerIP: off}}
 }
 
 // startEnv starts another API server on an existing database (replicas).

@@ -31,7 +31,7 @@ func GenerateAPIKey() (raw string, hash [32]byte, display string) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	raw = apiKeyPrefix + hex.EncodeToString(b[:])
-	return raw, sha256.Sum256([]byte(raw)), raw[:len(apiKeyPrefix)+6]
+	return raw, sha256.Sum256([]byte(raw)), raw[:displayPrefixLen]
 }
 
 // Principal is the authenticated caller of a request.

@@ -17,6 +17,10 @@ type metrics struct {
 	verdicts     *prometheus.CounterVec
 	requests     *prometheus.CounterVec
 	policyLoad   *prometheus.HistogramVec
+	// rateLimited counts requests refused with 429, limitCrossings the
+	// limits crossed (each audited once), by limit (see limits.go).
+	rateLimited    *prometheus.CounterVec
+	limitCrossings *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -44,7 +48,20 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.checkLatency, m.verdicts, m.requests, m.policyLoad,
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oakallow_rate_limited_total",
+		Help: "Requests refused with 429 rate_limited, by limit.",
+	}, []string{"limit"})
+	m.limitCrossings = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oakallow_rate_limit_crossings_total",
+		Help: "Rate limits crossed (the first refusal since a client's budget was last full; each is audited once), by limit.",
+	}, []string{"limit"})
+	for _, l := range []string{limitAuthFailuresPerIP, limitAuthFailuresPerKey, limitVerifyFailuresPerIP,
+		limitVerifyFailuresPerKey, limitVerifiesPerKey} {
+		m.rateLimited.WithLabelValues(l)
+		m.limitCrossings.WithLabelValues(l)
+	}
+	m.reg.MustRegister(m.checkLatency, m.verdicts, m.requests, m.policyLoad, m.rateLimited, m.limitCrossings,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -46,6 +46,10 @@ type Config struct {
 	// same machine or network; the worker's client must allow them too).
 	// Off by default: such URLs are refused with 422 when they are set.
 	AllowPrivateWebhooks bool
+	// Limits are the rate limits on failed authentication and on token
+	// verification, and the trusted proxies that may name the client's
+	// address (zero value: defaults).
+	Limits LimitsConfig
 }
 
 // Validate fills defaults and checks values.
@@ -62,7 +66,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		return errors.New("api: ShutdownTimeout must be positive")
 	}
-	return nil
+	return c.Limits.Validate()
 }
 
 // Deps are the server's collaborators.
@@ -111,6 +115,7 @@ type Server struct {
 	keyring  *tokens.Keyring
 	recorder *store.Recorder
 	metrics  *metrics
+	limits   *limits
 	// readiness coalesces concurrent /readyz checks.
 	readiness singleflight.Group
 	http      *http.Server
@@ -142,6 +147,11 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store)}
 	s.decides.init()
 	s.metrics = newMetrics(deps.Registry)
+	lim, err := newLimits(cfg.Limits, s.metrics.reg)
+	if err != nil {
+		return nil, err
+	}
+	s.limits = lim
 	s.policies = NewPolicyCache(deps.Store, deps.Logger, s.metrics.observePolicyLoad)
 	s.keyring = deps.Keyring
 
@@ -230,6 +240,7 @@ func (s *Server) Start(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return bg },
 	}
 	go s.keys.ReloadLoop(bg, s.log)
+	go s.limits.sweepLoop(bg, s.deps.Now)
 	go s.listenForChanges(bg)
 	go func() {
 		defer close(s.done)

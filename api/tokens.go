@@ -142,7 +142,10 @@ func registerTokens(api huma.API, s *Server) {
 			"answers 409 token_replayed. A token that fails a check is not spent. Free.",
 		Tags: []string{tagTokens},
 		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict,
-			http.StatusUnprocessableEntity},
+			http.StatusUnprocessableEntity, http.StatusTooManyRequests},
+		// Failed verifications are limited per key and per client address,
+		// and all verifications per key (429 rate_limited with Retry-After).
+		Middlewares: huma.Middlewares{s.limitVerifies},
 	}, accessRuntimeRead), func(ctx context.Context, in *verifyInput) (*verifyOutput, error) {
 		res, err := s.verifyToken(ctx, mustPrincipal(ctx), &in.Body)
 		if err != nil {
@@ -304,6 +307,9 @@ func (s *Server) verifyToken(ctx context.Context, p Principal, req *verifyReques
 		if prob == nil {
 			return TokenClaims{}, err
 		}
+		if presenterFault(err) {
+			s.verifyFailed(ctx, p)
+		}
 		if outcome != "" {
 			s.auditVerifyFailure(ctx, p, now, outcome)
 		}
@@ -341,6 +347,16 @@ func verifyProblem(err error) (*Problem, string) {
 		}
 	}
 	return nil, ""
+}
+
+// presenterFault reports whether a refused verification counts against the
+// presenter's failure budget: a token that is not valid, not theirs, expired,
+// already spent or presented with other parameters. A refusal by the org's
+// policy (the operator disabled the tool) does not.
+func presenterFault(err error) bool {
+	return errors.Is(err, activities.ErrTokenInvalid) || errors.Is(err, activities.ErrTokenWrongOrg) ||
+		errors.Is(err, activities.ErrTokenExpired) || errors.Is(err, activities.ErrParamsMismatch) ||
+		errors.Is(err, activities.ErrTokenReplayed)
 }
 
 // auditVerifyFailure records a refused verification. It never records the

@@ -128,6 +128,33 @@ func (q *Queries) CreateUser(ctx context.Context, arg CreateUserParams) error {
 	return err
 }
 
+const getAPIKeyByHash = `-- name: GetAPIKeyByHash :one
+SELECT k.id, k.org_id, o.team_id, k.prefix
+FROM api_keys k JOIN orgs o ON o.id = k.org_id
+WHERE k.hash = $1
+`
+
+type GetAPIKeyByHashRow struct {
+	ID     string
+	OrgID  string
+	TeamID string
+	Prefix string
+}
+
+// A key by its hash, revoked or not: names the org of a key that keeps
+// failing authentication (a revoked key still in use).
+func (q *Queries) GetAPIKeyByHash(ctx context.Context, hash []byte) (GetAPIKeyByHashRow, error) {
+	row := q.db.QueryRow(ctx, getAPIKeyByHash, hash)
+	var i GetAPIKeyByHashRow
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.TeamID,
+		&i.Prefix,
+	)
+	return i, err
+}
+
 const getOrg = `-- name: GetOrg :one
 SELECT id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret, webhook_secret_previous, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at FROM orgs WHERE id = $1
 `

@@ -40,6 +40,13 @@ var envVars = []envVar{
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"LOG_FORMAT", "json", "json or text."},
 	{"SHUTDOWN_TIMEOUT", "10s", "How long serve waits for in-flight requests on SIGTERM. (The worker waits for its tasks under way as the Temporal SDK does, and up to 10 s for direct delivery attempts.)"},
+	{"OAKALLOW_TRUSTED_PROXIES", "", "Comma-separated addresses or CIDR prefixes of the reverse proxies and load balancers in front of serve. Only a connection from one of them may name the client in `X-Forwarded-For` (the rightmost address that is not a trusted proxy is the client). Empty: `X-Forwarded-For` is ignored. Behind a proxy, set it, or every client shares the proxy's rate-limit budget. See \"Rate limits\" below."},
+	{"OAKALLOW_LIMIT_AUTH_FAILURES_PER_IP", "60/1m", "Failed authentications (missing, unknown or revoked API key) allowed from one client address (IPv6: per /64), as `<count>/<period>`: that many at once, refilled at that many per period; `off` turns the limit off. Past it, every request from the address that needs a key answers 429, a valid key included."},
+	{"OAKALLOW_LIMIT_AUTH_FAILURES_PER_KEY", "10/1m", "Failed authentications allowed with one well-formed but unknown or revoked key, from any address (`<count>/<period>` or `off`). Past it, that key answers 429 instead of 401."},
+	{"OAKALLOW_LIMIT_VERIFY_FAILURES_PER_IP", "300/1m", "Failed token verifications (invalid, expired, wrong org, parameters mismatch, replayed) allowed from one client address (`<count>/<period>` or `off`). Past it, every verification from the address answers 429."},
+	{"OAKALLOW_LIMIT_VERIFY_FAILURES_PER_KEY", "120/1m", "Failed token verifications allowed per API key (`<count>/<period>` or `off`). Past it, every verification with the key answers 429."},
+	{"OAKALLOW_LIMIT_VERIFIES_PER_KEY", "100/1s", "All token verifications allowed per API key (`<count>/<period>` or `off`)."},
+	{"OAKALLOW_LIMIT_TRACKED_KEYS", "65536", "How many client addresses or keys each rate limit keeps state for (at least 64); bounds the limits' memory."},
 }
 
 // getenv returns the variable's value or its documented default. Reading an

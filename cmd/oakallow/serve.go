@@ -136,12 +136,17 @@ func serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return err
 	}
+	limits, err := loadLimits()
+	if err != nil {
+		return err
+	}
 	srv, err := api.NewServer(api.Config{
 		Addr:                 getenv("OAKALLOW_ADDR"),
 		Listener:             ln,
 		PublicURL:            getenv("OAKALLOW_PUBLIC_URL"),
 		ShutdownTimeout:      shutdown,
 		AllowPrivateWebhooks: allowPrivate,
+		Limits:               limits,
 	}, api.Deps{
 		Store:           st,
 		Logger:          logger,

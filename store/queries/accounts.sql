@@ -63,6 +63,13 @@ SELECT k.id, k.org_id, o.team_id, k.tier, k.hash
 FROM api_keys k JOIN orgs o ON o.id = k.org_id
 WHERE k.revoked_at IS NULL;
 
+-- name: GetAPIKeyByHash :one
+-- A key by its hash, revoked or not: names the org of a key that keeps
+-- failing authentication (a revoked key still in use).
+SELECT k.id, k.org_id, o.team_id, k.prefix
+FROM api_keys k JOIN orgs o ON o.id = k.org_id
+WHERE k.hash = $1;
+
 -- name: NotifyChange :exec
 -- Announces a change to every API replica (delivered at commit). Payload:
 -- "keys" or "policy:<org id>".

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"oakallow/api"
+	"oakallow/api/ratelimit"
+)
+
+// TestLimitDefaultsAreTheServers: the documented defaults of the
+// OAKALLOW_LIMIT_* variables are the API server's own defaults.
+func TestLimitDefaultsAreTheServers(t *testing.T) {
+	for _, v := range envVars {
+		t.Setenv(v.Name, v.Default)
+	}
+	got, err := loadLimits()
+	require.NoError(t, err)
+	var want api.LimitsConfig
+	require.NoError(t, want.Validate())
+	require.Equal(t, want, got)
+}
+
+func TestLimitsFromEnvironment(t *testing.T) {
+	t.Setenv("OAKALLOW_LIMIT_VERIFIES_PER_KEY", "off")
+	t.Setenv("OAKALLOW_LIMIT_AUTH_FAILURES_PER_IP", "5/10s")
+	t.Setenv("OAKALLOW_TRUSTED_PROXIES", "10.0.0.0/8,192.0.2.1")
+	got, err := loadLimits()
+	require.NoError(t, err)
+	require.Equal(t, ratelimit.Limit{Off: true}, got.VerifiesPerKey)
+	require.Equal(t, ratelimit.Limit{N: 5, Per: 10 * time.Second}, got.AuthFailuresPerIP)
+	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32")}, got.TrustedProxies)
+
+	for name, bad := range map[string]string{
+		"OAKALLOW_LIMIT_VERIFY_FAILURES_PER_KEY": "many",
+		"OAKALLOW_LIMIT_TRACKED_KEYS":            "10",
+		"OAKALLOW_TRUSTED_PROXIES":               "proxy.internal",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, bad)
+			_, err := loadLimits()
+			require.ErrorContains(t, err, name[len("OAKALLOW_"):])
+		})
+	}
+}
