@@ -80,16 +80,12 @@ func (d *dispatcher) release(id string) {
 	}
 }
 
-// attemptContext is the context of one direct attempt: parent's values without its
-// cancellation (the activity that recorded the delivery returns at once), ended by
-// timeout or by Close giving up.
-func (d *dispatcher) attemptContext(parent context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), timeout)
-	stop := context.AfterFunc(d.stopped, cancel)
-	return ctx, func() {
-		stop()
-		cancel()
-	}
+// attemptContext is the context of one direct attempt, ended by timeout or by Close
+// giving up. It owes nothing to the activity that recorded the delivery, which returns at
+// once: derived from that activity's context, the attempt would read its activity info —
+// the retry policy and attempt number of a finished local activity — as its own.
+func (d *dispatcher) attemptContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(d.stopped, timeout)
 }
 
 // close stops taking work and waits until nothing is in flight or ctx ends; in the
@@ -135,13 +131,13 @@ func (a *Activities) Close(ctx context.Context) error {
 // dispatch makes the first attempt of delivery row in a goroutine and reports whether it
 // took the delivery; it does not when the dispatcher is full or closed, and the caller
 // then starts the delivery's workflow itself. It never waits for the receiver.
-func (a *Activities) dispatch(ctx context.Context, row store.WebhookDelivery) bool {
+func (a *Activities) dispatch(row store.WebhookDelivery) bool {
 	dup, err := a.direct.acquire(row.ID)
 	if err != nil {
 		return false
 	}
 	if !dup {
-		go a.attemptDirect(ctx, row.ID, row.OrgID)
+		go a.attemptDirect(row.ID, row.OrgID)
 	}
 	return true
 }
@@ -152,9 +148,9 @@ func (a *Activities) dispatch(ctx context.Context, row store.WebhookDelivery) bo
 // failed after a final failure, and for a retryable one start the DeliveryWorkflow,
 // delayed so the receiver sees the usual schedule. Whatever it cannot record leaves the
 // delivery pending and not handed off, for the sweep.
-func (a *Activities) attemptDirect(parent context.Context, deliveryID, orgID string) {
+func (a *Activities) attemptDirect(deliveryID, orgID string) {
 	defer a.direct.release(deliveryID)
-	ctx, cancel := a.direct.attemptContext(parent, workflows.DeliveryAttemptTimeout)
+	ctx, cancel := a.direct.attemptContext(workflows.DeliveryAttemptTimeout)
 	defer cancel()
 	began := a.now()
 	err := a.DeliverNotification(ctx, workflows.DeliverNotificationInput{DeliveryID: deliveryID})
@@ -166,7 +162,7 @@ func (a *Activities) attemptDirect(parent context.Context, deliveryID, orgID str
 			"delivery_id", deliveryID)
 		return
 	}
-	hctx, hcancel := a.direct.attemptContext(parent, handOffTimeout)
+	hctx, hcancel := a.direct.attemptContext(handOffTimeout)
 	defer hcancel()
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.NonRetryable() {

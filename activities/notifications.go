@@ -175,7 +175,7 @@ func (a *Activities) EnqueueNotifications(ctx context.Context, in workflows.Enqu
 		if row.Status != DeliveryPending || row.HandedOffAt != nil {
 			continue // finished, or in its workflow already (a retried enqueue)
 		}
-		if !a.dispatch(ctx, row) {
+		if !a.dispatch(row) {
 			fallback = append(fallback, row)
 		}
 	}
