@@ -43,8 +43,10 @@ var (
 )
 
 // DeliverNotification implements workflows.ActivityDeliverNotification: one attempt of
-// the delivery, recorded in webhook_attempts (time, status code, latency, error). A
-// delivery that is already delivered is not sent again.
+// the delivery, recorded in webhook_attempts (time, status code, latency, error). The
+// attempt is recorded before it is sent and its outcome after, so one whose process dies
+// mid-send still shows, without an outcome (the receiver may have got it, and gets it
+// again from the retry). A delivery that is already delivered is not sent again.
 func (a *Activities) DeliverNotification(ctx context.Context, in workflows.DeliverNotificationInput) error {
 	if in.DeliveryID == "" {
 		return nonRetryable(workflows.ErrorTypeValidation, "deliver: delivery id is required")
@@ -60,24 +62,35 @@ func (a *Activities) DeliverNotification(ctx context.Context, in workflows.Deliv
 		return nonRetryable(workflows.ErrorTypeDeliveryRejected, "delivery %s was already marked failed", row.ID)
 	}
 	started := a.now()
-	att, url, err := a.send(ctx, row)
+	send, url, err := a.target(ctx, row, started)
 	var unusable *unusableTarget
 	switch {
 	case errors.As(err, &unusable):
-		// Nothing was sent: the target cannot be used. Recorded as an attempt so the
+		// Nothing can be sent: the target cannot be used. Recorded as an attempt so the
 		// reason shows in the delivery's history.
-		att = notify.Attempt{Error: unusable.Error()}
+		att := notify.Attempt{Error: unusable.Error()}
+		a.metrics.observeAttempt(row.TargetKind, att)
+		if rerr := a.recordUnsentAttempt(ctx, row, url, started, att); rerr != nil {
+			a.logger.WarnContext(ctx, "Delivery attempt not recorded", "delivery_id", row.ID, "error", rerr)
+		}
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("deliver %s: %s", row.ID, att.Error),
+			workflows.ErrorTypeDeliveryRejected, nil)
 	case err != nil:
 		return fmt.Errorf("deliver %s: %w", row.ID, err) // PostgreSQL: retried
 	}
+	seq, err := a.beginAttempt(ctx, row, url, started)
+	if err != nil {
+		return fmt.Errorf("deliver %s: %w", row.ID, err) // nothing was sent: retried
+	}
+	att := send(ctx)
 	a.metrics.observeAttempt(row.TargetKind, att)
-	if rerr := a.recordAttempt(ctx, row, url, started, att); rerr != nil {
+	if rerr := a.finishAttempt(ctx, row.ID, seq, att); rerr != nil {
 		if att.OK() {
 			// Delivered but not recorded: retrying re-sends (receivers dedupe on
 			// X-Oakallow-Delivery), which beats a delivery shown as never made.
 			return fmt.Errorf("deliver %s: record successful attempt: %w", row.ID, rerr)
 		}
-		a.logger.WarnContext(ctx, "Delivery attempt not recorded", "delivery_id", row.ID, "error", rerr)
+		a.logger.WarnContext(ctx, "Delivery attempt outcome not recorded", "delivery_id", row.ID, "error", rerr)
 	}
 	if att.OK() {
 		return nil
@@ -133,67 +146,73 @@ func unusable(format string, args ...any) error {
 	return &unusableTarget{msg: fmt.Sprintf(format, args...)}
 }
 
-// send performs the attempt for row. It returns an *unusableTarget error, and sends
-// nothing, when the target cannot be used, and another error when PostgreSQL failed.
-// The URL is the org webhook URL attempted (row.Url for channels, whose URLs may be
-// credentials and are never stored).
-func (a *Activities) send(ctx context.Context, row store.WebhookDelivery) (notify.Attempt, string, error) {
-	now := a.now()
+// sender makes one attempt of a delivery.
+type sender func(context.Context) notify.Attempt
+
+// target resolves what row is sent to, at now: the sender that makes the attempt, and the
+// URL recorded for it (row.Url for channels, whose URLs may be credentials and are never
+// stored). It sends nothing. It returns an *unusableTarget error when the target cannot be
+// used, and another error when PostgreSQL failed.
+func (a *Activities) target(ctx context.Context, row store.WebhookDelivery, now time.Time) (sender, string, error) {
 	switch row.TargetKind {
 	case TargetOrgWebhook:
 		org, err := a.st.GetOrg(ctx, row.OrgID)
 		if err != nil {
-			return notify.Attempt{}, row.Url, fmt.Errorf("load org: %w", err)
+			return nil, row.Url, fmt.Errorf("load org: %w", err)
 		}
 		if org.WebhookUrl == "" {
-			return notify.Attempt{}, row.Url, unusable("the org no longer has a webhook URL")
+			return nil, row.Url, unusable("the org no longer has a webhook URL")
 		}
 		if org.WebhookSecret == "" {
-			return notify.Attempt{}, org.WebhookUrl, unusable("the org webhook has no signing secret")
+			return nil, org.WebhookUrl, unusable("the org webhook has no signing secret")
 		}
 		var ev notify.Event
 		if err := json.Unmarshal(row.Payload, &ev); err != nil {
-			return notify.Attempt{}, org.WebhookUrl, unusable("stored event does not decode: %v", err)
+			return nil, org.WebhookUrl, unusable("stored event does not decode: %v", err)
 		}
-		return notify.Deliver(ctx, a.http, org.WebhookUrl, webhookSecrets(org, now), ev, row.ID, now), org.WebhookUrl, nil
+		return func(ctx context.Context) notify.Attempt {
+			return notify.Deliver(ctx, a.http, org.WebhookUrl, webhookSecrets(org, now), ev, row.ID, now)
+		}, org.WebhookUrl, nil
 	case TargetChannel:
 		if row.ChannelID == nil {
-			return notify.Attempt{}, row.Url, unusable("the channel was deleted")
+			return nil, row.Url, unusable("the channel was deleted")
 		}
 		ch, err := a.st.GetChannelForDelivery(ctx, store.GetChannelForDeliveryParams{OrgID: row.OrgID, ID: *row.ChannelID})
 		if errors.Is(err, store.ErrNotFound) {
-			return notify.Attempt{}, row.Url, unusable("the channel was deleted")
+			return nil, row.Url, unusable("the channel was deleted")
 		}
 		if err != nil {
-			return notify.Attempt{}, row.Url, fmt.Errorf("load channel: %w", err)
+			return nil, row.Url, fmt.Errorf("load channel: %w", err)
 		}
 		if !ch.Enabled {
-			return notify.Attempt{}, row.Url, unusable("the channel is disabled")
+			return nil, row.Url, unusable("the channel is disabled")
 		}
 		var al storedAlert
 		if err := json.Unmarshal(row.Payload, &al); err != nil {
-			return notify.Attempt{}, row.Url, unusable("stored alert does not decode: %v", err)
+			return nil, row.Url, unusable("stored alert does not decode: %v", err)
 		}
-		att, err := a.sendToChannel(ctx, ch, al.alert(), row.ID, now)
-		return att, row.Url, err
+		send, err := a.channelSender(ch, al.alert(), row.ID, now)
+		return send, row.Url, err
 	}
-	return notify.Attempt{}, row.Url, unusable("unknown target kind %q", row.TargetKind)
+	return nil, row.Url, unusable("unknown target kind %q", row.TargetKind)
 }
 
-// sendToChannel opens ch and sends al to it; a channel that cannot be opened is an
-// *unusableTarget error.
-func (a *Activities) sendToChannel(ctx context.Context, ch store.NotificationChannel, al notify.Alert, deliveryID string, now time.Time) (notify.Attempt, error) {
+// channelSender opens ch and returns the sender of al to it; a channel that cannot be
+// opened is an *unusableTarget error.
+func (a *Activities) channelSender(ch store.NotificationChannel, al notify.Alert, deliveryID string, now time.Time) (sender, error) {
 	t, err := a.openChannel(ch)
 	if err != nil {
-		return notify.Attempt{}, unusable("%v", err)
+		return nil, unusable("%v", err)
 	}
 	switch t.kind {
 	case ChannelSlack:
-		return a.notifier.SendSlack(ctx, t.slack, al), nil
+		return func(ctx context.Context) notify.Attempt { return a.notifier.SendSlack(ctx, t.slack, al) }, nil
 	case ChannelPagerDuty:
-		return a.notifier.SendPagerDuty(ctx, t.pagerDuty, al), nil
+		return func(ctx context.Context) notify.Attempt { return a.notifier.SendPagerDuty(ctx, t.pagerDuty, al) }, nil
 	default:
-		return a.notifier.SendWebhook(ctx, t.webhook, al, deliveryID, now), nil
+		return func(ctx context.Context) notify.Attempt {
+			return a.notifier.SendWebhook(ctx, t.webhook, al, deliveryID, now)
+		}, nil
 	}
 }
 
@@ -208,20 +227,58 @@ func webhookSecrets(org store.Org, now time.Time) [][]byte {
 	return secrets
 }
 
-// recordAttempt writes the attempt and counts it on the delivery, marking the delivery
+// attemptRecordTimeout bounds recording an attempt's outcome, which goes ahead when the
+// attempt's own context has ended (a timeout, a shutdown): its outcome is known then.
+const attemptRecordTimeout = 5 * time.Second
+
+// beginAttempt records an attempt of row at url before it is sent (no outcome yet) and
+// counts it on the delivery; it returns the attempt's seq for finishAttempt.
+func (a *Activities) beginAttempt(ctx context.Context, row store.WebhookDelivery, url string, at time.Time) (int64, error) {
+	var seq int64
+	err := a.st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
+		var err error
+		if seq, err = q.InsertWebhookAttempt(ctx, store.InsertWebhookAttemptParams{DeliveryID: row.ID, AttemptedAt: at}); err != nil {
+			return fmt.Errorf("record attempt: %w", err)
+		}
+		return q.CountWebhookAttempt(ctx, store.CountWebhookAttemptParams{ID: row.ID, Url: url, UpdatedAt: a.now()})
+	})
+	return seq, err
+}
+
+// finishAttempt records the outcome of attempt seq of delivery id, marking the delivery
 // delivered when the attempt succeeded.
-func (a *Activities) recordAttempt(ctx context.Context, row store.WebhookDelivery, url string, at time.Time, att notify.Attempt) error {
+func (a *Activities) finishAttempt(ctx context.Context, id string, seq int64, att notify.Attempt) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptRecordTimeout)
+	defer cancel()
+	now := a.now()
 	return a.st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
-		if err := q.InsertWebhookAttempt(ctx, store.InsertWebhookAttemptParams{
-			DeliveryID: row.ID, AttemptedAt: at, StatusCode: int32(att.StatusCode),
-			LatencyMs: int32(min(att.Latency.Milliseconds(), math.MaxInt32)), Error: att.Error,
+		if err := q.FinishWebhookAttempt(ctx, store.FinishWebhookAttemptParams{
+			Seq: seq, StatusCode: int32(att.StatusCode), LatencyMs: latencyMs(att), Error: att.Error, FinishedAt: &now,
+		}); err != nil {
+			return fmt.Errorf("record attempt outcome: %w", err)
+		}
+		if !att.OK() {
+			return nil
+		}
+		return q.MarkWebhookDeliveryDelivered(ctx, store.MarkWebhookDeliveryDeliveredParams{ID: id, DeliveredAt: &now})
+	})
+}
+
+// recordUnsentAttempt records, whole, an attempt that sent nothing, and counts it.
+func (a *Activities) recordUnsentAttempt(ctx context.Context, row store.WebhookDelivery, url string, at time.Time, att notify.Attempt) error {
+	return a.st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
+		if _, err := q.InsertWebhookAttempt(ctx, store.InsertWebhookAttemptParams{
+			DeliveryID: row.ID, AttemptedAt: at, StatusCode: int32(att.StatusCode), LatencyMs: latencyMs(att),
+			Error: att.Error, FinishedAt: &at,
 		}); err != nil {
 			return fmt.Errorf("insert attempt: %w", err)
 		}
-		return q.CountWebhookAttempt(ctx, store.CountWebhookAttemptParams{
-			ID: row.ID, Url: url, Delivered: att.OK(), UpdatedAt: a.now(),
-		})
+		return q.CountWebhookAttempt(ctx, store.CountWebhookAttemptParams{ID: row.ID, Url: url, UpdatedAt: a.now()})
 	})
+}
+
+func latencyMs(att notify.Attempt) int32 {
+	return int32(min(att.Latency.Milliseconds(), math.MaxInt32))
 }
 
 // MarkDeliveryFailed implements workflows.ActivityMarkDeliveryFailed: a pending delivery
@@ -296,9 +353,9 @@ func (a *Activities) TestChannel(ctx context.Context, orgID, channelID string) (
 	if err != nil {
 		return notify.Attempt{}, fmt.Errorf("test channel: %w", err)
 	}
-	att, err := a.sendToChannel(ctx, ch, notify.SampleAlert(a.publicURL), store.NewID("test"), a.now())
+	send, err := a.channelSender(ch, notify.SampleAlert(a.publicURL), store.NewID("test"), a.now())
 	if err != nil {
 		return notify.Attempt{}, fmt.Errorf("%w: %v", ErrChannelUnusable, err)
 	}
-	return att, nil
+	return send(ctx), nil
 }

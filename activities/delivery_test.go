@@ -496,7 +496,7 @@ func TestDirectAttemptOutcomes(t *testing.T) {
 			tookAtMost := time.Since(began)
 			status, attempts := e.deliveryStatus(d.id)
 			require.Equal(t, []any{tc.wantStatus, 1}, []any{status, attempts})
-			require.Equal(t, 1, e.count(`SELECT count(*) FROM webhook_attempts WHERE delivery_id = $1 AND status_code = $2`, d.id, tc.wantCode))
+			require.Equal(t, 1, e.count(`SELECT count(*) FROM webhook_attempts WHERE delivery_id = $1 AND status_code = $2 AND finished_at IS NOT NULL`, d.id, tc.wantCode))
 			require.Equal(t, []string{d.id}, rcv.AttemptIDs())
 			require.Equal(t, tc.wantWorkflow, e.handedOff(d.id))
 			if !tc.wantWorkflow {
@@ -539,7 +539,7 @@ func TestEnqueueNotificationsNeverWaitsForTheReceiver(t *testing.T) {
 		{name: "close waits for the attempt in flight", closeWithin: 20 * time.Second, release: true,
 			wantStatus: "delivered", wantAttempts: 1},
 		{name: "close gives up and leaves the delivery to the sweep", closeWithin: 300 * time.Millisecond,
-			wantCloseErr: context.DeadlineExceeded, wantStatus: "pending", wantAttempts: 0},
+			wantCloseErr: context.DeadlineExceeded, wantStatus: "pending", wantAttempts: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -555,7 +555,10 @@ func TestEnqueueNotificationsNeverWaitsForTheReceiver(t *testing.T) {
 			d := e.deliveryFor(activities.TargetOrgWebhook, "")
 			require.Eventually(t, func() bool { return rcv.Attempts() == 1 }, 10*time.Second, 5*time.Millisecond)
 			status, attempts := e.deliveryStatus(d.id)
-			require.Equal(t, []any{"pending", 0}, []any{status, attempts}, "enqueue returned while the receiver held the attempt")
+			require.Equal(t, []any{"pending", 1}, []any{status, attempts}, "enqueue returned while the receiver held the attempt")
+			// The attempt on the wire is already recorded, without an outcome: were the
+			// process to die now, the history would still show it.
+			require.Equal(t, 1, e.count(`SELECT count(*) FROM webhook_attempts WHERE delivery_id = $1 AND finished_at IS NULL AND status_code = 0`, d.id))
 
 			closed := make(chan error, 1)
 			go func() {

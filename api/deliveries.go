@@ -39,10 +39,11 @@ type WebhookDelivery struct {
 
 // Attempt is one try of a delivery.
 type Attempt struct {
-	At         time.Time `json:"at"`
-	StatusCode int       `json:"status_code" doc:"The receiver's HTTP status; 0 when none was received."`
-	LatencyMS  int       `json:"latency_ms"`
-	Error      string    `json:"error,omitempty" doc:"Why the attempt failed; empty on success."`
+	At         time.Time  `json:"at"`
+	StatusCode int        `json:"status_code" doc:"The receiver's HTTP status; 0 when none was received."`
+	LatencyMS  int        `json:"latency_ms"`
+	Error      string     `json:"error,omitempty" doc:"Why the attempt failed; empty on success."`
+	FinishedAt *time.Time `json:"finished_at,omitempty" doc:"When the attempt's outcome was recorded. Absent while the attempt runs, and for good when the process sending it stopped first: the receiver may then have got it (and gets it again from the retry, with the same X-Oakallow-Delivery)."`
 }
 
 func deliveryView(d store.WebhookDelivery) WebhookDelivery {
@@ -176,7 +177,8 @@ func (s *Server) loadDelivery(ctx context.Context, orgID, id string) (WebhookDel
 	v.Payload = d.Payload
 	v.History = make([]Attempt, 0, len(attempts))
 	for _, a := range attempts {
-		v.History = append(v.History, Attempt{At: a.AttemptedAt, StatusCode: int(a.StatusCode), LatencyMS: int(a.LatencyMs), Error: a.Error})
+		v.History = append(v.History, Attempt{At: a.AttemptedAt, StatusCode: int(a.StatusCode), LatencyMS: int(a.LatencyMs),
+			Error: a.Error, FinishedAt: a.FinishedAt})
 	}
 	return v, nil
 }

@@ -95,6 +95,8 @@ func testDeliveries(t *testing.T, s *approvalSuite) {
 	require.Len(t, one.History, 1)
 	require.True(t, one.History[0].StatusCode >= 200 && one.History[0].StatusCode < 300, "%+v", one.History[0])
 	require.Empty(t, one.History[0].Error)
+	require.NotNil(t, one.History[0].FinishedAt, "the attempt's outcome is recorded")
+	require.False(t, one.History[0].FinishedAt.Before(one.History[0].At))
 	require.Contains(t, string(one.Payload), created.Reference)
 
 	e.expectProblem(http.StatusForbidden, CodeWrongKeyTier, http.MethodPost, "/v1/webhook-deliveries/"+d.ID+"/redeliver", e.boot.StandardKey, nil)

@@ -434,7 +434,7 @@ func (q *Queries) ListApprovalsPage(ctx context.Context, arg ListApprovalsPagePa
 }
 
 const listAttemptsOfDelivery = `-- name: ListAttemptsOfDelivery :many
-SELECT seq, delivery_id, attempted_at, status_code, latency_ms, error FROM webhook_attempts WHERE delivery_id = $1 ORDER BY seq
+SELECT seq, delivery_id, attempted_at, status_code, latency_ms, error, finished_at FROM webhook_attempts WHERE delivery_id = $1 ORDER BY seq
 `
 
 func (q *Queries) ListAttemptsOfDelivery(ctx context.Context, deliveryID string) ([]WebhookAttempt, error) {
@@ -453,6 +453,7 @@ func (q *Queries) ListAttemptsOfDelivery(ctx context.Context, deliveryID string)
 			&i.StatusCode,
 			&i.LatencyMs,
 			&i.Error,
+			&i.FinishedAt,
 		); err != nil {
 			return nil, err
 		}

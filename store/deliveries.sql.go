@@ -61,30 +61,43 @@ func (q *Queries) ClaimStrandedDeliveries(ctx context.Context, arg ClaimStranded
 }
 
 const countWebhookAttempt = `-- name: CountWebhookAttempt :exec
-UPDATE webhook_deliveries SET
-    attempts = attempts + 1,
-    url = $1,
-    status = CASE WHEN $2::boolean THEN 'delivered' ELSE status END,
-    delivered_at = CASE WHEN $2::boolean THEN $3 ELSE delivered_at END,
-    updated_at = $3
-WHERE id = $4 AND status = 'pending'
+UPDATE webhook_deliveries SET attempts = attempts + 1, url = $1, updated_at = $2
+WHERE id = $3 AND status = 'pending'
 `
 
 type CountWebhookAttemptParams struct {
 	Url       string
-	Delivered bool
 	UpdatedAt time.Time
 	ID        string
 }
 
-// Counts an attempt on a pending delivery and, when it succeeded, marks the
-// delivery delivered.
+// Counts an attempt on a pending delivery and records the URL it goes to.
 func (q *Queries) CountWebhookAttempt(ctx context.Context, arg CountWebhookAttemptParams) error {
-	_, err := q.db.Exec(ctx, countWebhookAttempt,
-		arg.Url,
-		arg.Delivered,
-		arg.UpdatedAt,
-		arg.ID,
+	_, err := q.db.Exec(ctx, countWebhookAttempt, arg.Url, arg.UpdatedAt, arg.ID)
+	return err
+}
+
+const finishWebhookAttempt = `-- name: FinishWebhookAttempt :exec
+UPDATE webhook_attempts SET status_code = $2, latency_ms = $3, error = $4, finished_at = $5
+WHERE seq = $1 AND finished_at IS NULL
+`
+
+type FinishWebhookAttemptParams struct {
+	Seq        int64
+	StatusCode int32
+	LatencyMs  int32
+	Error      string
+	FinishedAt *time.Time
+}
+
+// Records the outcome of an attempt recorded before it was sent.
+func (q *Queries) FinishWebhookAttempt(ctx context.Context, arg FinishWebhookAttemptParams) error {
+	_, err := q.db.Exec(ctx, finishWebhookAttempt,
+		arg.Seq,
+		arg.StatusCode,
+		arg.LatencyMs,
+		arg.Error,
+		arg.FinishedAt,
 	)
 	return err
 }
@@ -170,9 +183,10 @@ func (q *Queries) GetWebhookDeliveryByID(ctx context.Context, id string) (Webhoo
 	return i, err
 }
 
-const insertWebhookAttempt = `-- name: InsertWebhookAttempt :exec
-INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error)
-VALUES ($1, $2, $3, $4, $5)
+const insertWebhookAttempt = `-- name: InsertWebhookAttempt :one
+INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error, finished_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING seq
 `
 
 type InsertWebhookAttemptParams struct {
@@ -181,17 +195,23 @@ type InsertWebhookAttemptParams struct {
 	StatusCode  int32
 	LatencyMs   int32
 	Error       string
+	FinishedAt  *time.Time
 }
 
-func (q *Queries) InsertWebhookAttempt(ctx context.Context, arg InsertWebhookAttemptParams) error {
-	_, err := q.db.Exec(ctx, insertWebhookAttempt,
+// Records an attempt: before it is sent (finished_at NULL, no outcome yet, see
+// FinishWebhookAttempt), or whole when nothing could be sent.
+func (q *Queries) InsertWebhookAttempt(ctx context.Context, arg InsertWebhookAttemptParams) (int64, error) {
+	row := q.db.QueryRow(ctx, insertWebhookAttempt,
 		arg.DeliveryID,
 		arg.AttemptedAt,
 		arg.StatusCode,
 		arg.LatencyMs,
 		arg.Error,
+		arg.FinishedAt,
 	)
-	return err
+	var seq int64
+	err := row.Scan(&seq)
+	return seq, err
 }
 
 const insertWebhookDelivery = `-- name: InsertWebhookDelivery :execrows
@@ -285,6 +305,22 @@ type MarkWebhookDeliveriesHandedOffParams struct {
 // already keeps its first time.
 func (q *Queries) MarkWebhookDeliveriesHandedOff(ctx context.Context, arg MarkWebhookDeliveriesHandedOffParams) error {
 	_, err := q.db.Exec(ctx, markWebhookDeliveriesHandedOff, arg.HandedOffAt, arg.Ids)
+	return err
+}
+
+const markWebhookDeliveryDelivered = `-- name: MarkWebhookDeliveryDelivered :exec
+UPDATE webhook_deliveries SET status = 'delivered', delivered_at = $1, updated_at = $1
+WHERE id = $2 AND status = 'pending'
+`
+
+type MarkWebhookDeliveryDeliveredParams struct {
+	DeliveredAt *time.Time
+	ID          string
+}
+
+// A pending delivery whose attempt succeeded.
+func (q *Queries) MarkWebhookDeliveryDelivered(ctx context.Context, arg MarkWebhookDeliveryDeliveredParams) error {
+	_, err := q.db.Exec(ctx, markWebhookDeliveryDelivered, arg.DeliveredAt, arg.ID)
 	return err
 }
 

@@ -275,6 +275,7 @@ type WebhookAttempt struct {
 	StatusCode  int32
 	LatencyMs   int32
 	Error       string
+	FinishedAt  *time.Time
 }
 
 type WebhookDelivery struct {

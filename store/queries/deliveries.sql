@@ -13,19 +13,26 @@ SELECT * FROM webhook_deliveries WHERE dedup_key = $1;
 -- name: GetWebhookDeliveryByID :one
 SELECT * FROM webhook_deliveries WHERE id = $1;
 
--- name: InsertWebhookAttempt :exec
-INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error)
-VALUES ($1, $2, $3, $4, $5);
+-- name: InsertWebhookAttempt :one
+-- Records an attempt: before it is sent (finished_at NULL, no outcome yet, see
+-- FinishWebhookAttempt), or whole when nothing could be sent.
+INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error, finished_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING seq;
+
+-- name: FinishWebhookAttempt :exec
+-- Records the outcome of an attempt recorded before it was sent.
+UPDATE webhook_attempts SET status_code = $2, latency_ms = $3, error = $4, finished_at = $5
+WHERE seq = $1 AND finished_at IS NULL;
 
 -- name: CountWebhookAttempt :exec
--- Counts an attempt on a pending delivery and, when it succeeded, marks the
--- delivery delivered.
-UPDATE webhook_deliveries SET
-    attempts = attempts + 1,
-    url = @url,
-    status = CASE WHEN @delivered::boolean THEN 'delivered' ELSE status END,
-    delivered_at = CASE WHEN @delivered::boolean THEN @updated_at ELSE delivered_at END,
-    updated_at = @updated_at
+-- Counts an attempt on a pending delivery and records the URL it goes to.
+UPDATE webhook_deliveries SET attempts = attempts + 1, url = @url, updated_at = @updated_at
+WHERE id = @id AND status = 'pending';
+
+-- name: MarkWebhookDeliveryDelivered :exec
+-- A pending delivery whose attempt succeeded.
+UPDATE webhook_deliveries SET status = 'delivered', delivered_at = @delivered_at, updated_at = @delivered_at
 WHERE id = @id AND status = 'pending';
 
 -- name: MarkWebhookDeliveryFailed :execrows
