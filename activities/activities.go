@@ -39,9 +39,8 @@ type Deps struct {
 	// HTTPClient sends org webhooks. Default: notify.NewHTTPClient with the production
 	// policy (https only, no private addresses).
 	HTTPClient *http.Client
-	// SecretBox opens channel secrets (secret_ciphertext). May be nil when the server has
-	// no secrets key: deliveries to channels with a sealed secret then fail for good with
-	// an error saying so.
+	// SecretBox seals execution tokens and opens them, channel credentials and org webhook
+	// secrets (the server's OAKALLOW_SECRET_KEY). Required.
 	SecretBox *sealed.Box
 	// PublicURL is the dashboard's base URL; channel alerts link to
 	// <PublicURL>/approvals/<REF>. Optional: without it alerts carry no link.
@@ -82,6 +81,9 @@ func (d *Deps) Validate() error {
 	}
 	if d.Notifier == nil {
 		errs = append(errs, errors.New("notifier is required"))
+	}
+	if d.SecretBox == nil {
+		errs = append(errs, errors.New("secret box is required"))
 	}
 	if d.PublicURL != "" {
 		u, err := url.Parse(d.PublicURL)

@@ -7,6 +7,7 @@ import (
 
 	"oakallow/activities"
 	"oakallow/activities/notify"
+	"oakallow/activities/sealed"
 	"oakallow/activities/tokens"
 	"oakallow/store"
 )
@@ -29,7 +30,7 @@ func TestDepsValidateBoundsDirectAttempts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			d := activities.Deps{Store: &store.Store{}, Keyring: &tokens.Keyring{}, Temporal: unreachableClient{},
-				Notifier: &notify.Notifier{}, MaxDirectAttempts: tc.max}
+				Notifier: &notify.Notifier{}, SecretBox: &sealed.Box{}, MaxDirectAttempts: tc.max}
 			err := d.Validate()
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
@@ -39,4 +40,13 @@ func TestDepsValidateBoundsDirectAttempts(t *testing.T) {
 			require.Equal(t, tc.want, d.MaxDirectAttempts)
 		})
 	}
+}
+
+// The secret box seals execution tokens and opens channel and webhook
+// secrets: activities without one would store tokens in clear or fail
+// every delivery, so they are refused.
+func TestDepsValidateRequiresSecretBox(t *testing.T) {
+	t.Parallel()
+	d := activities.Deps{Store: &store.Store{}, Keyring: &tokens.Keyring{}, Temporal: unreachableClient{}, Notifier: &notify.Notifier{}}
+	require.ErrorContains(t, d.Validate(), "secret box is required")
 }

@@ -189,7 +189,7 @@ func TestMintApprovalToken(t *testing.T) {
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM execution_tokens WHERE source_kind = 'approval' AND source_id = $1`, approved.id))
 
 	// The stored token is bound to the approval row and hashes to what history got.
-	m, err := activities.MintToken(ctx, e.st, e.kr, activities.TokenSource{
+	m, err := activities.MintToken(ctx, e.st, e.kr, e.box, activities.TokenSource{
 		Kind: activities.SourceApproval, ID: approved.id, OrgID: e.orgID, Tool: "refund_payment",
 	}, time.Now(), time.Minute)
 	require.NoError(t, err)
@@ -225,7 +225,7 @@ func TestMintTokenIsIdempotentUnderConcurrency(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			got[i], errs[i] = activities.MintToken(context.Background(), e.st, e.kr, src, time.Now(), time.Minute)
+			got[i], errs[i] = activities.MintToken(context.Background(), e.st, e.kr, e.box, src, time.Now(), time.Minute)
 		})
 	}
 	wg.Wait()
@@ -237,8 +237,43 @@ func TestMintTokenIsIdempotentUnderConcurrency(t *testing.T) {
 
 	other := src
 	other.OrgID = "org_other"
-	_, err := activities.MintToken(context.Background(), e.st, e.kr, other, time.Now(), time.Minute)
+	_, err := activities.MintToken(context.Background(), e.st, e.kr, e.box, other, time.Now(), time.Minute)
 	require.ErrorIs(t, err, activities.ErrTokenSourceConflict)
+}
+
+// An execution token is stored sealed, bound to its row: the table never
+// holds it in clear, a mint from the same source opens it again, and
+// neither another key nor another row opens it.
+func TestMintedTokenIsStoredSealed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	src := activities.TokenSource{Kind: activities.SourceCheck, ID: "chk_sealed", OrgID: e.orgID, Tool: "refund_payment"}
+	m, err := activities.MintToken(ctx, e.st, e.kr, e.box, src, time.Now(), time.Minute)
+	require.NoError(t, err)
+	var row string
+	require.NoError(t, e.st.Pool.QueryRow(ctx, `SELECT t::text FROM execution_tokens t WHERE id = $1`, m.ID).Scan(&row))
+	require.NotContains(t, row, m.Token)
+	require.NotContains(t, row, strings.TrimPrefix(m.Token, "oak_tok_")[:16])
+
+	again, err := activities.MintToken(ctx, e.st, e.kr, e.box, src, time.Now(), time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, m, again)
+	_, err = activities.MintToken(ctx, e.st, e.kr, newBox(t), src, time.Now(), time.Minute)
+	require.Error(t, err, "another key does not open the stored token")
+	require.NotContains(t, err.Error(), m.Token)
+
+	other, err := activities.MintToken(ctx, e.st, e.kr, e.box, activities.TokenSource{Kind: activities.SourceCheck,
+		ID: "chk_other", OrgID: e.orgID, Tool: "refund_payment"}, time.Now(), time.Minute)
+	require.NoError(t, err)
+	e.exec(`UPDATE execution_tokens SET token_sealed = (SELECT token_sealed FROM execution_tokens WHERE id = $1) WHERE id = $2`, m.ID, other.ID)
+	_, err = activities.MintToken(ctx, e.st, e.kr, e.box, activities.TokenSource{Kind: activities.SourceCheck,
+		ID: "chk_other", OrgID: e.orgID, Tool: "refund_payment"}, time.Now(), time.Minute)
+	require.Error(t, err, "a sealed token copied into another row does not open there")
+
+	// Verification needs only the token's signature and nonce.
+	_, err = activities.VerifyAndConsume(ctx, e.st, e.kr, m.Token, nil, e.orgID, time.Now())
+	require.NoError(t, err)
 }
 
 func TestVerifyAndConsume(t *testing.T) {
@@ -249,7 +284,7 @@ func TestVerifyAndConsume(t *testing.T) {
 	hash, err := tokens.HashParameters(params)
 	require.NoError(t, err)
 	mint := func(t *testing.T, id string, now time.Time, ttl time.Duration) string {
-		m, err := activities.MintToken(ctx, e.st, e.kr, activities.TokenSource{
+		m, err := activities.MintToken(ctx, e.st, e.kr, e.box, activities.TokenSource{
 			Kind: activities.SourceCheck, ID: id, OrgID: e.orgID, Tool: "refund_payment", ParamsHash: hash,
 		}, now, ttl)
 		require.NoError(t, err)
@@ -354,7 +389,7 @@ func TestVerifyAndConsumeConcurrentlyUsesATokenOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	ctx := context.Background()
-	m, err := activities.MintToken(ctx, e.st, e.kr, activities.TokenSource{
+	m, err := activities.MintToken(ctx, e.st, e.kr, e.box, activities.TokenSource{
 		Kind: activities.SourceCheck, ID: "chk_race", OrgID: e.orgID, Tool: "refund_payment",
 	}, time.Now(), time.Minute)
 	require.NoError(t, err)

@@ -3,7 +3,6 @@ package activities
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"oakallow/activities/notify"
@@ -50,11 +49,7 @@ type WebhookChannelConfig struct {
 
 // ChannelSecretAAD is the additional data a channel's secret is sealed under: it binds
 // the ciphertext to the channel row, so a ciphertext copied to another row does not open.
-func ChannelSecretAAD(channelID string) string { return "channel:" + channelID }
-
-// errNoSecretBox is returned for a channel whose secret cannot be opened because the
-// server runs without a secrets key.
-var errNoSecretBox = errors.New("the server has no secrets key configured (SecretBox), so channel secrets cannot be opened")
+func ChannelSecretAAD(channelID string) string { return store.ChannelSecretAAD(channelID) }
 
 // channelTarget is a channel decoded and its secret opened, ready to send to.
 type channelTarget struct {
@@ -69,9 +64,6 @@ type channelTarget struct {
 func (a *Activities) openChannel(ch store.NotificationChannel) (channelTarget, error) {
 	if len(ch.SecretCiphertext) == 0 {
 		return channelTarget{}, fmt.Errorf("%s channel %s has no secret", ch.Kind, ch.ID)
-	}
-	if a.box == nil {
-		return channelTarget{}, errNoSecretBox
 	}
 	secret, err := a.box.Open(ch.SecretCiphertext, ChannelSecretAAD(ch.ID))
 	if err != nil {

@@ -163,15 +163,19 @@ func (a *Activities) target(ctx context.Context, row store.WebhookDelivery, now 
 		if org.WebhookUrl == "" {
 			return nil, row.Url, unusable("the org no longer has a webhook URL")
 		}
-		if org.WebhookSecret == "" {
+		if len(org.WebhookSecretSealed) == 0 {
 			return nil, org.WebhookUrl, unusable("the org webhook has no signing secret")
+		}
+		secrets, err := a.webhookSecrets(org, now)
+		if err != nil {
+			return nil, org.WebhookUrl, unusable("%v", err)
 		}
 		var ev notify.Event
 		if err := json.Unmarshal(row.Payload, &ev); err != nil {
 			return nil, org.WebhookUrl, unusable("stored event does not decode: %v", err)
 		}
 		return func(ctx context.Context) notify.Attempt {
-			return notify.Deliver(ctx, a.http, org.WebhookUrl, webhookSecrets(org, now), ev, row.ID, now)
+			return notify.Deliver(ctx, a.http, org.WebhookUrl, secrets, ev, row.ID, now)
 		}, org.WebhookUrl, nil
 	case TargetChannel:
 		if row.ChannelID == nil {
@@ -216,15 +220,22 @@ func (a *Activities) channelSender(ch store.NotificationChannel, al notify.Alert
 	}
 }
 
-// webhookSecrets are the secrets an org webhook is signed with at now: the current one
+// webhookSecrets opens the secrets an org webhook is signed with at now: the current one
 // and, for SecretRotationOverlap after a rotation, the previous one too (SPEC §4).
-func webhookSecrets(org store.Org, now time.Time) [][]byte {
-	secrets := [][]byte{[]byte(org.WebhookSecret)}
-	if org.WebhookSecretPrevious != "" && org.WebhookSecretRotatedAt != nil &&
-		now.Sub(*org.WebhookSecretRotatedAt) < SecretRotationOverlap {
-		secrets = append(secrets, []byte(org.WebhookSecretPrevious))
+func (a *Activities) webhookSecrets(org store.Org, now time.Time) ([][]byte, error) {
+	current, err := a.box.Open(org.WebhookSecretSealed, store.OrgWebhookSecretAAD(org.ID))
+	if err != nil {
+		return nil, errors.New("the org webhook's signing secret does not open with the server's secret key")
 	}
-	return secrets
+	secrets := [][]byte{current}
+	if len(org.WebhookSecretPreviousSealed) > 0 && org.WebhookSecretRotatedAt != nil &&
+		now.Sub(*org.WebhookSecretRotatedAt) < SecretRotationOverlap {
+		// A previous secret that no longer opens only loses the overlap.
+		if previous, err := a.box.Open(org.WebhookSecretPreviousSealed, store.OrgWebhookSecretAAD(org.ID)); err == nil {
+			secrets = append(secrets, previous)
+		}
+	}
+	return secrets, nil
 }
 
 // attemptRecordTimeout bounds recording an attempt's outcome, which goes ahead when the

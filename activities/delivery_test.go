@@ -310,8 +310,8 @@ func TestOrgWebhookSecretRotationOverlap(t *testing.T) {
 			const previous, current = "whsec_previous_secret_0123456789", "whsec_current_secret_0123456789"
 			old := notifytest.NewWebhookReceiver(t, previous) // a receiver not yet switched over
 			e.setWebhook(old.URL(), current, false)
-			e.exec(`UPDATE orgs SET webhook_secret_previous = $2, webhook_secret_rotated_at = $3 WHERE id = $1`,
-				e.orgID, previous, time.Now().Add(-tc.rotatedAt))
+			e.exec(`UPDATE orgs SET webhook_secret_previous_sealed = $2, webhook_secret_rotated_at = $3 WHERE id = $1`,
+				e.orgID, e.sealOrgSecret(previous), time.Now().Add(-tc.rotatedAt))
 			a := e.insertApproval(false)
 			e.enqueue(a, "run-1", workflows.EventCreated, workflows.StatusPending, 1, nil)
 			d := e.deliveryFor(activities.TargetOrgWebhook, "")
@@ -383,9 +383,9 @@ func TestChannelDeliveries(t *testing.T) {
 	require.ErrorIs(t, err, activities.ErrChannelNotFound)
 }
 
-func TestChannelWithoutSecretBoxFailsForGood(t *testing.T) {
+func TestChannelSealedUnderAnotherKeyFailsForGood(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{temporal: true, noBox: true})
+	e := newEnv(t, envOptions{temporal: true, foreignSecrets: true})
 	slack := notifytest.NewSlack(t)
 	e.addChannel(activities.ChannelSlack, notify.ScopeAll, activities.SlackChannelConfig{}, slack.WebhookURL())
 	a := e.insertApproval(false)
@@ -398,7 +398,7 @@ func TestChannelWithoutSecretBoxFailsForGood(t *testing.T) {
 	require.Empty(t, slack.Messages())
 	var recorded string
 	require.NoError(t, e.st.Pool.QueryRow(context.Background(), `SELECT error FROM webhook_attempts WHERE delivery_id = $1`, d.id).Scan(&recorded))
-	require.Contains(t, recorded, "no secrets key configured")
+	require.Contains(t, recorded, "does not open with the server's key")
 
 	// What the DeliveryWorkflow would get for it: a final failure.
 	err := e.deliver(d.id)

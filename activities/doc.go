@@ -49,7 +49,9 @@
 // [Activities.SweepStrandedDeliveries].
 //
 // Org webhooks are signed with the org's current secret and, for 24 h after a rotation,
-// with the previous one too. Channel credentials (the Slack webhook URL, the PagerDuty
+// with the previous one too; both are stored sealed for the org's row
+// (store.OrgWebhookSecretAAD), as execution tokens are for theirs ([MintToken],
+// [OpenToken]). Channel credentials (the Slack webhook URL, the PagerDuty
 // API key, the generic webhook's signing secret) are stored sealed (package sealed, with
 // [ChannelSecretAAD]); the non-secret settings are the JSON config types
 // [PagerDutyChannelConfig], [WebhookChannelConfig] and [SlackChannelConfig].

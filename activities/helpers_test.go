@@ -39,23 +39,27 @@ const (
 // env is one test's world: a fresh database with a team, an org and a tool, and
 // activities wired to it.
 type env struct {
-	t        *testing.T
-	st       *store.Store
-	kr       *tokens.Keyring
-	box      *sealed.Box
-	acts     *activities.Activities
-	tc       client.Client
-	queue    string
-	teamID   string
-	orgID    string
-	toolID   string
-	tenantID string
-	now      time.Time
+	t   *testing.T
+	st  *store.Store
+	kr  *tokens.Keyring
+	box *sealed.Box
+	// channelBox seals the channels addChannel inserts: box, unless foreignSecrets.
+	channelBox *sealed.Box
+	acts       *activities.Activities
+	tc         client.Client
+	queue      string
+	teamID     string
+	orgID      string
+	toolID     string
+	tenantID   string
+	now        time.Time
 }
 
 type envOptions struct {
-	noBox    bool
-	temporal bool // dial the shared test Temporal server (for activities that start workflows)
+	// foreignSecrets seals channel secrets with another key than the activities'
+	// (a server whose secret key changed).
+	foreignSecrets bool
+	temporal       bool // dial the shared test Temporal server (for activities that start workflows)
 	// noDirect closes the activities' direct attempts, so every delivery goes to its
 	// DeliveryWorkflow at once (tests that drive DeliverNotification themselves).
 	noDirect bool
@@ -69,11 +73,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	require.NoError(t, err)
 	e.kr, err = tokens.NewKeyring("k1", key)
 	require.NoError(t, err)
-	if !o.noBox {
-		raw := make([]byte, 32)
-		_, _ = rand.Read(raw)
-		e.box, err = sealed.NewBox(raw)
-		require.NoError(t, err)
+	e.box = newBox(t)
+	e.channelBox = e.box
+	if o.foreignSecrets {
+		e.channelBox = newBox(t)
 	}
 	e.teamID, e.orgID = store.NewID("team"), store.NewID("org")
 	e.toolID, e.tenantID = store.NewID("tool"), store.NewID("ten")
@@ -202,10 +205,28 @@ func (e *env) audits(kind string) int {
 	return e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = $2`, e.orgID, kind)
 }
 
+// newBox is a secret box with a fresh key.
+func newBox(t *testing.T) *sealed.Box {
+	t.Helper()
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	box, err := sealed.NewBox(raw)
+	require.NoError(t, err)
+	return box
+}
+
+// sealOrgSecret seals an org webhook secret as the API stores it.
+func (e *env) sealOrgSecret(secret string) []byte {
+	e.t.Helper()
+	ct, err := e.box.Seal([]byte(secret), store.OrgWebhookSecretAAD(e.orgID))
+	require.NoError(e.t, err)
+	return ct
+}
+
 // setWebhook configures the org webhook.
 func (e *env) setWebhook(url, secret string, includeParams bool) {
-	e.exec(`UPDATE orgs SET webhook_url = $2, webhook_secret = $3, webhook_include_parameters = $4 WHERE id = $1`,
-		e.orgID, url, secret, includeParams)
+	e.exec(`UPDATE orgs SET webhook_url = $2, webhook_secret_sealed = $3, webhook_include_parameters = $4 WHERE id = $1`,
+		e.orgID, url, e.sealOrgSecret(secret), includeParams)
 }
 
 // addChannel inserts an enabled channel with its secret sealed for its row.
@@ -214,13 +235,8 @@ func (e *env) addChannel(kind, scope string, config any, secret string) string {
 	id := store.NewID("ch")
 	cfg, err := json.Marshal(config)
 	require.NoError(e.t, err)
-	var ct []byte
-	if e.box != nil {
-		ct, err = e.box.Seal([]byte(secret), activities.ChannelSecretAAD(id))
-		require.NoError(e.t, err)
-	} else {
-		ct = []byte("sealed elsewhere")
-	}
+	ct, err := e.channelBox.Seal([]byte(secret), activities.ChannelSecretAAD(id))
+	require.NoError(e.t, err)
 	e.exec(`INSERT INTO notification_channels (id, org_id, kind, name, scope, config, secret_ciphertext, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`, id, e.orgID, kind, kind+" channel", scope, cfg, ct, e.now)
 	return id

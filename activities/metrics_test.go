@@ -27,7 +27,7 @@ func TestTimeToDecisionIsObservedOncePerApproval(t *testing.T) {
 	n, err := notify.New(notify.Config{HTTPClient: hc, Scrub: pii.Scrub})
 	require.NoError(t, err)
 	acts, err := activities.New(activities.Deps{Store: e.st, Keyring: e.kr, Temporal: unreachableClient{}, Notifier: n,
-		HTTPClient: hc, Metrics: m, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return time.Now().UTC() }})
+		HTTPClient: hc, SecretBox: e.box, Metrics: m, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return time.Now().UTC() }})
 	require.NoError(t, err)
 
 	ctx := context.Background()

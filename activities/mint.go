@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"oakallow/activities/sealed"
 	"oakallow/activities/tokens"
 	"oakallow/store"
 	"oakallow/workflows"
@@ -81,8 +82,13 @@ type MintedToken struct {
 	ExpiresAt time.Time
 }
 
-func mintedFromRow(row store.ExecutionToken) MintedToken {
-	return MintedToken{ID: row.ID, Token: row.Token, Hash: row.TokenHash, ExpiresAt: row.ExpiresAt.UTC()}
+// OpenToken opens a stored token row's sealed token.
+func OpenToken(box *sealed.Box, row store.ExecutionToken) (MintedToken, error) {
+	token, err := box.Open(row.TokenSealed, store.ExecutionTokenAAD(row.ID))
+	if err != nil {
+		return MintedToken{}, fmt.Errorf("execution token %s does not open with the server's secret key: %w", row.ID, err)
+	}
+	return MintedToken{ID: row.ID, Token: string(token), Hash: row.TokenHash, ExpiresAt: row.ExpiresAt.UTC()}, nil
 }
 
 // tokenHash is the hex SHA-256 of a token, the only form of it that enters workflow
@@ -92,13 +98,14 @@ func tokenHash(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// MintToken mints the execution token for src, valid for ttl from now, and stores it.
+// MintToken mints the execution token for src, valid for ttl from now, and stores it
+// sealed by box (the API hands it out again; verification needs only the signature).
 // It is idempotent per (src.Kind, src.ID): the first call stores the token and every
 // later call — including one racing it on another replica — returns that same stored
 // token (the unique (source_kind, source_id) constraint decides the winner), even once it
 // has expired. It writes no audit event: the API audits (and bills) its mint call, and
 // the approval workflow projects token.minted.
-func MintToken(ctx context.Context, st *store.Store, kr *tokens.Keyring, src TokenSource, now time.Time, ttl time.Duration) (MintedToken, error) {
+func MintToken(ctx context.Context, st *store.Store, kr *tokens.Keyring, box *sealed.Box, src TokenSource, now time.Time, ttl time.Duration) (MintedToken, error) {
 	if err := src.validate(); err != nil {
 		return MintedToken{}, fmt.Errorf("mint token: %w", err)
 	}
@@ -113,7 +120,7 @@ func MintToken(ctx context.Context, st *store.Store, kr *tokens.Keyring, src Tok
 		if row.OrgID != src.OrgID {
 			return MintedToken{}, ErrTokenSourceConflict
 		}
-		return mintedFromRow(row), nil
+		return OpenToken(box, row)
 	}
 	if m, err := existing(); !errors.Is(err, store.ErrNotFound) {
 		if err != nil {
@@ -146,9 +153,13 @@ func MintToken(ctx context.Context, st *store.Store, kr *tokens.Keyring, src Tok
 	if err != nil {
 		return MintedToken{}, fmt.Errorf("mint token: the new token does not verify: %w", err)
 	}
+	sealedToken, err := box.Seal([]byte(token), store.ExecutionTokenAAD(id))
+	if err != nil {
+		return MintedToken{}, fmt.Errorf("mint token: %w", err)
+	}
 	inserted, err := st.InsertExecutionToken(ctx, store.InsertExecutionTokenParams{
 		ID: id, OrgID: src.OrgID, SourceKind: src.Kind, SourceID: src.ID,
-		Token: token, TokenHash: tokenHash(token), Nonce: nonce, ToolName: src.Tool,
+		TokenSealed: sealedToken, TokenHash: tokenHash(token), Nonce: nonce, ToolName: src.Tool,
 		ParamsHash: src.ParamsHash, KeyID: signed.KeyID, IssuedAt: signed.IssuedAt, ExpiresAt: signed.ExpiresAt,
 	})
 	if err != nil {
@@ -285,7 +296,7 @@ func (a *Activities) MintApprovalToken(ctx context.Context, in workflows.MintApp
 		return workflows.MintApprovalTokenResult{}, nonRetryable(workflows.ErrorTypePermission,
 			"approval %s is %s, not approved: no execution token", apr.ID, apr.Status)
 	}
-	m, err := MintToken(ctx, a.st, a.keyring, TokenSource{
+	m, err := MintToken(ctx, a.st, a.keyring, a.box, TokenSource{
 		Kind: SourceApproval, ID: apr.ID, OrgID: apr.OrgID,
 		Tool: apr.ToolName, Tenant: apr.TenantName, Resource: apr.Resource, Method: apr.Method,
 		ParamsHash: apr.ParamsHash,

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"oakallow/activities"
 	"oakallow/activities/pii"
 	"oakallow/activities/tokens"
 	"oakallow/resolver"
@@ -511,7 +512,11 @@ func (s *Server) loadApproval(ctx context.Context, orgID, ref string, withToken 
 		tok, err := st.GetTokenBySource(ctx, store.GetTokenBySourceParams{OrgID: orgID, SourceKind: tokenSourceApproval, SourceID: row.ID})
 		switch {
 		case err == nil:
-			a.TokenID, a.Token, a.TokenExpiresAt = tok.ID, tok.Token, &tok.ExpiresAt
+			m, err := activities.OpenToken(s.deps.SecretBox, tok)
+			if err != nil {
+				return Approval{}, err
+			}
+			a.TokenID, a.Token, a.TokenExpiresAt = m.ID, m.Token, &m.ExpiresAt
 		case !errors.Is(err, store.ErrNotFound):
 			return Approval{}, fmt.Errorf("load token: %w", err)
 		}

@@ -342,6 +342,10 @@ func testApprovalApproveFlow(t *testing.T, s *approvalSuite) {
 	require.Equal(t, decided.Token, polled.Token)
 	require.Equal(t, decided.TokenID, polled.TokenID)
 	require.NotNil(t, polled.TokenExpiresAt)
+	// The token minted by the worker is handed out again from its sealed
+	// copy: the table never holds it in clear.
+	require.Zero(t, e.count(`SELECT count(*) FROM execution_tokens t WHERE org_id = $1 AND strpos(t::text, $2) > 0`,
+		strings.TrimPrefix(polled.Token, "oak_tok_")[:24]))
 
 	// The tool server verifies the token with the parameters it received
 	// (member order differs; the canonical hash does not).

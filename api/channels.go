@@ -156,7 +156,7 @@ func registerChannels(api huma.API, s *Server) {
 		Summary: "Create a notification channel",
 		Description: "Adds a Slack, PagerDuty or generic webhook channel. Channels only alert; decisions are never made in them. " +
 			"Credentials are encrypted at rest and never returned; a webhook channel's signing secret is returned once.",
-		Tags: []string{tagChannels}, DefaultStatus: http.StatusCreated, Errors: append(manageWriteErrors, http.StatusServiceUnavailable),
+		Tags: []string{tagChannels}, DefaultStatus: http.StatusCreated, Errors: manageWriteErrors,
 	}, accessManageWrite), func(ctx context.Context, in *channelCreateInput) (*channelWriteOutput, error) {
 		status, body, replayed, err := idempotent(ctx, s, in.IdempotencyKey, "create-channel", in.Body,
 			func(ctx context.Context) (int, ChannelWithSecret, error) {
@@ -210,7 +210,7 @@ func registerChannels(api huma.API, s *Server) {
 	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "update-channel", Method: http.MethodPatch, Path: "/v1/channels/{id}",
 		Summary: "Update a notification channel", Description: "Changes the fields present in the body. Credentials are replaced, never shown.",
-		Tags: []string{tagChannels}, Errors: append(manageWriteErrors, http.StatusServiceUnavailable),
+		Tags: []string{tagChannels}, Errors: manageWriteErrors,
 	}, accessManageWrite), func(ctx context.Context, in *channelUpdateInput) (*channelWriteOutput, error) {
 		status, body, replayed, err := idempotent(ctx, s, in.IdempotencyKey, "update-channel:"+in.ID, in.Body,
 			func(ctx context.Context) (int, ChannelWithSecret, error) {
@@ -268,10 +268,8 @@ func (s *Server) channelView(c store.NotificationChannel) Channel {
 		_ = json.Unmarshal(c.Config, &cfg)
 		v.SlackChannel, v.SlackTeam = cfg.Channel, cfg.Team
 		v.WebhookURLMasked = "(sealed)"
-		if s.deps.SecretBox != nil {
-			if raw, err := s.deps.SecretBox.Open(c.SecretCiphertext, activities.ChannelSecretAAD(c.ID)); err == nil {
-				v.WebhookURLMasked = maskURL(string(raw))
-			}
+		if raw, err := s.deps.SecretBox.Open(c.SecretCiphertext, activities.ChannelSecretAAD(c.ID)); err == nil {
+			v.WebhookURLMasked = maskURL(string(raw))
 		}
 	case activities.ChannelPagerDuty:
 		var cfg activities.PagerDutyChannelConfig
@@ -299,15 +297,6 @@ func maskURL(raw string) string {
 type channelSettings struct {
 	config json.RawMessage
 	secret string // the credential to seal; "" keeps the stored one
-}
-
-// needBox refuses credential writes when the server cannot encrypt them.
-func (s *Server) needBox() error {
-	if s.deps.SecretBox == nil {
-		return problem(http.StatusServiceUnavailable, CodeUnavailable,
-			"notification channels need the server's secrets key (OAKALLOW_SECRET_KEY) to store credentials encrypted")
-	}
-	return nil
 }
 
 // validateChannelURL applies the outbound URL policy to a channel URL. As
@@ -374,9 +363,6 @@ func checkKindFields(kind string, sent map[string]bool) error {
 }
 
 func (s *Server) createChannel(ctx context.Context, p Principal, req *channelCreateRequest) (ChannelWithSecret, error) {
-	if err := s.needBox(); err != nil {
-		return ChannelWithSecret{}, err
-	}
 	if err := checkKindFields(req.Kind, map[string]bool{
 		"webhook_url": req.WebhookURL != "", "api_key": req.APIKey != "", "from_email": req.FromEmail != "",
 		"service_id": req.ServiceID != "", "base_url": req.BaseURL != "", "url": req.URL != "",
@@ -561,9 +547,6 @@ func (s *Server) updateChannel(ctx context.Context, p Principal, id string, req 
 		}
 		sealedSecret := c.SecretCiphertext
 		if secret != "" {
-			if err := s.needBox(); err != nil {
-				return err
-			}
 			if sealedSecret, err = s.deps.SecretBox.Seal([]byte(secret), activities.ChannelSecretAAD(c.ID)); err != nil {
 				return err
 			}
@@ -591,9 +574,6 @@ func (s *Server) updateChannel(ctx context.Context, p Principal, id string, req 
 // matchChannelSecret checks, in constant time, that presented is the
 // channel's stored secret.
 func (s *Server) matchChannelSecret(c store.NotificationChannel, presented string) error {
-	if err := s.needBox(); err != nil {
-		return err
-	}
 	stored, err := s.deps.SecretBox.Open(c.SecretCiphertext, activities.ChannelSecretAAD(c.ID))
 	if err != nil {
 		return problem(http.StatusConflict, CodeChannelUnusable, fmt.Sprintf(

@@ -85,6 +85,24 @@ func bootstrappedStore(t testing.TB) (*store.Store, BootstrapResult) {
 	return st, boot
 }
 
+// testSecretBox is the secrets box of test servers that are not given one;
+// replicas share it, as production replicas share OAKALLOW_SECRET_KEY.
+var testSecretBox = func() *sealed.Box {
+	key, err := sealed.NewKey()
+	if err != nil {
+		panic(err)
+	}
+	raw, err := sealed.ParseKey(key)
+	if err != nil {
+		panic(err)
+	}
+	box, err := sealed.NewBox(raw)
+	if err != nil {
+		panic(err)
+	}
+	return box
+}()
+
 // testBox is a secrets box with a fresh key.
 func testBox(t testing.TB) *sealed.Box {
 	t.Helper()
@@ -118,12 +136,15 @@ func startEnv(t testing.TB, st *store.Store, boot BootstrapResult) *testEnv {
 	return startEnvWith(t, testConfig(), Deps{Store: st}, boot)
 }
 
-// startEnvWith starts an API server with cfg and deps (Logger and Keyring
-// filled in) for the org boot.
+// startEnvWith starts an API server with cfg and deps (Logger, Keyring and,
+// when not given, SecretBox filled in) for the org boot.
 func startEnvWith(t testing.TB, cfg Config, deps Deps, boot BootstrapResult) *testEnv {
 	t.Helper()
 	st := deps.Store
 	deps.Logger, deps.Keyring = testLogger(), testKeyring
+	if deps.SecretBox == nil {
+		deps.SecretBox = testSecretBox
+	}
 	srv, err := NewServer(cfg, deps)
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(context.Background()))

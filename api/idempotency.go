@@ -241,44 +241,30 @@ func (s *Server) claimIdempotencyKey(ctx context.Context, principal, key, hash s
 		"a request with this Idempotency-Key is being processed concurrently; retry shortly")
 }
 
-// Stored answers are sealed when the server has a secret box: some answers
-// are shown once and hold a secret (a webhook signing secret, a token).
-const (
-	answerPlain  byte = 'p'
-	answerSealed byte = 's'
-)
-
-func idempotencyAAD(principal, key string) string { return "idempotency:" + principal + ":" + key }
+// Stored answers are sealed: some are shown once and hold a secret (a
+// webhook signing secret, a token).
 
 func (s *Server) storeIdempotencyAnswer(ctx context.Context, principal, key string, a idempotencyAnswer) error {
 	raw, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("encode answer: %w", err)
 	}
-	stored := append([]byte{answerPlain}, raw...)
-	if box := s.deps.SecretBox; box != nil {
-		sealed, err := box.Seal(raw, idempotencyAAD(principal, key))
-		if err != nil {
-			return fmt.Errorf("seal answer: %w", err)
-		}
-		stored = append([]byte{answerSealed}, sealed...)
+	sealed, err := s.deps.SecretBox.Seal(raw, store.IdempotencyAnswerAAD(principal, key))
+	if err != nil {
+		return fmt.Errorf("seal answer: %w", err)
 	}
+	stored := append([]byte{store.IdempotencyAnswerSealed}, sealed...)
 	return s.deps.Store.CompleteIdempotencyKey(ctx, store.CompleteIdempotencyKeyParams{
 		PrincipalID: principal, Key: key, StatusCode: int32(a.Status), Response: stored})
 }
 
 func (s *Server) openIdempotencyAnswer(principal, key string, stored []byte) (idempotencyAnswer, error) {
-	var raw []byte
-	switch {
-	case len(stored) > 0 && stored[0] == answerPlain:
-		raw = stored[1:]
-	case len(stored) > 0 && stored[0] == answerSealed && s.deps.SecretBox != nil:
-		var err error
-		if raw, err = s.deps.SecretBox.Open(stored[1:], idempotencyAAD(principal, key)); err != nil {
-			return idempotencyAnswer{}, fmt.Errorf("open stored answer: %w", err)
-		}
-	default:
+	if len(stored) == 0 || stored[0] != store.IdempotencyAnswerSealed {
 		return idempotencyAnswer{}, errors.New("stored idempotent answer has an unknown format")
+	}
+	raw, err := s.deps.SecretBox.Open(stored[1:], store.IdempotencyAnswerAAD(principal, key))
+	if err != nil {
+		return idempotencyAnswer{}, fmt.Errorf("open stored answer: %w", err)
 	}
 	var a idempotencyAnswer
 	if err := json.Unmarshal(raw, &a); err != nil {

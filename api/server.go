@@ -82,7 +82,8 @@ type Deps struct {
 	Keyring *tokens.Keyring
 	// Activities redelivers webhooks and tests notification channels; nil disables both (503).
 	Activities *activities.Activities
-	// SecretBox seals notification channel credentials and stored idempotent answers; nil refuses channel credentials (503).
+	// SecretBox seals and opens the secrets the server stores (channel credentials, org
+	// webhook secrets, execution tokens, idempotent answers): OAKALLOW_SECRET_KEY. Required.
 	SecretBox *sealed.Box
 	// Slack is the server's Slack app for the "Add to Slack" install
 	// (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET); nil turns the install off
@@ -137,6 +138,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	}
 	if deps.Keyring == nil {
 		return nil, errors.New("api: Keyring is required")
+	}
+	if deps.SecretBox == nil {
+		return nil, errors.New("api: SecretBox is required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)

@@ -140,7 +140,7 @@ func (s *Server) updateSettings(ctx context.Context, p Principal, b *settingsUpd
 			out = settingsView(o)
 			return nil
 		}
-		hadSecret := o.WebhookSecret != ""
+		hadSecret := len(o.WebhookSecretSealed) > 0
 		if o, err = q.UpdateOrgSettings(ctx, next); err != nil {
 			return conflictIf(err, "another org of the team is named %q", next.Name)
 		}
@@ -151,7 +151,11 @@ func (s *Server) updateSettings(ctx context.Context, p Principal, b *settingsUpd
 			if secret, err = notify.NewWebhookSecret(); err != nil {
 				return err
 			}
-			if o, err = q.RotateOrgWebhookSecret(ctx, store.RotateOrgWebhookSecretParams{ID: o.ID, WebhookSecret: secret, WebhookSecretRotatedAt: &now}); err != nil {
+			sealedSecret, err := s.sealOrgWebhookSecret(o.ID, secret)
+			if err != nil {
+				return err
+			}
+			if o, err = q.RotateOrgWebhookSecret(ctx, store.RotateOrgWebhookSecretParams{ID: o.ID, WebhookSecretSealed: sealedSecret, WebhookSecretRotatedAt: &now}); err != nil {
 				return fmt.Errorf("generate webhook secret: %w", err)
 			}
 			changed.noteOpaque("webhook_secret", true)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"oakallow/store"
 )
 
 func TestSettings(t *testing.T) {
@@ -120,9 +122,19 @@ func TestSettingWebhookURLGeneratesTheSigningSecretOnce(t *testing.T) {
 	require.NoError(t, json.Unmarshal(raw, &first))
 	require.True(t, strings.HasPrefix(first.WebhookSecret, "whsec_"), string(raw))
 
-	var stored string
-	require.NoError(t, e.st.Pool.QueryRow(context.Background(), "SELECT webhook_secret FROM orgs WHERE id = $1", e.boot.OrgID).Scan(&stored))
-	require.Equal(t, first.WebhookSecret, stored)
+	// Stored sealed for the org's row, never in clear.
+	stored := func() string {
+		var sealedSecret []byte
+		var row string
+		require.NoError(t, e.st.Pool.QueryRow(context.Background(), "SELECT webhook_secret_sealed, o::text FROM orgs o WHERE id = $1",
+			e.boot.OrgID).Scan(&sealedSecret, &row))
+		require.NotContains(t, row, first.WebhookSecret)
+		require.NotContains(t, row, strings.TrimPrefix(first.WebhookSecret, "whsec_"))
+		secret, err := e.srv.deps.SecretBox.Open(sealedSecret, store.OrgWebhookSecretAAD(e.boot.OrgID))
+		require.NoError(t, err)
+		return string(secret)
+	}
+	require.Equal(t, first.WebhookSecret, stored())
 
 	status, raw = e.do(http.MethodPatch, "/v1/settings", e.boot.ManagementKey, map[string]any{"webhook_url": "https://hooks.example.com/v2"})
 	require.Equal(t, http.StatusOK, status, string(raw))
@@ -130,6 +142,5 @@ func TestSettingWebhookURLGeneratesTheSigningSecretOnce(t *testing.T) {
 	status, raw = e.do(http.MethodGet, "/v1/settings", e.boot.ManagementKey, nil)
 	require.Equal(t, http.StatusOK, status)
 	require.NotContains(t, string(raw), "whsec_")
-	require.NoError(t, e.st.Pool.QueryRow(context.Background(), "SELECT webhook_secret FROM orgs WHERE id = $1", e.boot.OrgID).Scan(&stored))
-	require.Equal(t, first.WebhookSecret, stored, "changing the URL keeps the secret")
+	require.Equal(t, first.WebhookSecret, stored(), "changing the URL keeps the secret")
 }

@@ -183,10 +183,6 @@ func (si *slackInstaller) start(ctx context.Context, p Principal, req *slackInst
 			"\"Add to Slack\" is not available: the server has no Slack app credentials (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET). "+
 				"Create the channel with an incoming-webhook URL instead")
 	}
-	// Checked now so nobody goes through Slack for a channel that cannot be stored.
-	if err := si.s.needBox(); err != nil {
-		return SlackInstallStarted{}, err
-	}
 	scope := req.Scope
 	if scope == "" {
 		scope = notify.ScopeAll
@@ -326,10 +322,6 @@ func (si *slackInstaller) callback(ctx context.Context, in *slackCallbackInput) 
 	if in.Code == "" {
 		return slackPage(http.StatusBadRequest, "Slack install failed",
 			"Slack did not send an authorization code. "+restart, rid)
-	}
-	if si.s.deps.SecretBox == nil {
-		return slackPage(http.StatusServiceUnavailable, "Slack install failed",
-			"This oakallow server has no secrets key (OAKALLOW_SECRET_KEY), so it cannot store the Slack webhook.", rid)
 	}
 
 	inst, err := si.app.Exchange(ctx, si.client, in.Code)

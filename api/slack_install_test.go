@@ -17,7 +17,6 @@ import (
 	"oakallow/activities/notify"
 	"oakallow/activities/notify/notifytest"
 	"oakallow/activities/pii"
-	"oakallow/activities/sealed"
 	"oakallow/dev/devtest"
 )
 
@@ -31,7 +30,6 @@ type slackEnv struct {
 
 type slackEnvOptions struct {
 	noSlack bool // the server has no Slack app credentials
-	noBox   bool // the server has no secrets key
 }
 
 func newSlackEnv(t *testing.T, opts slackEnvOptions) *slackEnv {
@@ -48,25 +46,17 @@ func newSlackEnv(t *testing.T, opts slackEnvOptions) *slackEnv {
 	// The fakes listen on loopback over http.
 	hc, err := notify.NewHTTPClient(notify.HTTPClientConfig{AllowInsecure: true, AllowPrivateAddresses: true, Timeout: 5 * time.Second})
 	require.NoError(t, err)
-	deps := Deps{Store: st, Logger: testLogger(), Keyring: testKeyring, Now: now, SlackHTTPClient: hc}
-	if !opts.noBox {
-		key, err := sealed.NewKey()
-		require.NoError(t, err)
-		raw, err := sealed.ParseKey(key)
-		require.NoError(t, err)
-		deps.SecretBox, err = sealed.NewBox(raw)
-		require.NoError(t, err)
-		// The channel test action sends directly and never touches
-		// Temporal; a lazy client that is never dialled satisfies
-		// activities.New without a Temporal server.
-		tc, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"})
-		require.NoError(t, err)
-		n, err := notify.New(notify.Config{HTTPClient: hc, Scrub: pii.Scrub, Logger: testLogger()})
-		require.NoError(t, err)
-		deps.Activities, err = activities.New(activities.Deps{Store: st, Keyring: testKeyring, Temporal: tc, Notifier: n,
-			HTTPClient: hc, SecretBox: deps.SecretBox, Logger: testLogger()})
-		require.NoError(t, err)
-	}
+	deps := Deps{Store: st, Logger: testLogger(), Keyring: testKeyring, Now: now, SlackHTTPClient: hc, SecretBox: testBox(t)}
+	// The channel test action sends directly and never touches Temporal; a
+	// lazy client that is never dialled satisfies activities.New without a
+	// Temporal server.
+	tc, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"})
+	require.NoError(t, err)
+	n, err := notify.New(notify.Config{HTTPClient: hc, Scrub: pii.Scrub, Logger: testLogger()})
+	require.NoError(t, err)
+	deps.Activities, err = activities.New(activities.Deps{Store: st, Keyring: testKeyring, Temporal: tc, Notifier: n,
+		HTTPClient: hc, SecretBox: deps.SecretBox, Logger: testLogger()})
+	require.NoError(t, err)
 	if !opts.noSlack {
 		deps.Slack = &notify.SlackApp{ClientID: fake.ClientID, ClientSecret: fake.ClientSecret,
 			AuthorizeURL: "https://slack.example/oauth/v2/authorize", APIURL: fake.APIURL(), AllowInsecure: true}
@@ -395,7 +385,6 @@ func TestSlackInstallNotConfigured(t *testing.T) {
 		callback int
 	}{
 		{"no slack app", slackEnvOptions{noSlack: true}, CodeSlackNotConfigured, http.StatusServiceUnavailable},
-		{"no secrets key", slackEnvOptions{noBox: true}, CodeUnavailable, http.StatusBadRequest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -432,12 +421,12 @@ func TestSlackAppConfigurationIsCheckedAtStart(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := NewServer(Config{Addr: "127.0.0.1:0", PublicURL: tc.publicURL},
-				Deps{Store: st, Keyring: testKeyring, Slack: &tc.app})
+				Deps{Store: st, Keyring: testKeyring, SecretBox: testSecretBox, Slack: &tc.app})
 			require.ErrorContains(t, err, tc.errSubstr)
 		})
 	}
 	// A valid app does not need its RedirectURL: it follows the public URL.
 	_, err := NewServer(Config{Addr: "127.0.0.1:0", PublicURL: "https://oak.example"},
-		Deps{Store: st, Keyring: testKeyring, Slack: &notify.SlackApp{ClientID: "1.2", ClientSecret: "s"}})
+		Deps{Store: st, Keyring: testKeyring, SecretBox: testSecretBox, Slack: &notify.SlackApp{ClientID: "1.2", ClientSecret: "s"}})
 	require.NoError(t, err)
 }

@@ -185,7 +185,7 @@ func (s *Server) mintToken(ctx context.Context, p Principal, req *mintRequest) (
 		return MintedToken{}, err
 	}
 	// Paid for: finish even if the client goes away.
-	m, err := activities.MintToken(context.WithoutCancel(ctx), s.deps.Store, s.keyring, src, now, tokenTTL)
+	m, err := activities.MintToken(context.WithoutCancel(ctx), s.deps.Store, s.keyring, s.deps.SecretBox, src, now, tokenTTL)
 	if err != nil {
 		return MintedToken{}, err
 	}

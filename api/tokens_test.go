@@ -207,7 +207,7 @@ func testExecutions(t *testing.T, s *approvalSuite) {
 	require.Equal(t, 1, rows, "the execution is audited, billed, and its summary scrubbed")
 
 	// An expired token still identifies its execution (long calls).
-	old, err := activities.MintToken(context.Background(), s.st, testKeyring, activities.TokenSource{Kind: activities.SourceCheck,
+	old, err := activities.MintToken(context.Background(), s.st, testKeyring, s.box, activities.TokenSource{Kind: activities.SourceCheck,
 		ID: "chk_long_call", OrgID: e.boot.OrgID, Tool: "send_sms"}, time.Now().Add(-time.Hour), time.Minute)
 	require.NoError(t, err)
 	e.expectProblem(http.StatusUnprocessableEntity, CodeTokenExpired, http.MethodPost, "/v1/tokens/verify", e.boot.StandardKey,

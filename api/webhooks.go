@@ -62,6 +62,15 @@ func registerWebhooks(api huma.API, s *Server) {
 	})
 }
 
+// sealOrgWebhookSecret seals an org's webhook signing secret for its row.
+func (s *Server) sealOrgWebhookSecret(orgID, secret string) ([]byte, error) {
+	sealed, err := s.deps.SecretBox.Seal([]byte(secret), store.OrgWebhookSecretAAD(orgID))
+	if err != nil {
+		return nil, fmt.Errorf("seal webhook secret: %w", err)
+	}
+	return sealed, nil
+}
+
 func (s *Server) rotateWebhookSecret(ctx context.Context, p Principal) (WebhookSecret, error) {
 	secret, err := notify.NewWebhookSecret()
 	if err != nil {
@@ -75,12 +84,16 @@ func (s *Server) rotateWebhookSecret(ctx context.Context, p Principal) (WebhookS
 		if err != nil {
 			return fmt.Errorf("lock org: %w", err)
 		}
-		org, err := q.RotateOrgWebhookSecret(ctx, store.RotateOrgWebhookSecretParams{ID: p.OrgID, WebhookSecret: secret, WebhookSecretRotatedAt: &now})
+		sealedSecret, err := s.sealOrgWebhookSecret(p.OrgID, secret)
+		if err != nil {
+			return err
+		}
+		org, err := q.RotateOrgWebhookSecret(ctx, store.RotateOrgWebhookSecretParams{ID: p.OrgID, WebhookSecretSealed: sealedSecret, WebhookSecretRotatedAt: &now})
 		if err != nil {
 			return fmt.Errorf("rotate webhook secret: %w", err)
 		}
 		out.WebhookURLConfigured = org.WebhookUrl != ""
-		hadPrevious := before.WebhookSecret != ""
+		hadPrevious := len(before.WebhookSecretSealed) > 0
 		if hadPrevious {
 			until := now.Add(activities.SecretRotationOverlap)
 			out.PreviousValidUntil = &until

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"oakallow/activities/notify/notifytest"
+	"oakallow/store"
 )
 
 func testRotateSecret(t *testing.T, s *approvalSuite) {
@@ -26,11 +27,19 @@ func testRotateSecret(t *testing.T, s *approvalSuite) {
 	require.NotNil(t, second.PreviousValidUntil)
 	require.Equal(t, second.RotatedAt.Add(24*time.Hour), *second.PreviousValidUntil)
 
-	var cur, prev string
-	require.NoError(t, s.st.Pool.QueryRow(t.Context(), `SELECT webhook_secret, webhook_secret_previous FROM orgs WHERE id = $1`,
-		e.boot.OrgID).Scan(&cur, &prev))
-	require.Equal(t, second.Secret, cur)
-	require.Equal(t, first.Secret, prev)
+	// Both are stored sealed for the org's row, never in clear.
+	var cur, prev []byte
+	var row string
+	require.NoError(t, s.st.Pool.QueryRow(t.Context(), `SELECT webhook_secret_sealed, webhook_secret_previous_sealed, o::text
+		FROM orgs o WHERE id = $1`, e.boot.OrgID).Scan(&cur, &prev, &row))
+	for _, secret := range []string{first.Secret, second.Secret} {
+		require.NotContains(t, row, strings.TrimPrefix(secret, "whsec_"))
+	}
+	for sealedSecret, want := range map[string]string{string(cur): second.Secret, string(prev): first.Secret} {
+		got, err := s.box.Open([]byte(sealedSecret), store.OrgWebhookSecretAAD(e.boot.OrgID))
+		require.NoError(t, err)
+		require.Equal(t, want, string(got))
+	}
 	// Settings never show the secret, and the audit log never records one.
 	status, raw := e.do(http.MethodGet, "/v1/settings", mk, nil)
 	require.Equal(t, http.StatusOK, status)

@@ -156,7 +156,7 @@ func (q *Queries) GetAPIKeyByHash(ctx context.Context, hash []byte) (GetAPIKeyBy
 }
 
 const getOrg = `-- name: GetOrg :one
-SELECT id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret, webhook_secret_previous, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at FROM orgs WHERE id = $1
+SELECT id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at, webhook_secret_sealed, webhook_secret_previous_sealed FROM orgs WHERE id = $1
 `
 
 func (q *Queries) GetOrg(ctx context.Context, id string) (Org, error) {
@@ -168,8 +168,6 @@ func (q *Queries) GetOrg(ctx context.Context, id string) (Org, error) {
 		&i.Name,
 		&i.ApprovalTimeoutSeconds,
 		&i.WebhookUrl,
-		&i.WebhookSecret,
-		&i.WebhookSecretPrevious,
 		&i.WebhookSecretRotatedAt,
 		&i.WebhookIncludeParameters,
 		&i.ScrubParameters,
@@ -178,6 +176,8 @@ func (q *Queries) GetOrg(ctx context.Context, id string) (Org, error) {
 		&i.AutodiscoveryTotalCap,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.WebhookSecretSealed,
+		&i.WebhookSecretPreviousSealed,
 	)
 	return i, err
 }
@@ -275,22 +275,24 @@ func (q *Queries) NotifyChange(ctx context.Context, payload string) error {
 
 const rotateOrgWebhookSecret = `-- name: RotateOrgWebhookSecret :one
 UPDATE orgs SET
-    webhook_secret_previous = webhook_secret,
-    webhook_secret = $2,
+    webhook_secret_previous_sealed = webhook_secret_sealed,
+    webhook_secret_sealed = $2,
     webhook_secret_rotated_at = $3,
     updated_at = $3
 WHERE id = $1
-RETURNING id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret, webhook_secret_previous, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at
+RETURNING id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at, webhook_secret_sealed, webhook_secret_previous_sealed
 `
 
 type RotateOrgWebhookSecretParams struct {
 	ID                     string
-	WebhookSecret          string
+	WebhookSecretSealed    []byte
 	WebhookSecretRotatedAt *time.Time
 }
 
+// webhook_secret_sealed is the new secret sealed under
+// store.OrgWebhookSecretAAD(id); the current one becomes the previous.
 func (q *Queries) RotateOrgWebhookSecret(ctx context.Context, arg RotateOrgWebhookSecretParams) (Org, error) {
-	row := q.db.QueryRow(ctx, rotateOrgWebhookSecret, arg.ID, arg.WebhookSecret, arg.WebhookSecretRotatedAt)
+	row := q.db.QueryRow(ctx, rotateOrgWebhookSecret, arg.ID, arg.WebhookSecretSealed, arg.WebhookSecretRotatedAt)
 	var i Org
 	err := row.Scan(
 		&i.ID,
@@ -298,8 +300,6 @@ func (q *Queries) RotateOrgWebhookSecret(ctx context.Context, arg RotateOrgWebho
 		&i.Name,
 		&i.ApprovalTimeoutSeconds,
 		&i.WebhookUrl,
-		&i.WebhookSecret,
-		&i.WebhookSecretPrevious,
 		&i.WebhookSecretRotatedAt,
 		&i.WebhookIncludeParameters,
 		&i.ScrubParameters,
@@ -308,6 +308,8 @@ func (q *Queries) RotateOrgWebhookSecret(ctx context.Context, arg RotateOrgWebho
 		&i.AutodiscoveryTotalCap,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.WebhookSecretSealed,
+		&i.WebhookSecretPreviousSealed,
 	)
 	return i, err
 }
@@ -341,7 +343,7 @@ UPDATE orgs SET
     autodiscovery_total_cap = $9,
     updated_at = $10
 WHERE id = $1
-RETURNING id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret, webhook_secret_previous, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at
+RETURNING id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at, webhook_secret_sealed, webhook_secret_previous_sealed
 `
 
 type UpdateOrgSettingsParams struct {
@@ -377,8 +379,6 @@ func (q *Queries) UpdateOrgSettings(ctx context.Context, arg UpdateOrgSettingsPa
 		&i.Name,
 		&i.ApprovalTimeoutSeconds,
 		&i.WebhookUrl,
-		&i.WebhookSecret,
-		&i.WebhookSecretPrevious,
 		&i.WebhookSecretRotatedAt,
 		&i.WebhookIncludeParameters,
 		&i.ScrubParameters,
@@ -387,6 +387,8 @@ func (q *Queries) UpdateOrgSettings(ctx context.Context, arg UpdateOrgSettingsPa
 		&i.AutodiscoveryTotalCap,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.WebhookSecretSealed,
+		&i.WebhookSecretPreviousSealed,
 	)
 	return i, err
 }

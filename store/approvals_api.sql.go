@@ -198,7 +198,7 @@ func (q *Queries) GetIdempotencyKey(ctx context.Context, arg GetIdempotencyKeyPa
 }
 
 const getTokenBySource = `-- name: GetTokenBySource :one
-SELECT id, org_id, source_kind, source_id, token, token_hash, nonce, tool_name, params_hash, key_id, issued_at, expires_at FROM execution_tokens WHERE org_id = $1 AND source_kind = $2 AND source_id = $3
+SELECT id, org_id, source_kind, source_id, token_hash, nonce, tool_name, params_hash, key_id, issued_at, expires_at, token_sealed FROM execution_tokens WHERE org_id = $1 AND source_kind = $2 AND source_id = $3
 `
 
 type GetTokenBySourceParams struct {
@@ -216,7 +216,6 @@ func (q *Queries) GetTokenBySource(ctx context.Context, arg GetTokenBySourcePara
 		&i.OrgID,
 		&i.SourceKind,
 		&i.SourceID,
-		&i.Token,
 		&i.TokenHash,
 		&i.Nonce,
 		&i.ToolName,
@@ -224,12 +223,13 @@ func (q *Queries) GetTokenBySource(ctx context.Context, arg GetTokenBySourcePara
 		&i.KeyID,
 		&i.IssuedAt,
 		&i.ExpiresAt,
+		&i.TokenSealed,
 	)
 	return i, err
 }
 
 const getTokenOfOrg = `-- name: GetTokenOfOrg :one
-SELECT id, org_id, source_kind, source_id, token, token_hash, nonce, tool_name, params_hash, key_id, issued_at, expires_at FROM execution_tokens WHERE org_id = $1 AND id = $2
+SELECT id, org_id, source_kind, source_id, token_hash, nonce, tool_name, params_hash, key_id, issued_at, expires_at, token_sealed FROM execution_tokens WHERE org_id = $1 AND id = $2
 `
 
 type GetTokenOfOrgParams struct {
@@ -245,7 +245,6 @@ func (q *Queries) GetTokenOfOrg(ctx context.Context, arg GetTokenOfOrgParams) (E
 		&i.OrgID,
 		&i.SourceKind,
 		&i.SourceID,
-		&i.Token,
 		&i.TokenHash,
 		&i.Nonce,
 		&i.ToolName,
@@ -253,6 +252,7 @@ func (q *Queries) GetTokenOfOrg(ctx context.Context, arg GetTokenOfOrgParams) (E
 		&i.KeyID,
 		&i.IssuedAt,
 		&i.ExpiresAt,
+		&i.TokenSealed,
 	)
 	return i, err
 }

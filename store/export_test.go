@@ -10,6 +10,9 @@ import (
 // NormalizeStoredNames exposes migration 009's body to the external tests.
 var NormalizeStoredNames = normalizeStoredNames
 
+// SealSecretsMigration names the migration that seals stored secrets.
+const SealSecretsMigration = sealSecretsMigration
+
 // MigrateBefore applies the migrations that come before the one named name (a file
 // in migrations/), for tests of a migration that changes existing rows.
 func MigrateBefore(ctx context.Context, databaseURL, name string) error {
@@ -18,7 +21,7 @@ func MigrateBefore(ctx context.Context, databaseURL, name string) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	m, err := newMigrator(ctx, conn)
+	m, err := newMigrator(ctx, conn, nil)
 	if err != nil {
 		return err
 	}

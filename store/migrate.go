@@ -28,7 +28,19 @@ type MigrationStatus struct {
 // Pending reports whether migrations remain to be applied.
 func (s MigrationStatus) Pending() bool { return s.Current < s.Latest }
 
-func newMigrator(ctx context.Context, conn *pgx.Conn) (*migrate.Migrator, error) {
+// MigrateOption adjusts Migrate.
+type MigrateOption func(*migrateOptions)
+
+type migrateOptions struct{ sealer Sealer }
+
+// SealWith gives Migrate the server's secret key (a non-nil sealed.Box),
+// which migration 013 needs to seal the secrets older versions stored in
+// clear. Without it that migration refuses when there is anything to seal.
+func SealWith(s Sealer) MigrateOption {
+	return func(o *migrateOptions) { o.sealer = s }
+}
+
+func newMigrator(ctx context.Context, conn *pgx.Conn, sealer Sealer) (*migrate.Migrator, error) {
 	m, err := migrate.NewMigrator(ctx, conn, versionTable)
 	if err != nil {
 		return nil, fmt.Errorf("migrator: %w", err)
@@ -40,7 +52,7 @@ func newMigrator(ctx context.Context, conn *pgx.Conn) (*migrate.Migrator, error)
 	if err := m.LoadMigrations(sub); err != nil {
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}
-	if err := bindGoMigrations(m); err != nil {
+	if err := bindGoMigrations(m, sealer); err != nil {
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}
 	return m, nil
@@ -49,13 +61,17 @@ func newMigrator(ctx context.Context, conn *pgx.Conn) (*migrate.Migrator, error)
 // Migrate applies every pending migration. tern holds a PostgreSQL advisory
 // lock while it migrates, so several processes starting at once serialise
 // and the later ones find nothing to do.
-func Migrate(ctx context.Context, databaseURL string) (MigrationStatus, error) {
+func Migrate(ctx context.Context, databaseURL string, opts ...MigrateOption) (MigrationStatus, error) {
+	var o migrateOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	conn, err := pgx.Connect(ctx, databaseURL)
 	if err != nil {
 		return MigrationStatus{}, fmt.Errorf("migrate: connect: %w", err)
 	}
 	defer conn.Close(context.Background())
-	m, err := newMigrator(ctx, conn)
+	m, err := newMigrator(ctx, conn, o.sealer)
 	if err != nil {
 		return MigrationStatus{}, err
 	}
@@ -76,7 +92,7 @@ func Status(ctx context.Context, databaseURL string) (MigrationStatus, error) {
 		return MigrationStatus{}, fmt.Errorf("migration status: connect: %w", err)
 	}
 	defer conn.Close(context.Background())
-	m, err := newMigrator(ctx, conn)
+	m, err := newMigrator(ctx, conn, nil)
 	if err != nil {
 		return MigrationStatus{}, err
 	}

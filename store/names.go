@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -17,15 +19,25 @@ import (
 // normalizeNamesMigration is the migration whose body is normalizeStoredNames.
 const normalizeNamesMigration = "009_normalize_names.sql"
 
-// bindGoMigrations gives the migrations that are Go code their function.
-func bindGoMigrations(m *migrate.Migrator) error {
+// bindGoMigrations gives the migrations that are Go code their function;
+// sealer (nil when the key was not given) seals for migration 013.
+func bindGoMigrations(m *migrate.Migrator, sealer Sealer) error {
+	bind := map[string]func(*migrate.Migration){
+		normalizeNamesMigration: func(mig *migrate.Migration) { mig.UpSQL, mig.UpFunc = "", normalizeStoredNames },
+		sealSecretsMigration: func(mig *migrate.Migration) {
+			mig.UpSQL, mig.UpFunc = "", sealStoredSecrets(mig.UpSQL, sealer)
+		},
+	}
 	for _, mig := range m.Migrations {
-		if mig.Name == normalizeNamesMigration {
-			mig.UpSQL, mig.UpFunc = "", normalizeStoredNames
-			return nil
+		if b, ok := bind[mig.Name]; ok {
+			b(mig)
+			delete(bind, mig.Name)
 		}
 	}
-	return fmt.Errorf("migration %s is missing", normalizeNamesMigration)
+	if len(bind) > 0 {
+		return fmt.Errorf("migrations %v are missing", slices.Sorted(maps.Keys(bind)))
+	}
+	return nil
 }
 
 // normalizeStoredNames brings tenant and resource names and rule methods

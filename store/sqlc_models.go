@@ -118,18 +118,18 @@ type DecisionNote struct {
 }
 
 type ExecutionToken struct {
-	ID         string
-	OrgID      string
-	SourceKind string
-	SourceID   string
-	Token      string
-	TokenHash  string
-	Nonce      string
-	ToolName   string
-	ParamsHash string
-	KeyID      string
-	IssuedAt   time.Time
-	ExpiresAt  time.Time
+	ID          string
+	OrgID       string
+	SourceKind  string
+	SourceID    string
+	TokenHash   string
+	Nonce       string
+	ToolName    string
+	ParamsHash  string
+	KeyID       string
+	IssuedAt    time.Time
+	ExpiresAt   time.Time
+	TokenSealed []byte
 }
 
 type IdempotencyKey struct {
@@ -155,21 +155,21 @@ type NotificationChannel struct {
 }
 
 type Org struct {
-	ID                       string
-	TeamID                   string
-	Name                     string
-	ApprovalTimeoutSeconds   int32
-	WebhookUrl               string
-	WebhookSecret            string
-	WebhookSecretPrevious    string
-	WebhookSecretRotatedAt   *time.Time
-	WebhookIncludeParameters bool
-	ScrubParameters          bool
-	ManagementKeysMayDecide  bool
-	AutodiscoveryHourlyCap   int32
-	AutodiscoveryTotalCap    int32
-	CreatedAt                time.Time
-	UpdatedAt                time.Time
+	ID                          string
+	TeamID                      string
+	Name                        string
+	ApprovalTimeoutSeconds      int32
+	WebhookUrl                  string
+	WebhookSecretRotatedAt      *time.Time
+	WebhookIncludeParameters    bool
+	ScrubParameters             bool
+	ManagementKeysMayDecide     bool
+	AutodiscoveryHourlyCap      int32
+	AutodiscoveryTotalCap       int32
+	CreatedAt                   time.Time
+	UpdatedAt                   time.Time
+	WebhookSecretSealed         []byte
+	WebhookSecretPreviousSealed []byte
 }
 
 type Resource struct {

@@ -11,7 +11,7 @@ import (
 )
 
 const getExecutionTokenBySource = `-- name: GetExecutionTokenBySource :one
-SELECT id, org_id, source_kind, source_id, token, token_hash, nonce, tool_name, params_hash, key_id, issued_at, expires_at FROM execution_tokens WHERE source_kind = $1 AND source_id = $2
+SELECT id, org_id, source_kind, source_id, token_hash, nonce, tool_name, params_hash, key_id, issued_at, expires_at, token_sealed FROM execution_tokens WHERE source_kind = $1 AND source_id = $2
 `
 
 type GetExecutionTokenBySourceParams struct {
@@ -27,7 +27,6 @@ func (q *Queries) GetExecutionTokenBySource(ctx context.Context, arg GetExecutio
 		&i.OrgID,
 		&i.SourceKind,
 		&i.SourceID,
-		&i.Token,
 		&i.TokenHash,
 		&i.Nonce,
 		&i.ToolName,
@@ -35,43 +34,45 @@ func (q *Queries) GetExecutionTokenBySource(ctx context.Context, arg GetExecutio
 		&i.KeyID,
 		&i.IssuedAt,
 		&i.ExpiresAt,
+		&i.TokenSealed,
 	)
 	return i, err
 }
 
 const insertExecutionToken = `-- name: InsertExecutionToken :execrows
 
-INSERT INTO execution_tokens (id, org_id, source_kind, source_id, token, token_hash, nonce, tool_name, params_hash, key_id, issued_at, expires_at)
+INSERT INTO execution_tokens (id, org_id, source_kind, source_id, token_sealed, token_hash, nonce, tool_name, params_hash, key_id, issued_at, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (source_kind, source_id) DO NOTHING
 `
 
 type InsertExecutionTokenParams struct {
-	ID         string
-	OrgID      string
-	SourceKind string
-	SourceID   string
-	Token      string
-	TokenHash  string
-	Nonce      string
-	ToolName   string
-	ParamsHash string
-	KeyID      string
-	IssuedAt   time.Time
-	ExpiresAt  time.Time
+	ID          string
+	OrgID       string
+	SourceKind  string
+	SourceID    string
+	TokenSealed []byte
+	TokenHash   string
+	Nonce       string
+	ToolName    string
+	ParamsHash  string
+	KeyID       string
+	IssuedAt    time.Time
+	ExpiresAt   time.Time
 }
 
 // Execution tokens: minting (idempotent per source) and single-use
 // verification (package activities).
 // 0 rows: a token for this source already exists (a concurrent or earlier
 // mint won); read it with GetExecutionTokenBySource.
+// token_sealed is the token sealed under store.ExecutionTokenAAD(id).
 func (q *Queries) InsertExecutionToken(ctx context.Context, arg InsertExecutionTokenParams) (int64, error) {
 	result, err := q.db.Exec(ctx, insertExecutionToken,
 		arg.ID,
 		arg.OrgID,
 		arg.SourceKind,
 		arg.SourceID,
-		arg.Token,
+		arg.TokenSealed,
 		arg.TokenHash,
 		arg.Nonce,
 		arg.ToolName,

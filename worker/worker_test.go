@@ -95,7 +95,9 @@ func newWorld(t *testing.T) *world {
 	w.exec(`INSERT INTO tenants (id, org_id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`, w.tenant, w.orgID, tenantName, now)
 
 	w.rcv = notifytest.NewWebhookReceiver(t, orgSecret)
-	w.exec(`UPDATE orgs SET webhook_url = $2, webhook_secret = $3 WHERE id = $1`, w.orgID, w.rcv.URL(), orgSecret)
+	sealedOrgSecret, err := w.box.Seal([]byte(orgSecret), store.OrgWebhookSecretAAD(w.orgID))
+	require.NoError(t, err)
+	w.exec(`UPDATE orgs SET webhook_url = $2, webhook_secret_sealed = $3 WHERE id = $1`, w.orgID, w.rcv.URL(), sealedOrgSecret)
 	w.slack = notifytest.NewSlack(t)
 	w.pd = notifytest.NewPagerDuty(t)
 	w.hook = notifytest.NewWebhookReceiver(t, hookSecret)

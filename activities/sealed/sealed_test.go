@@ -56,3 +56,72 @@ func TestParseKeyNeverEchoesInput(t *testing.T) {
 	_, err := NewBox(make([]byte, 16))
 	require.Error(t, err)
 }
+
+func newTestKey(t *testing.T) []byte {
+	t.Helper()
+	spec, err := NewKey()
+	require.NoError(t, err)
+	k, err := ParseKey(spec)
+	require.NoError(t, err)
+	return k
+}
+
+// TestRotation follows a key rotation: values sealed under the old key
+// open with a box that has it as previous, Reseal moves them to the new
+// key, and once the old key is dropped only resealed values open.
+func TestRotation(t *testing.T) {
+	t.Parallel()
+	oldKey, newKey, otherKey := newTestKey(t), newTestKey(t), newTestKey(t)
+	oldBox, err := NewBox(oldKey)
+	require.NoError(t, err)
+	ct, err := oldBox.Seal([]byte("whsec_1"), "org_webhook_secret:org_1")
+	require.NoError(t, err)
+
+	rotating, err := NewBox(newKey, otherKey, oldKey)
+	require.NoError(t, err)
+	pt, err := rotating.Open(ct, "org_webhook_secret:org_1")
+	require.NoError(t, err)
+	require.Equal(t, "whsec_1", string(pt))
+	_, err = rotating.Open(ct, "org_webhook_secret:org_2")
+	require.ErrorIs(t, err, ErrOpen, "a previous key does not lift the row binding")
+
+	resealed, changed, err := rotating.Reseal(ct, "org_webhook_secret:org_1")
+	require.NoError(t, err)
+	require.True(t, changed)
+	again, changed, err := rotating.Reseal(resealed, "org_webhook_secret:org_1")
+	require.NoError(t, err)
+	require.False(t, changed, "a value under the current key is left alone")
+	require.Equal(t, resealed, again)
+	_, _, err = rotating.Reseal(ct, "org_webhook_secret:org_2")
+	require.ErrorIs(t, err, ErrOpen)
+
+	rotated, err := NewBox(newKey)
+	require.NoError(t, err)
+	_, err = rotated.Open(ct, "org_webhook_secret:org_1")
+	require.ErrorIs(t, err, ErrOpen, "without the previous key, the old ciphertext does not open")
+	pt, err = rotated.Open(resealed, "org_webhook_secret:org_1")
+	require.NoError(t, err)
+	require.Equal(t, "whsec_1", string(pt))
+
+	_, err = NewBox(newKey, newKey)
+	require.Error(t, err, "the current key listed as previous is a configuration mistake")
+	_, err = NewBox(newKey, make([]byte, 16))
+	require.Error(t, err)
+}
+
+func TestParseKeys(t *testing.T) {
+	t.Parallel()
+	a, _ := NewKey()
+	b, _ := NewKey()
+	keys, err := ParseKeys(" " + a + " , " + b)
+	require.NoError(t, err)
+	require.Len(t, keys, 2)
+	keys, err = ParseKeys("  ")
+	require.NoError(t, err)
+	require.Empty(t, keys)
+	_, err = ParseKeys(a + ",,")
+	require.ErrorContains(t, err, "key 2")
+	_, err = ParseKeys(a + ",secret-ish")
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "secret-ish")
+}

@@ -30,6 +30,9 @@ Usage:
                             on a new installation: create the first team, owner,
                             org and a management and a standard API key (printed
                             once, as JSON)
+  oakallow reseal           after a secret key rotation: encrypt every stored secret
+                            under OAKALLOW_SECRET_KEY (OAKALLOW_SECRET_KEY_PREVIOUS
+                            holds the old keys); safe beside running servers
   oakallow keygen [id]      print a new OAKALLOW_SIGNING_KEYS entry
   oakallow version          print the version
 
@@ -71,6 +74,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return runMigrate(ctx, args[1], stdout)
 	case "bootstrap":
 		return runBootstrap(ctx, args[1:], stdout)
+	case "reseal":
+		if len(args) != 1 {
+			return usageError{"reseal takes no arguments"}
+		}
+		return runReseal(ctx, stdout)
 	case "keygen":
 		id := "k1"
 		if len(args) > 1 {

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"oakallow/activities/sealed"
 	"oakallow/activities/tokens"
 	"oakallow/dev/devtest"
 	"oakallow/workflows"
@@ -70,7 +71,7 @@ func TestMigrateUpRegistersSearchAttributes(t *testing.T) {
 func TestWorkerRegistersSearchAttributesAtStart(t *testing.T) {
 	ns, c := setTemporalEnv(t)
 	t.Setenv("DATABASE_URL", devtest.Database(t))
-	setSigningKeys(t)
+	setKeys(t)
 	t.Setenv("OAKALLOW_WORKER_METRICS_ADDR", "")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -104,17 +105,58 @@ func waitWhileRunning(ctx context.Context, t *testing.T, done <-chan error, what
 	}
 }
 
-// setSigningKeys gives the command a fresh signing key.
-func setSigningKeys(t *testing.T) {
+// setKeys gives the command a fresh signing key and secret key.
+func setKeys(t *testing.T) {
 	t.Helper()
 	key, err := tokens.GenerateKey("k1")
 	require.NoError(t, err)
 	t.Setenv("OAKALLOW_SIGNING_KEYS", tokens.FormatKeyring(key))
+	secret, err := sealed.NewKey()
+	require.NoError(t, err)
+	t.Setenv("OAKALLOW_SECRET_KEY", secret)
+}
+
+// serve and worker do not start without the secret key, and say what it is
+// and how to make one; nor with a previous key that is not one.
+func TestSecretKeyIsRequired(t *testing.T) {
+	setKeys(t)
+	t.Setenv("DATABASE_URL", devtest.Database(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	t.Setenv("OAKALLOW_SECRET_KEY", "")
+	for _, cmd := range []string{"serve", "worker", "reseal"} {
+		err := run(ctx, []string{cmd}, new(strings.Builder))
+		require.ErrorContains(t, err, "OAKALLOW_SECRET_KEY is required", cmd)
+		require.ErrorContains(t, err, "openssl rand -base64 32", cmd)
+	}
+	current, err := sealed.NewKey()
+	require.NoError(t, err)
+	t.Setenv("OAKALLOW_SECRET_KEY", current)
+	t.Setenv("OAKALLOW_SECRET_KEY_PREVIOUS", current)
+	require.ErrorContains(t, run(ctx, []string{"serve"}, new(strings.Builder)), "OAKALLOW_SECRET_KEY_PREVIOUS")
+	t.Setenv("OAKALLOW_SECRET_KEY_PREVIOUS", "not-a-key")
+	require.ErrorContains(t, run(ctx, []string{"worker"}, new(strings.Builder)), "OAKALLOW_SECRET_KEY_PREVIOUS: key 1")
+}
+
+// reseal, the second step of a key rotation, reports per column and says
+// when the previous key can go.
+func TestResealCommand(t *testing.T) {
+	setKeys(t)
+	t.Setenv("DATABASE_URL", devtest.Database(t))
+	previous, err := sealed.NewKey()
+	require.NoError(t, err)
+	t.Setenv("OAKALLOW_SECRET_KEY_PREVIOUS", previous)
+	var out strings.Builder
+	require.NoError(t, run(t.Context(), []string{"reseal"}, &out))
+	require.Contains(t, out.String(), "execution_tokens.token_sealed: 0 sealed values, 0 resealed")
+	require.Contains(t, out.String(), "OAKALLOW_SECRET_KEY_PREVIOUS can be removed")
+	var ue usageError
+	require.ErrorAs(t, run(t.Context(), []string{"reseal", "now"}, &out), &ue)
 }
 
 func TestServeExitsWhenItsListenerFails(t *testing.T) {
 	setTemporalEnv(t)
-	setSigningKeys(t)
+	setKeys(t)
 	t.Setenv("DATABASE_URL", devtest.Database(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()

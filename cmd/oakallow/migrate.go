@@ -20,7 +20,17 @@ func runMigrate(ctx context.Context, action string, out io.Writer) error {
 	}
 	var st store.MigrationStatus
 	if action == "up" {
-		st, err = store.Migrate(ctx, url)
+		// The key is needed only to seal what an older version stored in
+		// clear; the migration says so when it is missing.
+		var opts []store.MigrateOption
+		if getenv("OAKALLOW_SECRET_KEY") != "" {
+			box, err := loadSecretBox()
+			if err != nil {
+				return err
+			}
+			opts = append(opts, store.SealWith(box))
+		}
+		st, err = store.Migrate(ctx, url, opts...)
 	} else {
 		st, err = store.Status(ctx, url)
 	}

@@ -102,11 +102,7 @@ func serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	box, err := loadSecretBox()
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx)
+	st, box, err := openSealedStore(ctx)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -22,18 +23,42 @@ import (
 	"oakallow/worker"
 )
 
-// loadSecretBox parses OAKALLOW_SECRET_KEY; without it, channels that keep
-// a sealed secret cannot be created or delivered to.
+// loadSecretBox parses OAKALLOW_SECRET_KEY, which is required, and
+// OAKALLOW_SECRET_KEY_PREVIOUS.
 func loadSecretBox() (*sealed.Box, error) {
 	spec := getenv("OAKALLOW_SECRET_KEY")
 	if spec == "" {
-		return nil, nil
+		return nil, errors.New("OAKALLOW_SECRET_KEY is required: it encrypts the execution tokens, webhook secrets and " +
+			"channel credentials oakallow stores. Generate one with `openssl rand -base64 32` and give serve, worker " +
+			"and migrate the same key (see docs/CONFIGURATION.md)")
 	}
 	key, err := sealed.ParseKey(spec)
 	if err != nil {
 		return nil, fmt.Errorf("OAKALLOW_SECRET_KEY: %w", err)
 	}
-	return sealed.NewBox(key)
+	previous, err := sealed.ParseKeys(getenv("OAKALLOW_SECRET_KEY_PREVIOUS"))
+	if err != nil {
+		return nil, fmt.Errorf("OAKALLOW_SECRET_KEY_PREVIOUS: %w", err)
+	}
+	box, err := sealed.NewBox(key, previous...)
+	if err != nil {
+		return nil, fmt.Errorf("OAKALLOW_SECRET_KEY_PREVIOUS: %w", err)
+	}
+	return box, nil
+}
+
+// openSealedStore loads the secret key, then opens the store: serve, worker
+// and reseal need both, and a missing key is reported before any connection.
+func openSealedStore(ctx context.Context) (*store.Store, *sealed.Box, error) {
+	box, err := loadSecretBox()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, box, nil
 }
 
 // allowPrivateWebhooks reads OAKALLOW_WEBHOOKS_ALLOW_PRIVATE.
@@ -77,11 +102,7 @@ func runWorker(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	box, err := loadSecretBox()
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx)
+	st, box, err := openSealedStore(ctx)
 	if err != nil {
 		return err
 	}

@@ -191,7 +191,13 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 		}
 		dbURL = s.pg.URL("oakallow")
 	}
-	if _, err := store.Migrate(ctx, dbURL); err != nil {
+	// The secret key seals stored secrets; migration 013 needs it to seal
+	// those a dev database from before it kept in clear.
+	box, err := loadOrCreateSecretBox(filepath.Join(s.dir, "secret-key"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.Migrate(ctx, dbURL, store.SealWith(box)); err != nil {
 		return nil, err
 	}
 	if s.st, err = store.Open(ctx, store.Config{URL: dbURL, MaxConns: o.MaxDBConns}); err != nil {
@@ -223,11 +229,6 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 	if err != nil {
 		return nil, err
 	}
-	box, err := loadOrCreateSecretBox(filepath.Join(s.dir, "secret-key"))
-	if err != nil {
-		return nil, err
-	}
-
 	// The worker, in this process. Dev receivers live on this machine, so
 	// webhooks may reach loopback and plain http here (never in production
 	// unless OAKALLOW_WEBHOOKS_ALLOW_PRIVATE is set).

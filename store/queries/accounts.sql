@@ -34,9 +34,11 @@ WHERE id = $1
 RETURNING *;
 
 -- name: RotateOrgWebhookSecret :one
+-- webhook_secret_sealed is the new secret sealed under
+-- store.OrgWebhookSecretAAD(id); the current one becomes the previous.
 UPDATE orgs SET
-    webhook_secret_previous = webhook_secret,
-    webhook_secret = $2,
+    webhook_secret_previous_sealed = webhook_secret_sealed,
+    webhook_secret_sealed = $2,
     webhook_secret_rotated_at = $3,
     updated_at = $3
 WHERE id = $1

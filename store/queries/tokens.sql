@@ -4,7 +4,8 @@
 -- name: InsertExecutionToken :execrows
 -- 0 rows: a token for this source already exists (a concurrent or earlier
 -- mint won); read it with GetExecutionTokenBySource.
-INSERT INTO execution_tokens (id, org_id, source_kind, source_id, token, token_hash, nonce, tool_name, params_hash, key_id, issued_at, expires_at)
+-- token_sealed is the token sealed under store.ExecutionTokenAAD(id).
+INSERT INTO execution_tokens (id, org_id, source_kind, source_id, token_sealed, token_hash, nonce, tool_name, params_hash, key_id, issued_at, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (source_kind, source_id) DO NOTHING;
 
