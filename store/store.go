@@ -202,8 +202,9 @@ func translateErr(err error) error {
 }
 
 // unreachable reports whether err means the database could not be reached or went away —
-// a failed dial, a connection reset or closed mid-statement, a server refusing connections
-// or shutting down — rather than refusing the statement itself.
+// a failed dial, a connection reset or closed mid-statement (or closed by the driver after
+// such a failure), a server refusing connections or shutting down — rather than refusing
+// the statement itself.
 func unreachable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -215,7 +216,7 @@ func unreachable(err error) bool {
 	}
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
-	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, pgconn.ErrConnClosed) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

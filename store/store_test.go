@@ -3,11 +3,13 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"oakallow/dev/devtest"
@@ -145,6 +147,12 @@ func TestUnreachableDatabaseIsErrUnavailable(t *testing.T) {
 	err = s.InTx(ctx, func(pgx.Tx, *store.Queries) error { return nil })
 	require.ErrorIs(t, err, store.ErrUnavailable, "begin: %v", err)
 
+	// A connection the driver closed earlier (after a reset, or a statement
+	// cancelled mid-flight) fails with "conn closed" before anything is
+	// sent: the same outage, not an unexpected error.
+	_, err = store.New(store.DB(closedConn{})).GetOrg(ctx, "org_1")
+	require.ErrorIs(t, err, store.ErrUnavailable, "statement on a closed connection: %v", err)
+
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	_, err = s.GetOrg(cctx, "org_1")
@@ -157,3 +165,23 @@ func TestUnreachableDatabaseIsErrUnavailable(t *testing.T) {
 		return err == nil
 	}, 10*time.Second, 50*time.Millisecond)
 }
+
+// closedConn is a connection the driver has already closed.
+type closedConn struct{}
+
+func (closedConn) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	return pgconn.CommandTag{}, fmt.Errorf("exec: %w", pgconn.ErrConnClosed)
+}
+
+func (closedConn) Query(context.Context, string, ...any) (pgx.Rows, error) {
+	return nil, fmt.Errorf("query: %w", pgconn.ErrConnClosed)
+}
+
+func (c closedConn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	_, err := c.Query(ctx, sql, args...)
+	return errRow{err}
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
