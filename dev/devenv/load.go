@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"oakallow/activities/sealed"
+	"oakallow/activities/tokens"
 	"oakallow/store"
 )
 
@@ -66,4 +68,31 @@ func LoadAverage() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// LoadSecrets returns a fresh token keyring and secrets box for the API
+// servers of a load run (every replica of a run shares them, as in
+// production).
+func LoadSecrets() (*tokens.Keyring, *sealed.Box, error) {
+	key, err := tokens.GenerateKey("load1")
+	if err != nil {
+		return nil, nil, err
+	}
+	kr, err := tokens.NewKeyring("load1", key)
+	if err != nil {
+		return nil, nil, err
+	}
+	boxKey, err := sealed.NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, err := sealed.ParseKey(boxKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	box, err := sealed.NewBox(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kr, box, nil
 }

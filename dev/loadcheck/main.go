@@ -30,7 +30,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"oakallow/activities/tokens"
 	"oakallow/api"
 	"oakallow/dev/devenv"
 	"oakallow/store"
@@ -86,15 +85,11 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 	if err := seed(ctx, st, boot); err != nil {
 		return err
 	}
-	k, err := tokens.GenerateKey("load1")
+	kr, box, err := devenv.LoadSecrets()
 	if err != nil {
 		return err
 	}
-	kr, err := tokens.NewKeyring("load1", k)
-	if err != nil {
-		return err
-	}
-	srv, err := api.NewServer(api.Config{Addr: "127.0.0.1:0"}, api.Deps{Store: st, Keyring: kr, Logger: logger,
+	srv, err := api.NewServer(api.Config{Addr: "127.0.0.1:0"}, api.Deps{Store: st, Keyring: kr, SecretBox: box, Logger: logger,
 		Recorder: store.RecorderConfig{Committers: recorderCommitters}})
 	if err != nil {
 		return err

@@ -44,7 +44,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"oakallow/activities/tokens"
 	"oakallow/api"
 	"oakallow/dev/devenv"
 	"oakallow/store"
@@ -109,17 +108,15 @@ func run(c config) error {
 		return err
 	}
 
-	// Both replicas sign with one key, as in production.
-	key, errKey := tokens.GenerateKey("load1")
-	kr, err := tokens.NewKeyring("load1", key)
-	if err := errors.Join(errKey, err); err != nil {
+	kr, box, err := devenv.LoadSecrets()
+	if err != nil {
 		return err
 	}
 	var servers [2]*api.Server
 	var regs [2]*prometheus.Registry
 	for i := range servers {
 		regs[i] = prometheus.NewRegistry()
-		srv, err := api.NewServer(api.Config{Addr: "127.0.0.1:0"}, api.Deps{Store: st, Keyring: kr, Logger: logger, Registry: regs[i]})
+		srv, err := api.NewServer(api.Config{Addr: "127.0.0.1:0"}, api.Deps{Store: st, Keyring: kr, SecretBox: box, Logger: logger, Registry: regs[i]})
 		if err != nil {
 			return err
 		}
