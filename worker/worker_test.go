@@ -327,9 +327,12 @@ func TestApprovalEndToEnd(t *testing.T) {
 		require.Contains(t, string(m), in.Reference)
 		requireNoCustomerData(t, m)
 	}
-	inc, ok := w.pd.Incident(notify.PagerDutyIncidentKey(in.Reference))
-	require.True(t, ok)
-	require.Equal(t, "resolved", inc.Status)
+	// The resolution is the decided event's alert, sent on its own; wait for it rather than
+	// assume it arrived with the org webhook.
+	require.Eventually(t, func() bool {
+		inc, ok := w.pd.Incident(notify.PagerDutyIncidentKey(in.Reference))
+		return ok && inc.Status == "resolved"
+	}, 30*time.Second, 20*time.Millisecond, "the PagerDuty incident was never resolved")
 	require.Empty(t, w.pd.Rejections())
 	for _, r := range w.pd.Requests() {
 		requireNoCustomerData(t, r.Body)
