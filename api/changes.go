@@ -11,7 +11,8 @@ import (
 )
 
 // changesChannel is the NOTIFY channel on which writers announce changes
-// (store query NotifyChange): payload "keys" or "policy:<org id>".
+// (store queries NotifyChange, NotifyPolicyChange): payload "keys",
+// "policy:<org id>:<transaction id>" or "policy:<org id>".
 const changesChannel = "oakallow_changes"
 
 // changeHandler applies change notifications to the caches. It is also a

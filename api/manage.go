@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -135,12 +136,17 @@ func manageDelete(ctx context.Context, s *Server, key, scope string, fn func(ctx
 	return &deleteOutput{Replayed: replayedHeader(replayed)}, nil
 }
 
-// policyChanges records the orgs whose policy a management write changed
-// (recordChange adds to it), so the write is answered only once this
-// replica serves the new policy.
+// policyChanges records the orgs whose policy a management write changed,
+// and the transaction that changed each (recordChange adds to it), so the
+// write is answered only once this replica serves the new policy.
 type policyChanges struct {
-	mu   sync.Mutex
-	orgs []string
+	mu      sync.Mutex
+	changes []policyChange
+}
+
+type policyChange struct {
+	org string
+	xid uint64
 }
 
 type policyChangesKey struct{}
@@ -151,11 +157,12 @@ func trackPolicyChanges(ctx context.Context) (context.Context, *policyChanges) {
 	return context.WithValue(ctx, policyChangesKey{}, pw), pw
 }
 
-func (pw *policyChanges) add(org string) {
+func (pw *policyChanges) add(org string, xid uint64) {
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
-	if !slices.Contains(pw.orgs, org) {
-		pw.orgs = append(pw.orgs, org)
+	pc := policyChange{org, xid}
+	if !slices.Contains(pw.changes, pc) {
+		pw.changes = append(pw.changes, pc)
 	}
 }
 
@@ -169,17 +176,17 @@ const maxPolicyWait = 10 * time.Second
 // write has committed, so nothing here turns it into an error.
 func (s *Server) awaitPolicyChanges(ctx context.Context, pw *policyChanges) {
 	pw.mu.Lock()
-	orgs := pw.orgs
+	changes := pw.changes
 	pw.mu.Unlock()
-	if len(orgs) == 0 {
+	if len(changes) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, maxPolicyWait)
 	defer cancel()
-	for _, org := range orgs {
-		if err := s.policies.AwaitChange(ctx, org); err != nil && errors.Is(err, context.DeadlineExceeded) {
+	for _, pc := range changes {
+		if err := s.policies.AwaitChange(ctx, pc.org, pc.xid); err != nil && errors.Is(err, context.DeadlineExceeded) {
 			s.log.WarnContext(ctx, "write answered before this replica loaded the policy it changed",
-				"request_id", requestIDFrom(ctx), "org", org, "err", err)
+				"request_id", requestIDFrom(ctx), "org", pc.org, "err", err)
 		}
 	}
 }
@@ -353,11 +360,16 @@ func (s *Server) recordChange(ctx context.Context, q *store.Queries, p Principal
 		return fmt.Errorf("audit %s: %w", c.kind, err)
 	}
 	if c.policy {
-		if err := q.NotifyChange(ctx, "policy:"+p.OrgID); err != nil {
+		n, err := q.NotifyPolicyChange(ctx, p.OrgID)
+		if err != nil {
 			return fmt.Errorf("announce policy change: %w", err)
 		}
+		xid, err := strconv.ParseUint(n.Xid, 10, 64)
+		if err != nil {
+			return fmt.Errorf("announce policy change: transaction id %q: %w", n.Xid, err)
+		}
 		if pw, ok := ctx.Value(policyChangesKey{}).(*policyChanges); ok {
-			pw.add(p.OrgID)
+			pw.add(p.OrgID, xid)
 		}
 	}
 	return nil

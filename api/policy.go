@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,8 @@ type orgPolicy struct {
 	// schemas holds every compiled parameter schema by the SHA-256 of its
 	// stored text, so the next load of the org compiles only new ones.
 	schemas map[[32]byte]*jsonschema.Schema
+	// snapshot is the database snapshot the policy was read from.
+	snapshot pgSnapshot
 }
 
 type toolInfo struct {
@@ -56,8 +59,12 @@ const maxLoadPause = time.Second
 // for. A load asked for after a change committed therefore reads that change,
 // a notification that arrives during a load — cold or not — makes another
 // load follow it, and many notifications during one load cost one more
-// load, not one each. Loads run outside the change listener, so one org's
-// slow load delays nobody else's changes, nor key revocations.
+// load, not one each. A notification names the transaction that made the
+// change; when the policy served, or the load under way, was read from a
+// snapshot that already sees it, it costs no load at all (the replica that
+// took a write has loaded it before its own notification arrives). Loads run
+// outside the change listener, so one org's slow load delays nobody else's
+// changes, nor key revocations.
 type PolicyCache struct {
 	st      *store.Store
 	log     *slog.Logger
@@ -87,7 +94,15 @@ type orgLoad struct {
 	err     error         // that failure
 	running bool          // the loader goroutine is running
 	settled chan struct{} // closed and replaced each time a load ends
+	// unseen holds the transactions announced since the load under way (if
+	// any) started that the policy in the table does not see; another load
+	// follows unless the one under way sees them all.
+	unseen []uint64
 }
+
+// maxUnseen bounds orgLoad.unseen; beyond it, announcements become a plain
+// request for another load.
+const maxUnseen = 256
 
 // NewPolicyCache returns an empty cache that reports each load's duration
 // and result to observe. Stop ends its background loads.
@@ -143,6 +158,42 @@ func (c *PolicyCache) Refresh(orgID string) (uint64, bool) {
 	return c.askLocked(orgID, o), true
 }
 
+// Announced handles a change notification of the org made by transaction
+// xid. Nothing is loaded if this process does not hold the org, or if the
+// policy it serves was read from a snapshot that sees xid; otherwise the
+// org is loaded again, after the load under way unless that one sees xid.
+// It never waits.
+func (c *PolicyCache) Announced(orgID string, xid uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.announcedLocked(orgID, xid)
+}
+
+// announcedLocked is Announced with c.mu held; it returns the org's state,
+// nil when nothing needs loading.
+func (c *PolicyCache) announcedLocked(orgID string, xid uint64) *orgLoad {
+	o := c.orgs[orgID]
+	if o == nil || (!o.running && o.loaded <= o.failed) {
+		return nil
+	}
+	if p := (*c.table.Load())[orgID]; p != nil && p.snapshot.sees(xid) {
+		return nil
+	}
+	if len(o.unseen) >= maxUnseen {
+		o.unseen = nil
+		c.askLocked(orgID, o)
+		return o
+	}
+	if !slices.Contains(o.unseen, xid) {
+		o.unseen = append(o.unseen, xid)
+	}
+	if !o.running {
+		o.running = true
+		go c.loadLoop(orgID, o)
+	}
+	return o
+}
+
 // RefreshAll asks for a new load of every org this process holds (after a
 // listener reconnect, when notifications may have been missed).
 func (c *PolicyCache) RefreshAll() {
@@ -157,23 +208,38 @@ func (c *PolicyCache) RefreshAll() {
 	}
 }
 
-// AwaitChange returns once this process serves the org's policy as of a
-// change that has committed — or holds no policy of the org, so that its
-// next use loads one. A management write calls it before answering, so the
-// replica that took the write never answers a check with the policy from
-// before it (read your writes). Other replicas converge by notification.
-func (c *PolicyCache) AwaitChange(ctx context.Context, orgID string) error {
-	target, ok := c.Refresh(orgID)
-	if !ok {
+// AwaitChange returns once this process serves the org's policy from a
+// snapshot that sees transaction xid, which changed it and has committed —
+// or holds no policy of the org, so that its next use loads one. A
+// management write calls it before answering, so the replica that took the
+// write never answers a check with the policy from before it (read your
+// writes). Whichever load sees the change first — one the write's own
+// notification started, or one under way — ends the wait. Other replicas
+// converge by notification.
+func (c *PolicyCache) AwaitChange(ctx context.Context, orgID string, xid uint64) error {
+	c.mu.Lock()
+	o := c.announcedLocked(orgID, xid)
+	c.mu.Unlock()
+	if o == nil {
 		return nil
 	}
-	_, err := c.await(ctx, orgID, target)
-	if err != nil && ctx.Err() == nil {
-		// The load failed and dropped the org's policy: nothing stale is
-		// served, the next check loads afresh.
-		return nil
+	for {
+		c.mu.Lock()
+		p := (*c.table.Load())[orgID]
+		if (p == nil && !o.running) || (p != nil && p.snapshot.sees(xid)) {
+			// Seen; or the load failed and dropped the org's policy, so
+			// nothing stale is served and the next check loads afresh.
+			c.mu.Unlock()
+			return nil
+		}
+		settled := o.settled
+		c.mu.Unlock()
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	return err
 }
 
 // askLocked asks for a new generation of the org and makes sure its loader
@@ -214,12 +280,13 @@ func (c *PolicyCache) await(ctx context.Context, orgID string, target uint64) (*
 }
 
 // loadLoop is the org's loader: it loads until the newest generation asked
-// for has been loaded (or has failed), then ends.
+// for has been loaded (or has failed) and every announced transaction is
+// seen, then ends.
 func (c *PolicyCache) loadLoop(orgID string, o *orgLoad) {
 	for {
 		c.mu.Lock()
 		gen := o.wanted
-		if gen <= o.loaded || gen <= o.failed {
+		if (gen <= o.loaded || gen <= o.failed) && len(o.unseen) == 0 {
 			o.running = false
 			c.mu.Unlock()
 			return
@@ -250,17 +317,19 @@ func (c *PolicyCache) loadLoop(orgID string, o *orgLoad) {
 			// Fail closed: a policy that may miss a change is not served;
 			// the next use of the org loads it again.
 			o.failed, o.err = gen, err
+			o.unseen = nil
 			c.storeLocked(orgID, nil)
 			if c.ctx.Err() == nil {
 				c.log.Warn("policy load failed; the org's policy is dropped until it loads", "org", orgID, "err", err)
 			}
 		} else {
 			o.loaded = gen
+			o.unseen = slices.DeleteFunc(o.unseen, p.snapshot.sees)
 			c.storeLocked(orgID, p)
 		}
 		close(o.settled)
 		o.settled = make(chan struct{})
-		again := o.wanted > gen
+		again := o.wanted > gen || len(o.unseen) > 0
 		c.mu.Unlock()
 
 		if again {
@@ -307,10 +376,11 @@ func (c *PolicyCache) compile(ctx context.Context, orgID string, prev *orgPolicy
 
 // policyRows is what one load reads of an org, all from one snapshot.
 type policyRows struct {
-	tools   []store.PolicyToolsRow
-	cats    []store.PolicyCategoriesRow
-	rules   []store.PolicyRulesRow
-	schemas map[[32]byte]json.RawMessage // the schemas not in known, by SHA-256
+	snapshot pgSnapshot
+	tools    []store.PolicyToolsRow
+	cats     []store.PolicyCategoriesRow
+	rules    []store.PolicyRulesRow
+	schemas  map[[32]byte]json.RawMessage // the schemas not in known, by SHA-256
 }
 
 // readPolicy reads the org's tools, categories and rules, and the text of
@@ -319,7 +389,13 @@ type policyRows struct {
 func readPolicy(ctx context.Context, st *store.Store, orgID string, known map[[32]byte]*jsonschema.Schema) (policyRows, error) {
 	var r policyRows
 	err := st.InSnapshot(ctx, func(q *store.Queries) error {
-		var err error
+		snap, err := q.CurrentSnapshot(ctx)
+		if err != nil {
+			return fmt.Errorf("read snapshot: %w", err)
+		}
+		if r.snapshot, err = parseSnapshot(snap); err != nil {
+			return err
+		}
 		if r.tools, err = q.PolicyTools(ctx, orgID); err != nil {
 			return fmt.Errorf("load policy tools: %w", err)
 		}
@@ -353,6 +429,51 @@ func readPolicy(ctx context.Context, st *store.Store, orgID string, known map[[3
 		return nil
 	})
 	return r, err
+}
+
+// pgSnapshot is a PostgreSQL snapshot (pg_current_snapshot): which
+// transactions' effects the statements that used it saw.
+type pgSnapshot struct {
+	xmin, xmax uint64   // every xid below xmin had ended; none from xmax on had
+	running    []uint64 // xids in [xmin, xmax) still running, so not seen
+}
+
+// parseSnapshot parses the text form "xmin:xmax:xip,xip,…".
+func parseSnapshot(s string) (pgSnapshot, error) {
+	var snap pgSnapshot
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return snap, fmt.Errorf("snapshot %q: not xmin:xmax:xip", s)
+	}
+	var err error
+	if snap.xmin, err = strconv.ParseUint(parts[0], 10, 64); err != nil {
+		return snap, fmt.Errorf("snapshot %q: %w", s, err)
+	}
+	if snap.xmax, err = strconv.ParseUint(parts[1], 10, 64); err != nil {
+		return snap, fmt.Errorf("snapshot %q: %w", s, err)
+	}
+	if parts[2] != "" {
+		for x := range strings.SplitSeq(parts[2], ",") {
+			xid, err := strconv.ParseUint(x, 10, 64)
+			if err != nil {
+				return snap, fmt.Errorf("snapshot %q: %w", s, err)
+			}
+			snap.running = append(snap.running, xid)
+		}
+	}
+	return snap, nil
+}
+
+// sees reports whether the effects of transaction xid, which has committed
+// (notifications are delivered only at commit), are visible in the snapshot.
+func (s pgSnapshot) sees(xid uint64) bool {
+	switch {
+	case xid < s.xmin:
+		return true
+	case xid >= s.xmax:
+		return false
+	}
+	return !slices.Contains(s.running, xid)
 }
 
 // schemaHash converts a SHA-256 from the database; false for none.
@@ -432,7 +553,7 @@ func compileOrgPolicy(ctx context.Context, st *store.Store, orgID string,
 	if err != nil {
 		return nil, compiled, fmt.Errorf("compile policy of %s: %w", orgID, err)
 	}
-	return &orgPolicy{index: ix, tools: infos, schemas: schemas}, compiled, nil
+	return &orgPolicy{index: ix, tools: infos, schemas: schemas, snapshot: rows.snapshot}, compiled, nil
 }
 
 func parseOptPermission(s *string) (resolver.Permission, error) {
@@ -606,11 +727,23 @@ func (noLoader) Load(url string) (any, error) {
 	return nil, fmt.Errorf("external schema references are not allowed: %s", url)
 }
 
+// applyPolicyChange handles "policy:<org>:<xid>" (NotifyPolicyChange) and
+// "policy:<org>" (NotifyChange: no transaction named, always reload).
 func (s *Server) applyPolicyChange(payload string) error {
-	org, ok := strings.CutPrefix(payload, "policy:")
-	if !ok {
+	rest, ok := strings.CutPrefix(payload, "policy:")
+	if !ok || rest == "" {
 		return fmt.Errorf("unknown change notification %q", payload)
 	}
-	s.policies.Refresh(org)
+	org, xidText, named := strings.Cut(rest, ":")
+	if !named {
+		s.policies.Refresh(org)
+		return nil
+	}
+	xid, err := strconv.ParseUint(xidText, 10, 64)
+	if err != nil {
+		s.policies.Refresh(org)
+		return fmt.Errorf("change notification %q: transaction id: %w", payload, err)
+	}
+	s.policies.Announced(org, xid)
 	return nil
 }

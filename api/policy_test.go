@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,7 +173,8 @@ func TestNotificationDuringColdLoadIsNotLost(t *testing.T) {
 		if _, err := tx.Exec(context.Background(), "UPDATE tools SET default_permission = 'disabled' WHERE id = $1", tool); err != nil {
 			return err
 		}
-		return q.NotifyChange(context.Background(), "policy:"+e.boot.OrgID)
+		_, err := q.NotifyPolicyChange(context.Background(), e.boot.OrgID)
+		return err
 	}))
 	e.listenerBarrier(e.boot.OrgID) // the notification arrived during the load
 	release()
@@ -269,6 +271,96 @@ func TestOrgLoadsAreIndependentAndCoalesce(t *testing.T) {
 		return !c.orgs[other.OrgID].running
 	}, 5*time.Second, 5*time.Millisecond)
 	require.Len(t, started, 1, "the held load and one more that covers every notification made during it")
+}
+
+// TestAnnouncedChangeAlreadySeenCostsNoLoad: the replica that took a write
+// has loaded it before answering, so the write's own notification, whose
+// transaction that load's snapshot sees, costs no second load; a
+// notification of a transaction the policy does not see still does.
+func TestAnnouncedChangeAlreadySeenCostsNoLoad(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	c := e.srv.policies
+	_, err := c.Get(context.Background(), e.boot.OrgID)
+	require.NoError(t, err)
+	idle := func() {
+		t.Helper()
+		waitUntil(t, "the org's loader never went idle", func() (bool, string) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return !c.orgs[e.boot.OrgID].running, ""
+		})
+	}
+	// The listener connects in the background and then reloads everything
+	// once; the second barrier's key arrives only after that.
+	e.listenerBarrier(e.boot.OrgID)
+	e.listenerBarrier(e.boot.OrgID)
+	idle()
+
+	var loads atomic.Int64
+	c.mu.Lock()
+	c.beforeLoad = func(string) { loads.Add(1) }
+	c.mu.Unlock()
+	e.want(http.StatusCreated, http.MethodPost, "/v1/tools", e.boot.ManagementKey,
+		map[string]any{"name": "deploy", "annotations_acknowledged": true})
+	e.listenerBarrier(e.boot.OrgID) // the write's notification was handled
+	idle()
+	require.Equal(t, int64(1), loads.Load(), "the write's own load, and no other")
+
+	// A transaction the served snapshot does not see (one that starts now).
+	var xid uint64
+	require.NoError(t, e.st.InTx(context.Background(), func(tx pgx.Tx, q *store.Queries) error {
+		if err := tx.QueryRow(context.Background(), "SELECT pg_current_xact_id()::text::bigint").Scan(&xid); err != nil {
+			return err
+		}
+		_, err := q.NotifyPolicyChange(context.Background(), e.boot.OrgID)
+		return err
+	}))
+	waitUntil(t, "an announced change the policy did not see was not loaded", func() (bool, string) {
+		p, err := c.Get(context.Background(), e.boot.OrgID)
+		require.NoError(t, err)
+		return p.snapshot.sees(xid), fmt.Sprintf("%d loads", loads.Load())
+	})
+}
+
+func TestSnapshotSees(t *testing.T) {
+	t.Parallel()
+	snap, err := parseSnapshot("100:110:102,107")
+	require.NoError(t, err)
+	for _, c := range []struct {
+		xid  uint64
+		sees bool
+	}{{99, true}, {100, true}, {102, false}, {105, true}, {107, false}, {109, true}, {110, false}, {200, false}} {
+		require.Equal(t, c.sees, snap.sees(c.xid), "xid %d", c.xid)
+	}
+	empty, err := parseSnapshot("5:5:")
+	require.NoError(t, err)
+	require.True(t, empty.sees(4))
+	require.False(t, empty.sees(5))
+	for _, bad := range []string{"", "1:2", "a:2:", "1:b:", "1:2:x", "1:2:3:4"} {
+		_, err := parseSnapshot(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+// TestSchemasCompileOncePerContent: a policy change that leaves a schema
+// alone does not compile it again.
+func TestSchemasCompileOncePerContent(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	mk := e.boot.ManagementKey
+	schema := map[string]any{"type": "object", "properties": map[string]any{"to": map[string]any{"type": "string"}}}
+	e.want(http.StatusCreated, http.MethodPost, "/v1/tools", mk, map[string]any{"name": "a", "annotations_acknowledged": true, "parameter_schema": schema})
+	e.want(http.StatusCreated, http.MethodPost, "/v1/tools", mk, map[string]any{"name": "b", "annotations_acknowledged": true, "parameter_schema": schema})
+	_, err := e.srv.policies.Get(context.Background(), e.boot.OrgID)
+	require.NoError(t, err)
+	compiled := e.srv.policies.schemaCompiles.Load()
+
+	e.want(http.StatusCreated, http.MethodPost, "/v1/rules", mk, map[string]any{"tool": "a", "permission": "allowed"})
+	require.Equal(t, compiled, e.srv.policies.schemaCompiles.Load(), "a rule change compiled a schema")
+
+	e.want(http.StatusOK, http.MethodPatch, "/v1/tools/b", mk, map[string]any{"parameter_schema": map[string]any{"type": "object"}})
+	require.Equal(t, compiled+1, e.srv.policies.schemaCompiles.Load(), "only the changed schema compiles")
 }
 
 // TestToolSchemaLimits: a schema whose compilation, or validation against

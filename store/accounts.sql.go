@@ -273,6 +273,27 @@ func (q *Queries) NotifyChange(ctx context.Context, payload string) error {
 	return err
 }
 
+const notifyPolicyChange = `-- name: NotifyPolicyChange :one
+SELECT pg_current_xact_id()::text AS xid,
+       pg_notify('oakallow_changes', 'policy:' || $1::text || ':' || pg_current_xact_id()::text)::text AS notified
+`
+
+type NotifyPolicyChangeRow struct {
+	Xid      string
+	Notified string
+}
+
+// Announces a change of the org's policy to every API replica (delivered at
+// commit), with the id of the announcing transaction: "policy:<org
+// id>:<xid>". A replica whose policy was loaded from a snapshot that
+// already sees that transaction need not load it again. Returns the id.
+func (q *Queries) NotifyPolicyChange(ctx context.Context, orgID string) (NotifyPolicyChangeRow, error) {
+	row := q.db.QueryRow(ctx, notifyPolicyChange, orgID)
+	var i NotifyPolicyChangeRow
+	err := row.Scan(&i.Xid, &i.Notified)
+	return i, err
+}
+
 const rotateOrgWebhookSecret = `-- name: RotateOrgWebhookSecret :one
 UPDATE orgs SET
     webhook_secret_previous_sealed = webhook_secret_sealed,

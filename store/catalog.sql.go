@@ -260,6 +260,19 @@ func (q *Queries) CreateTool(ctx context.Context, arg CreateToolParams) (Tool, e
 	return i, err
 }
 
+const currentSnapshot = `-- name: CurrentSnapshot :one
+SELECT pg_current_snapshot()::text AS snapshot
+`
+
+// The transaction's snapshot ("xmin:xmax:xip,…"); as the first statement
+// of a REPEATABLE READ transaction, the snapshot all its statements see.
+func (q *Queries) CurrentSnapshot(ctx context.Context) (string, error) {
+	row := q.db.QueryRow(ctx, currentSnapshot)
+	var snapshot string
+	err := row.Scan(&snapshot)
+	return snapshot, err
+}
+
 const deleteCategory = `-- name: DeleteCategory :one
 DELETE FROM categories WHERE org_id = $1 AND id = $2 RETURNING id
 `

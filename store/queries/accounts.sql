@@ -76,3 +76,11 @@ WHERE k.hash = $1;
 -- Announces a change to every API replica (delivered at commit). Payload:
 -- "keys" or "policy:<org id>".
 SELECT pg_notify('oakallow_changes', @payload::text);
+
+-- name: NotifyPolicyChange :one
+-- Announces a change of the org's policy to every API replica (delivered at
+-- commit), with the id of the announcing transaction: "policy:<org
+-- id>:<xid>". A replica whose policy was loaded from a snapshot that
+-- already sees that transaction need not load it again. Returns the id.
+SELECT pg_current_xact_id()::text AS xid,
+       pg_notify('oakallow_changes', 'policy:' || @org_id::text || ':' || pg_current_xact_id()::text)::text AS notified;

@@ -187,6 +187,11 @@ FROM (SELECT sha256(convert_to(t.parameter_schema::text, 'UTF8')) AS schema_sha2
       FROM tools t WHERE t.org_id = @org_id AND t.parameter_schema IS NOT NULL) s
 WHERE s.schema_sha256 = ANY(@hashes::bytea[]);
 
+-- name: CurrentSnapshot :one
+-- The transaction's snapshot ("xmin:xmax:xip,…"); as the first statement
+-- of a REPEATABLE READ transaction, the snapshot all its statements see.
+SELECT pg_current_snapshot()::text AS snapshot;
+
 -- name: PolicyCategories :many
 SELECT name, default_permission FROM categories WHERE org_id = $1;
 
