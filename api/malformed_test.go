@@ -59,3 +59,26 @@ func TestMalformedBodiesAre4xx(t *testing.T) {
 		})
 	}
 }
+
+// TestUnknownTransferCodingIs501 pins the one framing error that is not a
+// 400: a transfer coding the server does not implement. RFC 9112 §6.1 says
+// a server answers it 501 (Go's net/http does, before any handler runs); it
+// is documented in the README, and what matters here is that it is never a
+// 500 and never reaches the check.
+func TestUnknownTransferCodingIs501(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(e.base, "http://"), 5*time.Second)
+	require.NoError(t, err)
+	defer func() { _ = conn.Close() }()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(hangDeadline)))
+	_, err = io.WriteString(conn, "POST /v1/permissions/check HTTP/1.1\r\nHost: oakallow.test\r\nX-API-Key: "+e.boot.StandardKey+
+		"\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n15\r\n{\"tool\":\"send_email\"}\r\n0\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNotImplemented, resp.StatusCode, string(raw))
+}
