@@ -211,7 +211,7 @@ func registerApprovals(api huma.API, s *Server) {
 		Summary:     "Get an approval",
 		Description: "An approval by id or REF: status, level, decisions, and once approved the execution token. Free.",
 		Tags:        []string{tagApprovals}, Errors: manageReadErrors,
-	}, accessManageRead), func(ctx context.Context, in *approvalRefInput) (*approvalOutput, error) {
+	}, accessApprovalsRead), func(ctx context.Context, in *approvalRefInput) (*approvalOutput, error) {
 		a, err := s.loadApproval(ctx, mustPrincipal(ctx).OrgID, in.ID, true)
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
@@ -224,7 +224,7 @@ func registerApprovals(api huma.API, s *Server) {
 		Summary:     "List approvals",
 		Description: "The org's approvals, newest first, filterable by status, tool and tenant, cursor-paginated. Free.",
 		Tags:        []string{tagApprovals}, Errors: manageReadErrors,
-	}, accessManageRead), func(ctx context.Context, in *listApprovalsInput) (*listApprovalsOutput, error) {
+	}, accessApprovalsRead), func(ctx context.Context, in *listApprovalsInput) (*listApprovalsOutput, error) {
 		out, err := s.listApprovals(ctx, mustPrincipal(ctx).OrgID, in)
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)

@@ -15,8 +15,10 @@ func testApproverGroups(t *testing.T, s *approvalSuite) {
 	e := s.org(t)
 	mk, sk := e.boot.ManagementKey, e.boot.StandardKey
 	reviewer := store.NewID("usr")
-	require.NoError(t, s.st.CreateUser(context.Background(), store.CreateUserParams{ID: reviewer, TeamID: e.boot.TeamID,
-		Email: reviewer + "@example.com", Name: "Reviewer", Role: "member", CreatedAt: time.Now()}))
+	require.NoError(t, s.st.CreateUser(context.Background(), store.CreateUserParams{ID: reviewer,
+		Email: reviewer + "@example.com", Name: "Reviewer", CreatedAt: time.Now()}))
+	require.NoError(t, s.st.CreateMembership(context.Background(), store.CreateMembershipParams{TeamID: e.boot.TeamID,
+		UserID: reviewer, Role: RoleReviewer, CreatedAt: time.Now()}))
 	other := s.org(t)
 
 	groups := expect[struct {

@@ -1,5 +1,43 @@
 package api
 
+// Authentication and authorization: the one middleware every operation passes.
+//
+// The authenticator chain yields one Principal per request:
+//
+//  1. An API key — X-API-Key, or Authorization: Bearer with a value that is not
+//     a session token — looked up in the in-memory KeyCache (one SHA-256 and
+//     one map lookup; the check path is benchmarked, so nothing is added here).
+//  2. A session of a person — Authorization: Bearer oak_ses_… (mobile and
+//     other clients) or, when no credential header is sent, the session cookie
+//     (browsers) — looked up in PostgreSQL (sessions.go).
+//  3. Slot for agent identities (oak_agent_…) and OAuth access tokens: add a
+//     case to credentialOf for their prefix and an authenticate… method that
+//     returns a Principal of their own kind; requirements name which access
+//     levels accept them.
+//
+// Each operation declares an access level (withAccess); requirements maps it
+// to the key tiers and session roles it admits, which is also what
+// /openapi.json shows as the operation's security requirements with scopes.
+//
+// Passkey MFA is mandatory (SPEC §8): a session started by an e-mail code or
+// a recovery code is enrollment-only and reaches only operations declared
+// with accessEnrollment (passkey enrollment, sign-out, /v1/me) until a passkey
+// verified it. For the passkey endpoints (passkeys.go and friends):
+//
+//   - declare enrollment operations with accessEnrollment; their handler
+//     reads the session with mustPrincipal(ctx) (Kind PrincipalUser,
+//     UserID, SessionID, Enrollment true for an enrollment-only session).
+//     A user who already has a passkey must prove it before adding another:
+//     an e-mail code alone must never yield a full session.
+//   - s.startSession(ctx, q, newSession{UserID, Full: true, Method:
+//     sessionMethodPasskey, …}) starts a full session after a passkey sign-in
+//     (and with Full: false, Method: sessionMethodRecoveryCode after a
+//     recovery code); s.upgradeSession(ctx, q, sessionID) makes an
+//     enrollment-only session full after the enrollment, under a new token.
+//     Both return an issuedSession; answer with s.sessionAnswer(issued),
+//     which sets the cookie (browsers) or carries the token (apps).
+//   - s.auditIdentity records the identity event (enrollment, recovery …).
+
 import (
 	"context"
 	"net/http"
@@ -12,22 +50,91 @@ import (
 
 // Access levels an operation declares in its metadata under "access".
 const (
-	// accessPublic needs no credentials (health, docs).
+	// accessPublic needs no credentials (health, docs, sign-in).
 	accessPublic = "public"
 	// accessRuntime: standard keys only (billable runtime calls).
 	accessRuntime = "runtime"
 	// accessRuntimeRead: standard keys only, free reads of runtime data.
 	accessRuntimeRead = "runtime_read"
-	// accessManageRead: management keys, and standard keys (read-only).
+	// accessManageRead: management keys, standard keys (read-only), and
+	// owner/admin sessions in the selected org.
 	accessManageRead = "manage_read"
-	// accessManageWrite: management keys only.
+	// accessManageWrite: management keys and owner/admin sessions in the
+	// selected org.
 	accessManageWrite = "manage_write"
+	// accessManageWriteKey: management keys only — writes whose records
+	// name the key that made them (the Slack install).
+	accessManageWriteKey = "manage_write_key"
+	// accessApprovalsRead: any key of the org, and every member's session
+	// (reviewers see the approvals of their team's orgs).
+	accessApprovalsRead = "approvals_read"
 	// accessDecide: management keys (when the org allows it) — the handler
 	// checks the org setting.
 	accessDecide = "decide"
+	// accessTeamAdmin: owner/admin sessions of the selected team, never a
+	// key (orgs, API keys, invitations, roles: SPEC §3).
+	accessTeamAdmin = "team_admin"
+	// accessTeamRead: every member's session of the selected team.
+	accessTeamRead = "team_read"
+	// accessSelf: any full session, about the signed-in person (sessions).
+	accessSelf = "self"
+	// accessEnrollment: any session, enrollment-only ones too: passkey
+	// enrollment, sign-out, /v1/me.
+	accessEnrollment = "enrollment"
 )
 
-const securityScheme = "apiKey"
+// Session roles (memberships.role).
+const (
+	RoleOwner    = "owner"
+	RoleAdmin    = "admin"
+	RoleReviewer = "reviewer"
+)
+
+// scope is what an operation needs of a session beyond being signed in.
+type scope int
+
+const (
+	scopeNone scope = iota // no team or org (the person's own things)
+	scopeTeam              // a team: X-Oakallow-Team, the selected org's team, or the only one
+	scopeOrg               // an org: X-Oakallow-Org (or path org_id), or the only one
+)
+
+// requirement is who may call an operation of an access level.
+type requirement struct {
+	tiers      []string // API key tiers
+	roles      []string // roles of full sessions
+	enrollment bool     // enrollment-only sessions too
+	scope      scope
+}
+
+var (
+	allRoles   = []string{RoleOwner, RoleAdmin, RoleReviewer}
+	adminRoles = []string{RoleOwner, RoleAdmin}
+)
+
+var requirements = map[string]requirement{
+	accessRuntime:        {tiers: []string{TierStandard}},
+	accessRuntimeRead:    {tiers: []string{TierStandard}},
+	accessManageRead:     {tiers: []string{TierManagement, TierStandard}, roles: adminRoles, scope: scopeOrg},
+	accessManageWrite:    {tiers: []string{TierManagement}, roles: adminRoles, scope: scopeOrg},
+	accessManageWriteKey: {tiers: []string{TierManagement}},
+	accessApprovalsRead:  {tiers: []string{TierManagement, TierStandard}, roles: allRoles, scope: scopeOrg},
+	accessDecide:         {tiers: []string{TierManagement}},
+	accessTeamAdmin:      {roles: adminRoles, scope: scopeTeam},
+	accessTeamRead:       {roles: allRoles, scope: scopeTeam},
+	accessSelf:           {roles: allRoles},
+	accessEnrollment:     {roles: allRoles, enrollment: true},
+}
+
+// Security schemes in the OpenAPI document. Scopes name key tiers (apiKey)
+// and session roles (session, sessionToken; "enrollment" for operations an
+// enrollment-only session may call).
+const (
+	securityScheme        = "apiKey"
+	securitySessionCookie = "session"
+	securitySessionToken  = "sessionToken"
+	scopeEnrollment       = "enrollment"
+)
 
 // withAccess sets an operation's declared security and access level.
 func withAccess(op huma.Operation, access string) huma.Operation {
@@ -36,7 +143,11 @@ func withAccess(op huma.Operation, access string) huma.Operation {
 	}
 	op.Metadata["access"] = access
 	if access != accessPublic {
-		op.Security = []map[string][]string{{securityScheme: {}}}
+		req, ok := requirements[access]
+		if !ok {
+			panic("api: unknown access level " + access)
+		}
+		op.Security = securityOf(req)
 		if !slices.Contains(op.Errors, http.StatusTooManyRequests) {
 			// Any caller with a key can meet a rate limit (see limits.go).
 			op.Errors = append(op.Errors, http.StatusTooManyRequests)
@@ -48,20 +159,58 @@ func withAccess(op huma.Operation, access string) huma.Operation {
 	return op
 }
 
-// presentedKey returns the key from X-API-Key or Authorization: Bearer.
-func presentedKey(ctx huma.Context) string {
+// securityOf is the OpenAPI security requirement of req: alternatives, each
+// a scheme with the scopes it must carry.
+func securityOf(req requirement) []map[string][]string {
+	var sec []map[string][]string
+	if len(req.tiers) > 0 {
+		sec = append(sec, map[string][]string{securityScheme: slices.Clone(req.tiers)})
+	}
+	if len(req.roles) > 0 {
+		roles := slices.Clone(req.roles)
+		if req.enrollment {
+			roles = append(roles, scopeEnrollment)
+		}
+		sec = append(sec, map[string][]string{securitySessionCookie: roles},
+			map[string][]string{securitySessionToken: slices.Clone(roles)})
+	}
+	return sec
+}
+
+// Credential kinds a request can present.
+const (
+	credAPIKey = iota
+	credSession
+	credSessionCookie
+)
+
+// credentialOf returns what the request presents: X-API-Key is always an
+// API key; a bearer token is a session token by its prefix and an API key
+// otherwise (so a malformed bearer still fails as an unknown key, counted
+// by the per-key limits); with neither header, the session cookie. No
+// credential at all is an empty API key, refused like an unknown one.
+func (s *Server) credentialOf(ctx huma.Context) (int, string) {
 	if k := ctx.Header("X-API-Key"); k != "" {
-		return strings.TrimSpace(k)
+		return credAPIKey, strings.TrimSpace(k)
 	}
 	if a := ctx.Header("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		return strings.TrimSpace(a[7:])
+		v := strings.TrimSpace(a[7:])
+		if strings.HasPrefix(v, sessionTokenPrefix) {
+			return credSession, v
+		}
+		// Agent identities (oak_agent_…) and OAuth access tokens slot in here.
+		return credAPIKey, v
 	}
-	return ""
+	if c := s.sessionCookie(ctx); c != "" {
+		return credSessionCookie, c
+	}
+	return credAPIKey, ""
 }
 
 // authenticate is the one place API security is enforced: it resolves the
 // caller and checks the operation's declared access level against the key
-// tier. An operation that declares nothing is refused (fail closed).
+// tier or the session's role. An operation that declares nothing is refused
+// (fail closed).
 func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 	access, _ := ctx.Operation().Metadata["access"].(string)
 	if access == accessPublic {
@@ -72,7 +221,7 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 		huma.WriteErr(s.api, ctx, http.StatusInternalServerError, "operation declares no access level")
 		return
 	}
-	raw := presentedKey(ctx)
+	kind, raw := s.credentialOf(ctx)
 	// An address past its budget of failures is refused before its key is
 	// looked at, a correct key too: otherwise a guesser would still learn
 	// from every attempt. While no address is held back (Active is one
@@ -87,6 +236,13 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 			return
 		}
 	}
+	if kind != credAPIKey {
+		if !ipKnown {
+			ip = s.limits.clientIP(ctx)
+		}
+		s.authenticateSession(ctx, next, access, raw, ip)
+		return
+	}
 	p, ok := s.keys.Lookup(raw)
 	if !ok {
 		if !ipKnown {
@@ -99,15 +255,18 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 	switch access {
 	case accessRuntime, accessRuntimeRead:
 		allowed = p.Tier == TierStandard
-	case accessManageRead:
+	case accessManageRead, accessApprovalsRead:
 		allowed = true
-	case accessManageWrite, accessDecide:
+	case accessManageWrite, accessManageWriteKey, accessDecide:
 		allowed = p.Tier == TierManagement
 	}
 	if !allowed {
 		msg := "this endpoint needs a standard (runtime) key"
-		if access == accessManageWrite || access == accessDecide || access == accessManageRead {
+		switch access {
+		case accessManageWrite, accessManageWriteKey, accessDecide, accessManageRead:
 			msg = "this endpoint needs a management key"
+		case accessTeamAdmin, accessTeamRead, accessSelf, accessEnrollment:
+			msg = "this endpoint needs a signed-in person's session, not an API key"
 		}
 		writeProblem(s.api, ctx, problem(http.StatusForbidden, CodeWrongKeyTier, msg))
 		return
@@ -118,6 +277,11 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 func writeProblem(api huma.API, ctx huma.Context, p *Problem) {
 	p.RequestID = requestIDFrom(ctx.Context())
 	ctx.SetHeader("Content-Type", "application/problem+json")
+	for k, vs := range p.headers {
+		for _, v := range vs {
+			ctx.AppendHeader(k, v)
+		}
+	}
 	ctx.SetStatus(p.Status)
 	_ = api.Marshal(ctx.BodyWriter(), "application/json", p)
 }

@@ -63,8 +63,10 @@ func Bootstrap(ctx context.Context, st *store.Store, in BootstrapInput, now time
 		if err := q.CreateTeam(ctx, store.CreateTeamParams{ID: res.TeamID, Name: in.TeamName, CreatedAt: now}); err != nil {
 			return fmt.Errorf("create team: %w", err)
 		}
-		if err := q.CreateUser(ctx, store.CreateUserParams{ID: res.UserID, TeamID: res.TeamID,
-			Email: in.OwnerEmail, Name: in.OwnerName, Role: "owner", CreatedAt: now}); err != nil {
+		if err := q.CreateUser(ctx, store.CreateUserParams{ID: res.UserID, Email: in.OwnerEmail, Name: in.OwnerName, CreatedAt: now}); err != nil {
+			return fmt.Errorf("create owner: %w", err)
+		}
+		if err := q.CreateMembership(ctx, store.CreateMembershipParams{TeamID: res.TeamID, UserID: res.UserID, Role: RoleOwner, CreatedAt: now}); err != nil {
 			return fmt.Errorf("create owner: %w", err)
 		}
 		expires := now.Add(FreeCreditTTL)

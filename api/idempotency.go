@@ -86,7 +86,8 @@ func idempotent[B any](ctx context.Context, s *Server, key, scope string, req an
 	}
 	p := mustPrincipal(ctx)
 	hash := requestHash(scope, raw)
-	claimed, answer, err := s.claimIdempotencyKey(ctx, p.KeyID, key, hash)
+	owner := p.idempotencyOwner()
+	claimed, answer, err := s.claimIdempotencyKey(ctx, owner, key, hash)
 	if err != nil {
 		return 0, zero, false, toProblem(ctx, s.log, err)
 	}
@@ -106,14 +107,14 @@ func idempotent[B any](ctx context.Context, s *Server, key, scope string, req an
 		prob := toProblem(ctx, s.log, runErr)
 		var pr *Problem
 		if !errors.As(prob, &pr) || !keepProblem(pr.Status) {
-			if err := s.deps.Store.ReleaseIdempotencyKey(bg, store.ReleaseIdempotencyKeyParams{PrincipalID: p.KeyID, Key: key}); err != nil {
+			if err := s.deps.Store.ReleaseIdempotencyKey(bg, store.ReleaseIdempotencyKeyParams{PrincipalID: owner, Key: key}); err != nil {
 				s.log.WarnContext(ctx, "release idempotency key", "request_id", requestIDFrom(ctx), "err", err)
 			}
 			return 0, zero, false, prob
 		}
 		encoded, err := json.Marshal(pr)
 		if err == nil {
-			err = s.storeIdempotencyAnswer(bg, p.KeyID, key, idempotencyAnswer{Status: pr.Status, Body: encoded})
+			err = s.storeIdempotencyAnswer(bg, owner, key, idempotencyAnswer{Status: pr.Status, Body: encoded})
 		}
 		if err != nil {
 			s.log.WarnContext(ctx, "store idempotent answer", "request_id", requestIDFrom(ctx), "err", err)
@@ -122,7 +123,7 @@ func idempotent[B any](ctx context.Context, s *Server, key, scope string, req an
 	}
 	encoded, err := json.Marshal(body)
 	if err == nil {
-		err = s.storeIdempotencyAnswer(bg, p.KeyID, key, idempotencyAnswer{Status: status, Body: encoded})
+		err = s.storeIdempotencyAnswer(bg, owner, key, idempotencyAnswer{Status: status, Body: encoded})
 	}
 	if err != nil {
 		// The write happened; answering it matters more than keeping it for a

@@ -34,13 +34,58 @@ func GenerateAPIKey() (raw string, hash [32]byte, display string) {
 	return raw, sha256.Sum256([]byte(raw)), raw[:displayPrefixLen]
 }
 
-// Principal is the authenticated caller of a request.
+// Principal kinds (also the audit log's actor kinds).
+const (
+	PrincipalAPIKey = "api_key"
+	PrincipalUser   = "user"
+)
+
+// Principal is the authenticated caller of a request: an API key of an org,
+// or a person's session with the team and org the request selected.
 type Principal struct {
-	Kind   string // "api_key"
-	KeyID  string
-	OrgID  string
-	TeamID string
-	Tier   string
+	Kind      string // PrincipalAPIKey or PrincipalUser
+	KeyID     string // API keys
+	UserID    string // sessions
+	SessionID string // sessions
+	OrgID     string // the key's org, or the org a session selected ("" when the operation needs none)
+	TeamID    string
+	Tier      string // API keys: TierManagement or TierStandard
+	Role      string // sessions: the person's role in TeamID ("" when the operation needs no team)
+	// Enrollment is set for an enrollment-only session (no passkey yet).
+	Enrollment bool
+}
+
+// ActorID is who acted, for audit entries and per-caller records (the key or
+// the person).
+func (p Principal) ActorID() string {
+	if p.Kind == PrincipalUser {
+		return p.UserID
+	}
+	return p.KeyID
+}
+
+// idempotencyOwner is whose Idempotency-Keys a request's key is one of: a
+// key's own, or a person's in the selected org (the same key sent to two
+// orgs is two requests).
+func (p Principal) idempotencyOwner() string {
+	if p.Kind == PrincipalUser {
+		return p.UserID + "/" + p.OrgID
+	}
+	return p.KeyID
+}
+
+// Scopes are the principal's security scopes as /openapi.json names them:
+// a key's tier, or a session's role ("enrollment" while enrollment-only).
+func (p Principal) Scopes() []string {
+	switch {
+	case p.Kind == PrincipalAPIKey:
+		return []string{p.Tier}
+	case p.Enrollment:
+		return []string{scopeEnrollment}
+	case p.Role != "":
+		return []string{p.Role}
+	}
+	return nil
 }
 
 // principalFrom returns the caller attached by authenticate.
@@ -127,7 +172,7 @@ func (c *KeyCache) Reload(ctx context.Context) error {
 			continue
 		}
 		copy(h[:], r.Hash)
-		t[h] = Principal{Kind: "api_key", KeyID: r.ID, OrgID: r.OrgID, TeamID: r.TeamID, Tier: r.Tier}
+		t[h] = Principal{Kind: PrincipalAPIKey, KeyID: r.ID, OrgID: r.OrgID, TeamID: r.TeamID, Tier: r.Tier}
 	}
 	c.table.Store(&t)
 	return nil

@@ -354,7 +354,7 @@ func (s *Server) recordChange(ctx context.Context, q *store.Queries, p Principal
 	}
 	if err := q.InsertAuditEvent(ctx, store.InsertAuditEventParams{
 		ID: store.NewID("evt"), OrgID: p.OrgID, TeamID: p.TeamID, OccurredAt: now,
-		ActorKind: actorKind, ActorID: p.KeyID, Kind: c.kind, Subject: c.subject,
+		ActorKind: actorKind, ActorID: p.ActorID(), Kind: c.kind, Subject: c.subject,
 		Tool: c.tool, Tenant: c.tenant, Details: details,
 	}); err != nil {
 		return fmt.Errorf("audit %s: %w", c.kind, err)

@@ -50,6 +50,8 @@ type Config struct {
 	// verification, and the trusted proxies that may name the client's
 	// address (zero value: defaults).
 	Limits LimitsConfig
+	// Sessions are the lifetimes of people's sessions (zero value: defaults).
+	Sessions SessionsConfig
 }
 
 // Validate fills defaults and checks values.
@@ -65,6 +67,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return errors.New("api: ShutdownTimeout must be positive")
+	}
+	if err := c.Sessions.Validate(); err != nil {
+		return err
 	}
 	return c.Limits.Validate()
 }
@@ -124,6 +129,10 @@ type Server struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	failed    chan error // receives Serve's error when it stops without Stop
+	// secureCookies: the session cookie is Secure (all but http://localhost).
+	secureCookies bool
+	// csrf refuses cross-origin unsafe requests from browsers.
+	csrf *http.CrossOriginProtection
 	// decides serialises this replica's decide Updates per approval (see sendDecision).
 	decides decideTurns
 }
@@ -150,6 +159,12 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store)}
 	s.decides.init()
+	s.secureCookies = cookieSecure(cfg.PublicURL)
+	s.csrf = http.NewCrossOriginProtection()
+	s.csrf.SetDenyHandler(http.HandlerFunc(csrfDenied))
+	if err := s.csrf.AddTrustedOrigin(publicOrigin(cfg.PublicURL)); err != nil {
+		return nil, fmt.Errorf("api: PublicURL: %w", err)
+	}
 	s.metrics = newMetrics(deps.Registry)
 	lim, err := newLimits(cfg.Limits, s.metrics.reg)
 	if err != nil {
@@ -165,7 +180,11 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	hc.DocsPath = "" // served from embedded assets by registerDocs, not from a CDN
 	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		securityScheme: {Type: "apiKey", In: "header", Name: "X-API-Key",
-			Description: "An oakallow API key (oak_live_…); also accepted as `Authorization: Bearer`."},
+			Description: "An oakallow API key (oak_live_…); also accepted as `Authorization: Bearer`. Scopes name the key tiers an operation accepts (management, standard)."},
+		securitySessionCookie: {Type: "apiKey", In: "cookie", Name: sessionCookieSecure,
+			Description: "A signed-in person's browser session (the cookie is named oakallow_session on http://localhost). Scopes name the roles an operation accepts (owner, admin, reviewer; enrollment: an enrollment-only session may call it). Select the org with the X-Oakallow-Org header (or the team with X-Oakallow-Team) when you belong to several."},
+		securitySessionToken: {Type: "http", Scheme: "bearer", BearerFormat: "oak_ses_…",
+			Description: "A signed-in person's session token for apps (Authorization: Bearer oak_ses_…). Scopes as for the session cookie."},
 	}
 	hc.CreateHooks = nil // no $schema links injected into bodies
 	s.api = humago.New(s.mux, hc)
@@ -186,6 +205,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	registerDeliveries(s.api, s)
 	registerChannels(s.api, s)
 	registerApprovers(s.api, s)
+	registerSessions(s.api, s)
 	if err := registerSlackInstall(s.api, s); err != nil {
 		return nil, err
 	}
@@ -195,7 +215,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 // Handler is the full HTTP handler with request ids, access log, panic
 // recovery and the headers every answer carries.
 func (s *Server) Handler() http.Handler {
-	return withNoSniff(withObservability(s.log, withBodyLimit(maxBodyBytes, s.mux)))
+	return withNoSniff(withObservability(s.log, s.withCSRF(withBodyLimit(maxBodyBytes, s.mux))))
 }
 
 // API exposes the huma API (OpenAPI document, tests).

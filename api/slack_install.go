@@ -145,7 +145,7 @@ func registerSlackInstall(api huma.API, s *Server) error {
 			"incoming-webhook URL is encrypted at rest and never returned. The URL works once, for 10 minutes. " +
 			"503 slack_not_configured when the server has no Slack app credentials.",
 		Tags: []string{tagChannels}, Errors: append(manageWriteErrors, http.StatusTooManyRequests, http.StatusServiceUnavailable),
-	}, accessManageWrite), func(ctx context.Context, in *slackInstallInput) (*slackInstallOutput, error) {
+	}, accessManageWriteKey), func(ctx context.Context, in *slackInstallInput) (*slackInstallOutput, error) {
 		status, body, replayed, err := idempotent(ctx, s, in.IdempotencyKey, "start-slack-install", in.Body,
 			func(ctx context.Context) (int, SlackInstallStarted, error) {
 				res, err := si.start(ctx, mustPrincipal(ctx), &in.Body)
@@ -258,7 +258,7 @@ func (si *slackInstaller) consume(ctx context.Context, state string) (pendingIns
 		return pendingInstall{}, errSlackStateRevoked
 	}
 	return pendingInstall{
-		principal: Principal{Kind: "api_key", KeyID: row.KeyID, OrgID: row.OrgID, TeamID: row.TeamID, Tier: TierManagement},
+		principal: Principal{Kind: PrincipalAPIKey, KeyID: row.KeyID, OrgID: row.OrgID, TeamID: row.TeamID, Tier: TierManagement},
 		name:      row.ChannelName,
 		scope:     row.Scope,
 	}, nil

@@ -65,6 +65,27 @@ func (q *Queries) CreateAPIKey(ctx context.Context, arg CreateAPIKeyParams) erro
 	return err
 }
 
+const createMembership = `-- name: CreateMembership :exec
+INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)
+`
+
+type CreateMembershipParams struct {
+	TeamID    string
+	UserID    string
+	Role      string
+	CreatedAt time.Time
+}
+
+func (q *Queries) CreateMembership(ctx context.Context, arg CreateMembershipParams) error {
+	_, err := q.db.Exec(ctx, createMembership,
+		arg.TeamID,
+		arg.UserID,
+		arg.Role,
+		arg.CreatedAt,
+	)
+	return err
+}
+
 const createOrg = `-- name: CreateOrg :exec
 INSERT INTO orgs (id, team_id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
 `
@@ -104,25 +125,21 @@ func (q *Queries) CreateTeam(ctx context.Context, arg CreateTeamParams) error {
 }
 
 const createUser = `-- name: CreateUser :exec
-INSERT INTO users (id, team_id, email, name, role, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO users (id, email, name, created_at) VALUES ($1, $2, $3, $4)
 `
 
 type CreateUserParams struct {
 	ID        string
-	TeamID    string
 	Email     string
 	Name      string
-	Role      string
 	CreatedAt time.Time
 }
 
 func (q *Queries) CreateUser(ctx context.Context, arg CreateUserParams) error {
 	_, err := q.db.Exec(ctx, createUser,
 		arg.ID,
-		arg.TeamID,
 		arg.Email,
 		arg.Name,
-		arg.Role,
 		arg.CreatedAt,
 	)
 	return err
@@ -156,7 +173,7 @@ func (q *Queries) GetAPIKeyByHash(ctx context.Context, hash []byte) (GetAPIKeyBy
 }
 
 const getOrg = `-- name: GetOrg :one
-SELECT id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at, webhook_secret_sealed, webhook_secret_previous_sealed FROM orgs WHERE id = $1
+SELECT id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at, webhook_secret_sealed, webhook_secret_previous_sealed, deleted_at FROM orgs WHERE id = $1
 `
 
 func (q *Queries) GetOrg(ctx context.Context, id string) (Org, error) {
@@ -178,6 +195,7 @@ func (q *Queries) GetOrg(ctx context.Context, id string) (Org, error) {
 		&i.UpdatedAt,
 		&i.WebhookSecretSealed,
 		&i.WebhookSecretPreviousSealed,
+		&i.DeletedAt,
 	)
 	return i, err
 }
@@ -214,7 +232,7 @@ func (q *Queries) ListApproverGroup(ctx context.Context, arg ListApproverGroupPa
 const loadActiveAPIKeys = `-- name: LoadActiveAPIKeys :many
 SELECT k.id, k.org_id, o.team_id, k.tier, k.hash
 FROM api_keys k JOIN orgs o ON o.id = k.org_id
-WHERE k.revoked_at IS NULL
+WHERE k.revoked_at IS NULL AND o.deleted_at IS NULL
 `
 
 type LoadActiveAPIKeysRow struct {
@@ -301,7 +319,7 @@ UPDATE orgs SET
     webhook_secret_rotated_at = $3,
     updated_at = $3
 WHERE id = $1
-RETURNING id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at, webhook_secret_sealed, webhook_secret_previous_sealed
+RETURNING id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at, webhook_secret_sealed, webhook_secret_previous_sealed, deleted_at
 `
 
 type RotateOrgWebhookSecretParams struct {
@@ -331,6 +349,7 @@ func (q *Queries) RotateOrgWebhookSecret(ctx context.Context, arg RotateOrgWebho
 		&i.UpdatedAt,
 		&i.WebhookSecretSealed,
 		&i.WebhookSecretPreviousSealed,
+		&i.DeletedAt,
 	)
 	return i, err
 }
@@ -364,7 +383,7 @@ UPDATE orgs SET
     autodiscovery_total_cap = $9,
     updated_at = $10
 WHERE id = $1
-RETURNING id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at, webhook_secret_sealed, webhook_secret_previous_sealed
+RETURNING id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at, webhook_secret_sealed, webhook_secret_previous_sealed, deleted_at
 `
 
 type UpdateOrgSettingsParams struct {
@@ -410,6 +429,7 @@ func (q *Queries) UpdateOrgSettings(ctx context.Context, arg UpdateOrgSettingsPa
 		&i.UpdatedAt,
 		&i.WebhookSecretSealed,
 		&i.WebhookSecretPreviousSealed,
+		&i.DeletedAt,
 	)
 	return i, err
 }

@@ -50,8 +50,8 @@ func (q *Queries) CountApproverGroup(ctx context.Context, arg CountApproverGroup
 }
 
 const countTeamUsers = `-- name: CountTeamUsers :one
-SELECT count(*)::bigint FROM users
-WHERE team_id = $1 AND status = 'active' AND id = ANY($2::text[])
+SELECT count(*)::bigint FROM users u JOIN memberships m ON m.user_id = u.id
+WHERE m.team_id = $1 AND u.status = 'active' AND u.id = ANY($2::text[])
 `
 
 type CountTeamUsersParams struct {

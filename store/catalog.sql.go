@@ -841,7 +841,7 @@ func (q *Queries) LockCategory(ctx context.Context, arg LockCategoryParams) (Cat
 }
 
 const lockOrgSettings = `-- name: LockOrgSettings :one
-SELECT id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at, webhook_secret_sealed, webhook_secret_previous_sealed FROM orgs WHERE id = $1 FOR UPDATE
+SELECT id, team_id, name, approval_timeout_seconds, webhook_url, webhook_secret_rotated_at, webhook_include_parameters, scrub_parameters, management_keys_may_decide, autodiscovery_hourly_cap, autodiscovery_total_cap, created_at, updated_at, webhook_secret_sealed, webhook_secret_previous_sealed, deleted_at FROM orgs WHERE id = $1 FOR UPDATE
 `
 
 // The org row, locked for a read-modify-write of its settings.
@@ -864,6 +864,7 @@ func (q *Queries) LockOrgSettings(ctx context.Context, id string) (Org, error) {
 		&i.UpdatedAt,
 		&i.WebhookSecretSealed,
 		&i.WebhookSecretPreviousSealed,
+		&i.DeletedAt,
 	)
 	return i, err
 }

@@ -10,15 +10,16 @@ import (
 )
 
 type ApiKey struct {
-	ID        string
-	OrgID     string
-	Tier      string
-	Name      string
-	Prefix    string
-	Hash      []byte
-	CreatedBy *string
-	CreatedAt time.Time
-	RevokedAt *time.Time
+	ID         string
+	OrgID      string
+	Tier       string
+	Name       string
+	Prefix     string
+	Hash       []byte
+	CreatedBy  *string
+	CreatedAt  time.Time
+	RevokedAt  *time.Time
+	LastUsedAt *time.Time
 }
 
 type Approval struct {
@@ -91,6 +92,13 @@ type AuditEvent struct {
 	Details    json.RawMessage
 }
 
+type AuthLimit struct {
+	Scope       string
+	Subject     []byte
+	WindowStart time.Time
+	Count       int32
+}
+
 type Category struct {
 	ID                string
 	OrgID             string
@@ -141,6 +149,27 @@ type IdempotencyKey struct {
 	CreatedAt   time.Time
 }
 
+type Invitation struct {
+	ID         string
+	TeamID     string
+	Email      string
+	Role       string
+	TokenHash  []byte
+	InvitedBy  string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	AcceptedAt *time.Time
+	AcceptedBy *string
+	RevokedAt  *time.Time
+}
+
+type Membership struct {
+	TeamID    string
+	UserID    string
+	Role      string
+	CreatedAt time.Time
+}
+
 type NotificationChannel struct {
 	ID               string
 	OrgID            string
@@ -170,6 +199,7 @@ type Org struct {
 	UpdatedAt                   time.Time
 	WebhookSecretSealed         []byte
 	WebhookSecretPreviousSealed []byte
+	DeletedAt                   *time.Time
 }
 
 type Resource struct {
@@ -192,6 +222,36 @@ type Rule struct {
 	Description string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+}
+
+type Session struct {
+	ID         string
+	UserID     string
+	TokenHash  []byte
+	State      string
+	Method     string
+	Client     string
+	UserAgent  string
+	Ip         string
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	ExpiresAt  time.Time
+	RevokedAt  *time.Time
+}
+
+type SignInAttempt struct {
+	ID           string
+	TokenHash    []byte
+	CodeHash     []byte
+	Email        string
+	Purpose      string
+	UserID       *string
+	InvitationID *string
+	Tries        int16
+	ClientIp     string
+	CreatedAt    time.Time
+	ExpiresAt    time.Time
+	ConsumedAt   *time.Time
 }
 
 type SlackOauthState struct {
@@ -260,10 +320,8 @@ type Tool struct {
 
 type User struct {
 	ID        string
-	TeamID    string
 	Email     string
 	Name      string
-	Role      string
 	Status    string
 	CreatedAt time.Time
 }

@@ -11,7 +11,10 @@ SELECT pg_advisory_xact_lock(hashtext('oakallow.bootstrap'));
 SELECT EXISTS (SELECT 1 FROM teams);
 
 -- name: CreateUser :exec
-INSERT INTO users (id, team_id, email, name, role, created_at) VALUES ($1, $2, $3, $4, $5, $6);
+INSERT INTO users (id, email, name, created_at) VALUES ($1, $2, $3, $4);
+
+-- name: CreateMembership :exec
+INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, $3, $4);
 
 -- name: CreateOrg :exec
 INSERT INTO orgs (id, team_id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4);
@@ -63,7 +66,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
 -- Every usable key with its org's team, for the in-memory key cache.
 SELECT k.id, k.org_id, o.team_id, k.tier, k.hash
 FROM api_keys k JOIN orgs o ON o.id = k.org_id
-WHERE k.revoked_at IS NULL;
+WHERE k.revoked_at IS NULL AND o.deleted_at IS NULL;
 
 -- name: GetAPIKeyByHash :one
 -- A key by its hash, revoked or not: names the org of a key that keeps

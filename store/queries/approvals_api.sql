@@ -56,8 +56,8 @@ SELECT count(*)::bigint FROM approver_group_members WHERE team_id = $1 AND level
 
 -- name: CountTeamUsers :one
 -- How many of the ids are active users of the team.
-SELECT count(*)::bigint FROM users
-WHERE team_id = @team_id AND status = 'active' AND id = ANY(@user_ids::text[]);
+SELECT count(*)::bigint FROM users u JOIN memberships m ON m.user_id = u.id
+WHERE m.team_id = @team_id AND u.status = 'active' AND u.id = ANY(@user_ids::text[]);
 
 -- name: ListWebhookDeliveriesPage :many
 -- Newest first; the cursor is (created_at, id) of the previous page's last row.
