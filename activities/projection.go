@@ -176,6 +176,7 @@ func (a *Activities) ProjectApproval(ctx context.Context, in workflows.ProjectAp
 				DeciderDisplay: d.Decider.Display,
 				Note:           d.Note,
 				DecidedAt:      d.At,
+				RequestID:      d.RequestID,
 			}); err != nil {
 				return fmt.Errorf("insert decision: %w", err)
 			}

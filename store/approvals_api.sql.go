@@ -466,7 +466,7 @@ func (q *Queries) ListAttemptsOfDelivery(ctx context.Context, deliveryID string)
 }
 
 const listDecisionsOfApproval = `-- name: ListDecisionsOfApproval :many
-SELECT approval_id, level, decision, decider_kind, decider_id, decider_display, note, decided_at FROM approval_decisions WHERE approval_id = $1 ORDER BY level
+SELECT approval_id, level, decision, decider_kind, decider_id, decider_display, note, decided_at, request_id FROM approval_decisions WHERE approval_id = $1 ORDER BY level
 `
 
 func (q *Queries) ListDecisionsOfApproval(ctx context.Context, approvalID string) ([]ApprovalDecision, error) {
@@ -487,6 +487,7 @@ func (q *Queries) ListDecisionsOfApproval(ctx context.Context, approvalID string
 			&i.DeciderDisplay,
 			&i.Note,
 			&i.DecidedAt,
+			&i.RequestID,
 		); err != nil {
 			return nil, err
 		}
@@ -499,7 +500,7 @@ func (q *Queries) ListDecisionsOfApproval(ctx context.Context, approvalID string
 }
 
 const listDecisionsOfApprovals = `-- name: ListDecisionsOfApprovals :many
-SELECT approval_id, level, decision, decider_kind, decider_id, decider_display, note, decided_at FROM approval_decisions WHERE approval_id = ANY($1::text[]) ORDER BY approval_id, level
+SELECT approval_id, level, decision, decider_kind, decider_id, decider_display, note, decided_at, request_id FROM approval_decisions WHERE approval_id = ANY($1::text[]) ORDER BY approval_id, level
 `
 
 func (q *Queries) ListDecisionsOfApprovals(ctx context.Context, approvalIds []string) ([]ApprovalDecision, error) {
@@ -520,6 +521,7 @@ func (q *Queries) ListDecisionsOfApprovals(ctx context.Context, approvalIds []st
 			&i.DeciderDisplay,
 			&i.Note,
 			&i.DecidedAt,
+			&i.RequestID,
 		); err != nil {
 			return nil, err
 		}

@@ -147,8 +147,8 @@ func (q *Queries) GetDecisionNote(ctx context.Context, requestID string) (Decisi
 }
 
 const insertApprovalDecision = `-- name: InsertApprovalDecision :execrows
-INSERT INTO approval_decisions (approval_id, level, decision, decider_kind, decider_id, decider_display, note, decided_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO approval_decisions (approval_id, level, decision, decider_kind, decider_id, decider_display, note, decided_at, request_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (approval_id, level) DO NOTHING
 `
 
@@ -161,6 +161,7 @@ type InsertApprovalDecisionParams struct {
 	DeciderDisplay string
 	Note           string
 	DecidedAt      time.Time
+	RequestID      string
 }
 
 func (q *Queries) InsertApprovalDecision(ctx context.Context, arg InsertApprovalDecisionParams) (int64, error) {
@@ -173,6 +174,7 @@ func (q *Queries) InsertApprovalDecision(ctx context.Context, arg InsertApproval
 		arg.DeciderDisplay,
 		arg.Note,
 		arg.DecidedAt,
+		arg.RequestID,
 	)
 	if err != nil {
 		return 0, err

@@ -137,7 +137,7 @@ func (q *Queries) GetSessionExpiry(ctx context.Context, id string) (time.Time, e
 }
 
 const getUser = `-- name: GetUser :one
-SELECT id, email, name, status, created_at FROM users WHERE id = $1
+SELECT id, email, name, status, created_at, webauthn_handle FROM users WHERE id = $1
 `
 
 func (q *Queries) GetUser(ctx context.Context, id string) (User, error) {
@@ -149,12 +149,13 @@ func (q *Queries) GetUser(ctx context.Context, id string) (User, error) {
 		&i.Name,
 		&i.Status,
 		&i.CreatedAt,
+		&i.WebauthnHandle,
 	)
 	return i, err
 }
 
 const getUserByEmail = `-- name: GetUserByEmail :one
-SELECT id, email, name, status, created_at FROM users WHERE lower(email) = lower($1) AND status = 'active'
+SELECT id, email, name, status, created_at, webauthn_handle FROM users WHERE lower(email) = lower($1) AND status = 'active'
 `
 
 func (q *Queries) GetUserByEmail(ctx context.Context, email string) (User, error) {
@@ -166,6 +167,7 @@ func (q *Queries) GetUserByEmail(ctx context.Context, email string) (User, error
 		&i.Name,
 		&i.Status,
 		&i.CreatedAt,
+		&i.WebauthnHandle,
 	)
 	return i, err
 }

@@ -62,6 +62,7 @@ type ApprovalDecision struct {
 	DeciderDisplay string
 	Note           string
 	DecidedAt      time.Time
+	RequestID      string
 }
 
 type ApproverGroupMember struct {
@@ -116,6 +117,25 @@ type CreditGrant struct {
 	ExpiresAt    *time.Time
 	Source       string
 	CreatedAt    time.Time
+}
+
+type DecisionEvidence struct {
+	RequestID         string
+	ApprovalID        string
+	Level             int16
+	Decision          string
+	UserID            string
+	PasskeyID         string
+	CredentialID      []byte
+	PublicKey         []byte
+	RpID              string
+	ToolName          string
+	ParamsHash        string
+	ClientDataJson    []byte
+	AuthenticatorData []byte
+	Signature         []byte
+	UserHandle        []byte
+	CreatedAt         time.Time
 }
 
 type DecisionNote struct {
@@ -200,6 +220,29 @@ type Org struct {
 	WebhookSecretSealed         []byte
 	WebhookSecretPreviousSealed []byte
 	DeletedAt                   *time.Time
+}
+
+type Passkey struct {
+	ID              string
+	UserID          string
+	CredentialID    []byte
+	PublicKey       []byte
+	AttestationType string
+	Aaguid          []byte
+	SignCount       int64
+	Transports      []string
+	BackupEligible  bool
+	BackupState     bool
+	Name            string
+	CreatedAt       time.Time
+	LastUsedAt      *time.Time
+}
+
+type RecoveryCode struct {
+	UserID    string
+	Hash      []byte
+	CreatedAt time.Time
+	UsedAt    *time.Time
 }
 
 type Resource struct {
@@ -319,11 +362,25 @@ type Tool struct {
 }
 
 type User struct {
-	ID        string
-	Email     string
-	Name      string
-	Status    string
-	CreatedAt time.Time
+	ID             string
+	Email          string
+	Name           string
+	Status         string
+	CreatedAt      time.Time
+	WebauthnHandle []byte
+}
+
+type WebauthnCeremony struct {
+	ID          string
+	Kind        string
+	UserID      *string
+	SessionData json.RawMessage
+	ApprovalID  *string
+	OrgID       *string
+	Level       *int16
+	Decision    *string
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
 }
 
 type WebhookAttempt struct {

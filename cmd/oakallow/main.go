@@ -34,6 +34,11 @@ Usage:
                             under OAKALLOW_SECRET_KEY (OAKALLOW_SECRET_KEY_PREVIOUS
                             holds the old keys); safe beside running servers
   oakallow keygen [id]      print a new OAKALLOW_SIGNING_KEYS entry
+  oakallow verify-evidence -evidence FILE -public-key FILE
+                            check offline that a reviewer's passkey signed a
+                            decision: FILE is the JSON of GET
+                            /v1/approvals/{id}/evidence (or one of its items) and
+                            the credential's COSE public key (base64url)
   oakallow version          print the version
 
 Configuration comes from environment variables; see docs/CONFIGURATION.md.
@@ -85,6 +90,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			id = args[1]
 		}
 		return runKeygen(id, stdout)
+	case "verify-evidence":
+		return runVerifyEvidence(args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, "oakallow", version)
 		return nil

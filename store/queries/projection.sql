@@ -30,8 +30,8 @@ UPDATE approvals SET
 WHERE org_id = @org_id AND id = @id AND projection_seq < @seq;
 
 -- name: InsertApprovalDecision :execrows
-INSERT INTO approval_decisions (approval_id, level, decision, decider_kind, decider_id, decider_display, note, decided_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO approval_decisions (approval_id, level, decision, decider_kind, decider_id, decider_display, note, decided_at, request_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (approval_id, level) DO NOTHING;
 
 -- name: InsertDecisionNote :execrows

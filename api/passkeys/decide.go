@@ -1,0 +1,149 @@
+package passkeys
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+
+	"oakallow/store"
+)
+
+// BeginDecision starts the step-up ceremony for one decision (issue 9 §7):
+// an assertion request for the user's own passkeys whose challenge is 32
+// random bytes followed by the SHA-256 digest of b, so the signature the
+// authenticator makes confirms exactly this approval, level and decision.
+// The caller has checked that the user may decide the approval.
+func (s *Service) BeginDecision(ctx context.Context, userID, orgID string, b Binding) (Options, error) {
+	u, err := loadUser(ctx, s.st.Queries, userID)
+	if err != nil {
+		return Options{}, err
+	}
+	if len(u.keys) == 0 {
+		return Options{}, refuse(Forbidden, "passkey_required", "enroll a passkey before deciding approvals")
+	}
+	random := make([]byte, randomChallengeLen)
+	_, _ = rand.Read(random)
+	assertion, sd, err := s.wa.BeginLogin(u, webauthn.WithChallenge(b.challenge(random)),
+		webauthn.WithUserVerification(protocol.VerificationRequired))
+	if err != nil {
+		return Options{}, fmt.Errorf("begin decision: %w", err)
+	}
+	level := int16(b.Level)
+	id, err := s.startCeremony(ctx, s.st.Queries, ceremonyRow{
+		kind: ceremonyDecide, userID: &userID, approvalID: &b.ApprovalID, orgID: &orgID, level: &level, decision: &b.Decision,
+	}, sd)
+	if err != nil {
+		return Options{}, err
+	}
+	return Options{CeremonyID: id, PublicKey: assertion.Response}, nil
+}
+
+// FinishDecision verifies the reviewer's assertion for a decision ceremony
+// and returns it as evidence. The ceremony must have been started by the
+// same user for the same approval and decision; it is consumed either way.
+// The caller stores the evidence (StoreEvidence) under the decide's request
+// id before it sends the decision to the workflow.
+func (s *Service) FinishDecision(ctx context.Context, userID, ceremonyID string, response []byte, b Binding) (Evidence, error) {
+	c, sd, err := s.takeCeremony(ctx, ceremonyID, ceremonyDecide)
+	if err != nil {
+		return Evidence{}, err
+	}
+	if c.UserID == nil || *c.UserID != userID || c.ApprovalID == nil || *c.ApprovalID != b.ApprovalID ||
+		c.Decision == nil || *c.Decision != b.Decision || c.Level == nil || int(*c.Level) != b.Level {
+		return Evidence{}, refuse(Unauthenticated, CodeCeremonyInvalid,
+			"this passkey ceremony was started for another approval, decision or person; ask for new options")
+	}
+	parsed, err := parseAssertion(response)
+	if err != nil {
+		return Evidence{}, err
+	}
+	u, err := loadUser(ctx, s.st.Queries, userID)
+	if err != nil {
+		return Evidence{}, err
+	}
+	cred, err := s.wa.ValidateLogin(u, sd, parsed)
+	if err != nil {
+		s.auditFailure(ctx, u, KindDecisionRefused, "assertion_invalid")
+		return Evidence{}, errAssertion
+	}
+	k, ok := u.passkeyByCredential(cred.ID)
+	if !ok {
+		return Evidence{}, errAssertion
+	}
+	err = s.inTx(ctx, func(q *store.Queries) error { return s.recordUse(ctx, q, k, cred) })
+	if errors.Is(err, errClone) {
+		s.auditFailure(ctx, u, KindDecisionRefused, CodeCloneWarning)
+	}
+	if err != nil {
+		return Evidence{}, err
+	}
+	raw := parsed.Raw.AssertionResponse
+	ev := Evidence{
+		Binding: b, RPID: s.cfg.RPID, UserID: userID, PasskeyID: k.ID, CredentialID: parsed.RawID,
+		ClientDataJSON: raw.ClientDataJSON, AuthenticatorData: raw.AuthenticatorData, Signature: raw.Signature,
+		UserHandle: raw.UserHandle, PublicKey: k.PublicKey,
+	}
+	// The library checked the challenge against the ceremony's. Evidence is
+	// kept only if it verifies offline for exactly this binding, as anyone
+	// holding the public key will later check it.
+	if _, err := VerifyEvidence(ev, k.PublicKey); err != nil {
+		return Evidence{}, errAssertion
+	}
+	return ev, nil
+}
+
+// StoreEvidence keeps a verified decision assertion under the decide's
+// request id, and audits it. ev.Binding must be complete (tool and
+// parameters hash set by the caller from the approval). A retry with the
+// same request id keeps the first evidence.
+func (s *Service) StoreEvidence(ctx context.Context, teamID, orgID, requestID string, ev Evidence) error {
+	return s.inTx(ctx, func(q *store.Queries) error {
+		if _, err := q.InsertDecisionEvidence(ctx, store.InsertDecisionEvidenceParams{
+			RequestID: requestID, ApprovalID: ev.ApprovalID, Level: int16(ev.Level), Decision: ev.Decision,
+			UserID: ev.UserID, PasskeyID: ev.PasskeyID, CredentialID: ev.CredentialID, PublicKey: ev.PublicKey,
+			RpID: ev.RPID, ToolName: ev.Tool, ParamsHash: ev.ParamsHash, ClientDataJson: ev.ClientDataJSON,
+			AuthenticatorData: ev.AuthenticatorData, Signature: ev.Signature, UserHandle: orEmpty(ev.UserHandle),
+			CreatedAt: s.now(),
+		}); err != nil {
+			return fmt.Errorf("store decision evidence: %w", err)
+		}
+		raw, err := jsonDetails(map[string]any{"level": ev.Level, "decision": ev.Decision, "passkey_id": ev.PasskeyID, "request_id": requestID})
+		if err != nil {
+			return err
+		}
+		return q.InsertAuditEvent(ctx, store.InsertAuditEventParams{
+			ID: store.NewID("evt"), OrgID: orgID, TeamID: teamID, OccurredAt: s.now(), ActorKind: "user", ActorID: ev.UserID,
+			Kind: KindDecisionSigned, Subject: ev.ApprovalID, Outcome: "success", Tool: ev.Tool, Details: raw,
+		})
+	})
+}
+
+// ListEvidence returns the evidence of an approval's accepted decisions,
+// level by level; a decide that the workflow refused has none.
+func (s *Service) ListEvidence(ctx context.Context, approvalID string) ([]Evidence, error) {
+	rows, err := s.st.ListDecisionEvidence(ctx, approvalID)
+	if err != nil {
+		return nil, fmt.Errorf("list decision evidence: %w", err)
+	}
+	out := make([]Evidence, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, Evidence{
+			Binding: Binding{ApprovalID: r.ApprovalID, Tool: r.ToolName, ParamsHash: r.ParamsHash, Level: int(r.Level), Decision: r.Decision},
+			RPID:    r.RpID, UserID: r.UserID, PasskeyID: r.PasskeyID, CredentialID: r.CredentialID,
+			ClientDataJSON: r.ClientDataJson, AuthenticatorData: r.AuthenticatorData, Signature: r.Signature,
+			UserHandle: r.UserHandle, PublicKey: r.PublicKey, DecidedAt: r.DecidedAt,
+		})
+	}
+	return out, nil
+}
+
+func orEmpty(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
