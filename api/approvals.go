@@ -18,10 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"oakallow/activities"
-	"oakallow/activities/pii"
-	"oakallow/activities/tokens"
-	"oakallow/resolver"
+	"oakallow/api/runtime"
 	"oakallow/store"
 	"oakallow/workflows"
 )
@@ -34,27 +31,14 @@ import (
 
 // Problem codes of the approval endpoints.
 const (
-	CodeToolDisabled    = "tool_disabled"
+	CodeToolDisabled    = runtime.CodeToolDisabled
 	CodeAlreadyDecided  = "already_decided"
 	CodeApprovalExpired = "approval_expired"
 	CodeWrongLevel      = "wrong_level"
 	CodeSameApprover    = "same_approver"
 )
 
-// Audit event kinds written by the approval endpoints (the workflow's
-// projections write approval.created, .escalated, .decided, .expired).
 const (
-	kindApprovalRequested   = "approval.requested"
-	kindApprovalStartFailed = "approval.start_failed"
-	kindToolTimeoutSet      = "tool.timeout_set"
-)
-
-const (
-	// defaultApprovalTimeoutSeconds is the last step of the timeout
-	// resolution (SPEC §4: request → tool override → org setting → 1 h).
-	defaultApprovalTimeoutSeconds = 3600
-	// startTimeout bounds starting the workflow.
-	startTimeout = 10 * time.Second
 	// decideTimeout bounds a decide Update: the workflow answers once the
 	// decision is projected and, for a final approval, the token minted.
 	decideTimeout = 30 * time.Second
@@ -81,14 +65,7 @@ type createApprovalInput struct {
 }
 
 // ApprovalCreated answers POST /v1/approvals.
-type ApprovalCreated struct {
-	ID        string    `json:"id" doc:"Approval id (apr_…)."`
-	Reference string    `json:"reference" doc:"The approval's REF (REF-XXXXXXXX-XXXX); also its workflow id in Temporal." example:"REF-7K2M9Q4X-H3TD"`
-	Status    string    `json:"status" enum:"pending,approved,denied,expired" doc:"Always pending for a new request."`
-	Level     int       `json:"level" minimum:"1" maximum:"2" doc:"The level waiting for a decision."`
-	Levels    int       `json:"levels" minimum:"1" maximum:"2" doc:"How many levels must approve: 2 when the tool requires a second approval and the team's Approval 2 group is not empty."`
-	ExpiresAt time.Time `json:"expires_at" doc:"When the current level expires without a decision."`
-}
+type ApprovalCreated = runtime.ApprovalCreated
 
 type createApprovalOutput struct {
 	Status   int
@@ -97,45 +74,13 @@ type createApprovalOutput struct {
 }
 
 // Decision is one reviewer decision on an approval.
-type Decision struct {
-	Level    int             `json:"level" doc:"The level decided."`
-	Decision string          `json:"decision" enum:"approve,deny" doc:"What was decided."`
-	Decider  DeciderIdentity `json:"decider" doc:"Who decided."`
-	Note     string          `json:"note,omitempty" doc:"The decider's note."`
-	At       time.Time       `json:"at" doc:"When the decision was accepted."`
-}
+type Decision = runtime.Decision
 
 // DeciderIdentity is who made a decision.
-type DeciderIdentity struct {
-	Kind    string `json:"kind" enum:"user,management_key" doc:"user (a signed-in reviewer) or management_key."`
-	ID      string `json:"id" doc:"The user id or the management key id."`
-	Display string `json:"display,omitempty" doc:"A display label: the user's name or the key's prefix."`
-}
+type DeciderIdentity = runtime.DeciderIdentity
 
 // Approval is an approval request and its state.
-type Approval struct {
-	ID             string          `json:"id" doc:"Approval id (apr_…)."`
-	Reference      string          `json:"reference" doc:"The REF, REF-XXXXXXXX-XXXX."`
-	Status         string          `json:"status" enum:"pending,approved,denied,expired" doc:"pending until a decision or the deadline; expired means the tool must not run."`
-	Level          int             `json:"level" doc:"The current level; after the approval ended, the level it ended at."`
-	Levels         int             `json:"levels" doc:"How many levels must approve (1 or 2)."`
-	Tool           string          `json:"tool" doc:"Tool name."`
-	Tenant         string          `json:"tenant,omitempty" doc:"Tenant name, when the request named one."`
-	Resource       string          `json:"resource,omitempty" doc:"Resource, when the request named one."`
-	Method         string          `json:"method,omitempty" doc:"Method, when the request named one."`
-	Reasoning      string          `json:"reasoning" doc:"The requester's reasoning, PII-scrubbed."`
-	Parameters     json.RawMessage `json:"parameters,omitempty" doc:"The parameters as stored (PII-scrubbed unless the org turned scrubbing off)."`
-	ParamsHash     string          `json:"parameters_hash,omitempty" doc:"SHA-256 of the RFC 8785 canonical JSON of the original parameters; the execution token binds it."`
-	Context        json.RawMessage `json:"context,omitempty" doc:"The request's context, PII-scrubbed."`
-	ReferenceID    string          `json:"reference_id,omitempty" doc:"The caller's correlation id."`
-	ExpiresAt      time.Time       `json:"expires_at" doc:"The current level's deadline."`
-	CreatedAt      time.Time       `json:"created_at" doc:"When the request was made."`
-	DecidedAt      *time.Time      `json:"decided_at,omitempty" doc:"When the approval reached a final status."`
-	Decisions      []Decision      `json:"decisions" doc:"Decisions so far, level order."`
-	TokenID        string          `json:"token_id,omitempty" doc:"The execution token's id, once approved."`
-	Token          string          `json:"token,omitempty" doc:"The single-use execution token (oak_tok_…), once approved. Present it to the tool server, which verifies it with POST /v1/tokens/verify."`
-	TokenExpiresAt *time.Time      `json:"token_expires_at,omitempty" doc:"When the execution token expires."`
-}
+type Approval = runtime.Approval
 
 type approvalRefInput struct {
 	ID string `path:"id" maxLength:"200" doc:"Approval id (apr_…) or REF."`
@@ -181,7 +126,7 @@ func registerApprovals(api huma.API, s *Server) {
 	create := func(ctx context.Context, in *createApprovalInput) (*createApprovalOutput, error) {
 		status, body, replayed, err := idempotent(ctx, s, in.IdempotencyKey, "create-approval", in.Body,
 			func(ctx context.Context) (int, ApprovalCreated, error) {
-				res, err := s.createApproval(ctx, mustPrincipal(ctx), &in.Body)
+				res, err := s.rt.RequestApproval(ctx, mustPrincipal(ctx).caller(), in.Body.domain())
 				return http.StatusCreated, res, err
 			})
 		if err != nil {
@@ -212,7 +157,7 @@ func registerApprovals(api huma.API, s *Server) {
 		Description: "An approval by id or REF: status, level, decisions, and once approved the execution token. Free.",
 		Tags:        []string{tagApprovals}, Errors: manageReadErrors,
 	}, accessApprovalsRead), func(ctx context.Context, in *approvalRefInput) (*approvalOutput, error) {
-		a, err := s.loadApproval(ctx, mustPrincipal(ctx).OrgID, in.ID, true)
+		a, err := s.rt.GetApproval(ctx, mustPrincipal(ctx).OrgID, in.ID, true)
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}
@@ -254,331 +199,30 @@ func registerApprovals(api huma.API, s *Server) {
 	})
 }
 
-// crockford is Crockford's base32 alphabet (no I, L, O, U).
-const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-// newReference returns a random REF: "REF-" + 8 + "-" + 4 Crockford base32
-// characters (60 random bits).
-func newReference() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	out := make([]byte, 0, 17)
-	out = append(out, "REF-"...)
-	for i, c := range b {
-		if i == 8 {
-			out = append(out, '-')
-		}
-		out = append(out, crockford[c&31])
-	}
-	return string(out)
-}
-
-// resolveTimeout is SPEC §4's timeout resolution, clamped.
-func resolveTimeout(request *int64, toolOverride *int32, orgSetting int32) int32 {
-	switch {
-	case request != nil:
-		return clampTimeout(*request)
-	case toolOverride != nil:
-		return clampTimeout(int64(*toolOverride))
-	case orgSetting > 0:
-		return clampTimeout(int64(orgSetting))
-	}
-	return defaultApprovalTimeoutSeconds
-}
-
-// createApproval decides, bills, stores and starts one approval request.
-func (s *Server) createApproval(ctx context.Context, p Principal, req *approvalRequest) (ApprovalCreated, error) {
-	if s.deps.Temporal == nil {
-		return ApprovalCreated{}, problem(http.StatusServiceUnavailable, CodeUnavailable, "approvals are not available: this server has no Temporal connection")
-	}
-	if err := normalizeRequestNames(&req.Tenant, &req.Resource, &req.Method); err != nil {
-		return ApprovalCreated{}, err
-	}
-	pol, err := s.policies.Get(ctx, p.OrgID)
-	if err != nil {
-		return ApprovalCreated{}, err
-	}
-	rawParams, err := requestParameters(req.Parameters)
-	if err != nil {
-		return ApprovalCreated{}, err
-	}
-	rawContext, err := requestContext(req.Context)
-	if err != nil {
-		return ApprovalCreated{}, err
-	}
-	info, known := pol.tools[req.Tool]
-	if known && info.Schema != nil {
-		if err := validateParameters(info.Schema, rawParams); err != nil {
-			return ApprovalCreated{}, err
-		}
-	}
-	d := pol.index.Decide(resolver.Input{Tool: req.Tool, Tenant: req.Tenant, Resource: req.Resource, Method: req.Method})
-	if !known || d.Reason == resolver.ReasonToolNotRegistered {
-		return ApprovalCreated{}, problem(http.StatusForbidden, CodeToolNotRegistered,
-			fmt.Sprintf("the org has no tool named %q; register it before requesting approvals for it", req.Tool))
-	}
-	if d.Permission == resolver.Disabled {
-		detail := fmt.Sprintf("the verdict for this request is disabled (level %d %s", d.Level, d.LevelName)
-		if d.RuleID != "" {
-			detail += ", rule " + d.RuleID
-		}
-		return ApprovalCreated{}, problem(http.StatusForbidden, CodeToolDisabled, detail+"); it cannot be approved")
-	}
-	paramsHash, err := tokens.HashParameters(rawParams)
-	if err != nil {
-		return ApprovalCreated{}, problem(http.StatusUnprocessableEntity, CodeValidationFailed, "parameters cannot be canonicalised: "+err.Error())
-	}
-
-	st := s.deps.Store
-	org, err := st.GetOrg(ctx, p.OrgID)
-	if err != nil {
-		return ApprovalCreated{}, fmt.Errorf("load org: %w", err)
-	}
-	var tenantID *string
-	if req.Tenant != "" {
-		t, err := st.GetTenant(ctx, store.GetTenantParams{OrgID: p.OrgID, Ref: req.Tenant})
-		switch {
-		case err == nil && t.Name == req.Tenant:
-			tenantID = &t.ID
-		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return ApprovalCreated{}, fmt.Errorf("load tenant: %w", err)
-		}
-	}
-	twoLevels := false
-	if info.RequiresSecondApproval {
-		n, err := st.CountApproverGroup(ctx, store.CountApproverGroupParams{TeamID: p.TeamID, Level: 2})
-		if err != nil {
-			return ApprovalCreated{}, fmt.Errorf("count approval 2 group: %w", err)
-		}
-		twoLevels = n > 0
-	}
-	timeout := resolveTimeout(req.TimeoutSeconds, info.TimeoutSeconds, org.ApprovalTimeoutSeconds)
-
-	// Everything stored is scrubbed; the hash above binds the original
-	// parameters so the token can be verified against what the tool receives.
-	storedParams := rawParams
-	if org.ScrubParameters && rawParams != nil {
-		if storedParams, err = pii.ScrubJSON(rawParams); err != nil {
-			return ApprovalCreated{}, fmt.Errorf("scrub parameters: %w", err)
-		}
-	}
-	var storedContext json.RawMessage
-	if rawContext != nil {
-		if storedContext, err = pii.ScrubJSON(rawContext); err != nil {
-			return ApprovalCreated{}, fmt.Errorf("scrub context: %w", err)
-		}
-	}
-	reasoning := pii.Scrub(req.Reasoning)
-
-	// PostgreSQL keeps microseconds; the workflow derives level 1's deadline
-	// from CreatedAt, so both must be the value stored.
-	now := s.now().Truncate(time.Millisecond)
-	id, ref := store.NewID("apr"), newReference()
-	expires := now.Add(time.Duration(timeout) * time.Second)
-	levels := 1
-	if twoLevels {
-		levels = 2
-	}
-
-	// The call is billed before anything else is written, like a check: a
-	// request the team cannot pay for leaves nothing but its audit entry.
-	details, err := json.Marshal(map[string]any{
-		"reference": ref, "resource": req.Resource, "method": req.Method, "reference_id": req.ReferenceID,
-		"reasoning": reasoning, "parameters_hash": paramsHash, "levels": levels, "level_timeout_seconds": timeout,
-		"verdict": map[string]any{"permission": d.Permission.String(), "level": d.Level, "level_name": d.LevelName, "rule_id": d.RuleID},
-	})
-	if err != nil {
-		return ApprovalCreated{}, fmt.Errorf("encode audit details: %w", err)
-	}
-	err = s.recorder.Record(ctx, store.Entry{Billable: true, Event: store.AuditRecord{
-		ID: store.NewID("evt"), OrgID: p.OrgID, TeamID: p.TeamID, OccurredAt: now,
-		ActorKind: p.Kind, ActorID: p.KeyID, Kind: kindApprovalRequested, Subject: id,
-		Outcome: string(workflows.StatusPending), Tool: req.Tool, Tenant: req.Tenant, Details: details,
-	}})
-	if err != nil {
-		return ApprovalCreated{}, err
-	}
-
-	// Paid for: finish even if the client goes away, so no half-created
-	// approval is left behind.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout+5*time.Second)
-	defer cancel()
-	err = s.inTx(wctx, func(q *store.Queries) error {
-		if err := q.InsertApprovalRequest(wctx, store.InsertApprovalRequestParams{
-			ID: id, OrgID: p.OrgID, Reference: ref, ToolID: info.ID, ToolName: req.Tool, TenantID: tenantID,
-			TenantName: req.Tenant, Resource: req.Resource, Method: req.Method, Parameters: storedParams,
-			ParamsHash: paramsHash, Reasoning: reasoning, Context: storedContext, ReferenceID: req.ReferenceID,
-			TwoLevels: twoLevels, LevelTimeoutSeconds: timeout, ExpiresAt: expires, CreatedAt: now,
-			CreatedByKind: p.Kind, CreatedByID: p.KeyID,
-		}); err != nil {
-			return referencedIf(err, "tool %q was deleted while the request was made", req.Tool)
-		}
-		if req.TimeoutSeconds == nil || (info.TimeoutSeconds != nil && *info.TimeoutSeconds == timeout) {
-			return nil
-		}
-		// SPEC §3: a request's timeout also becomes the tool's stored override.
-		if err := q.SetToolTimeout(wctx, store.SetToolTimeoutParams{OrgID: p.OrgID, ID: info.ID,
-			ApprovalTimeoutSeconds: &timeout, UpdatedAt: now}); err != nil {
-			return fmt.Errorf("set tool timeout: %w", err)
-		}
-		return s.recordChange(wctx, q, p, now, change{kind: kindToolTimeoutSet, subject: info.ID, tool: req.Tool,
-			details: map[string]any{"approval_timeout_seconds": fieldChange{From: info.TimeoutSeconds, To: timeout}, "approval_id": id},
-			policy:  true})
-	})
-	if err != nil {
-		return ApprovalCreated{}, err
-	}
-
-	in := workflows.ApprovalInput{
-		ApprovalID: id, Reference: ref, OrgID: p.OrgID, ToolName: req.Tool, TwoLevels: twoLevels,
-		LevelTimeout: time.Duration(timeout) * time.Second, CreatedAt: now,
-	}
-	if tenantID != nil {
-		in.TenantID = *tenantID
-	}
-	if err := in.Validate(); err != nil {
-		return ApprovalCreated{}, fmt.Errorf("approval input: %w", err)
-	}
-	sctx, scancel := context.WithTimeout(wctx, startTimeout)
-	_, err = s.deps.Temporal.ExecuteWorkflow(sctx, workflows.StartWorkflowOptions(in), workflows.ApprovalWorkflowName, in)
-	scancel()
-	if err != nil && !s.startedAnyway(wctx, ref, err) {
-		return ApprovalCreated{}, s.abortApproval(wctx, p, id, ref, req.Tool, err)
-	}
-	return ApprovalCreated{ID: id, Reference: ref, Status: string(workflows.StatusPending), Level: 1, Levels: levels, ExpiresAt: expires}, nil
-}
-
-// startedAnyway reports whether the approval's workflow runs although
-// starting it returned an error (a timeout after the server accepted it).
-func (s *Server) startedAnyway(ctx context.Context, ref string, cause error) bool {
-	var dup *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(cause, &dup) {
-		return false // a REF collision with another approval's closed workflow
-	}
-	dctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	desc, err := s.deps.Temporal.DescribeWorkflowExecution(dctx, ref, "")
-	return err == nil && desc.GetWorkflowExecutionInfo().GetType().GetName() == workflows.ApprovalWorkflowName
-}
-
-// abortApproval undoes an approval whose workflow could not be started: a
-// workflow that did start despite the error is terminated, and the row is
-// deleted, so nothing is left pending that no workflow will ever end (a
-// late-starting workflow then fails on its first projection). The failure
-// is audited and answered with 503.
-func (s *Server) abortApproval(ctx context.Context, p Principal, id, ref, tool string, cause error) error {
-	s.log.ErrorContext(ctx, "start approval workflow", "request_id", requestIDFrom(ctx), "reference", ref, "err", cause)
-	var dup *serviceerror.WorkflowExecutionAlreadyStarted
-	if !errors.As(cause, &dup) {
-		if err := s.deps.Temporal.TerminateWorkflow(ctx, ref, "", "oakallow: start failed; approval aborted"); err != nil {
-			var nf *serviceerror.NotFound
-			if !errors.As(err, &nf) {
-				s.log.WarnContext(ctx, "terminate unstarted approval workflow", "reference", ref, "err", err)
-			}
-		}
-	}
-	now := s.now()
-	err := s.inTx(ctx, func(q *store.Queries) error {
-		if _, err := q.DeleteUnstartedApproval(ctx, store.DeleteUnstartedApprovalParams{OrgID: p.OrgID, ID: id}); err != nil {
-			return err
-		}
-		return s.recordChange(ctx, q, p, now, change{kind: kindApprovalStartFailed, subject: id, tool: tool,
-			details: map[string]any{"reference": ref}})
-	})
-	if err != nil {
-		s.log.ErrorContext(ctx, "abort approval", "request_id", requestIDFrom(ctx), "reference", ref, "err", err)
-	}
-	return problem(http.StatusServiceUnavailable, CodeUnavailable,
-		"the approval workflow could not be started; nothing was created, retry later")
-}
-
-// loadApproval reads an approval with its decisions and, when withToken,
-// its execution token.
-func (s *Server) loadApproval(ctx context.Context, orgID, ref string, withToken bool) (Approval, error) {
-	if err := lookupRef("approval", ref); err != nil {
-		return Approval{}, err
-	}
-	st := s.deps.Store
-	row, err := st.GetApprovalByRef(ctx, store.GetApprovalByRefParams{OrgID: orgID, Ref: ref})
-	if err != nil {
-		return Approval{}, notFoundIf(err, "approval", ref)
-	}
-	ds, err := st.ListDecisionsOfApproval(ctx, row.ID)
-	if err != nil {
-		return Approval{}, fmt.Errorf("load decisions: %w", err)
-	}
-	a := approvalView(row, ds)
-	if withToken && row.Status == string(workflows.StatusApproved) {
-		tok, err := st.GetTokenBySource(ctx, store.GetTokenBySourceParams{OrgID: orgID, SourceKind: tokenSourceApproval, SourceID: row.ID})
-		switch {
-		case err == nil:
-			m, err := activities.OpenToken(s.deps.SecretBox, tok)
-			if err != nil {
-				return Approval{}, err
-			}
-			a.TokenID, a.Token, a.TokenExpiresAt = m.ID, m.Token, &m.ExpiresAt
-		case !errors.Is(err, store.ErrNotFound):
-			return Approval{}, fmt.Errorf("load token: %w", err)
-		}
-	}
-	return a, nil
-}
-
-func approvalView(r store.Approval, ds []store.ApprovalDecision) Approval {
-	a := Approval{
-		ID: r.ID, Reference: r.Reference, Status: r.Status, Level: int(r.Level), Levels: 1, Tool: r.ToolName,
-		Tenant: r.TenantName, Resource: r.Resource, Method: r.Method, Reasoning: r.Reasoning,
-		Parameters: r.Parameters, ParamsHash: r.ParamsHash, Context: r.Context, ReferenceID: r.ReferenceID,
-		ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt, DecidedAt: r.DecidedAt, Decisions: make([]Decision, 0, len(ds)),
-	}
-	if r.TwoLevels {
-		a.Levels = 2
-	}
-	for _, d := range ds {
-		a.Decisions = append(a.Decisions, Decision{Level: int(d.Level), Decision: d.Decision, Note: d.Note, At: d.DecidedAt,
-			Decider: DeciderIdentity{Kind: d.DeciderKind, ID: d.DeciderID, Display: d.DeciderDisplay}})
-	}
-	return a
+// domain is the approval request as the runtime takes it.
+func (req *approvalRequest) domain() *runtime.ApprovalRequest {
+	return &runtime.ApprovalRequest{Reasoning: req.Reasoning, TimeoutSeconds: req.TimeoutSeconds, Call: runtime.Call{
+		Tool: req.Tool, Tenant: req.Tenant, Resource: req.Resource, Method: req.Method,
+		Parameters: json.RawMessage(req.Parameters), Context: json.RawMessage(req.Context), ReferenceID: req.ReferenceID}}
 }
 
 func (s *Server) listApprovals(ctx context.Context, orgID string, in *listApprovalsInput) (*listApprovalsOutput, error) {
-	if !storable(in.Tool) || !storable(in.Tenant) {
-		return nil, problem(http.StatusUnprocessableEntity, CodeValidationFailed, "tool and tenant must be valid UTF-8 without NUL")
-	}
-	params := store.ListApprovalsPageParams{OrgID: orgID, Status: in.Status, Tool: in.Tool, Tenant: nameRef(in.Tenant),
-		RowLimit: int32(in.Limit) + 1}
+	q := runtime.ApprovalQuery{Status: in.Status, Tool: in.Tool, Tenant: in.Tenant, Limit: in.Limit}
 	if in.Cursor != "" {
 		at, id, err := decodeTimeCursor(in.Cursor, "approval")
 		if err != nil {
 			return nil, err
 		}
-		params.BeforeCreated, params.BeforeID = &at, id
+		q.Before = &runtime.ApprovalPosition{CreatedAt: at, ID: id}
 	}
-	rows, err := s.deps.Store.ListApprovalsPage(ctx, params)
+	page, err := s.rt.ListApprovals(ctx, orgID, q)
 	if err != nil {
 		return nil, err
 	}
-	n := min(len(rows), in.Limit)
-	ids := make([]string, 0, n)
-	for _, r := range rows[:n] {
-		ids = append(ids, r.ID)
-	}
-	ds, err := s.deps.Store.ListDecisionsOfApprovals(ctx, ids)
-	if err != nil {
-		return nil, fmt.Errorf("load decisions: %w", err)
-	}
-	byApproval := map[string][]store.ApprovalDecision{}
-	for _, d := range ds {
-		byApproval[d.ApprovalID] = append(byApproval[d.ApprovalID], d)
-	}
 	out := &listApprovalsOutput{}
-	out.Body.Items = make([]Approval, 0, n)
-	for _, r := range rows[:n] {
-		out.Body.Items = append(out.Body.Items, approvalView(r, byApproval[r.ID]))
-	}
-	if len(rows) > in.Limit {
-		last := rows[n-1]
-		out.Body.NextCursor = encodeTimeCursor("approval", last.CreatedAt, last.ID)
+	out.Body.Items = page.Items
+	if page.Next != nil {
+		out.Body.NextCursor = encodeTimeCursor("approval", page.Next.CreatedAt, page.Next.ID)
 	}
 	return out, nil
 }
@@ -658,7 +302,7 @@ func (s *Server) decideApproval(ctx context.Context, p Principal, ref, idemKey s
 	if err != nil {
 		return Approval{}, s.decideProblem(ctx, p.OrgID, row.ID, err)
 	}
-	a, err := s.loadApproval(ctx, p.OrgID, row.ID, true)
+	a, err := s.rt.GetApproval(ctx, p.OrgID, row.ID, true)
 	if err != nil {
 		return Approval{}, err
 	}
@@ -808,7 +452,7 @@ func (s *Server) endedProblem(ctx context.Context, row store.Approval) error {
 	if err != nil {
 		return fmt.Errorf("load decisions: %w", err)
 	}
-	v := approvalView(row, ds)
+	v := runtime.ApprovalView(row, ds)
 	p.Approval = &ApprovalStanding{Status: v.Status, Level: v.Level, Decisions: v.Decisions}
 	return p
 }

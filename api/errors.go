@@ -8,6 +8,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"oakallow/api/runtime"
 	"oakallow/store"
 )
 
@@ -162,6 +163,11 @@ func toProblem(ctx context.Context, logger *slog.Logger, err error) error {
 		}
 		return p
 	}
+	if re, ok := runtime.AsError(err); ok {
+		out := runtimeProblem(re)
+		out.RequestID = requestIDFrom(ctx)
+		return out
+	}
 	var se huma.StatusError
 	if errors.As(err, &se) {
 		return err
@@ -193,4 +199,34 @@ func toProblem(ctx context.Context, logger *slog.Logger, err error) error {
 	}
 	out.RequestID = requestIDFrom(ctx)
 	return out
+}
+
+// runtimeProblem is a runtime refusal as a problem: its kind gives the
+// status, its code and detail are sent as they are, and each field it names
+// is located in the request body.
+func runtimeProblem(e *runtime.Error) *Problem {
+	status := http.StatusInternalServerError
+	switch e.Kind {
+	case runtime.KindInvalid:
+		status = http.StatusUnprocessableEntity
+	case runtime.KindBadRequest:
+		status = http.StatusBadRequest
+	case runtime.KindForbidden:
+		status = http.StatusForbidden
+	case runtime.KindNotFound:
+		status = http.StatusNotFound
+	case runtime.KindConflict:
+		status = http.StatusConflict
+	case runtime.KindUnavailable:
+		status = http.StatusServiceUnavailable
+	}
+	details := make([]*huma.ErrorDetail, 0, len(e.Fields))
+	for _, f := range e.Fields {
+		loc := "body"
+		if f.Location != "" {
+			loc += "." + f.Location
+		}
+		details = append(details, &huma.ErrorDetail{Location: loc, Message: f.Message})
+	}
+	return problem(status, e.Code, e.Detail, details...)
 }

@@ -8,10 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
-	"unicode/utf8"
 
+	"oakallow/api/runtime"
 	"oakallow/store"
 )
 
@@ -158,25 +157,12 @@ func requestHash(scope string, body []byte) string {
 
 // jsonHasNUL reports whether JSON text (as encoding/json writes it) has a
 // string holding a NUL character, i.e. an unescaped "\u0000" escape.
-func jsonHasNUL(raw []byte) bool {
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' || i+1 >= len(raw) {
-			continue
-		}
-		if raw[i+1] == 'u' && i+6 <= len(raw) && string(raw[i+2:i+6]) == "0000" {
-			return true
-		}
-		i++ // skip the escaped character: \\u0000 (a backslash, then "u0000") is no NUL
-	}
-	return false
-}
+func jsonHasNUL(raw []byte) bool { return runtime.JSONHasNUL(raw) }
 
 // storable reports whether PostgreSQL can hold s as text: valid UTF-8
 // without NUL. Path and query parameters are raw bytes and are checked
 // with it before they reach a query.
-func storable(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
-}
+func storable(s string) bool { return runtime.Storable(s) }
 
 // lookupRef refuses an id no row can have because PostgreSQL could not
 // even compare it, as the not-found it is.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/jackc/pgx/v5"
 
+	"oakallow/api/runtime"
 	"oakallow/store"
 )
 
@@ -254,16 +254,9 @@ func permissionPtr(n nullable[permissionName]) *string {
 	return nil
 }
 
-// Approval timeouts are clamped, not refused (SPEC §1: any value clamped to
-// 60 s … 7 d), and the stored value is what the answer reports.
-const (
-	minApprovalTimeoutSeconds = 60
-	maxApprovalTimeoutSeconds = 7 * 24 * 3600
-)
-
-func clampTimeout(sec int64) int32 {
-	return int32(min(max(sec, minApprovalTimeoutSeconds), maxApprovalTimeoutSeconds))
-}
+// clampTimeout clamps an approval timeout to 60 s … 7 d (SPEC §1: clamped,
+// not refused); the stored value is what the answer reports.
+func clampTimeout(sec int64) int32 { return runtime.ClampTimeout(sec) }
 
 // fieldProblem is a 422 validation_failed naming the offending field, e.g.
 // location "body.category".
@@ -341,36 +334,13 @@ const (
 // notification, on q — the caller's transaction, so both commit with the
 // write or not at all.
 func (s *Server) recordChange(ctx context.Context, q *store.Queries, p Principal, now time.Time, c change) error {
-	if c.details == nil {
-		c.details = map[string]any{}
-	}
-	details, err := json.Marshal(c.details)
+	xid, err := runtime.RecordChange(ctx, q, p.caller(), now, runtime.Change{Kind: c.kind, Subject: c.subject,
+		Tool: c.tool, Tenant: c.tenant, Details: c.details, Policy: c.policy})
 	if err != nil {
-		return fmt.Errorf("encode audit details of %s: %w", c.kind, err)
+		return err
 	}
-	actorKind := p.Kind
-	if actorKind == "" {
-		actorKind = "api_key"
-	}
-	if err := q.InsertAuditEvent(ctx, store.InsertAuditEventParams{
-		ID: store.NewID("evt"), OrgID: p.OrgID, TeamID: p.TeamID, OccurredAt: now,
-		ActorKind: actorKind, ActorID: p.ActorID(), Kind: c.kind, Subject: c.subject,
-		Tool: c.tool, Tenant: c.tenant, Details: details,
-	}); err != nil {
-		return fmt.Errorf("audit %s: %w", c.kind, err)
-	}
-	if c.policy {
-		n, err := q.NotifyPolicyChange(ctx, p.OrgID)
-		if err != nil {
-			return fmt.Errorf("announce policy change: %w", err)
-		}
-		xid, err := strconv.ParseUint(n.Xid, 10, 64)
-		if err != nil {
-			return fmt.Errorf("announce policy change: transaction id %q: %w", n.Xid, err)
-		}
-		if pw, ok := ctx.Value(policyChangesKey{}).(*policyChanges); ok {
-			pw.add(p.OrgID, xid)
-		}
+	if pw, ok := ctx.Value(policyChangesKey{}).(*policyChanges); ok && c.policy {
+		pw.add(p.OrgID, xid)
 	}
 	return nil
 }

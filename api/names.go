@@ -35,23 +35,6 @@ func optionalName(location string, value *string) (*string, error) {
 	return &n, nil
 }
 
-// normalizeRequestNames normalises a check's or approval request's tenant,
-// resource and method in place. Plain lower-case ASCII names, the usual
-// case, are kept without allocating.
-func normalizeRequestNames(tenant, resource, method *string) error {
-	for _, f := range [...]struct {
-		location string
-		value    *string
-	}{{"body.tenant", tenant}, {"body.resource", resource}, {"body.method", method}} {
-		n, err := normalizedName(f.location, *f.value)
-		if err != nil {
-			return err
-		}
-		*f.value = n
-	}
-	return nil
-}
-
 // nameRef is ref, an id or a tenant or resource name, as stored names
 // compare with it: a name in its normal form (ids are normal already). A
 // ref with no normal form names nothing, so it is returned as is and finds

@@ -17,6 +17,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"oakallow/api/runtime"
 	"oakallow/resolver"
 	"oakallow/store"
 )
@@ -33,13 +34,7 @@ type orgPolicy struct {
 	snapshot pgSnapshot
 }
 
-type toolInfo struct {
-	ID                     string
-	Schema                 *jsonschema.Schema // nil: parameters are not validated
-	RequiresSecondApproval bool
-	TimeoutSeconds         *int32
-	Draft                  bool
-}
+type toolInfo = runtime.ToolInfo
 
 // maxParallelLoads bounds how many orgs compile at once, so a burst of
 // changes across many orgs cannot take every database connection (the key

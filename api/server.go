@@ -19,6 +19,7 @@ import (
 	"oakallow/activities/notify"
 	"oakallow/activities/sealed"
 	"oakallow/activities/tokens"
+	"oakallow/api/runtime"
 	"oakallow/store"
 )
 
@@ -120,8 +121,10 @@ type Server struct {
 	policies *PolicyCache
 	keyring  *tokens.Keyring
 	recorder *store.Recorder
-	metrics  *metrics
-	limits   *limits
+	// rt is the runtime core every surface calls (built by Start, with the recorder).
+	rt      *runtime.Service
+	metrics *metrics
+	limits  *limits
 	// readiness coalesces concurrent /readyz checks.
 	readiness singleflight.Group
 	http      *http.Server
@@ -242,6 +245,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.recorder = rec
+	if s.rt, err = s.newRuntime(); err != nil {
+		s.recorder.Stop()
+		return err
+	}
 	ln := s.cfg.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
