@@ -33,6 +33,9 @@ type Report struct {
 	State workflows.State
 	// Problems lists every disagreement; empty when the invariant holds.
 	Problems []string
+	// Events counts the workflow's history events by type (what the approval cost
+	// Temporal; dev/loadapprovals prints the totals).
+	Events map[enumspb.EventType]int
 }
 
 // Err is nil when the invariant holds, else an error listing every problem.
@@ -61,7 +64,7 @@ func Check(ctx context.Context, db *pgxpool.Pool, tc client.Client, ref string) 
 		rep.problem("workflow did not complete: %v", err)
 		return rep, nil
 	}
-	accepted, err := acceptedDecisions(ctx, tc, ref)
+	accepted, err := acceptedDecisions(ctx, tc, ref, &rep)
 	if err != nil {
 		return rep, err
 	}
@@ -74,8 +77,10 @@ func Check(ctx context.Context, db *pgxpool.Pool, tc client.Client, ref string) 
 }
 
 // acceptedDecisions are the decide Updates the workflow's history accepted, in order.
-func acceptedDecisions(ctx context.Context, tc client.Client, ref string) ([]workflows.DecideRequest, error) {
+// It counts the history's events into rep.Events.
+func acceptedDecisions(ctx context.Context, tc client.Client, ref string, rep *Report) ([]workflows.DecideRequest, error) {
 	var out []workflows.DecideRequest
+	rep.Events = map[enumspb.EventType]int{}
 	dc := converter.GetDefaultDataConverter()
 	it := tc.GetWorkflowHistory(ctx, ref, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
@@ -83,6 +88,7 @@ func acceptedDecisions(ctx context.Context, tc client.Client, ref string) ([]wor
 		if err != nil {
 			return nil, fmt.Errorf("read history of %s: %w", ref, err)
 		}
+		rep.Events[ev.GetEventType()]++
 		attrs := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes()
 		if attrs == nil {
 			continue

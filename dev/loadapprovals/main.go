@@ -175,8 +175,12 @@ func run(c config) error {
 	}
 	fmt.Printf("load average after the latency phase: %s\n", devenv.LoadAverage())
 
+	idle := measureIdleCPU(idleSample)
+	cpu0 := readCPU()
 	tp := throughputPhase(api, rec, creds, c)
+	cpu1 := readCPU()
 	tp.print(c)
+	printCPUPerApproval(cpu0, cpu1, idle, tp.decided.Load(), tp.elapsedAll)
 	fmt.Printf("load average after the throughput phase: %s\n", devenv.LoadAverage())
 	pprof.StopCPUProfile()
 

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"oakallow/dev/approvalcheck"
 	"oakallow/dev/devstack"
@@ -98,6 +102,7 @@ func crossCheck(ctx context.Context, stack *devstack.Stack, orgID string) []stri
 		mu       sync.Mutex
 		problems []string
 		broken   int
+		events   = map[enumspb.EventType]int{}
 		next     atomic.Int64
 		wg       sync.WaitGroup
 	)
@@ -112,6 +117,9 @@ func crossCheck(ctx context.Context, stack *devstack.Stack, orgID string) []stri
 				}
 				rep, err := approvalcheck.Check(ctx, stack.Store().Pool, stack.Temporal(), refs[i])
 				mu.Lock()
+				for typ, n := range rep.Events {
+					events[typ] += n
+				}
 				switch {
 				case err != nil:
 					problems = append(problems, fmt.Sprintf("cross-check %s: %v", refs[i], err))
@@ -132,5 +140,25 @@ func crossCheck(ctx context.Context, stack *devstack.Stack, orgID string) []stri
 		problems = append(problems, fmt.Sprintf("%d approvals break the approval invariant", broken))
 	}
 	fmt.Printf("  %-60s %7d  %s\n", "approvals where PostgreSQL and history disagree", broken, mark)
+	printEvents(events, len(refs))
 	return problems
+}
+
+// printEvents prints the history events of the run's approvals by type, in
+// total and per approval: what the approvals cost Temporal, and any failed
+// or timed-out workflow task (work done twice).
+func printEvents(events map[enumspb.EventType]int, approvals int) {
+	if approvals == 0 {
+		return
+	}
+	total := 0
+	for _, n := range events {
+		total += n
+	}
+	fmt.Printf("\nhistory events of the %d approvals: %d, %.1f per approval\n", approvals, total, float64(total)/float64(approvals))
+	types := slices.Collect(maps.Keys(events))
+	slices.SortFunc(types, func(a, b enumspb.EventType) int { return events[b] - events[a] })
+	for _, typ := range types {
+		fmt.Printf("  %-52s %8d  %6.2f\n", strings.TrimPrefix(typ.String(), "EVENT_TYPE_"), events[typ], float64(events[typ])/float64(approvals))
+	}
 }
