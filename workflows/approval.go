@@ -27,8 +27,15 @@ const (
 	// so its command is committed together with the Update's acceptance and runs only once
 	// the acceptance is in history (see decisionBoundary); the keys of a decision's
 	// projection and notification name the decision. Everything else stays local.
-	flowV3  workflow.Version = 3
-	flowMax                  = flowV3
+	flowV3 workflow.Version = 3
+	// flowV4: a decision's search attributes are upserted after its effects, in the
+	// workflow task after the decision boundary, instead of with the acceptance. A final
+	// decision's upsert then shares its task with the run's completion, and the server
+	// writes no visibility record for it (the close record carries the attributes); with
+	// the upsert in the accepting task, the run was still open when the visibility queue
+	// processed it, which cost every approval one visibility write more than flowV2.
+	flowV4  workflow.Version = 4
+	flowMax                  = flowV4
 )
 
 // transition is one change of the approval's state, queued by whoever caused it (the start,
@@ -211,8 +218,12 @@ func (a *approval) drain(ctx workflow.Context) error {
 
 func (a *approval) process(ctx workflow.Context, t *transition) error {
 	st := t.state.clone()
-	if err := a.upsertSearchAttributes(ctx, t.event, st); err != nil {
-		return err
+	// From flowV4 on, a decision's search attributes follow its effects (see flowV4).
+	upsertLast := a.flow >= flowV4 && t.decision != nil
+	if !upsertLast {
+		if err := a.upsertSearchAttributes(ctx, t.event, st); err != nil {
+			return err
+		}
 	}
 	if err := a.project(ctx, t.event, t.decision, st, t.at); err != nil {
 		return err
@@ -228,6 +239,11 @@ func (a *approval) process(ctx workflow.Context, t *transition) error {
 		a.state.TokenID, a.state.TokenHash = tok.TokenID, tok.TokenHash
 		st.TokenID, st.TokenHash = tok.TokenID, tok.TokenHash
 		if err := a.project(ctx, EventTokenMinted, nil, st, workflow.Now(ctx)); err != nil {
+			return err
+		}
+	}
+	if upsertLast {
+		if err := a.upsertSearchAttributes(ctx, t.event, st); err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
 )
 
 func keysFor(event Event, level int) []string {
@@ -382,6 +383,39 @@ func TestStartSearchAttributesNotUpsertedAgain(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, StatusDenied, final.Status)
 	require.Equal(t, []saUpsert{{status: "denied"}}, h.saUpserts())
+}
+
+// TestDecisionSearchAttributesFollowItsEffects: from flowV4 on, a decision's search
+// attributes are upserted after its effects, in the workflow task after the decision
+// boundary; for a final decision that is the task that completes the run, and the server
+// writes no visibility record for an upsert of a run that has closed. flowV3 runs upserted
+// them with the acceptance, while the run was still open: one visibility write more per
+// approval.
+func TestDecisionSearchAttributesFollowItsEffects(t *testing.T) {
+	t.Parallel()
+	created := keysFor(EventCreated, 1)
+	tests := []struct {
+		name string
+		flow workflow.Version
+		want []string
+	}{
+		{name: "flowV4", flow: flowV4, want: concat(created, approvedKeys(1), []string{"upsert status=approved level=0"})},
+		{name: "flowV3", flow: flowV3, want: concat(created, []string{"upsert status=approved level=0"}, approvedKeys(1))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.env.OnGetVersion(changeApprovalFlow, flowV1, flowMax).Return(tc.flow)
+			in := testInput(false)
+			require.NoError(t, h.env.SetTypedSearchAttributesOnStart(StartSearchAttributes(in)))
+			h.decideAt(10*time.Minute, decideReq(1, Approve, alice, "r1"))
+			final, err := h.run(in)
+			require.NoError(t, err)
+			require.Equal(t, StatusApproved, final.Status)
+			require.Equal(t, tc.want, h.acts.sequence())
+		})
+	}
 }
 
 // normalize renders v as JSON, the form activities and callers receive it in: pointers

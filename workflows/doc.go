@@ -24,7 +24,9 @@
 //	                                      ── MintApprovalToken ── Project(token_minted)
 //
 // Each transition also upserts the search attributes it changed (status, level); those the
-// starter set are not upserted again. Level 1 expires at
+// starter set are not upserted again. A decision's upsert follows its effects (flowV4), so
+// a final decision's shares the workflow task that completes the run, whose close record
+// carries the attributes: the server writes no visibility record for it. Level 1 expires at
 // CreatedAt+LevelTimeout (the expires_at the API already returned), level 2 at the
 // escalation time plus LevelTimeout.
 //
@@ -99,9 +101,10 @@
 // for the procedure). TestReplay replays histories of the current version recorded from a
 // real server — approve at both levels, deny at level 1 and at level 2, expiry at level 1
 // and after an escalation, cancellation (testdata/approval_*.json) — and
-// approval_two_level_v1.json and
-// approval_two_level_v2.json, of flowV1 (regular activities instead of local ones) and
-// flowV2 (every effect local), kept while such runs can exist.
+// approval_two_level_v1.json, approval_two_level_v2.json and approval_two_level_v3.json,
+// of flowV1 (regular activities instead of local ones), flowV2 (every effect local) and
+// flowV3 (search attributes upserted with each acceptance), kept while such runs can
+// exist.
 // Re-record the current one after a versioned change with
 //
 //	go test -tags record -run TestRecord ./workflows/

@@ -52,12 +52,37 @@ type fakeActivities struct {
 	calls     []any // ProjectApprovalInput, EnqueueNotificationsInput or MintApprovalTokenInput
 	projectFn func(ProjectApprovalInput) error
 	notifyErr error
+	// seq is every activity's key and every search attribute upsert ("upsert status=…
+	// level=…", recorded by the harness), in the order the workflow issued them.
+	seq []string
 }
 
 func (f *fakeActivities) record(in any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, in)
+	switch in := in.(type) {
+	case ProjectApprovalInput:
+		f.seq = append(f.seq, in.Key)
+	case EnqueueNotificationsInput:
+		f.seq = append(f.seq, in.Key)
+	case MintApprovalTokenInput:
+		f.seq = append(f.seq, in.Key)
+	}
+}
+
+// mark adds a non-activity step to seq.
+func (f *fakeActivities) mark(step string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq = append(f.seq, step)
+}
+
+// sequence returns seq.
+func (f *fakeActivities) sequence() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string{}, f.seq...)
 }
 
 func (f *fakeActivities) ProjectApproval(_ context.Context, in ProjectApprovalInput) error {
@@ -175,6 +200,7 @@ func newHarness(t *testing.T) *harness {
 		h.mu.Lock()
 		h.upserts = append(h.upserts, u)
 		h.mu.Unlock()
+		acts.mark(fmt.Sprintf("upsert status=%s level=%d", u.status, u.level))
 	}).Return(nil)
 	return h
 }

@@ -25,9 +25,12 @@ func TestReplay(t *testing.T) {
 		// wantEvents are event counts the history must contain, so the file proves it
 		// covers the path it is named for.
 		wantEvents map[enumspb.EventType]int
+		// lastUpsertAfterActivity: the final decision's search attribute upsert comes
+		// after its projection activity completed (flowV4), in the completing task.
+		lastUpsertAfterActivity bool
 	}{
 		{
-			name: "flowV3: approve level 1 then level 2, each decision's projection a regular activity",
+			name: "flowV4: approve level 1 then level 2, each decision's search attributes after its effects",
 			file: "testdata/approval_two_level.json",
 			wantEvents: map[enumspb.EventType]int{
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
@@ -38,9 +41,10 @@ func TestReplay(t *testing.T) {
 				enumspb.EVENT_TYPE_TIMER_CANCELED:                     2,
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
 			},
+			lastUpsertAfterActivity: true,
 		},
 		{
-			name: "flowV3: deny at level 1",
+			name: "flowV4: deny at level 1",
 			file: "testdata/approval_deny_l1.json",
 			wantEvents: map[enumspb.EventType]int{
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 1,
@@ -48,9 +52,10 @@ func TestReplay(t *testing.T) {
 				enumspb.EVENT_TYPE_TIMER_CANCELED:                     1,
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
 			},
+			lastUpsertAfterActivity: true,
 		},
 		{
-			name: "flowV3: approve level 1, deny level 2",
+			name: "flowV4: approve level 1, deny level 2",
 			file: "testdata/approval_deny_l2.json",
 			wantEvents: map[enumspb.EventType]int{
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
@@ -60,7 +65,7 @@ func TestReplay(t *testing.T) {
 			},
 		},
 		{
-			name: "flowV3: level 1 expires",
+			name: "flowV4: level 1 expires",
 			file: "testdata/approval_expired_l1.json",
 			wantEvents: map[enumspb.EventType]int{
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 0,
@@ -70,7 +75,7 @@ func TestReplay(t *testing.T) {
 			},
 		},
 		{
-			name: "flowV3: escalated, then level 2 expires",
+			name: "flowV4: escalated, then level 2 expires",
 			file: "testdata/approval_expired_l2.json",
 			wantEvents: map[enumspb.EventType]int{
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 1,
@@ -81,11 +86,24 @@ func TestReplay(t *testing.T) {
 			},
 		},
 		{
-			name: "flowV3: cancelled while pending",
+			name: "flowV4: cancelled while pending",
 			file: "testdata/approval_cancelled.json",
 			wantEvents: map[enumspb.EventType]int{
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED: 1,
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:         1,
+			},
+		},
+		{
+			name: "flowV3: approve level 1 then level 2, search attributes upserted with each acceptance",
+			file: "testdata/approval_two_level_v3.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            2, // the two decisions' projections
+				enumspb.EVENT_TYPE_MARKER_RECORDED:                    7, // the version and 6 local activities
+				enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:  3,
+				enumspb.EVENT_TYPE_TIMER_STARTED:                      2,
+				enumspb.EVENT_TYPE_TIMER_CANCELED:                     2,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
 			},
 		},
 		{
@@ -128,6 +146,18 @@ func TestReplay(t *testing.T) {
 			}
 			for typ, n := range tc.wantEvents {
 				require.Equal(t, n, counts[typ], "%s events in %s", typ, tc.file)
+			}
+			if tc.lastUpsertAfterActivity {
+				lastUpsert, lastActivity := 0, 0
+				for i, ev := range hist.GetEvents() {
+					switch ev.GetEventType() {
+					case enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+						lastUpsert = i
+					case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+						lastActivity = i
+					}
+				}
+				require.Greater(t, lastUpsert, lastActivity, "the final upsert follows the decision's projection in %s", tc.file)
 			}
 
 			replayer := worker.NewWorkflowReplayer()
