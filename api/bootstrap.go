@@ -60,20 +60,14 @@ func Bootstrap(ctx context.Context, st *store.Store, in BootstrapInput, now time
 				return ErrAlreadyBootstrapped
 			}
 		}
-		if err := q.CreateTeam(ctx, store.CreateTeamParams{ID: res.TeamID, Name: in.TeamName, CreatedAt: now}); err != nil {
-			return fmt.Errorf("create team: %w", err)
+		if err := createTeam(ctx, q, res.TeamID, in.TeamName, now); err != nil {
+			return err
 		}
 		if err := q.CreateUser(ctx, store.CreateUserParams{ID: res.UserID, Email: in.OwnerEmail, Name: in.OwnerName, CreatedAt: now}); err != nil {
 			return fmt.Errorf("create owner: %w", err)
 		}
 		if err := q.CreateMembership(ctx, store.CreateMembershipParams{TeamID: res.TeamID, UserID: res.UserID, Role: RoleOwner, CreatedAt: now}); err != nil {
 			return fmt.Errorf("create owner: %w", err)
-		}
-		expires := now.Add(FreeCreditTTL)
-		if err := q.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: res.TeamID,
-			Kind: "free", AmountMicros: FreeCreditMicros, ExpiresAt: &expires,
-			Source: "signup:" + res.TeamID, CreatedAt: now}); err != nil {
-			return fmt.Errorf("grant free credit: %w", err)
 		}
 		if err := q.CreateOrg(ctx, store.CreateOrgParams{ID: res.OrgID, TeamID: res.TeamID, Name: in.OrgName, CreatedAt: now}); err != nil {
 			return fmt.Errorf("create org: %w", err)
@@ -91,6 +85,20 @@ func Bootstrap(ctx context.Context, st *store.Store, in BootstrapInput, now time
 		return BootstrapResult{}, fmt.Errorf("bootstrap: %w", err)
 	}
 	return res, nil
+}
+
+// createTeam creates a team with its free sign-up credit (SPEC §9).
+func createTeam(ctx context.Context, q *store.Queries, id, name string, now time.Time) error {
+	if err := q.CreateTeam(ctx, store.CreateTeamParams{ID: id, Name: name, CreatedAt: now}); err != nil {
+		return fmt.Errorf("create team: %w", err)
+	}
+	expires := now.Add(FreeCreditTTL)
+	if err := q.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: id,
+		Kind: "free", AmountMicros: FreeCreditMicros, ExpiresAt: &expires,
+		Source: "signup:" + id, CreatedAt: now}); err != nil {
+		return fmt.Errorf("grant free credit: %w", err)
+	}
+	return nil
 }
 
 // createKey stores a new key's hash and returns the raw key.

@@ -69,6 +69,9 @@ func (p Principal) ActorID() string {
 // orgs is two requests).
 func (p Principal) idempotencyOwner() string {
 	if p.Kind == PrincipalUser {
+		if p.OrgID == "" {
+			return p.UserID + "/" + p.TeamID
+		}
 		return p.UserID + "/" + p.OrgID
 	}
 	return p.KeyID
@@ -95,7 +98,16 @@ func principalFrom(ctx context.Context) (Principal, bool) {
 }
 
 // keyTable is an immutable snapshot of every active API key by hash.
-type keyTable map[[32]byte]Principal
+type keyTable map[[32]byte]*keyEntry
+
+// keyEntry is one active key, with when it was last used.
+type keyEntry struct {
+	p Principal
+	// used is the last minute (Unix minutes) the key authenticated a
+	// request; flushed the last one written to api_keys.last_used_at.
+	used    atomic.Int64
+	flushed atomic.Int64
+}
 
 // KeyCache holds the active API keys in memory so authentication costs one
 // hash and one map lookup. It is reloaded whole on every key change
@@ -108,6 +120,9 @@ type KeyCache struct {
 	// reload holds one pending reload request: requests that arrive while
 	// a reload runs cost one more reload after it, not one each.
 	reload chan struct{}
+	// minute is the current Unix minute, kept by TrackUse (0: not tracked),
+	// so a lookup marks its key used without reading the clock.
+	minute atomic.Int64
 }
 
 // NewKeyCache returns an empty cache; call Reload before serving, and run
@@ -165,6 +180,7 @@ func (c *KeyCache) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load api keys: %w", err)
 	}
+	old := *c.table.Load()
 	t := make(keyTable, len(rows))
 	for _, r := range rows {
 		var h [32]byte
@@ -172,10 +188,63 @@ func (c *KeyCache) Reload(ctx context.Context) error {
 			continue
 		}
 		copy(h[:], r.Hash)
-		t[h] = Principal{Kind: PrincipalAPIKey, KeyID: r.ID, OrgID: r.OrgID, TeamID: r.TeamID, Tier: r.Tier}
+		e := &keyEntry{p: Principal{Kind: PrincipalAPIKey, KeyID: r.ID, OrgID: r.OrgID, TeamID: r.TeamID, Tier: r.Tier}}
+		if prev, ok := old[h]; ok { // keep uses not yet written
+			e.used.Store(prev.used.Load())
+			e.flushed.Store(prev.flushed.Load())
+		}
+		t[h] = e
 	}
 	c.table.Store(&t)
 	return nil
+}
+
+// TrackUse keeps the minute lookups mark keys with, and writes the keys'
+// last use to api_keys.last_used_at once a minute, until ctx ends. Marking
+// costs a lookup two atomic loads (and a store once a minute per key); the
+// write is one statement for every key used since the last.
+func (c *KeyCache) TrackUse(ctx context.Context, now func() time.Time, log *slog.Logger) {
+	c.minute.Store(now().Unix() / 60)
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	lastFlush := now()
+	for {
+		select {
+		case <-ctx.Done():
+			c.flushUse(context.WithoutCancel(ctx), log)
+			return
+		case <-tick.C:
+		}
+		c.minute.Store(now().Unix() / 60)
+		if now().Sub(lastFlush) >= time.Minute {
+			lastFlush = now()
+			c.flushUse(ctx, log)
+		}
+	}
+}
+
+// flushUse writes the last use of every key used since it was last written.
+func (c *KeyCache) flushUse(ctx context.Context, log *slog.Logger) {
+	var ids []string
+	var ats []time.Time
+	var entries []*keyEntry
+	for _, e := range *c.table.Load() {
+		if u := e.used.Load(); u > e.flushed.Load() {
+			ids, ats, entries = append(ids, e.p.KeyID), append(ats, time.Unix(u*60, 0).UTC()), append(entries, e)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.st.MarkKeysUsed(ctx, store.MarkKeysUsedParams{Ids: ids, Ats: ats}); err != nil {
+		log.Warn("record when api keys were last used", "keys", len(ids), "err", err)
+		return
+	}
+	for i, e := range entries {
+		e.flushed.Store(ats[i].Unix() / 60)
+	}
 }
 
 // Lookup authenticates a raw key. The map lookup is on the SHA-256 of the
@@ -184,6 +253,12 @@ func (c *KeyCache) Lookup(raw string) (Principal, bool) {
 	if len(raw) != apiKeyLen || !strings.HasPrefix(raw, apiKeyPrefix) {
 		return Principal{}, false
 	}
-	p, ok := (*c.table.Load())[sha256.Sum256([]byte(raw))]
-	return p, ok
+	e, ok := (*c.table.Load())[sha256.Sum256([]byte(raw))]
+	if !ok {
+		return Principal{}, false
+	}
+	if m := c.minute.Load(); m != 0 && e.used.Load() != m {
+		e.used.Store(m)
+	}
+	return e.p, true
 }

@@ -19,6 +19,7 @@ import (
 	"oakallow/activities/notify"
 	"oakallow/activities/sealed"
 	"oakallow/activities/tokens"
+	"oakallow/api/mail"
 	"oakallow/api/runtime"
 	"oakallow/store"
 )
@@ -51,6 +52,9 @@ type Config struct {
 	// verification, and the trusted proxies that may name the client's
 	// address (zero value: defaults).
 	Limits LimitsConfig
+	// Accounts configures sign-up, e-mail codes and invitations (zero
+	// value: defaults, open sign-up off).
+	Accounts AccountsConfig
 	// Sessions are the lifetimes of people's sessions (zero value: defaults).
 	Sessions SessionsConfig
 }
@@ -70,6 +74,9 @@ func (c *Config) Validate() error {
 		return errors.New("api: ShutdownTimeout must be positive")
 	}
 	if err := c.Sessions.Validate(); err != nil {
+		return err
+	}
+	if err := c.Accounts.Validate(); err != nil {
 		return err
 	}
 	return c.Limits.Validate()
@@ -99,6 +106,12 @@ type Deps struct {
 	// SlackHTTPClient makes the install's code exchange with Slack; default
 	// notify.NewHTTPClient with the production policy (public https only).
 	SlackHTTPClient *http.Client
+	// Mailer delivers sign-in codes and invitations (SMTP, or the dev
+	// mailbox); nil answers 503 mail_not_configured to e-mail sign-in.
+	Mailer mail.Sender
+	// DevMailbox, when set, is served at GET /dev/mailbox (go run ./dev
+	// only: it shows every code to whoever can reach the server).
+	DevMailbox *mail.Mailbox
 	// Recorder tunes the audit group committer (zero value: defaults).
 	Recorder store.RecorderConfig
 	// Registry is where the API's Prometheus series go and what /metrics
@@ -194,6 +207,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	s.api.UseMiddleware(s.countRequests, preventCaching, s.authenticate)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
 	registerDocs(s.mux)
+	if deps.DevMailbox != nil {
+		s.mux.Handle("GET /dev/mailbox", deps.DevMailbox.Handler())
+	}
 
 	registerHealth(s.api, s)
 	registerManagement(s.api, s)
@@ -209,6 +225,8 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	registerChannels(s.api, s)
 	registerApprovers(s.api, s)
 	registerSessions(s.api, s)
+	registerEmailCodes(s.api, s)
+	registerTeam(s.api, s)
 	if err := registerSlackInstall(s.api, s); err != nil {
 		return nil, err
 	}
@@ -271,7 +289,9 @@ func (s *Server) Start(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return bg },
 	}
 	go s.keys.ReloadLoop(bg, s.log)
+	go s.keys.TrackUse(bg, s.deps.Now, s.log)
 	go s.limits.sweepLoop(bg, s.deps.Now)
+	go s.sweepSignInLoop(bg)
 	go s.listenForChanges(bg)
 	go func() {
 		defer close(s.done)

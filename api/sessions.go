@@ -195,9 +195,11 @@ func (s *Server) authenticateSession(ctx huma.Context, next func(huma.Context), 
 		s.sessionFailed(ctx, ip, http.StatusUnauthorized, CodeInvalidSession, "missing, expired or revoked session")
 		return
 	}
-	orgID, teamID := ctx.Header(headerOrg), ctx.Header(headerTeam)
+	// An org in the path (/v1/orgs/{org_id}/…) is the one the operation
+	// acts on, so it selects the scope; otherwise the headers do.
+	orgID, teamID := ctx.Param("org_id"), ctx.Header(headerTeam)
 	if orgID == "" {
-		orgID = ctx.Param("org_id")
+		orgID = ctx.Header(headerOrg)
 	}
 	if len(orgID) > 64 || len(teamID) > 64 {
 		writeProblem(s.api, ctx, problem(http.StatusBadRequest, CodeBadRequest, "org and team ids are at most 64 characters"))

@@ -48,6 +48,15 @@ var envVars = []envVar{
 	{"OAKALLOW_LIMIT_VERIFY_FAILURES_PER_KEY", "120/1m", "Failed token verifications allowed per API key (`<count>/<period>` or `off`). Past it, every verification with the key answers 429."},
 	{"OAKALLOW_LIMIT_VERIFIES_PER_KEY", "100/1s", "All token verifications allowed per API key (`<count>/<period>` or `off`)."},
 	{"OAKALLOW_LIMIT_TRACKED_KEYS", "65536", "How many client addresses or keys each rate limit keeps state for (at least 64); bounds the limits' memory."},
+	{"OAKALLOW_SMTP_HOST", "", "SMTP server that sends sign-in codes and invitations (any provider). Without it serve answers e-mail sign-in with 503 `mail_not_configured`."},
+	{"OAKALLOW_SMTP_PORT", "0", "SMTP port; 0 means 587, or 465 with `OAKALLOW_SMTP_TLS=tls`."},
+	{"OAKALLOW_SMTP_TLS", "starttls", "`starttls` (required, not opportunistic), `tls` (implicit TLS) or `none` (only for a relay on the same host or network)."},
+	{"OAKALLOW_SMTP_USERNAME", "", "SMTP AUTH user name; with `OAKALLOW_SMTP_PASSWORD`."},
+	{"OAKALLOW_SMTP_PASSWORD", "", "SMTP AUTH password. A secret."},
+	{"OAKALLOW_SMTP_FROM", "", "Sender address of oakallow's mail, e.g. `oakallow <no-reply@example.com>`. Required with `OAKALLOW_SMTP_HOST`."},
+	{"OAKALLOW_OPEN_SIGNUP", "false", "Let anyone sign up with an e-mail code, which creates a new team with the free credit. Off: only invited people and existing users sign in (`oakallow bootstrap` invites the first owner)."},
+	{"OAKALLOW_SESSION_IDLE", "12h", "A session unused this long ends."},
+	{"OAKALLOW_SESSION_ABSOLUTE", "336h", "Every session ends this long after sign-in, used or not."},
 }
 
 // getenv returns the variable's value or its documented default. Reading an

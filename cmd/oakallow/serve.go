@@ -136,6 +136,13 @@ func serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return err
 	}
+	accounts, sessions, mailer, err := loadAccounts()
+	if err != nil {
+		return err
+	}
+	if mailer == nil {
+		logger.Warn("no SMTP server configured (OAKALLOW_SMTP_HOST): nobody can sign in by e-mail code")
+	}
 	srv, err := api.NewServer(api.Config{
 		Addr:                 getenv("OAKALLOW_ADDR"),
 		Listener:             ln,
@@ -143,7 +150,10 @@ func serve(ctx context.Context, ln net.Listener) error {
 		ShutdownTimeout:      shutdown,
 		AllowPrivateWebhooks: allowPrivate,
 		Limits:               limits,
+		Accounts:             accounts,
+		Sessions:             sessions,
 	}, api.Deps{
+		Mailer:          mailer,
 		Store:           st,
 		Logger:          logger,
 		Keyring:         keyring,

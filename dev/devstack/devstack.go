@@ -21,6 +21,7 @@ import (
 	"oakallow/activities/notify"
 	"oakallow/activities/pii"
 	"oakallow/api"
+	"oakallow/api/mail"
 	"oakallow/dev/devenv"
 	"oakallow/store"
 	"oakallow/worker"
@@ -271,8 +272,12 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 		return nil, err
 	}
 
-	// The API.
-	s.api, err = api.NewServer(api.Config{Addr: addr, PublicURL: "http://" + addr, AllowPrivateWebhooks: true}, api.Deps{
+	// The API. Mail goes to an in-process mailbox, shown on the log and at
+	// /dev/mailbox; anyone may sign up, as on the hosted product.
+	mailbox := mail.NewMailbox(logger.With("component", "mailbox"))
+	s.api, err = api.NewServer(api.Config{Addr: addr, PublicURL: "http://" + addr, AllowPrivateWebhooks: true,
+		Accounts: api.AccountsConfig{OpenSignUp: true}}, api.Deps{
+		Mailer: mailbox, DevMailbox: mailbox,
 		Store: s.st, Logger: logger.With("component", "api"),
 		Keyring: keyring, Temporal: s.tc, Activities: acts, SecretBox: box, Registry: reg,
 		TemporalReady: func(ctx context.Context) error {
@@ -373,6 +378,7 @@ func (s *Stack) PrintSummary(w io.Writer) {
 	c := s.creds
 	fmt.Fprintf(w, "\noakallow dev environment ready in %s\n\n", s.ready.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "  API            %s   (docs: %s/docs)\n", c.APIURL, c.APIURL)
+	fmt.Fprintf(w, "  Mailbox        %s/dev/mailbox   (sign-in codes; sign in at POST /v1/auth/email/start)\n", c.APIURL)
 	fmt.Fprintf(w, "  Temporal       %s   namespace %s\n", c.TemporalAddress, c.TemporalNamespace)
 	if c.TemporalUIURL != "" {
 		fmt.Fprintf(w, "  Temporal UI    %s\n", c.TemporalUIURL)
