@@ -547,11 +547,6 @@ func temporalServerOptions(cfg TemporalConfig, ports temporalPorts, sqlCfg *conf
 		dynamicconfig.TransferProcessorMaxPollRPS.Key():   1000,
 		dynamicconfig.TimerProcessorMaxPollRPS.Key():      1000,
 		dynamicconfig.VisibilityProcessorMaxPollRPS.Key(): 1000,
-		// One partition per task queue: with the default four, a task and a poller
-		// often meet in different partitions and matching forwards between them (≈ 1 %
-		// of an approvals load run's CPU), which buys nothing with one matching host.
-		dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
-		dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
 	}
 
 	hosts := map[primitives.ServiceName]static.Hosts{
