@@ -5,13 +5,14 @@ SQLC_VERSION := v1.31.1
 STATICCHECK_VERSION := v0.8.2
 GO_TEST_FLAGS ?= -p 2 -timeout 25m
 
-.PHONY: dev test race verify sqlc build fmt vet fuzz load docs-assets
+.PHONY: dev test race verify sqlc build fmt vet fuzz load peers docs-assets
 
 dev:
 	go run ./dev
 
 test:
 	go test $(GO_TEST_FLAGS) ./...
+	cd dev/opa && go test $(GO_TEST_FLAGS) ./...
 
 # The same suite under the race detector (CI runs it too).
 race:
@@ -30,6 +31,11 @@ fuzz:
 # The check-path load run recorded in docs/PERFORMANCE.md.
 load:
 	go run ./dev/loadcheck -duration 10s -warmup 3s
+
+# oakallow's check side by side with OPA (pinned in dev/opa/go.mod) deciding
+# the same chain over the same org (docs/PERFORMANCE.md).
+peers:
+	go run ./dev/loadpeers -duration 10s -warmup 3s
 
 # Refresh the embedded API reference (Stoplight Elements) from npm and check
 # it against the integrity hashes huma pins for the same version.

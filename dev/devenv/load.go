@@ -12,11 +12,28 @@ import (
 )
 
 // LoadStore opens the database a load generator (dev/loadcheck,
-// dev/loadpolicy) measures against: url when it is set, else a fresh
-// database named name in a throwaway PostgreSQL cluster with fsync on, as in
-// production. The database is migrated. stop closes the store and stops and
-// removes what LoadStore started.
+// dev/loadpolicy) measures against: LoadDatabase's, with a pool of at most
+// maxConns connections. stop closes the store and stops and removes what
+// LoadStore started.
 func LoadStore(ctx context.Context, url, name string, maxConns int32) (st *store.Store, stop func(), err error) {
+	url, stopDB, err := LoadDatabase(ctx, url, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err = store.Open(ctx, store.Config{URL: url, MaxConns: maxConns})
+	if err != nil {
+		stopDB()
+		return nil, nil, err
+	}
+	return st, func() { st.Close(); stopDB() }, nil
+}
+
+// LoadDatabase returns the URL of the database a load generator measures
+// against: url when it is set, else a fresh database named name in a
+// throwaway PostgreSQL cluster with fsync on, as in production, whose data
+// directory is under os.TempDir(). The database is migrated. stop stops and
+// removes what LoadDatabase started.
+func LoadDatabase(ctx context.Context, url, name string) (dbURL string, stop func(), err error) {
 	var undo []func()
 	undoAll := func() {
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -31,29 +48,24 @@ func LoadStore(ctx context.Context, url, name string, maxConns int32) (st *store
 	if url == "" {
 		dir, err := os.MkdirTemp("", "oakallow-"+name+"-")
 		if err != nil {
-			return nil, nil, err
+			return "", nil, err
 		}
 		undo = append(undo, func() { _ = os.RemoveAll(dir) })
 		_ = os.Chmod(dir, 0o755)
 		pg, err := StartPostgres(ctx, PostgresConfig{Dir: filepath.Join(dir, "pg")})
 		if err != nil {
-			return nil, nil, err
+			return "", nil, err
 		}
 		undo = append(undo, pg.Stop)
 		if err := EnsureDatabase(ctx, pg.URL("postgres"), name); err != nil {
-			return nil, nil, err
+			return "", nil, err
 		}
 		url = pg.URL(name)
 	}
 	if _, err := store.Migrate(ctx, url); err != nil {
-		return nil, nil, err
+		return "", nil, err
 	}
-	st, err = store.Open(ctx, store.Config{URL: url, MaxConns: maxConns})
-	if err != nil {
-		return nil, nil, err
-	}
-	undo = append(undo, st.Close)
-	return st, undoAll, nil
+	return url, undoAll, nil
 }
 
 // LoadAverage is /proc/loadavg's first three fields ("unknown" where there

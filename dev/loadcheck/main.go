@@ -21,10 +21,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +30,7 @@ import (
 
 	"oakallow/api"
 	"oakallow/dev/devenv"
+	"oakallow/dev/loadgen"
 	"oakallow/store"
 )
 
@@ -102,19 +101,19 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}
 	var okChecks atomic.Int64
-	check := func(r *rand.Rand) (bool, error) {
+	check := func(r *rand.Rand) bool {
 		body := fmt.Sprintf(`{"tool":"tool_%04d","tenant":"tenant_%03d","resource":"res_%02d","method":"%s","reason":"load test","parameters":{"n":%d}}`,
 			r.IntN(1000), r.IntN(100), r.IntN(50), methods[r.IntN(len(methods))], r.IntN(1000))
 		req, _ := http.NewRequest(http.MethodPost, base+"/v1/permissions/check", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-API-Key", boot.StandardKey)
-		ok, err := do(client, req)
+		ok := do(client, req)
 		if ok {
 			okChecks.Add(1)
 		}
-		return ok, err
+		return ok
 	}
-	trivial := func(*rand.Rand) (bool, error) {
+	trivial := func(*rand.Rand) bool {
 		req, _ := http.NewRequest(http.MethodGet, base+"/healthz", nil)
 		return do(client, req)
 	}
@@ -138,30 +137,16 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 			pprof.StopCPUProfile()
 		}
 		tr := drive(trivial, c, duration)
-		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d %11.0f\n", "POST /v1/permissions/check", c, cr.rps, cr.p50, cr.p99, cr.errors, cr.allocs)
-		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d %11.0f\n", "GET /healthz (huma)", c, tr.rps, tr.p50, tr.p99, tr.errors, tr.allocs)
-		fmt.Printf("  check/trivial throughput ratio at %d: %.0f%%\n", c, 100*cr.rps/tr.rps)
+		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d %11.0f\n", "POST /v1/permissions/check", c, cr.RPS, cr.P50, cr.P99, cr.Errors, cr.allocs)
+		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d %11.0f\n", "GET /healthz (huma)", c, tr.RPS, tr.P50, tr.P99, tr.Errors, tr.allocs)
+		fmt.Printf("  check/trivial throughput ratio at %d: %.0f%%\n", c, 100*cr.RPS/tr.RPS)
 	}
 
 	srv.Stop() // drain: every answered check's audit row has committed
-	totals, err := st.BillingTotals(ctx, boot.TeamID)
+	line, err := loadgen.CheckMetering(ctx, st, boot.TeamID, okChecks.Load(), loadCredit, 5000)
+	fmt.Printf("\n%s\n", line)
 	if err != nil {
 		return err
-	}
-	bal, err := st.GetTeamBalance(ctx, boot.TeamID)
-	if err != nil {
-		return err
-	}
-	var auditRows int64
-	if err := st.Pool.QueryRow(ctx, "SELECT count(*) FROM audit_events WHERE kind = 'permission.check' AND team_id = $1", boot.TeamID).Scan(&auditRows); err != nil {
-		return err
-	}
-	spent := loadCredit - bal.FreeMicros - bal.PurchasedMicros
-	fmt.Printf("\nsuccessful checks %d · audit rows %d · billable rows %d · billed %d µ$ · balance drop %d µ$ · balance billed_calls %d\n",
-		okChecks.Load(), auditRows, totals.Calls, totals.CostMicros, spent, bal.BilledCalls)
-	if auditRows != okChecks.Load() || totals.Calls != okChecks.Load() || totals.CostMicros != okChecks.Load()*5000 ||
-		spent != totals.CostMicros || bal.BilledCalls != totals.Calls {
-		return fmt.Errorf("MISMATCH between answers, audit rows and billing")
 	}
 	fmt.Println("audit and billing match the successful answers exactly")
 	return nil
@@ -178,70 +163,31 @@ var profileTo *os.File
 
 var methods = []string{"read", "write", "delete", "send", "list"}
 
-func do(c *http.Client, req *http.Request) (bool, error) {
+func do(c *http.Client, req *http.Request) bool {
 	resp, err := c.Do(req)
 	if err != nil {
-		return false, err
+		return false
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return true, nil
+	return resp.StatusCode == http.StatusOK
 }
 
 type result struct {
-	rps      float64
-	p50, p99 time.Duration
-	errors   int
+	loadgen.Result
 	// allocs is heap allocations per successful call, whole process (client,
 	// server, audit commit loop and driver together).
 	allocs float64
 }
 
-// drive runs fn from conc goroutines for d and reports throughput and
-// latency percentiles of the successful calls.
-func drive(fn func(*rand.Rand) (bool, error), conc int, d time.Duration) result {
-	var mu sync.Mutex
-	var lat []time.Duration
-	var errs int
-	var wg sync.WaitGroup
+// drive runs loadgen.Drive and counts the process's allocations meanwhile.
+func drive(fn func(*rand.Rand) bool, conc int, d time.Duration) result {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	for w := range conc {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
-			local := make([]time.Duration, 0, 4096)
-			e := 0
-			for time.Now().Before(deadline) {
-				t0 := time.Now()
-				ok, _ := fn(r)
-				if ok {
-					local = append(local, time.Since(t0))
-				} else {
-					e++
-				}
-			}
-			mu.Lock()
-			lat = append(lat, local...)
-			errs += e
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	res := result{Result: loadgen.Drive(fn, conc, d)}
 	runtime.ReadMemStats(&after)
-	slices.Sort(lat)
-	res := result{errors: errs, rps: float64(len(lat)) / elapsed.Seconds()}
-	if len(lat) > 0 {
-		res.allocs = float64(after.Mallocs-before.Mallocs) / float64(len(lat))
-	}
-	if len(lat) > 0 {
-		res.p50 = lat[len(lat)/2].Round(time.Microsecond)
-		res.p99 = lat[len(lat)*99/100].Round(time.Microsecond)
+	if res.OK > 0 {
+		res.allocs = float64(after.Mallocs-before.Mallocs) / float64(res.OK)
 	}
 	return res
 }
