@@ -86,6 +86,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"team/approver-groups", testApproverGroups},
 		{"headers/no-store-on-secrets", testNoStoreOnSecrets},
 		{"approvals/closed-workflow-errors-are-typed", testClosedWorkflowErrorsAreTyped},
+		{"dashboard/approvals", testDashboardApprovals},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

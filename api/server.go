@@ -21,6 +21,7 @@ import (
 	"oakallow/activities/tokens"
 	"oakallow/api/mail"
 	"oakallow/api/runtime"
+	"oakallow/api/web"
 	"oakallow/store"
 )
 
@@ -149,6 +150,8 @@ type Server struct {
 	secureCookies bool
 	// csrf refuses cross-origin unsafe requests from browsers.
 	csrf *http.CrossOriginProtection
+	// web is the dashboard, a client of this API (api/web).
+	web *web.Dashboard
 	// decides serialises this replica's decide Updates per approval (see sendDecision).
 	decides decideTurns
 }
@@ -230,6 +233,10 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	if err := registerSlackInstall(s.api, s); err != nil {
 		return nil, err
 	}
+	if s.web, err = web.New(web.Config{API: s.mux, Logger: deps.Logger, Now: deps.Now}); err != nil {
+		return nil, err
+	}
+	s.web.Register(s.mux)
 	return s, nil
 }
 
@@ -288,6 +295,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return bg },
 	}
+	s.http.RegisterOnShutdown(s.web.Stop) // live dashboard streams end, not hold shutdown up
 	go s.keys.ReloadLoop(bg, s.log)
 	go s.keys.TrackUse(bg, s.deps.Now, s.log)
 	go s.limits.sweepLoop(bg, s.deps.Now)

@@ -1,0 +1,319 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"oakallow/api/runtime"
+)
+
+// me is the signed-in person (GET /v1/me).
+type me struct {
+	UserID      string `json:"user_id"`
+	Email       string `json:"email"`
+	Name        string `json:"name"`
+	State       string `json:"state"`
+	Memberships []struct {
+		TeamID   string `json:"team_id"`
+		TeamName string `json:"team_name"`
+		Role     string `json:"role"`
+	} `json:"memberships"`
+}
+
+// orgCookie remembers the org the dashboard acts in (not a secret: an org
+// id; the API checks it against the person's memberships on every call).
+const orgCookie = "oakallow_org"
+
+// selectedOrg is the org chosen in the dashboard, or "" (the person's only org).
+func selectedOrg(r *http.Request) string {
+	c, err := r.Cookie(orgCookie)
+	if err != nil || len(c.Value) > 64 || !strings.HasPrefix(c.Value, "org_") {
+		return ""
+	}
+	for _, ch := range c.Value {
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_') {
+			return ""
+		}
+	}
+	return c.Value
+}
+
+// safeNext is where to go after signing in: a path on this site, never
+// another origin ("//evil", "/\evil"), else the approvals queue.
+func safeNext(next string) string {
+	if len(next) == 0 || len(next) > 512 || next[0] != '/' || len(next) > 1 && (next[1] == '/' || next[1] == '\\') {
+		return "/approvals"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return "/approvals"
+	}
+	return u.EscapedPath()
+}
+
+// person is the signed-in person; otherwise it answers the request itself
+// (to the sign-in page, or to passkey enrollment for an enrollment-only
+// session) and returns nil.
+func (d *Dashboard) person(w http.ResponseWriter, r *http.Request) *me {
+	var m me
+	a, err := d.call(r.Context(), r, http.MethodGet, "/v1/me", nil, nil, &m)
+	if err != nil {
+		d.log.ErrorContext(r.Context(), "read the signed-in person", "err", err)
+		d.fail(w, r)
+		return nil
+	}
+	if a.problem != nil {
+		if a.status == http.StatusUnauthorized {
+			http.Redirect(w, r, "/sign-in?"+url.Values{"next": {r.URL.Path}}.Encode(), http.StatusSeeOther)
+			return nil
+		}
+		d.problemPage(w, r, nil, a.problem)
+		return nil
+	}
+	if m.State != "full" && r.URL.Path != "/enroll" {
+		http.Redirect(w, r, "/enroll", http.StatusSeeOther)
+		return nil
+	}
+	return &m
+}
+
+// problemPage shows an API problem as a page with its status.
+func (d *Dashboard) problemPage(w http.ResponseWriter, r *http.Request, m *me, p *problem) {
+	msg := p.Detail
+	if msg == "" {
+		msg = http.StatusText(p.Status)
+	}
+	if p.Status >= 500 {
+		msg = "The server could not answer. Try again in a moment."
+	}
+	d.render(w, r, p.Status, "problem", view{Title: http.StatusText(p.Status), Me: m, Error: msg})
+}
+
+func (d *Dashboard) home(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, "/approvals", http.StatusSeeOther)
+}
+
+// signInForm is the data of the sign-in pages.
+type signInForm struct {
+	Email   string
+	Next    string
+	Attempt string // the e-mail code attempt: a secret, kept in the form body only
+}
+
+func (d *Dashboard) signInPage(w http.ResponseWriter, r *http.Request) {
+	next := safeNext(r.URL.Query().Get("next"))
+	var m me
+	if a, err := d.call(r.Context(), r, http.MethodGet, "/v1/me", nil, nil, &m); err == nil && a.problem == nil {
+		if m.State == "full" {
+			http.Redirect(w, r, next, http.StatusSeeOther)
+		} else {
+			http.Redirect(w, r, "/enroll", http.StatusSeeOther)
+		}
+		return
+	}
+	d.render(w, r, http.StatusOK, "signin", view{Title: "Sign in", Data: signInForm{Next: next}})
+}
+
+func (d *Dashboard) signInStart(w http.ResponseWriter, r *http.Request) {
+	f := signInForm{Email: strings.TrimSpace(r.PostFormValue("email")), Next: safeNext(r.PostFormValue("next"))}
+	var out struct {
+		Attempt string `json:"attempt"`
+	}
+	a, err := d.call(r.Context(), r, http.MethodPost, "/v1/auth/email/start", nil, map[string]string{"email": f.Email}, &out)
+	if err != nil {
+		d.log.ErrorContext(r.Context(), "start e-mail sign-in", "err", err)
+		d.fail(w, r)
+		return
+	}
+	if a.problem != nil {
+		d.signInRefused(w, r, a, "signin", "Sign in", f)
+		return
+	}
+	f.Attempt = out.Attempt
+	d.render(w, r, http.StatusOK, "code", view{Title: "Enter your code", Data: f})
+}
+
+// signInRefused shows a sign-in form again with the API's refusal: the
+// API's 4xx, else 502.
+func (d *Dashboard) signInRefused(w http.ResponseWriter, r *http.Request, a *answer, page, title string, f signInForm) {
+	d.render(w, r, formStatus(a.status), page, view{Title: title, Error: a.problem.Detail, Data: f})
+}
+
+// formStatus is the status of a form page re-shown after the API refused
+// its input: the API's 4xx, else 502.
+func formStatus(status int) int {
+	if status >= 400 && status < 500 {
+		return status
+	}
+	return http.StatusBadGateway
+}
+
+func (d *Dashboard) signInCode(w http.ResponseWriter, r *http.Request) {
+	f := signInForm{Email: r.PostFormValue("email"), Next: safeNext(r.PostFormValue("next")), Attempt: r.PostFormValue("attempt")}
+	var out struct {
+		State string `json:"state"`
+	}
+	a, err := d.call(r.Context(), r, http.MethodPost, "/v1/auth/email/verify", nil, map[string]string{
+		"attempt": f.Attempt, "code": strings.TrimSpace(r.PostFormValue("code")), "client": "browser"}, &out)
+	if err != nil {
+		d.log.ErrorContext(r.Context(), "verify e-mail code", "err", err)
+		d.fail(w, r)
+		return
+	}
+	if a.problem != nil {
+		d.signInRefused(w, r, a, "code", "Enter your code", f)
+		return
+	}
+	passCookies(w, a)
+	if out.State != "full" {
+		http.Redirect(w, r, "/enroll", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, f.Next, http.StatusSeeOther)
+}
+
+func (d *Dashboard) signOut(w http.ResponseWriter, r *http.Request) {
+	a, err := d.call(r.Context(), r, http.MethodPost, "/v1/auth/sign-out", nil, nil, nil)
+	if err != nil {
+		d.log.ErrorContext(r.Context(), "sign out", "err", err)
+		d.fail(w, r)
+		return
+	}
+	passCookies(w, a)
+	http.Redirect(w, r, "/sign-in", http.StatusSeeOther)
+}
+
+func (d *Dashboard) enrollPage(w http.ResponseWriter, r *http.Request) {
+	m := d.person(w, r)
+	if m == nil {
+		return
+	}
+	if m.State == "full" {
+		http.Redirect(w, r, "/approvals", http.StatusSeeOther)
+		return
+	}
+	d.render(w, r, http.StatusOK, "enroll", view{Title: "Passkey required", Me: m})
+}
+
+// approvalList is GET /v1/approvals's answer.
+type approvalList struct {
+	Items []runtime.Approval `json:"items"`
+}
+
+// queueView is the pending queue (also sent, re-rendered, to live pages).
+type queueView struct {
+	Pending []runtime.Approval
+	Now     time.Time
+}
+
+// approvalsView is the approvals page.
+type approvalsView struct {
+	Queue  queueView
+	Recent []runtime.Approval
+}
+
+// maxQueue is how many pending approvals the queue shows (the API's page limit).
+const maxQueue = 200
+
+func (d *Dashboard) listApprovals(r *http.Request, status string, limit int) (*answer, []runtime.Approval, error) {
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if status != "" {
+		q.Set("status", status)
+	}
+	var out approvalList
+	a, err := d.call(r.Context(), r, http.MethodGet, "/v1/approvals", q, nil, &out)
+	return a, out.Items, err
+}
+
+func (d *Dashboard) approvalsPage(w http.ResponseWriter, r *http.Request) {
+	m := d.person(w, r)
+	if m == nil {
+		return
+	}
+	a, pending, err := d.listApprovals(r, "pending", maxQueue)
+	if err == nil && a.problem == nil {
+		var recent []runtime.Approval
+		if a, recent, err = d.listApprovals(r, "", 50); err == nil && a.problem == nil {
+			v := approvalsView{Queue: queueView{Pending: pending, Now: d.cfg.Now()}}
+			for _, ap := range recent {
+				if ap.Status != "pending" && len(v.Recent) < 20 {
+					v.Recent = append(v.Recent, ap)
+				}
+			}
+			d.render(w, r, http.StatusOK, "approvals", view{Title: "Approvals", Nav: "approvals", Me: m, Data: v})
+			return
+		}
+	}
+	if err != nil {
+		d.log.ErrorContext(r.Context(), "list approvals", "err", err)
+		d.fail(w, r)
+		return
+	}
+	d.problemPage(w, r, m, a.problem)
+}
+
+// approvalView is one approval's page.
+type approvalView struct {
+	A          runtime.Approval
+	Now        time.Time
+	Parameters string
+	Context    string
+	Tool       *toolInfo
+}
+
+// toolInfo is what the approval page shows of the tool (when the viewer
+// may read the catalog: owners and admins).
+type toolInfo struct {
+	RiskLevel   string `json:"risk_level"`
+	ReadOnly    bool   `json:"read_only"`
+	Destructive bool   `json:"destructive"`
+	Idempotent  bool   `json:"idempotent"`
+	OpenWorld   bool   `json:"open_world"`
+	Status      string `json:"status"`
+	Needs       bool   `json:"needs_annotations"`
+}
+
+func (d *Dashboard) approvalPage(w http.ResponseWriter, r *http.Request) {
+	m := d.person(w, r)
+	if m == nil {
+		return
+	}
+	var v approvalView
+	a, err := d.call(r.Context(), r, http.MethodGet, "/v1/approvals/"+url.PathEscape(r.PathValue("ref")), nil, nil, &v.A)
+	if err != nil {
+		d.log.ErrorContext(r.Context(), "read approval", "err", err)
+		d.fail(w, r)
+		return
+	}
+	if a.problem != nil {
+		if a.status == http.StatusNotFound {
+			a.problem.Detail = "No approval with that reference in your org."
+		}
+		d.problemPage(w, r, m, a.problem)
+		return
+	}
+	v.Now = d.cfg.Now()
+	v.Parameters, v.Context = indentJSON(v.A.Parameters), indentJSON(v.A.Context)
+	var t toolInfo
+	if ta, err := d.call(r.Context(), r, http.MethodGet, "/v1/tools/"+url.PathEscape(v.A.Tool), nil, nil, &t); err == nil && ta.problem == nil {
+		v.Tool = &t
+	}
+	d.render(w, r, http.StatusOK, "approval", view{Title: v.A.Reference, Nav: "approvals", Me: m, Data: v})
+}
+
+// indentJSON is raw JSON laid out for reading ("" for none).
+func indentJSON(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var b bytes.Buffer
+	if json.Indent(&b, raw, "", "  ") != nil {
+		return string(raw)
+	}
+	return b.String()
+}
