@@ -87,6 +87,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"headers/no-store-on-secrets", testNoStoreOnSecrets},
 		{"approvals/closed-workflow-errors-are-typed", testClosedWorkflowErrorsAreTyped},
 		{"dashboard/approvals", testDashboardApprovals},
+		{"dashboard/browser", testDashboardBrowser},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
