@@ -287,31 +287,20 @@ func (r *Recorder) loop() {
 // one WAL flush however many entries it carries.
 func (r *Recorder) commit(batch []pending) {
 	n := len(batch)
-	p := RecordAuditBatchParams{
-		Ids: make([]string, n), OrgIds: make([]string, n), TeamIds: make([]string, n),
-		OccurredAt: make([]time.Time, n), ActorKinds: make([]string, n), ActorIds: make([]string, n),
-		Kinds: make([]string, n), Subjects: make([]string, n), Outcomes: make([]string, n),
-		Tools: make([]string, n), Tenants: make([]string, n), Billable: make([]bool, n),
-		Details: make([]json.RawMessage, n), Cost: r.cfg.CostMicros, Now: r.cfg.Now().UTC(),
-	}
+	cols := newAuditBatchArrays(batch)
+	ids := make([]string, n)
 	for i, b := range batch {
-		e := b.entry.Event
-		p.Ids[i], p.OrgIds[i], p.TeamIds[i], p.OccurredAt[i] = e.ID, e.OrgID, e.TeamID, e.OccurredAt
-		p.ActorKinds[i], p.ActorIds[i], p.Kinds[i], p.Subjects[i] = e.ActorKind, e.ActorID, e.Kind, e.Subject
-		p.Outcomes[i], p.Tools[i], p.Tenants[i], p.Billable[i] = e.Outcome, e.Tool, e.Tenant, b.entry.Billable
-		p.Details[i] = e.Details
-		if len(p.Details[i]) == 0 {
-			p.Details[i] = json.RawMessage(`{}`)
-		}
+		ids[i] = b.entry.Event.ID
+		cols.add(b.entry)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	charged, err := r.st.RecordAuditBatch(ctx, p)
+	charged, err := r.st.recordAuditBatch(ctx, cols, r.cfg.CostMicros, r.cfg.Now().UTC())
 	if err != nil && outcomeUnknown(err) {
 		// The statement went out and the connection broke before the answer came
 		// back: it may have committed. Answering "failed" for a committed batch
 		// would bill calls whose callers were told they failed (and retry them).
-		charged, err = r.resolve(p.Ids, err)
+		charged, err = r.resolve(ids, err)
 	}
 	if errors.Is(err, ErrInvalid) && n > 1 {
 		// One entry carries a value PostgreSQL refuses (the API validates
