@@ -108,6 +108,9 @@ type listApprovalsOutput struct {
 type decideRequest struct {
 	Decision string `json:"decision" enum:"approve,deny" doc:"approve or deny the approval's current level."`
 	Note     string `json:"note,omitempty" maxLength:"1000" doc:"Optional note, shown to the requester and in notifications."`
+	// A signed-in reviewer's passkey assertion for this decision (not used with a management key).
+	CeremonyID string     `json:"ceremony_id,omitempty" maxLength:"100" doc:"Reviewers (sessions): the ceremony_id of POST /v1/approvals/{id}/decide/options for this decision."`
+	Credential jsonObject `json:"credential,omitempty" doc:"Reviewers (sessions): the PublicKeyCredential from navigator.credentials.get() with those options, JSON-encoded (toJSON()). Kept as evidence of the decision."`
 }
 
 type decideInput struct {
@@ -180,9 +183,13 @@ func registerApprovals(api huma.API, s *Server) {
 	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "decide-approval", Method: http.MethodPost, Path: "/v1/approvals/{id}/decide",
 		Summary: "Decide an approval",
-		Description: "Approves or denies the approval's current level. With a management key this works only when the org " +
-			"turned on management_keys_may_decide; standard keys and agents can never decide. The answer is the approval " +
-			"after the decision, including the execution token when it was the final approval.",
+		Description: "Approves or denies the approval's current level. A signed-in reviewer (a member of the level's " +
+			"approver group who did not request it and did not decide the other level) first asks for passkey options " +
+			"(POST /v1/approvals/{id}/decide/options) and sends the assertion with the decision; it is kept as evidence " +
+			"(GET /v1/approvals/{id}/evidence). With a management key this works only when the org turned on " +
+			"management_keys_may_decide, and the decision is labelled as a management-key decision; standard keys and " +
+			"agents can never decide. The answer is the approval after the decision, including the execution token when " +
+			"it was the final approval.",
 		Tags: []string{tagApprovals},
 		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
 			http.StatusConflict, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
@@ -263,6 +270,13 @@ func (s *Server) decideApproval(ctx context.Context, p Principal, ref, idemKey s
 	if err := lookupRef("approval", ref); err != nil {
 		return Approval{}, err
 	}
+	if p.Kind == PrincipalUser {
+		return s.decideAsReviewer(ctx, p, ref, idemKey, req)
+	}
+	if req.CeremonyID != "" || len(req.Credential) > 0 {
+		return Approval{}, problem(http.StatusUnprocessableEntity, CodeValidationFailed,
+			"ceremony_id and credential are for reviewers signed in with a passkey, not for API keys")
+	}
 	st := s.deps.Store
 	org, err := st.GetOrg(ctx, p.OrgID)
 	if err != nil {
@@ -291,6 +305,12 @@ func (s *Server) decideApproval(ctx context.Context, p Principal, ref, idemKey s
 		Note:      req.Note,
 		RequestID: decideRequestID(p.KeyID, idemKey),
 	}
+	return s.submitDecision(ctx, p, row, dr, idemKey)
+}
+
+// submitDecision stores the decision's note and sends the decision to the
+// approval's workflow, answering the approval as PostgreSQL holds it after.
+func (s *Server) submitDecision(ctx context.Context, p Principal, row store.Approval, dr workflows.DecideRequest, idemKey string) (Approval, error) {
 	if err := dr.Validate(); err != nil {
 		return Approval{}, problem(http.StatusUnprocessableEntity, CodeValidationFailed, "invalid decision: "+err.Error())
 	}

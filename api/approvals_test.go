@@ -84,6 +84,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"webhooks/rotate-secret", testRotateSecret},
 		{"webhooks/deliveries-and-redeliver", testDeliveries},
 		{"team/approver-groups", testApproverGroups},
+		{"approvals/reviewer-decides-with-passkey", testReviewerDecidesWithPasskey},
 		{"headers/no-store-on-secrets", testNoStoreOnSecrets},
 		{"approvals/closed-workflow-errors-are-typed", testClosedWorkflowErrorsAreTyped},
 		{"dashboard/approvals", testDashboardApprovals},
@@ -510,8 +511,7 @@ func testApprovalTwoLevels(t *testing.T, s *approvalSuite) {
 	// With an empty Approval 2 group the tool gets one level. (The org's
 	// policy is first loaded by this request, after the update above.)
 	require.Equal(t, 1, e.requestApproval(map[string]any{"tool": "wire_money", "reasoning": "r"}).Levels)
-	expect[ApproverGroup](e, http.StatusOK, http.MethodPut, "/v1/team/approver-groups/2", e.boot.ManagementKey,
-		map[string]any{"user_ids": []string{e.boot.UserID}})
+	e.setApproverGroup(2, []string{e.boot.UserID})
 	created := e.requestApproval(map[string]any{"tool": "wire_money", "reasoning": "pay the supplier"})
 	require.Equal(t, 2, created.Levels)
 

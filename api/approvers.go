@@ -14,8 +14,10 @@ import (
 // Approver groups (SPEC §1): Approval 1 and Approval 2, each a set of the
 // team's users; an empty group means "every active member". A non-empty
 // Approval 2 group is what makes tools with requires_second_approval take a
-// second level. Until accounts and sessions exist, the groups are managed
-// with a management key as lists of user ids.
+// second level. They are team-wide, so only the team's owners and admins,
+// signed in, may change them — never a key: a key belongs to one org, and
+// emptying Approval 2 turns the two-level approvals of every org of the team
+// into one level.
 
 const kindApproverGroupUpdated = "approver_group.updated"
 
@@ -93,10 +95,11 @@ func registerApprovers(api huma.API, s *Server) {
 	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "set-approver-group", Method: http.MethodPut, Path: "/v1/team/approver-groups/{level}",
 		Summary: "Set an approver group",
-		Description: "Replaces the members of Approval 1 or Approval 2 of the org's team (the groups are shared by the " +
-			"team's orgs). Approvals already running keep the level plan they started with.",
+		Description: "Replaces the members of Approval 1 or Approval 2 of the team (the groups are shared by the " +
+			"team's orgs). Only an owner or admin of the team, signed in, may do it; API keys never can. Approvals " +
+			"already running keep the level plan they started with.",
 		Tags: []string{tagTeam}, Errors: manageWriteErrors,
-	}, accessManageWrite), func(ctx context.Context, in *setApproverGroupInput) (*setApproverGroupOutput, error) {
+	}, accessTeamAdmin), func(ctx context.Context, in *setApproverGroupInput) (*setApproverGroupOutput, error) {
 		status, body, replayed, err := idempotent(ctx, s, in.IdempotencyKey, "set-approver-group:"+strconv.Itoa(in.Level), in.Body,
 			func(ctx context.Context) (int, ApproverGroup, error) {
 				res, err := s.setApproverGroup(ctx, mustPrincipal(ctx), in.Level, in.Body.UserIDs)

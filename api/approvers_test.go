@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -26,7 +28,8 @@ func testApproverGroups(t *testing.T, s *approvalSuite) {
 	}](e, http.StatusOK, http.MethodGet, "/v1/team/approver-groups", sk, nil)
 	require.Equal(t, []ApproverGroup{{Level: 1, UserIDs: []string{}, Everyone: true}, {Level: 2, UserIDs: []string{}, Everyone: true}}, groups.Items)
 
-	set := expect[ApproverGroup](e, http.StatusOK, http.MethodPut, "/v1/team/approver-groups/1", mk,
+	owner := bearer(e.signIn(e.boot.UserID, true).Token)
+	set := expectAs[ApproverGroup](e, http.StatusOK, http.MethodPut, "/v1/team/approver-groups/1", owner,
 		map[string]any{"user_ids": []string{reviewer, e.boot.UserID, reviewer}})
 	require.False(t, set.Everyone)
 	require.ElementsMatch(t, []string{reviewer, e.boot.UserID}, set.UserIDs, "duplicates collapse")
@@ -35,26 +38,52 @@ func testApproverGroups(t *testing.T, s *approvalSuite) {
 
 	cases := []struct {
 		name   string
-		key    string
+		hdr    map[string]string
 		ids    []string
 		status int
 		code   string
 	}{
-		{"unknown user", mk, []string{"usr_nobody"}, http.StatusUnprocessableEntity, CodeValidationFailed},
-		{"another team's user", mk, []string{other.boot.UserID}, http.StatusUnprocessableEntity, CodeValidationFailed},
-		{"standard key", sk, []string{reviewer}, http.StatusForbidden, CodeWrongKeyTier},
+		{"unknown user", owner, []string{"usr_nobody"}, http.StatusUnprocessableEntity, CodeValidationFailed},
+		{"another team's user", owner, []string{other.boot.UserID}, http.StatusUnprocessableEntity, CodeValidationFailed},
+		// The groups are the team's: a key of one org must not change them (an
+		// emptied Approval 2 makes every org's two-level approvals one level).
+		{"management key", map[string]string{"X-API-Key": mk}, []string{}, http.StatusForbidden, CodeWrongKeyTier},
+		{"standard key", map[string]string{"X-API-Key": sk}, []string{reviewer}, http.StatusForbidden, CodeWrongKeyTier},
+		{"reviewer session", bearer(e.signIn(reviewer, true).Token), []string{}, http.StatusForbidden, CodeInsufficientRole},
+		{"enrollment-only owner session", bearer(e.signIn(e.boot.UserID, false).Token), []string{}, http.StatusForbidden, CodePasskeyRequired},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e.expectProblem(tc.status, tc.code, http.MethodPut, "/v1/team/approver-groups/1", tc.key, map[string]any{"user_ids": tc.ids})
+			status, raw := e.asSession(http.MethodPut, "/v1/team/approver-groups/1", tc.hdr, map[string]any{"user_ids": tc.ids})
+			requireStatusCode(t, tc.status, tc.code, status, raw)
 		})
 	}
 	// The refused writes changed nothing.
 	require.Equal(t, set, expect[ApproverGroup](e, http.StatusOK, http.MethodGet, "/v1/team/approver-groups/1", mk, nil))
 
-	cleared := expect[ApproverGroup](e, http.StatusOK, http.MethodPut, "/v1/team/approver-groups/1", mk, map[string]any{"user_ids": []string{}})
+	cleared := expectAs[ApproverGroup](e, http.StatusOK, http.MethodPut, "/v1/team/approver-groups/1", owner, map[string]any{"user_ids": []string{}})
 	require.True(t, cleared.Everyone)
-	require.Equal(t, 2, e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'approver_group.updated'`))
+	require.Equal(t, 2, e.count(`SELECT count(*) FROM audit_events WHERE team_id = (SELECT team_id FROM orgs WHERE id = $1)
+		AND kind = 'approver_group.updated' AND actor_kind = 'user'`))
 	// Another team's groups are its own.
 	require.True(t, expect[ApproverGroup](other, http.StatusOK, http.MethodGet, "/v1/team/approver-groups/1", other.boot.StandardKey, nil).Everyone)
+}
+
+// expectAs sends a request with headers (a session) and decodes the answer.
+func expectAs[T any](e *testEnv, status int, method, path string, hdr map[string]string, body any) T {
+	e.t.Helper()
+	got, raw := e.asSession(method, path, hdr, body)
+	require.Equal(e.t, status, got, "%s %s: %s", method, path, raw)
+	var v T
+	if len(raw) > 0 {
+		require.NoError(e.t, json.Unmarshal(raw, &v), string(raw))
+	}
+	return v
+}
+
+// setApproverGroup sets a group as the team's owner, signed in.
+func (e *testEnv) setApproverGroup(level int, ids []string) ApproverGroup {
+	e.t.Helper()
+	return expectAs[ApproverGroup](e, http.StatusOK, http.MethodPut, fmt.Sprintf("/v1/team/approver-groups/%d", level),
+		bearer(e.signIn(e.boot.UserID, true).Token), map[string]any{"user_ids": ids})
 }

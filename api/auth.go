@@ -68,7 +68,11 @@ const (
 	// accessApprovalsRead: any key of the org, and every member's session
 	// (reviewers see the approvals of their team's orgs).
 	accessApprovalsRead = "approvals_read"
-	// accessDecide: management keys (when the org allows it) — the handler
+	// accessReview: every member's full session in the selected org, never a
+	// key (asking for a decision's passkey options).
+	accessReview = "review"
+	// accessDecide: management keys (when the org allows it) and every
+	// member's session in the selected org (with a passkey assertion) — the handler
 	// checks the org setting.
 	accessDecide = "decide"
 	// accessTeamAdmin: owner/admin sessions of the selected team, never a
@@ -119,7 +123,8 @@ var requirements = map[string]requirement{
 	accessManageWrite:    {tiers: []string{TierManagement}, roles: adminRoles, scope: scopeOrg},
 	accessManageWriteKey: {tiers: []string{TierManagement}},
 	accessApprovalsRead:  {tiers: []string{TierManagement, TierStandard}, roles: allRoles, scope: scopeOrg},
-	accessDecide:         {tiers: []string{TierManagement}},
+	accessDecide:         {tiers: []string{TierManagement}, roles: allRoles, scope: scopeOrg},
+	accessReview:         {roles: allRoles, scope: scopeOrg},
 	accessTeamAdmin:      {roles: adminRoles, scope: scopeTeam},
 	accessTeamRead:       {roles: allRoles, scope: scopeTeam},
 	accessSelf:           {roles: allRoles},
@@ -265,7 +270,7 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 		switch access {
 		case accessManageWrite, accessManageWriteKey, accessDecide, accessManageRead:
 			msg = "this endpoint needs a management key"
-		case accessTeamAdmin, accessTeamRead, accessSelf, accessEnrollment:
+		case accessTeamAdmin, accessTeamRead, accessSelf, accessEnrollment, accessReview:
 			msg = "this endpoint needs a signed-in person's session, not an API key"
 		}
 		writeProblem(s.api, ctx, problem(http.StatusForbidden, CodeWrongKeyTier, msg))

@@ -33,8 +33,7 @@ func testConcurrentDecides(t *testing.T, s *approvalSuite) {
 	_, err := s.st.Pool.Exec(context.Background(), `UPDATE tools SET requires_second_approval = true WHERE id = $1`, double)
 	require.NoError(t, err)
 	require.NoError(t, s.st.NotifyChange(context.Background(), "policy:"+e.boot.OrgID))
-	expect[ApproverGroup](e, http.StatusOK, http.MethodPut, "/v1/team/approver-groups/2", e.boot.ManagementKey,
-		map[string]any{"user_ids": []string{e.boot.UserID}})
+	e.setApproverGroup(2, []string{e.boot.UserID})
 	second := e.secondManagementKey()
 	keys := []string{e.boot.ManagementKey, second}
 	// Each replica sends one decide Update per approval at a time; ten replicas send ten

@@ -8,6 +8,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"oakallow/api/passkeys"
 	"oakallow/api/runtime"
 	"oakallow/store"
 )
@@ -171,6 +172,10 @@ func toProblem(ctx context.Context, logger *slog.Logger, err error) error {
 	var se huma.StatusError
 	if errors.As(err, &se) {
 		return err
+	}
+	var pe *passkeys.Error
+	if errors.As(err, &pe) {
+		return passkeyProblem(ctx, pe)
 	}
 	var out *Problem
 	switch {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -20,6 +22,7 @@ import (
 	"oakallow/activities/sealed"
 	"oakallow/activities/tokens"
 	"oakallow/api/mail"
+	"oakallow/api/passkeys"
 	"oakallow/api/runtime"
 	"oakallow/api/web"
 	"oakallow/store"
@@ -58,6 +61,9 @@ type Config struct {
 	Accounts AccountsConfig
 	// Sessions are the lifetimes of people's sessions (zero value: defaults).
 	Sessions SessionsConfig
+	// Passkeys configures the WebAuthn relying party. An empty RPID means the
+	// host of PublicURL, and no Origins the origin of PublicURL.
+	Passkeys passkeys.Config
 }
 
 // Validate fills defaults and checks values.
@@ -79,6 +85,15 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Accounts.Validate(); err != nil {
 		return err
+	}
+	if c.Passkeys.RPID != "" {
+		// Set explicitly: a mistake must stop the server, not turn passkeys off.
+		if len(c.Passkeys.Origins) == 0 {
+			c.Passkeys.Origins = []string{publicOrigin(c.PublicURL)}
+		}
+		if err := c.Passkeys.Validate(); err != nil {
+			return err
+		}
 	}
 	return c.Limits.Validate()
 }
@@ -154,6 +169,8 @@ type Server struct {
 	web *web.Dashboard
 	// decides serialises this replica's decide Updates per approval (see sendDecision).
 	decides decideTurns
+	// rp is the WebAuthn relying party (passkeys).
+	rp *passkeys.Service
 }
 
 // NewServer builds the server and registers every operation.
@@ -183,6 +200,16 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	s.csrf.SetDenyHandler(http.HandlerFunc(csrfDenied))
 	if err := s.csrf.AddTrustedOrigin(publicOrigin(cfg.PublicURL)); err != nil {
 		return nil, fmt.Errorf("api: PublicURL: %w", err)
+	}
+	if rp, err := passkeys.New(passkeyConfig(cfg), deps.Store, deps.Now); err == nil {
+		s.rp = rp
+	} else if cfg.Passkeys.RPID != "" {
+		return nil, fmt.Errorf("api: %w", err)
+	} else {
+		// Derived from a PublicURL that cannot host passkeys (plain http
+		// elsewhere than on this machine): nobody can sign in with one, so
+		// no session ever becomes full — fail closed, and say why.
+		s.log.Warn("passkeys are off: OAKALLOW_PUBLIC_URL cannot host them; set an https URL or OAKALLOW_WEBAUTHN_RP_ID and OAKALLOW_WEBAUTHN_ORIGINS", "err", err)
 	}
 	s.metrics = newMetrics(deps.Registry)
 	lim, err := newLimits(cfg.Limits, s.metrics.reg)
@@ -230,6 +257,8 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	registerSessions(s.api, s)
 	registerEmailCodes(s.api, s)
 	registerTeam(s.api, s)
+	registerPasskeys(s.api, s)
+	registerReview(s.api, s)
 	if err := registerSlackInstall(s.api, s); err != nil {
 		return nil, err
 	}
@@ -336,4 +365,32 @@ func (s *Server) Stop() {
 	<-s.done
 	// In-flight requests have finished; commit whatever they queued.
 	s.recorder.Stop()
+}
+
+// passkeyConfig is the relying party's configuration: as set, or derived
+// from PublicURL. A loopback address becomes "localhost": WebAuthn allows
+// no IP address as relying-party id, and browsers treat http://localhost
+// as a secure context, so the dev environment works there.
+func passkeyConfig(cfg Config) passkeys.Config {
+	pc := cfg.Passkeys
+	if pc.RPID != "" {
+		return pc
+	}
+	u, err := url.Parse(cfg.PublicURL)
+	if err != nil {
+		return pc
+	}
+	host := u.Hostname()
+	if a, err := netip.ParseAddr(host); err == nil && a.IsLoopback() {
+		host = "localhost"
+	}
+	pc.RPID = host
+	if len(pc.Origins) == 0 {
+		origin := u.Scheme + "://" + host
+		if p := u.Port(); p != "" {
+			origin += ":" + p
+		}
+		pc.Origins = []string{origin}
+	}
+	return pc
 }

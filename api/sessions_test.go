@@ -333,5 +333,6 @@ func TestOpenAPIShowsWhoMayCallEachOperation(t *testing.T) {
 			public = append(public, id)
 		}
 	}
-	require.ElementsMatch(t, []string{"healthz", "readyz", "slack-install-callback", "email-sign-in-start", "email-sign-in-verify"}, public)
+	require.ElementsMatch(t, []string{"healthz", "readyz", "slack-install-callback", "email-sign-in-start", "email-sign-in-verify",
+		"passkey-sign-in-options", "passkey-sign-in", "recovery-sign-in"}, public)
 }

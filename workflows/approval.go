@@ -419,11 +419,12 @@ func (a *approval) validate(ctx workflow.Context, req DecideRequest) error {
 	if !workflow.Now(ctx).Before(a.state.ExpiresAt) {
 		return a.rejectWithState(RejectExpired, "level %d expired at %s", a.state.Level, a.state.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	if req.Decision == Approve {
-		for _, d := range a.state.Decisions {
-			if d.Decision == Approve && d.Decider.Kind == req.Decider.Kind && d.Decider.ID == req.Decider.ID {
-				return reject(RejectSameApprover, "the approver of level %d cannot also approve level %d", d.Level, req.Level)
-			}
+	// Nobody decides two levels of one approval (issue 9: a reviewer "did not decide the
+	// other level"), whichever way. Only the validator can hold this against races: it
+	// runs on the state of every decision accepted before, in history order.
+	for _, d := range a.state.Decisions {
+		if d.Level != req.Level && d.Decider.Kind == req.Decider.Kind && d.Decider.ID == req.Decider.ID {
+			return reject(RejectSameApprover, "the decider of level %d cannot also decide level %d", d.Level, req.Level)
 		}
 	}
 	return nil

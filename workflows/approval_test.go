@@ -165,11 +165,12 @@ func TestApprovalFlows(t *testing.T) {
 			wantKeys: concat(created, escalated, approvedKeys(2)),
 		},
 		{
-			name:      "the level 1 approver may still deny level 2",
+			name:      "the level 1 approver cannot deny level 2 either; another reviewer can",
 			twoLevels: true,
 			steps: []step{
 				{at: 10 * time.Minute, req: decideReq(1, Approve, alice, "r1"), wantStatus: StatusPending, wantLevel: 2},
-				{at: 20 * time.Minute, req: decideReq(2, Deny, alice, "r2"), wantStatus: StatusDenied, wantLevel: 2},
+				{at: 20 * time.Minute, req: decideReq(2, Deny, alice, "r2"), wantReject: RejectSameApprover},
+				{at: 30 * time.Minute, req: decideReq(2, Deny, bob, "r3"), wantStatus: StatusDenied, wantLevel: 2},
 			},
 			wantStatus: StatusDenied, wantLevel: 2,
 			wantKeys: concat(created, escalated, deniedKeys(2)),

@@ -103,7 +103,7 @@ const (
 	RejectExpired = "DecideExpired"
 	// RejectWrongLevel: the request names a level other than the current one (409).
 	RejectWrongLevel = "DecideWrongLevel"
-	// RejectSameApprover: the decider approved level 1 and now tries to approve level 2 (403).
+	// RejectSameApprover: the decider decided level 1 and now tries to decide level 2 (403).
 	RejectSameApprover = "DecideSameApprover"
 	// RejectRequestIDReused: the RequestID was already used for a different decision (409).
 	RejectRequestIDReused = "DecideRequestIDReused"

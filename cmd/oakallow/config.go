@@ -23,6 +23,8 @@ var envVars = []envVar{
 	{"DATABASE_MAX_CONNS", "20", "Maximum connections in the pool of each process."},
 	{"OAKALLOW_ADDR", ":8080", "Listen address of the API server (serve)."},
 	{"OAKALLOW_PUBLIC_URL", "http://localhost:8080", "External base URL, used in links (dashboard, Slack cards)."},
+	{"OAKALLOW_WEBAUTHN_RP_ID", "", "WebAuthn relying-party id: the domain passkeys belong to (e.g. `oakallow.example.com`). Empty: the host of OAKALLOW_PUBLIC_URL. Passkeys enrolled under one id work only under it: do not change it once people have enrolled."},
+	{"OAKALLOW_WEBAUTHN_ORIGINS", "", "Comma-separated web origins passkey ceremonies may come from (`https://host[:port]`; plain http only on localhost), each within the relying-party id. Empty: the origin of OAKALLOW_PUBLIC_URL."},
 	{"OAKALLOW_SIGNING_KEYS", "", "Execution-token and receipt signing keys: `kid:base64secret[,kid:base64secret…]`; the first is active, a `!` before an id retires it. Required by serve and worker. Generate one with `oakallow keygen`."},
 	{"OAKALLOW_SECRET_KEY", "", "32-byte key (base64) that encrypts the secrets oakallow stores (execution tokens, org webhook signing secrets, channel credentials, stored idempotent answers). Required by serve and worker, which must share it; migrate needs it to upgrade a database that holds secrets in clear. Generate one with `openssl rand -base64 32`. See \"Rotating the secret key\" below."},
 	{"OAKALLOW_SECRET_KEY_PREVIOUS", "", "Former values of OAKALLOW_SECRET_KEY, comma-separated: what they sealed still opens, new values are sealed with OAKALLOW_SECRET_KEY only. Set during a rotation, until `oakallow reseal` has run."},

@@ -13,6 +13,7 @@ import (
 
 	"oakallow/activities/notify"
 	"oakallow/api"
+	"oakallow/api/passkeys"
 	"oakallow/store"
 )
 
@@ -152,6 +153,7 @@ func serve(ctx context.Context, ln net.Listener) error {
 		Limits:               limits,
 		Accounts:             accounts,
 		Sessions:             sessions,
+		Passkeys:             passkeyConfig(),
 	}, api.Deps{
 		Mailer:          mailer,
 		Store:           st,
@@ -177,4 +179,16 @@ func serve(ctx context.Context, ln net.Listener) error {
 	logger.Info("shutting down")
 	srv.Stop()
 	return err
+}
+
+// passkeyConfig reads the WebAuthn relying party's settings; api fills what
+// is empty from OAKALLOW_PUBLIC_URL.
+func passkeyConfig() passkeys.Config {
+	var origins []string
+	for _, o := range strings.Split(getenv("OAKALLOW_WEBAUTHN_ORIGINS"), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	return passkeys.Config{RPID: getenv("OAKALLOW_WEBAUTHN_RP_ID"), Origins: origins}
 }

@@ -1,0 +1,296 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"oakallow/api/passkeys"
+	"oakallow/api/passkeys/passkeystest"
+)
+
+// The dev origin: testConfig's PublicURL defaults to http://localhost:8080,
+// so the relying party is "localhost".
+const testOrigin = "http://localhost:8080"
+
+// enrollREST enrolls a passkey through the API with session headers hdr.
+func (e *testEnv) enrollREST(a *passkeystest.Authenticator, hdr map[string]string) (int, []byte) {
+	e.t.Helper()
+	opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/me/passkeys/options", hdr, nil)
+	resp, err := a.Create(opts.PublicKey)
+	require.NoError(e.t, err)
+	return e.asSession(http.MethodPost, "/v1/me/passkeys", hdr,
+		map[string]any{"ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp), "name": "laptop"})
+}
+
+// passkeySignIn signs in with a through the API and returns the status and body.
+func (e *testEnv) passkeySignIn(a *passkeystest.Authenticator) (int, []byte, []byte) {
+	e.t.Helper()
+	opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/auth/passkey/options", nil, nil)
+	resp, err := a.Get(opts.PublicKey)
+	require.NoError(e.t, err)
+	body := map[string]any{"ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp), "client": "app"}
+	status, raw := e.asSession(http.MethodPost, "/v1/auth/passkey", nil, body)
+	replay, _ := json.Marshal(body)
+	return status, raw, replay
+}
+
+type enrolledAnswer struct {
+	Passkey       passkeys.Passkey `json:"passkey"`
+	RecoveryCodes []string         `json:"recovery_codes"`
+	Session       *SessionInfo     `json:"session"`
+}
+
+func TestPasskeyEnrollmentSignInAndRecovery(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	user := e.person(RoleReviewer)
+	a := passkeystest.New("localhost", testOrigin)
+
+	// After the first e-mail sign-in nothing works but enrollment.
+	enrolling := bearer(e.signIn(user, false).Token)
+	status, raw := e.asSession(http.MethodGet, "/v1/approvals", enrolling, nil)
+	requireStatusCode(t, http.StatusForbidden, CodePasskeyRequired, status, raw)
+
+	status, raw = e.enrollREST(a, enrolling)
+	require.Equal(t, http.StatusCreated, status, string(raw))
+	var first enrolledAnswer
+	require.NoError(t, json.Unmarshal(raw, &first))
+	require.Len(t, first.RecoveryCodes, 10)
+	require.NotNil(t, first.Session)
+	require.Equal(t, sessionStateFull, first.Session.State)
+	// The session became full under a new token; the old one stops working.
+	status, raw = e.asSession(http.MethodGet, "/v1/me", enrolling, nil)
+	requireStatusCode(t, http.StatusUnauthorized, CodeInvalidSession, status, raw)
+	full := bearer(first.Session.Token)
+	status, raw = e.asSession(http.MethodGet, "/v1/approvals", full, nil)
+	require.Equal(t, http.StatusOK, status, string(raw))
+
+	// Discoverable sign-in; a replayed assertion is refused.
+	status, raw, replay := e.passkeySignIn(a)
+	require.Equal(t, http.StatusOK, status, string(raw))
+	var signedIn SessionInfo
+	require.NoError(t, json.Unmarshal(raw, &signedIn))
+	require.Equal(t, sessionStateFull, signedIn.State)
+	status, raw = e.asSession(http.MethodPost, "/v1/auth/passkey", nil, replay)
+	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeCeremonyInvalid, status, raw)
+
+	// Never the last passkey; a second one can go.
+	status, raw = e.asSession(http.MethodDelete, "/v1/me/passkeys/"+first.Passkey.ID, full, nil)
+	requireStatusCode(t, http.StatusConflict, passkeys.CodeLastPasskey, status, raw)
+	status, raw = e.enrollREST(a, full)
+	require.Equal(t, http.StatusCreated, status, string(raw))
+	var second enrolledAnswer
+	require.NoError(t, json.Unmarshal(raw, &second))
+	require.Empty(t, second.RecoveryCodes, "recovery codes are shown once")
+	require.Nil(t, second.Session, "a full session stays as it is")
+	status, raw = e.asSession(http.MethodDelete, "/v1/me/passkeys/"+second.Passkey.ID, full, nil)
+	require.Equal(t, http.StatusNoContent, status, string(raw))
+
+	// An e-mail code alone never adds a passkey to an account that has one.
+	status, raw = e.asSession(http.MethodPost, "/v1/me/passkeys/options", bearer(e.signIn(user, false).Token), nil)
+	requireStatusCode(t, http.StatusForbidden, CodePasskeyRequired, status, raw)
+
+	// Recovery: wrong code, then a right one — every passkey and session is
+	// revoked and the new session may only enroll.
+	status, raw = e.asSession(http.MethodPost, "/v1/auth/recovery", nil,
+		map[string]any{"email": user + "@example.com", "code": "0000000000000000000000000Z", "client": "app"})
+	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeRecoveryInvalid, status, raw)
+	status, raw = e.asSession(http.MethodPost, "/v1/auth/recovery", nil,
+		map[string]any{"email": user + "@example.com", "code": first.RecoveryCodes[3], "client": "app"})
+	require.Equal(t, http.StatusOK, status, string(raw))
+	var recovered SessionInfo
+	require.NoError(t, json.Unmarshal(raw, &recovered))
+	require.Equal(t, sessionStateEnrollment, recovered.State)
+	status, raw = e.asSession(http.MethodGet, "/v1/me", full, nil)
+	requireStatusCode(t, http.StatusUnauthorized, CodeInvalidSession, status, raw)
+	status, raw, _ = e.passkeySignIn(a)
+	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeAssertionInvalid, status, raw)
+	rec := bearer(recovered.Token)
+	status, raw = e.asSession(http.MethodGet, "/v1/approvals", rec, nil)
+	requireStatusCode(t, http.StatusForbidden, CodePasskeyRequired, status, raw)
+	status, raw = e.enrollREST(a, rec)
+	require.Equal(t, http.StatusCreated, status, string(raw))
+	status, raw = e.asSession(http.MethodPost, "/v1/auth/recovery", nil,
+		map[string]any{"email": user + "@example.com", "code": first.RecoveryCodes[3], "client": "app"})
+	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeRecoveryInvalid, status, raw)
+
+	for kind, n := range map[string]int{passkeys.KindEnrolled: 3, passkeys.KindRemoved: 1, passkeys.KindSignedIn: 1,
+		passkeys.KindRecoveryGenerated: 1, passkeys.KindRecoveryRedeemed: 1} {
+		var got int
+		require.NoError(t, e.st.Pool.QueryRow(context.Background(),
+			`SELECT count(*) FROM audit_events WHERE kind = $1 AND actor_id = $2`, kind, user).Scan(&got))
+		require.Equal(t, n, got, kind)
+	}
+}
+
+func TestPasskeyEndpointsRefuseBadInput(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	for name, body := range map[string]any{
+		"unknown ceremony":  map[string]any{"ceremony_id": "cer_nope", "credential": map[string]any{"id": "x"}},
+		"garbage response":  map[string]any{"ceremony_id": "cer_nope", "credential": map[string]any{"response": 5}},
+		"missing ceremony":  map[string]any{"credential": map[string]any{}},
+		"credential string": map[string]any{"ceremony_id": "c", "credential": "abc"},
+	} {
+		status, raw := e.asSession(http.MethodPost, "/v1/auth/passkey", nil, body)
+		require.GreaterOrEqual(t, status, 400, name)
+		require.Less(t, status, 500, "%s: %s", name, raw)
+	}
+	opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/auth/passkey/options", nil, nil)
+	status, raw := e.asSession(http.MethodPost, "/v1/auth/passkey", nil,
+		map[string]any{"ceremony_id": opts.CeremonyID, "credential": map[string]any{"id": "AAAA", "type": "public-key"}})
+	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeAssertionInvalid, status, raw)
+}
+
+// reviewer is a person with a passkey and a full session.
+type reviewer struct {
+	id   string
+	auth *passkeystest.Authenticator
+	hdr  map[string]string
+}
+
+func (e *testEnv) enrolledReviewer(role string) reviewer {
+	e.t.Helper()
+	r := reviewer{id: e.person(role), auth: passkeystest.New("localhost", testOrigin)}
+	status, raw := e.enrollREST(r.auth, bearer(e.signIn(r.id, false).Token))
+	require.Equal(e.t, http.StatusCreated, status, string(raw))
+	var got enrolledAnswer
+	require.NoError(e.t, json.Unmarshal(raw, &got))
+	r.hdr = bearer(got.Session.Token)
+	return r
+}
+
+type decideOptionsAnswer struct {
+	passkeys.Options
+	Binding passkeys.Binding `json:"binding"`
+}
+
+// decideWithPasskey asks for options as r and decides with an assertion for them.
+func (e *testEnv) decideWithPasskey(r reviewer, id, decision string) (int, []byte) {
+	e.t.Helper()
+	status, raw := e.asSession(http.MethodPost, "/v1/approvals/"+id+"/decide/options", r.hdr, map[string]any{"decision": decision})
+	if status != http.StatusOK {
+		return status, raw
+	}
+	var opts decideOptionsAnswer
+	require.NoError(e.t, json.Unmarshal(raw, &opts))
+	resp, err := r.auth.Get(opts.PublicKey)
+	require.NoError(e.t, err)
+	return e.asSession(http.MethodPost, "/v1/approvals/"+id+"/decide", r.hdr,
+		map[string]any{"decision": decision, "ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp)})
+}
+
+type evidenceAnswer struct {
+	Items                  []passkeys.Evidence `json:"items"`
+	ManagementKeyDecisions []UnsignedDecision  `json:"management_key_decisions"`
+}
+
+func testReviewerDecidesWithPasskey(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	toolID := e.seedTool("wire_money", "", nil)
+	_, err := s.st.Pool.Exec(context.Background(), `UPDATE tools SET requires_second_approval = true WHERE id = $1`, toolID)
+	require.NoError(t, err)
+	require.NoError(t, s.st.NotifyChange(context.Background(), "policy:"+e.boot.OrgID))
+	first, second, outsider := e.enrolledReviewer(RoleReviewer), e.enrolledReviewer(RoleReviewer), e.enrolledReviewer(RoleReviewer)
+	e.setApproverGroup(1, []string{first.id, second.id})
+	e.setApproverGroup(2, []string{first.id, second.id})
+	created := e.requestApproval(map[string]any{"tool": "wire_money", "reasoning": "pay the supplier", "parameters": map[string]any{"amount": 120}})
+	require.Equal(t, 2, created.Levels)
+	path := "/v1/approvals/" + created.ID
+
+	// Outside the group: no options. A session without an assertion: refused.
+	status, raw := e.decideWithPasskey(outsider, created.ID, "approve")
+	requireStatusCode(t, http.StatusForbidden, CodeNotAnApprover, status, raw)
+	status, raw = e.asSession(http.MethodPost, path+"/decide", first.hdr, map[string]any{"decision": "approve"})
+	requireStatusCode(t, http.StatusUnauthorized, CodePasskeyAssertionNeeded, status, raw)
+
+	// Options signed for "approve" cannot carry a "deny".
+	opts := expectAs[decideOptionsAnswer](e, http.StatusOK, http.MethodPost, path+"/decide/options", first.hdr, map[string]any{"decision": "approve"})
+	require.Equal(t, passkeys.Binding{ApprovalID: created.ID, Tool: "wire_money", ParamsHash: opts.Binding.ParamsHash, Level: 1, Decision: "approve"}, opts.Binding)
+	require.NotEmpty(t, opts.Binding.ParamsHash)
+	resp, err := first.auth.Get(opts.PublicKey)
+	require.NoError(t, err)
+	status, raw = e.asSession(http.MethodPost, path+"/decide", first.hdr,
+		map[string]any{"decision": "deny", "ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp)})
+	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeCeremonyInvalid, status, raw)
+
+	status, raw = e.decideWithPasskey(first, created.ID, "approve")
+	require.Equal(t, http.StatusOK, status, string(raw))
+	var l1 Approval
+	require.NoError(t, json.Unmarshal(raw, &l1))
+	require.Equal(t, "pending", l1.Status)
+	require.Equal(t, 2, l1.Level)
+	require.Equal(t, DeciderIdentity{Kind: "user", ID: first.id, Display: RoleReviewer}, l1.Decisions[0].Decider)
+
+	// Whoever decided level 1 decides nothing at level 2, either way.
+	for _, d := range []string{"approve", "deny"} {
+		status, raw = e.decideWithPasskey(first, created.ID, d)
+		requireStatusCode(t, http.StatusForbidden, CodeSameApprover, status, raw)
+	}
+	status, raw = e.decideWithPasskey(second, created.ID, "approve")
+	require.Equal(t, http.StatusOK, status, string(raw))
+	var final Approval
+	require.NoError(t, json.Unmarshal(raw, &final))
+	require.Equal(t, "approved", final.Status)
+	require.NotEmpty(t, final.Token, "the agent gets its token")
+
+	// Evidence of both decisions verifies offline, each with its reviewer's key.
+	ev := expect[evidenceAnswer](e, http.StatusOK, http.MethodGet, path+"/evidence", e.boot.StandardKey, nil)
+	require.Len(t, ev.Items, 2)
+	require.Empty(t, ev.ManagementKeyDecisions)
+	for i, item := range ev.Items {
+		got, err := passkeys.VerifyEvidence(item, item.PublicKey)
+		require.NoError(t, err)
+		require.Equal(t, i+1, got.Level)
+		require.Equal(t, "approve", got.Decision)
+		require.Equal(t, created.ID, got.ApprovalID)
+		require.Equal(t, []string{first.id, second.id}[i], item.UserID)
+	}
+	// The refused attempts left evidence rows that are never served.
+	require.Equal(t, 2, e.count(`SELECT count(*) FROM decision_evidence e JOIN approvals a ON a.id = e.approval_id WHERE a.org_id = $1`))
+	require.Equal(t, 2, e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = $2`, passkeys.KindDecisionSigned))
+
+	// A management-key decision, where the org allows it, is labelled as one.
+	e.allowDecide(true)
+	single := e.requestApproval(map[string]any{"tool": "wire_money", "reasoning": "again"})
+	l1k := expect[Approval](e, http.StatusOK, http.MethodPost, "/v1/approvals/"+single.ID+"/decide", e.boot.ManagementKey, map[string]any{"decision": "approve"})
+	require.Equal(t, "management_key", l1k.Decisions[0].Decider.Kind)
+	status, raw = e.decideWithPasskey(second, single.ID, "deny")
+	require.Equal(t, http.StatusOK, status, string(raw))
+	ev = expect[evidenceAnswer](e, http.StatusOK, http.MethodGet, "/v1/approvals/"+single.ID+"/evidence", e.boot.StandardKey, nil)
+	require.Len(t, ev.Items, 1)
+	require.Equal(t, "deny", ev.Items[0].Decision)
+	require.Len(t, ev.ManagementKeyDecisions, 1)
+	require.Equal(t, "management_key", ev.ManagementKeyDecisions[0].Decider.Kind)
+}
+
+func TestPasskeyConfigFollowsThePublicURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url, rpID, origin string
+	}{
+		{"http://localhost:8080", "localhost", "http://localhost:8080"},
+		{"http://127.0.0.1:8080", "localhost", "http://localhost:8080"},
+		{"https://oakallow.example.com", "oakallow.example.com", "https://oakallow.example.com"},
+	} {
+		pc := passkeyConfig(Config{PublicURL: tc.url})
+		require.NoError(t, pc.Validate(), tc.url)
+		require.Equal(t, tc.rpID, pc.RPID, tc.url)
+		require.Equal(t, []string{tc.origin}, pc.Origins, tc.url)
+	}
+	// Plain http elsewhere cannot host passkeys: the server runs, with passkeys off.
+	cfg := testConfig()
+	cfg.PublicURL = "http://oakallow.test:8080"
+	st, boot := bootstrappedStore(t)
+	e := startEnvWith(t, cfg, Deps{Store: st}, boot)
+	status, raw := e.asSession(http.MethodPost, "/v1/auth/passkey/options", nil, nil)
+	requireStatusCode(t, http.StatusServiceUnavailable, "passkeys_unavailable", status, raw)
+	// Set explicitly, a bad relying party stops the server.
+	cfg.Passkeys = passkeys.Config{RPID: "example.com", Origins: []string{"http://example.com"}}
+	_, err := NewServer(cfg, Deps{Store: st, Keyring: testKeyring, SecretBox: testBox(t)})
+	require.ErrorContains(t, err, "must be https")
+}
