@@ -49,15 +49,8 @@ func Bootstrap(ctx context.Context, st *store.Store, in BootstrapInput, now time
 	res := BootstrapResult{TeamID: store.NewID("team"), UserID: store.NewID("usr"), OrgID: store.NewID("org")}
 	err := st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
 		if in.OnlyIfEmpty {
-			if err := q.LockFirstTeam(ctx); err != nil {
+			if err := refuseIfInstalled(ctx, q); err != nil {
 				return err
-			}
-			exists, err := q.AnyTeam(ctx)
-			if err != nil {
-				return err
-			}
-			if exists {
-				return ErrAlreadyBootstrapped
 			}
 		}
 		if err := createTeam(ctx, q, res.TeamID, in.TeamName, now); err != nil {
@@ -87,6 +80,22 @@ func Bootstrap(ctx context.Context, st *store.Store, in BootstrapInput, now time
 	return res, nil
 }
 
+// refuseIfInstalled serialises first-install bootstraps until the
+// transaction ends and refuses (ErrAlreadyBootstrapped) once a team exists.
+func refuseIfInstalled(ctx context.Context, q *store.Queries) error {
+	if err := q.LockFirstTeam(ctx); err != nil {
+		return err
+	}
+	exists, err := q.AnyTeam(ctx)
+	if err != nil {
+		return err
+	}
+	if exists {
+		return ErrAlreadyBootstrapped
+	}
+	return nil
+}
+
 // createTeam creates a team with its free sign-up credit (SPEC §9).
 func createTeam(ctx context.Context, q *store.Queries, id, name string, now time.Time) error {
 	if err := q.CreateTeam(ctx, store.CreateTeamParams{ID: id, Name: name, CreatedAt: now}); err != nil {
@@ -110,4 +119,89 @@ func createKey(ctx context.Context, q *store.Queries, orgID, tier, name, created
 		return "", fmt.Errorf("create %s key: %w", tier, err)
 	}
 	return raw, nil
+}
+
+// FirstTeamInput names a new installation's first team and its owner.
+type FirstTeamInput struct {
+	TeamName   string
+	OwnerEmail string
+	// OrgName, when set, also creates that org with one management and one
+	// standard key (automated installs that need keys before anyone signs in).
+	OrgName string
+	// PublicURL is the server's external base URL, for the sign-up link.
+	PublicURL string
+	// InvitationTTL is how long the owner's invitation lasts (default 7 days).
+	InvitationTTL time.Duration
+}
+
+// FirstTeam is a new installation's first team: the owner's one-time
+// sign-up link (whose token exists only here) and, when asked for, an org
+// with keys.
+type FirstTeam struct {
+	TeamID        string    `json:"team_id"`
+	InvitationID  string    `json:"invitation_id"`
+	SignUpLink    string    `json:"sign_up_link"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	OrgID         string    `json:"org_id,omitempty"`
+	ManagementKey string    `json:"management_key,omitempty"`
+	StandardKey   string    `json:"standard_key,omitempty"`
+}
+
+// bootstrapActor is the audit actor of what bootstrap creates.
+const bootstrapActor = "bootstrap"
+
+// BootstrapFirstTeam sets up a new installation without SQL: the first team
+// (with its free credit) and an invitation for its owner, in one
+// transaction, only while the database has no team (ErrAlreadyBootstrapped
+// otherwise), so it cannot later be used to enter someone else's team. The
+// owner accepts by signing up with the link's token and a code mailed to
+// their address, then enrolls a passkey.
+func BootstrapFirstTeam(ctx context.Context, st *store.Store, in FirstTeamInput, now time.Time) (FirstTeam, error) {
+	now = now.UTC()
+	if in.InvitationTTL == 0 {
+		in.InvitationTTL = 7 * 24 * time.Hour
+	}
+	res := FirstTeam{TeamID: store.NewID("team"), InvitationID: store.NewID("inv"), ExpiresAt: now.Add(in.InvitationTTL)}
+	tok, h := newInvitationToken()
+	res.SignUpLink = InvitationLink(in.PublicURL, tok)
+	email, ok := normalizeEmail(in.OwnerEmail)
+	if !ok {
+		return FirstTeam{}, fmt.Errorf("bootstrap: %q is not a bare e-mail address", in.OwnerEmail)
+	}
+	err := st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
+		if err := refuseIfInstalled(ctx, q); err != nil {
+			return err
+		}
+		if err := createTeam(ctx, q, res.TeamID, in.TeamName, now); err != nil {
+			return err
+		}
+		if err := q.CreateInvitation(ctx, store.CreateInvitationParams{ID: res.InvitationID, TeamID: res.TeamID, Email: email,
+			Role: RoleOwner, TokenHash: h[:], InvitedBy: bootstrapActor, CreatedAt: now, ExpiresAt: res.ExpiresAt}); err != nil {
+			return fmt.Errorf("invite the owner: %w", err)
+		}
+		if err := q.InsertAuditEvent(ctx, store.InsertAuditEventParams{ID: store.NewID("evt"), TeamID: res.TeamID, OccurredAt: now,
+			ActorKind: "operator", ActorID: bootstrapActor, Kind: kindInvitationCreated, Subject: res.InvitationID, Outcome: RoleOwner,
+			Details: []byte(`{}`)}); err != nil {
+			return fmt.Errorf("audit the owner's invitation: %w", err)
+		}
+		if in.OrgName == "" {
+			return nil
+		}
+		res.OrgID = store.NewID("org")
+		if err := q.CreateOrg(ctx, store.CreateOrgParams{ID: res.OrgID, TeamID: res.TeamID, Name: in.OrgName, CreatedAt: now}); err != nil {
+			return fmt.Errorf("create org: %w", err)
+		}
+		var err error
+		if res.ManagementKey, err = createKey(ctx, q, res.OrgID, TierManagement, "bootstrap management key", bootstrapActor, now); err != nil {
+			return err
+		}
+		if res.StandardKey, err = createKey(ctx, q, res.OrgID, TierStandard, "bootstrap standard key", bootstrapActor, now); err != nil {
+			return err
+		}
+		return q.NotifyChange(ctx, "keys")
+	})
+	if err != nil {
+		return FirstTeam{}, fmt.Errorf("bootstrap: %w", err)
+	}
+	return res, nil
 }

@@ -17,16 +17,16 @@ import (
 // maxBootstrapName bounds the names bootstrap takes.
 const maxBootstrapName = 200
 
-// runBootstrap creates, on an installation without any team, the first team,
-// its owner, an org and one management and one standard API key, and prints
-// them as JSON. The raw keys exist only in that output: the database keeps
-// their SHA-256. It refuses to run once a team exists, so it cannot be used
-// later to mint keys for someone else's org.
+// runBootstrap sets up a new installation without SQL: the first team and
+// an invitation for its owner, printed as JSON with the one-time sign-up
+// link (its token exists only in that output). With -org it also creates
+// that org with one management and one standard key, likewise printed once.
+// It refuses to run once a team exists, so it cannot be used later to enter
+// or mint keys for someone else's team.
 func runBootstrap(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	email := fs.String("owner-email", "", "")
-	owner := fs.String("owner-name", "Owner", "")
 	team := fs.String("team", "", "")
 	org := fs.String("org", "", "")
 	if err := fs.Parse(args); err != nil {
@@ -35,7 +35,7 @@ func runBootstrap(ctx context.Context, args []string, out io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("bootstrap: unexpected arguments %q", fs.Args())}
 	}
-	in := api.BootstrapInput{TeamName: *team, OwnerEmail: *email, OwnerName: *owner, OrgName: *org, OnlyIfEmpty: true}
+	in := api.FirstTeamInput{TeamName: *team, OwnerEmail: *email, OrgName: *org, PublicURL: getenv("OAKALLOW_PUBLIC_URL")}
 	if err := validateBootstrap(in); err != nil {
 		return usageError{"bootstrap: " + err.Error()}
 	}
@@ -44,7 +44,7 @@ func runBootstrap(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	res, err := api.Bootstrap(ctx, st, in, time.Now())
+	res, err := api.BootstrapFirstTeam(ctx, st, in, time.Now())
 	if errors.Is(err, api.ErrAlreadyBootstrapped) {
 		return errors.New("bootstrap: this installation already has a team; bootstrap only sets up a new one")
 	}
@@ -56,14 +56,17 @@ func runBootstrap(ctx context.Context, args []string, out io.Writer) error {
 	return enc.Encode(res)
 }
 
-func validateBootstrap(in api.BootstrapInput) error {
+func validateBootstrap(in api.FirstTeamInput) error {
 	var errs []error
-	for _, f := range []struct{ flag, v string }{
-		{"-team", in.TeamName}, {"-org", in.OrgName}, {"-owner-email", in.OwnerEmail}, {"-owner-name", in.OwnerName},
+	for _, f := range []struct {
+		flag, v  string
+		required bool
+	}{
+		{"-team", in.TeamName, true}, {"-owner-email", in.OwnerEmail, true}, {"-org", in.OrgName, false},
 	} {
 		flagName, v := f.flag, f.v
 		switch {
-		case v == "":
+		case v == "" && f.required:
 			errs = append(errs, fmt.Errorf("%s is required", flagName))
 		case !utf8.ValidString(v) || utf8.RuneCountInString(v) > maxBootstrapName:
 			errs = append(errs, fmt.Errorf("%s must be valid UTF-8 of at most %d characters", flagName, maxBootstrapName))

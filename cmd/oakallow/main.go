@@ -26,10 +26,11 @@ Usage:
   oakallow migrate up       apply pending database migrations and register the
                             search attributes on the Temporal namespace
   oakallow migrate status   show the applied and latest schema version
-  oakallow bootstrap -team NAME -org NAME -owner-email EMAIL [-owner-name NAME]
-                            on a new installation: create the first team, owner,
-                            org and a management and a standard API key (printed
-                            once, as JSON)
+  oakallow bootstrap -team NAME -owner-email EMAIL [-org NAME]
+                            on a new installation: create the first team and
+                            invite its owner; prints the one-time sign-up link
+                            (and, with -org, that org's management and standard
+                            API keys) once, as JSON
   oakallow reseal           after a secret key rotation: encrypt every stored secret
                             under OAKALLOW_SECRET_KEY (OAKALLOW_SECRET_KEY_PREVIOUS
                             holds the old keys); safe beside running servers

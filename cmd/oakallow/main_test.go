@@ -190,14 +190,18 @@ func TestBootstrapOnlyOnANewInstallation(t *testing.T) {
 	var out strings.Builder
 	require.NoError(t, run(t.Context(), args, &out))
 	var res struct {
+		TeamID        string `json:"team_id"`
+		SignUpLink    string `json:"sign_up_link"`
 		OrgID         string `json:"org_id"`
 		ManagementKey string `json:"management_key"`
 		StandardKey   string `json:"standard_key"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out.String()), &res))
+	require.Regexp(t, `^http://localhost:8080/sign-up\?invitation=oak_inv_[A-Za-z0-9_-]{43}$`, res.SignUpLink)
 	require.Regexp(t, `^oak_live_[0-9a-f]{32}$`, res.ManagementKey)
 	require.Regexp(t, `^oak_live_[0-9a-f]{32}$`, res.StandardKey)
 	require.NotEmpty(t, res.OrgID)
+	require.NotEmpty(t, res.TeamID)
 
 	out.Reset()
 	err := run(t.Context(), args, &out)
@@ -211,7 +215,8 @@ func TestBootstrapRefusesBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		"no org":       {[]string{"-team", "Acme", "-owner-email", "a@b.example"}, "-org is required"},
+		"no team":      {[]string{"-org", "p", "-owner-email", "a@b.example"}, "-team is required"},
+		"no owner":     {[]string{"-team", "Acme"}, "-owner-email is required"},
 		"bad e-mail":   {[]string{"-team", "Acme", "-org", "p", "-owner-email", "Ops <a@b.example>"}, "-owner-email is not a plain e-mail address"},
 		"long name":    {[]string{"-team", strings.Repeat("x", 201), "-org", "p", "-owner-email", "a@b.example"}, "-team must be valid UTF-8 of at most 200 characters"},
 		"extra args":   {[]string{"-team", "Acme", "-org", "p", "-owner-email", "a@b.example", "now"}, "unexpected arguments"},
