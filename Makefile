@@ -3,19 +3,27 @@
 
 SQLC_VERSION := v1.31.1
 STATICCHECK_VERSION := v0.8.2
+# Stripe's API mock, which the billing tests create Checkout sessions
+# against (keep dev/devtest.StripeMockVersion in step).
+STRIPE_MOCK_VERSION := v0.203.0
 GO_TEST_FLAGS ?= -p 2 -timeout 25m
 
-.PHONY: dev test race verify sqlc build fmt vet fuzz load peers docs-assets
+.PHONY: dev test race verify sqlc build fmt vet fuzz load peers docs-assets tools
 
 dev:
 	go run ./dev
 
-test:
+test: tools
 	go test $(GO_TEST_FLAGS) ./...
 	cd dev/opa && go test $(GO_TEST_FLAGS) ./...
 
+# Programs the tests run: stripe-mock, installed into $(go env GOPATH)/bin
+# (or $GOBIN), where the test harness looks for it.
+tools:
+	go install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
+
 # The same suite under the race detector (CI runs it too).
-race:
+race: tools
 	go test -race $(GO_TEST_FLAGS) ./...
 
 # Short fuzzing runs of the input-facing targets (CI runs these too).

@@ -664,6 +664,9 @@ func (u *unstartable) TerminateWorkflow(_ context.Context, id, _, _ string, _ ..
 func testApprovalStartFailure(t *testing.T, s *approvalSuite) {
 	e := s.org(t)
 	e.seedTool("send_email", "", nil)
+	ctx := context.Background()
+	before, err := e.st.GetTeamBalance(ctx, e.boot.TeamID)
+	require.NoError(t, err)
 	down := &unstartable{Client: s.tc}
 	broken := e.on(s.startServer(t, func(d *Deps) { d.Temporal = down }))
 	broken.waitForKey(e.boot.StandardKey)
@@ -675,6 +678,15 @@ func testApprovalStartFailure(t *testing.T, s *approvalSuite) {
 	require.Equal(t, CodeUnavailable, problemCode(t, raw))
 	require.Zero(t, e.count(`SELECT count(*) FROM approvals WHERE org_id = $1`), "no approval is left pending")
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'approval.start_failed'`))
+	// Charged, then refunded with the abort: the failed call costs nothing
+	// (SPEC §9), and the metering identity still holds.
+	after, err := e.st.GetTeamBalance(ctx, e.boot.TeamID)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the failed request is not billed")
+	totals, err := e.st.BillingTotals(ctx, e.boot.TeamID)
+	require.NoError(t, err)
+	require.Equal(t, before.BilledCalls, totals.Calls)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM call_refunds WHERE org_id = $1`))
 	down.mu.Lock()
 	require.Len(t, down.terminated, 1, "a workflow that might have started is terminated")
 	require.Regexp(t, referencePattern, down.terminated[0])
@@ -686,6 +698,19 @@ func testApprovalStartFailure(t *testing.T, s *approvalSuite) {
 	require.Equal(t, http.StatusCreated, status, string(raw))
 	require.Empty(t, h.Get("Idempotent-Replayed"))
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM approvals WHERE org_id = $1`))
+	// The retry with the same Idempotency-Key is charged once in all.
+	final, err := e.st.GetTeamBalance(ctx, e.boot.TeamID)
+	require.NoError(t, err)
+	require.Equal(t, before.BilledCalls+1, final.BilledCalls)
+	require.Equal(t, before.FreeMicros+before.PurchasedMicros-5000, final.FreeMicros+final.PurchasedMicros)
+	totals, err = e.st.BillingTotals(ctx, e.boot.TeamID)
+	require.NoError(t, err)
+	require.Equal(t, final.BilledCalls, totals.Calls)
+	status, _, raw = e.send(http.MethodPost, "/v1/approvals", e.boot.StandardKey, hdr, body)
+	require.Equal(t, http.StatusCreated, status, string(raw))
+	again, err := e.st.GetTeamBalance(ctx, e.boot.TeamID)
+	require.NoError(t, err)
+	require.Equal(t, final, again, "a replayed answer costs nothing")
 }
 
 func TestJSONHasNUL(t *testing.T) {

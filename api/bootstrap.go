@@ -102,7 +102,7 @@ func createTeam(ctx context.Context, q *store.Queries, id, name string, now time
 		return fmt.Errorf("create team: %w", err)
 	}
 	expires := now.Add(FreeCreditTTL)
-	if err := q.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: id,
+	if _, err := q.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: id,
 		Kind: "free", AmountMicros: FreeCreditMicros, ExpiresAt: &expires,
 		Source: "signup:" + id, CreatedAt: now}); err != nil {
 		return fmt.Errorf("grant free credit: %w", err)

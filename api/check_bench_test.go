@@ -22,8 +22,9 @@ import (
 // connection's server does not make.
 func BenchmarkCheck(b *testing.B) {
 	e := newTestEnv(b)
-	require.NoError(b, e.st.CreateCreditGrant(b.Context(), store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: e.boot.TeamID,
-		Kind: "purchased", AmountMicros: 1 << 50, Source: "bench:" + e.boot.TeamID, CreatedAt: time.Now()}))
+	_, err := e.st.CreateCreditGrant(b.Context(), store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: e.boot.TeamID,
+		Kind: "purchased", AmountMicros: 1 << 50, Source: "bench:" + e.boot.TeamID, CreatedAt: time.Now()})
+	require.NoError(b, err)
 	e.want(http.StatusCreated, http.MethodPost, "/v1/tools", e.boot.ManagementKey, `{"name":"send_email","annotations_acknowledged":true,`+
 		`"parameter_schema":{"type":"object","properties":{"to":{"type":"string"},"n":{"type":"integer"}},"required":["to"]}}`)
 	body := []byte(`{"tool":"send_email","tenant":"acme","resource":"mailbox","method":"send","reason":"load test",` +

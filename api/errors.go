@@ -8,6 +8,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"oakallow/api/billing"
 	"oakallow/api/passkeys"
 	"oakallow/api/runtime"
 	"oakallow/store"
@@ -63,6 +64,16 @@ const (
 	CodeRateLimited         = "rate_limited"
 	CodeUnavailable         = "unavailable"
 	CodeInternal            = "internal_error"
+	// CodeBillingNotEnabled: a purchase or Stripe event while the billing mode is not stripe.
+	CodeBillingNotEnabled = "billing_not_enabled"
+	// CodeUnknownPack: no credit pack with that id.
+	CodeUnknownPack = "unknown_pack"
+	// CodeInvalidSignature: a Stripe webhook whose Stripe-Signature does not verify or is stale.
+	CodeInvalidSignature = "invalid_signature"
+	// CodeInvalidEvent: a signed Stripe webhook body that is not a readable event.
+	CodeInvalidEvent = "invalid_event"
+	// CodePaymentProviderUnavailable: Stripe did not create the Checkout session.
+	CodePaymentProviderUnavailable = "payment_provider_unavailable"
 )
 
 // problem builds a Problem for a known condition.
@@ -189,6 +200,18 @@ func toProblem(ctx context.Context, logger *slog.Logger, err error) error {
 		out = problem(http.StatusUnprocessableEntity, CodeValidationFailed, "a value is out of range")
 	case errors.Is(err, store.ErrInsufficientCredits):
 		out = problem(http.StatusPaymentRequired, CodeInsufficientCredits, "the account has no credit left; billable calls are refused until credit is added")
+	case errors.Is(err, billing.ErrNotStripe):
+		out = problem(http.StatusConflict, CodeBillingNotEnabled, "purchases are not enabled on this installation: its billing mode is not stripe")
+	case errors.Is(err, billing.ErrUnknownPack):
+		out = problem(http.StatusUnprocessableEntity, CodeUnknownPack, "no credit pack with that id; GET /v1/credits lists the packs on sale")
+	case errors.Is(err, billing.ErrBadSignature):
+		out = problem(http.StatusBadRequest, CodeInvalidSignature, "the Stripe-Signature header is missing, does not verify, or is older than 300 s")
+	case errors.Is(err, billing.ErrBadEvent):
+		out = problem(http.StatusBadRequest, CodeInvalidEvent, "the body is not a Stripe event this installation can read (is the endpoint's API version the one stripe-go expects?)")
+	case errors.Is(err, billing.ErrStripeUnavailable):
+		logger.WarnContext(ctx, "Stripe unavailable", "request_id", requestIDFrom(ctx), "err", err)
+		out = problem(http.StatusServiceUnavailable, CodePaymentProviderUnavailable, "the payment provider did not answer; retry shortly")
+		out.headers = http.Header{"Retry-After": []string{"5"}}
 	case errors.Is(err, store.ErrUnavailable):
 		// Fail closed: nothing was decided or recorded, and the client can retry.
 		logger.WarnContext(ctx, "database unavailable", "request_id", requestIDFrom(ctx), "err", err)

@@ -190,10 +190,15 @@ func preventCaching(ctx huma.Context, next func(huma.Context)) {
 }
 
 // withBodyLimit caps request bodies for routes huma does not own (huma
-// enforces each operation's MaxBodyBytes itself and answers 413).
-func withBodyLimit(limit int64, next http.Handler) http.Handler {
+// enforces each operation's MaxBodyBytes itself and answers 413); larger
+// names paths whose operation allows more (the Stripe webhook).
+func withBodyLimit(limit int64, larger map[string]int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > limit {
+		lim := limit
+		if l, ok := larger[r.URL.Path]; ok {
+			lim = l
+		}
+		if r.ContentLength > lim {
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(http.StatusRequestEntityTooLarge)
 			_, _ = w.Write([]byte(`{"title":"Request Entity Too Large","status":413,"code":"body_too_large","detail":"request body is too large"}`))

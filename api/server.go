@@ -21,6 +21,7 @@ import (
 	"oakallow/activities/notify"
 	"oakallow/activities/sealed"
 	"oakallow/activities/tokens"
+	"oakallow/api/billing"
 	"oakallow/api/mail"
 	"oakallow/api/passkeys"
 	"oakallow/api/runtime"
@@ -128,8 +129,12 @@ type Deps struct {
 	// DevMailbox, when set, is served at GET /dev/mailbox (go run ./dev
 	// only: it shows every code to whoever can reach the server).
 	DevMailbox *mail.Mailbox
-	// Recorder tunes the audit group committer (zero value: defaults).
+	// Recorder tunes the audit group committer (zero value: defaults). Its
+	// MeterOnly and LowBalanceMicros come from Billing.
 	Recorder store.RecorderConfig
+	// Billing is the billing mode, credit packs and Stripe account (zero
+	// value: mode prepaid, no purchases). NewServer validates it.
+	Billing billing.Config
 	// Registry is where the API's Prometheus series go and what /metrics
 	// serves; nil creates a private one. `go run ./dev` shares it with the
 	// in-process worker's series.
@@ -152,6 +157,7 @@ type Server struct {
 	recorder *store.Recorder
 	// rt is the runtime core every surface calls (built by Start, with the recorder).
 	rt      *runtime.Service
+	billing *billing.Service
 	metrics *metrics
 	limits  *limits
 	// readiness coalesces concurrent /readyz checks.
@@ -193,7 +199,19 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	if deps.Billing.Mode == billing.ModeStripe {
+		if deps.Billing.SuccessURL == "" {
+			deps.Billing.SuccessURL = cfg.PublicURL + "/billing?checkout=success"
+		}
+		if deps.Billing.CancelURL == "" {
+			deps.Billing.CancelURL = cfg.PublicURL + "/billing?checkout=cancelled"
+		}
+	}
+	if err := deps.Billing.Validate(); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store)}
+	s.billing = billing.New(deps.Billing, deps.Store, deps.Logger, deps.Now)
 	s.decides.init()
 	s.secureCookies = cookieSecure(cfg.PublicURL)
 	s.csrf = http.NewCrossOriginProtection()
@@ -246,6 +264,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	registerCheck(s.api, s)
 	registerReceipts(s.api, s)
 	registerCredits(s.api, s)
+	registerBilling(s.api, s)
 	registerActivity(s.api, s)
 	registerApprovals(s.api, s)
 	registerTokens(s.api, s)
@@ -272,7 +291,8 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 // Handler is the full HTTP handler with request ids, access log, panic
 // recovery and the headers every answer carries.
 func (s *Server) Handler() http.Handler {
-	return withNoSniff(withObservability(s.log, s.withCSRF(withBodyLimit(maxBodyBytes, s.mux))))
+	return withNoSniff(withObservability(s.log, s.withCSRF(withBodyLimit(maxBodyBytes,
+		map[string]int64{StripeWebhookPath: s.billing.Config().WebhookMaxBytes}, s.mux))))
 }
 
 // API exposes the huma API (OpenAPI document, tests).
@@ -294,6 +314,8 @@ func (s *Server) Start(ctx context.Context) error {
 	if rc.Now == nil {
 		rc.Now = s.deps.Now
 	}
+	rc.MeterOnly = !s.billing.Config().Mode.Charges()
+	rc.LowBalanceMicros = s.billing.Config().LowBalanceMicros
 	rec, err := store.NewRecorder(s.deps.Store, rc)
 	if err != nil {
 		return err

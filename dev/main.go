@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"oakallow/api/billing"
 	"oakallow/dev/devstack"
 )
 
@@ -44,6 +45,18 @@ func parseFlags(args []string, getenv func(string) string, errOut io.Writer) (de
 	}
 	o.DatabaseURL = getenv("DATABASE_URL")
 	o.PostgresBin = getenv("OAKALLOW_PG_BIN")
+	mode, err := billing.ParseMode(getenv("OAKALLOW_BILLING_MODE"))
+	if err != nil {
+		return devstack.Options{}, fmt.Errorf("OAKALLOW_BILLING_MODE: %w", err)
+	}
+	o.Billing = billing.Config{Mode: mode, StripeSecretKey: getenv("STRIPE_SECRET_KEY"),
+		StripeWebhookSecret: getenv("STRIPE_WEBHOOK_SECRET"), StripeAPIURL: getenv("STRIPE_API_URL"),
+		LowBalanceMicros: billing.DefaultLowBalanceMicros}
+	if packs := getenv("OAKALLOW_CREDIT_PACKS"); packs != "" {
+		if o.Billing.Packs, err = billing.ParsePacks(packs); err != nil {
+			return devstack.Options{}, fmt.Errorf("OAKALLOW_CREDIT_PACKS: %w", err)
+		}
+	}
 	return o, o.Validate()
 }
 

@@ -44,7 +44,8 @@ func (q *Queries) AuditBillableByIDs(ctx context.Context, ids []string) ([]Audit
 
 const billingTotals = `-- name: BillingTotals :one
 SELECT count(*)::bigint AS calls, coalesce(sum(cost_micros), 0)::bigint AS cost_micros
-FROM audit_events WHERE team_id = $1 AND billable
+FROM audit_events a WHERE a.team_id = $1 AND a.billable
+  AND NOT EXISTS (SELECT 1 FROM call_refunds r WHERE r.audit_id = a.id)
 `
 
 type BillingTotalsRow struct {
@@ -52,7 +53,8 @@ type BillingTotalsRow struct {
 	CostMicros int64
 }
 
-// Billable audit rows and their cost for a team: must equal the ledger's debits.
+// Billable audit rows not refunded, and their cost, for a team: must equal
+// the billed totals and the drop in balance.
 func (q *Queries) BillingTotals(ctx context.Context, teamID string) (BillingTotalsRow, error) {
 	row := q.db.QueryRow(ctx, billingTotals, teamID)
 	var i BillingTotalsRow
@@ -227,26 +229,28 @@ SELECT oakallow_record_audit_batch(
     $1::text[], $2::text[], $3::text[], $4::timestamptz[],
     $5::text[], $6::text[], $7::text[], $8::text[],
     $9::text[], $10::text[], $11::text[], $12::boolean[],
-    $13::jsonb[], $14::bigint, $15::timestamptz
+    $13::jsonb[], $14::bigint, $15::timestamptz, $16::boolean, $17::bigint
 )::boolean[] AS charged FROM opened
 `
 
 type RecordAuditBatchParams struct {
-	Ids        []string
-	OrgIds     []string
-	TeamIds    []string
-	OccurredAt []time.Time
-	ActorKinds []string
-	ActorIds   []string
-	Kinds      []string
-	Subjects   []string
-	Outcomes   []string
-	Tools      []string
-	Tenants    []string
-	Billable   []bool
-	Details    []json.RawMessage
-	Cost       int64
-	Now        time.Time
+	Ids          []string
+	OrgIds       []string
+	TeamIds      []string
+	OccurredAt   []time.Time
+	ActorKinds   []string
+	ActorIds     []string
+	Kinds        []string
+	Subjects     []string
+	Outcomes     []string
+	Tools        []string
+	Tenants      []string
+	Billable     []bool
+	Details      []json.RawMessage
+	Cost         int64
+	Now          time.Time
+	Enforce      bool
+	LowThreshold int64
 }
 
 // One group commit: see migrations/003_record_audit_batch.sql, fenced first
@@ -269,6 +273,8 @@ func (q *Queries) RecordAuditBatch(ctx context.Context, arg RecordAuditBatchPara
 		arg.Details,
 		arg.Cost,
 		arg.Now,
+		arg.Enforce,
+		arg.LowThreshold,
 	)
 	var charged []bool
 	err := row.Scan(&charged)

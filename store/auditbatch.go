@@ -129,12 +129,14 @@ func (a *auditBatchArrays) literal(col int) string {
 }
 
 // recordAuditBatch runs RecordAuditBatch's statement with a's columns.
-func (q *Queries) recordAuditBatch(ctx context.Context, a *auditBatchArrays, cost int64, now time.Time) ([]bool, error) {
+// enforce false is billing mode off; lowThreshold the low-balance alert
+// threshold (migrations/016_billing.sql).
+func (q *Queries) recordAuditBatch(ctx context.Context, a *auditBatchArrays, cost int64, now time.Time, enforce bool, lowThreshold int64) ([]bool, error) {
 	row := q.db.QueryRow(ctx, recordAuditBatch,
 		a.literal(colIDs), a.literal(colOrgIDs), a.literal(colTeamIDs), a.literal(colOccurredAt),
 		a.literal(colActorKinds), a.literal(colActorIDs), a.literal(colKinds), a.literal(colSubjects),
 		a.literal(colOutcomes), a.literal(colTools), a.literal(colTenants), a.literal(colBillable),
-		a.literal(colDetails), cost, now)
+		a.literal(colDetails), cost, now, enforce, lowThreshold)
 	var charged []bool
 	err := row.Scan(&charged)
 	return charged, err

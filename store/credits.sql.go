@@ -8,13 +8,116 @@ package store
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const createCreditGrant = `-- name: CreateCreditGrant :exec
+const addCheckoutReversal = `-- name: AddCheckoutReversal :exec
+UPDATE billing_checkouts SET reversed_micros = reversed_micros + $1,
+    refunded_micros = greatest(refunded_micros, $2), updated_at = $3
+WHERE id = $4
+`
+
+type AddCheckoutReversalParams struct {
+	ReversedMicros int64
+	RefundedMicros int64
+	UpdatedAt      time.Time
+	ID             string
+}
+
+func (q *Queries) AddCheckoutReversal(ctx context.Context, arg AddCheckoutReversalParams) error {
+	_, err := q.db.Exec(ctx, addCheckoutReversal,
+		arg.ReversedMicros,
+		arg.RefundedMicros,
+		arg.UpdatedAt,
+		arg.ID,
+	)
+	return err
+}
+
+const claimUnsentCreditAlerts = `-- name: ClaimUnsentCreditAlerts :many
+SELECT id, team_id, balance_micros, threshold_micros, created_at, sent_at FROM credit_alerts WHERE sent_at IS NULL ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
+`
+
+// Alerts not sent yet; a sender holds them locked until it marks them sent,
+// so two API servers never send one twice.
+func (q *Queries) ClaimUnsentCreditAlerts(ctx context.Context, rowLimit int32) ([]CreditAlert, error) {
+	rows, err := q.db.Query(ctx, claimUnsentCreditAlerts, rowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []CreditAlert{}
+	for rows.Next() {
+		var i CreditAlert
+		if err := rows.Scan(
+			&i.ID,
+			&i.TeamID,
+			&i.BalanceMicros,
+			&i.ThresholdMicros,
+			&i.CreatedAt,
+			&i.SentAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const clearLowBalanceAlert = `-- name: ClearLowBalanceAlert :exec
+UPDATE team_balances SET low_balance_alerted = false
+WHERE team_id = $1 AND low_balance_alerted
+  AND (CASE WHEN free_expires_at > $2::timestamptz THEN free_micros ELSE 0 END) + purchased_micros >= $3::bigint
+`
+
+type ClearLowBalanceAlertParams struct {
+	TeamID    string
+	Now       time.Time
+	Threshold int64
+}
+
+// After credit was added: a balance back at or above the threshold may
+// alert again on its next crossing.
+func (q *Queries) ClearLowBalanceAlert(ctx context.Context, arg ClearLowBalanceAlertParams) error {
+	_, err := q.db.Exec(ctx, clearLowBalanceAlert, arg.TeamID, arg.Now, arg.Threshold)
+	return err
+}
+
+const completeCheckout = `-- name: CompleteCheckout :exec
+UPDATE billing_checkouts SET grant_id = $1, payment_intent = $2,
+    stripe_session_id = CASE WHEN $3::text = '' THEN stripe_session_id ELSE $3::text END,
+    updated_at = $4
+WHERE id = $5
+`
+
+type CompleteCheckoutParams struct {
+	GrantID         *string
+	PaymentIntent   string
+	StripeSessionID string
+	UpdatedAt       time.Time
+	ID              string
+}
+
+func (q *Queries) CompleteCheckout(ctx context.Context, arg CompleteCheckoutParams) error {
+	_, err := q.db.Exec(ctx, completeCheckout,
+		arg.GrantID,
+		arg.PaymentIntent,
+		arg.StripeSessionID,
+		arg.UpdatedAt,
+		arg.ID,
+	)
+	return err
+}
+
+const createCreditGrant = `-- name: CreateCreditGrant :execrows
 
 WITH grant_row AS (
-    INSERT INTO credit_grants (id, team_id, kind, amount_micros, expires_at, source, created_at)
-    VALUES ($2, $3, $4, $5, $6, $7, $1)
+    INSERT INTO credit_grants (id, team_id, kind, amount_micros, expires_at, source, granted_by, note, created_at)
+    VALUES ($2, $3, $4, $5, $6, $7, $8, $9, $1)
     ON CONFLICT (source) DO NOTHING
     RETURNING team_id, kind, amount_micros, expires_at, created_at
 )
@@ -22,7 +125,7 @@ INSERT INTO team_balances (team_id, free_micros, free_expires_at, purchased_micr
 SELECT team_id,
        CASE WHEN kind = 'free' THEN amount_micros ELSE 0 END,
        CASE WHEN kind = 'free' THEN expires_at END,
-       CASE WHEN kind = 'purchased' THEN amount_micros ELSE 0 END
+       CASE WHEN kind <> 'free' THEN amount_micros ELSE 0 END
 FROM grant_row
 ON CONFLICT (team_id) DO UPDATE SET
     free_micros = CASE
@@ -44,16 +147,19 @@ type CreateCreditGrantParams struct {
 	AmountMicros int64
 	ExpiresAt    *time.Time
 	Source       string
+	GrantedBy    string
+	Note         string
 }
 
 // Prepaid credit: credit_grants records every credit added (free or
 // purchased); team_balances holds what is spendable now and what has been
 // billed. Charging happens in oakallow_record_audit_batch.
-// Records a grant (deduplicated by source, e.g. a Stripe event id) and adds
-// it to the team's balance, in one statement. Free credit: the bucket keeps
-// the unexpired amount plus the new one, and the later expiry.
-func (q *Queries) CreateCreditGrant(ctx context.Context, arg CreateCreditGrantParams) error {
-	_, err := q.db.Exec(ctx, createCreditGrant,
+// Records a grant (deduplicated by source, e.g. a Checkout) and adds it to
+// the team's balance, in one statement; 0 rows when the source was granted
+// already. Free credit: the bucket keeps the unexpired amount plus the new
+// one, and the later expiry. Purchased and prepaid credit never expire.
+func (q *Queries) CreateCreditGrant(ctx context.Context, arg CreateCreditGrantParams) (int64, error) {
+	result, err := q.db.Exec(ctx, createCreditGrant,
 		arg.CreatedAt,
 		arg.ID,
 		arg.TeamID,
@@ -61,12 +167,69 @@ func (q *Queries) CreateCreditGrant(ctx context.Context, arg CreateCreditGrantPa
 		arg.AmountMicros,
 		arg.ExpiresAt,
 		arg.Source,
+		arg.GrantedBy,
+		arg.Note,
 	)
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const getCheckoutByPaymentIntentForUpdate = `-- name: GetCheckoutByPaymentIntentForUpdate :one
+SELECT id, team_id, pack, credit_micros, amount_cents, currency, stripe_session_id, payment_intent, grant_id, reversed_micros, refunded_micros, created_by, created_at, updated_at FROM billing_checkouts WHERE payment_intent = $1 AND payment_intent <> '' FOR UPDATE
+`
+
+func (q *Queries) GetCheckoutByPaymentIntentForUpdate(ctx context.Context, paymentIntent string) (BillingCheckout, error) {
+	row := q.db.QueryRow(ctx, getCheckoutByPaymentIntentForUpdate, paymentIntent)
+	var i BillingCheckout
+	err := row.Scan(
+		&i.ID,
+		&i.TeamID,
+		&i.Pack,
+		&i.CreditMicros,
+		&i.AmountCents,
+		&i.Currency,
+		&i.StripeSessionID,
+		&i.PaymentIntent,
+		&i.GrantID,
+		&i.ReversedMicros,
+		&i.RefundedMicros,
+		&i.CreatedBy,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const getCheckoutForUpdate = `-- name: GetCheckoutForUpdate :one
+SELECT id, team_id, pack, credit_micros, amount_cents, currency, stripe_session_id, payment_intent, grant_id, reversed_micros, refunded_micros, created_by, created_at, updated_at FROM billing_checkouts WHERE id = $1 FOR UPDATE
+`
+
+func (q *Queries) GetCheckoutForUpdate(ctx context.Context, id string) (BillingCheckout, error) {
+	row := q.db.QueryRow(ctx, getCheckoutForUpdate, id)
+	var i BillingCheckout
+	err := row.Scan(
+		&i.ID,
+		&i.TeamID,
+		&i.Pack,
+		&i.CreditMicros,
+		&i.AmountCents,
+		&i.Currency,
+		&i.StripeSessionID,
+		&i.PaymentIntent,
+		&i.GrantID,
+		&i.ReversedMicros,
+		&i.RefundedMicros,
+		&i.CreatedBy,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }
 
 const getTeamBalance = `-- name: GetTeamBalance :one
-SELECT team_id, free_micros, free_expires_at, purchased_micros, billed_calls, billed_micros FROM team_balances WHERE team_id = $1
+SELECT team_id, free_micros, free_expires_at, purchased_micros, billed_calls, billed_micros, low_balance_alerted FROM team_balances WHERE team_id = $1
 `
 
 func (q *Queries) GetTeamBalance(ctx context.Context, teamID string) (TeamBalance, error) {
@@ -79,6 +242,396 @@ func (q *Queries) GetTeamBalance(ctx context.Context, teamID string) (TeamBalanc
 		&i.PurchasedMicros,
 		&i.BilledCalls,
 		&i.BilledMicros,
+		&i.LowBalanceAlerted,
 	)
 	return i, err
+}
+
+const insertCheckout = `-- name: InsertCheckout :exec
+INSERT INTO billing_checkouts (id, team_id, pack, credit_micros, amount_cents, currency, created_by, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+`
+
+type InsertCheckoutParams struct {
+	ID           string
+	TeamID       string
+	Pack         string
+	CreditMicros int64
+	AmountCents  int64
+	Currency     string
+	CreatedBy    string
+	CreatedAt    time.Time
+}
+
+func (q *Queries) InsertCheckout(ctx context.Context, arg InsertCheckoutParams) error {
+	_, err := q.db.Exec(ctx, insertCheckout,
+		arg.ID,
+		arg.TeamID,
+		arg.Pack,
+		arg.CreditMicros,
+		arg.AmountCents,
+		arg.Currency,
+		arg.CreatedBy,
+		arg.CreatedAt,
+	)
+	return err
+}
+
+const insertCreditAlert = `-- name: InsertCreditAlert :exec
+INSERT INTO credit_alerts (id, team_id, balance_micros, threshold_micros, created_at)
+VALUES ($1, $2, $3, $4, $5)
+`
+
+type InsertCreditAlertParams struct {
+	ID              string
+	TeamID          string
+	BalanceMicros   int64
+	ThresholdMicros int64
+	CreatedAt       time.Time
+}
+
+func (q *Queries) InsertCreditAlert(ctx context.Context, arg InsertCreditAlertParams) error {
+	_, err := q.db.Exec(ctx, insertCreditAlert,
+		arg.ID,
+		arg.TeamID,
+		arg.BalanceMicros,
+		arg.ThresholdMicros,
+		arg.CreatedAt,
+	)
+	return err
+}
+
+const insertCreditReversal = `-- name: InsertCreditReversal :execrows
+INSERT INTO credit_reversals (id, team_id, checkout_id, reason, amount_micros, source, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source) DO NOTHING
+`
+
+type InsertCreditReversalParams struct {
+	ID           string
+	TeamID       string
+	CheckoutID   string
+	Reason       string
+	AmountMicros int64
+	Source       string
+	CreatedAt    time.Time
+}
+
+func (q *Queries) InsertCreditReversal(ctx context.Context, arg InsertCreditReversalParams) (int64, error) {
+	result, err := q.db.Exec(ctx, insertCreditReversal,
+		arg.ID,
+		arg.TeamID,
+		arg.CheckoutID,
+		arg.Reason,
+		arg.AmountMicros,
+		arg.Source,
+		arg.CreatedAt,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const insertStripeEvent = `-- name: InsertStripeEvent :execrows
+INSERT INTO stripe_events (id, type, outcome, team_id, received_at)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING
+`
+
+type InsertStripeEventParams struct {
+	ID         string
+	Type       string
+	Outcome    string
+	TeamID     *string
+	ReceivedAt time.Time
+}
+
+// The event's dedup: 0 rows when it was handled already (or is being
+// handled by a concurrent delivery, which this insert waits for).
+func (q *Queries) InsertStripeEvent(ctx context.Context, arg InsertStripeEventParams) (int64, error) {
+	result, err := q.db.Exec(ctx, insertStripeEvent,
+		arg.ID,
+		arg.Type,
+		arg.Outcome,
+		arg.TeamID,
+		arg.ReceivedAt,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const listCreditGrants = `-- name: ListCreditGrants :many
+SELECT id, team_id, kind, amount_micros, expires_at, source, created_at, granted_by, note FROM credit_grants WHERE team_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2
+`
+
+type ListCreditGrantsParams struct {
+	TeamID   string
+	RowLimit int32
+}
+
+// A team's grants, newest first.
+func (q *Queries) ListCreditGrants(ctx context.Context, arg ListCreditGrantsParams) ([]CreditGrant, error) {
+	rows, err := q.db.Query(ctx, listCreditGrants, arg.TeamID, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []CreditGrant{}
+	for rows.Next() {
+		var i CreditGrant
+		if err := rows.Scan(
+			&i.ID,
+			&i.TeamID,
+			&i.Kind,
+			&i.AmountMicros,
+			&i.ExpiresAt,
+			&i.Source,
+			&i.CreatedAt,
+			&i.GrantedBy,
+			&i.Note,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listCreditReversals = `-- name: ListCreditReversals :many
+SELECT id, team_id, checkout_id, reason, amount_micros, source, created_at FROM credit_reversals WHERE team_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2
+`
+
+type ListCreditReversalsParams struct {
+	TeamID   string
+	RowLimit int32
+}
+
+func (q *Queries) ListCreditReversals(ctx context.Context, arg ListCreditReversalsParams) ([]CreditReversal, error) {
+	rows, err := q.db.Query(ctx, listCreditReversals, arg.TeamID, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []CreditReversal{}
+	for rows.Next() {
+		var i CreditReversal
+		if err := rows.Scan(
+			&i.ID,
+			&i.TeamID,
+			&i.CheckoutID,
+			&i.Reason,
+			&i.AmountMicros,
+			&i.Source,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listTeamOrgIDs = `-- name: ListTeamOrgIDs :many
+SELECT id FROM orgs WHERE team_id = $1 AND deleted_at IS NULL ORDER BY id
+`
+
+func (q *Queries) ListTeamOrgIDs(ctx context.Context, teamID string) ([]string, error) {
+	rows, err := q.db.Query(ctx, listTeamOrgIDs, teamID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const markCreditAlertSent = `-- name: MarkCreditAlertSent :exec
+UPDATE credit_alerts SET sent_at = $1 WHERE id = $2
+`
+
+type MarkCreditAlertSentParams struct {
+	SentAt *time.Time
+	ID     string
+}
+
+func (q *Queries) MarkCreditAlertSent(ctx context.Context, arg MarkCreditAlertSentParams) error {
+	_, err := q.db.Exec(ctx, markCreditAlertSent, arg.SentAt, arg.ID)
+	return err
+}
+
+const markLowBalanceAlerted = `-- name: MarkLowBalanceAlerted :execrows
+UPDATE team_balances SET low_balance_alerted = true WHERE team_id = $1 AND NOT low_balance_alerted
+`
+
+func (q *Queries) MarkLowBalanceAlerted(ctx context.Context, teamID string) (int64, error) {
+	result, err := q.db.Exec(ctx, markLowBalanceAlerted, teamID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const refundCall = `-- name: RefundCall :execrows
+WITH refund AS (
+    INSERT INTO call_refunds (audit_id, team_id, org_id, cost_micros, reason, created_at)
+    SELECT id, team_id, org_id, cost_micros, $3, $2 FROM audit_events
+    WHERE id = $4 AND billable
+    ON CONFLICT (audit_id) DO NOTHING
+    RETURNING team_id, cost_micros
+)
+UPDATE team_balances b SET
+    free_micros = b.free_micros + CASE WHEN $1::boolean AND b.free_micros > 0 AND b.free_expires_at > $2::timestamptz
+        THEN r.cost_micros ELSE 0 END,
+    purchased_micros = b.purchased_micros + CASE WHEN $1::boolean AND NOT (b.free_micros > 0 AND b.free_expires_at > $2::timestamptz)
+        THEN r.cost_micros ELSE 0 END,
+    billed_calls = b.billed_calls - 1,
+    billed_micros = b.billed_micros - r.cost_micros
+FROM refund r WHERE b.team_id = r.team_id
+`
+
+type RefundCallParams struct {
+	Credit    bool
+	CreatedAt time.Time
+	Reason    string
+	AuditID   string
+}
+
+// Gives back the charge of the billable audit row @audit_id, once: to the
+// free bucket while it holds unexpired credit (free credit is spent first, so
+// that is where a charge made while it lasted came from), else to purchased
+// credit; with @credit false (billing mode off, nothing was debited) only the
+// billed totals go down. 0 rows: not charged, or refunded already.
+func (q *Queries) RefundCall(ctx context.Context, arg RefundCallParams) (int64, error) {
+	result, err := q.db.Exec(ctx, refundCall,
+		arg.Credit,
+		arg.CreatedAt,
+		arg.Reason,
+		arg.AuditID,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const setCheckoutSession = `-- name: SetCheckoutSession :exec
+UPDATE billing_checkouts SET stripe_session_id = $1, updated_at = $2 WHERE id = $3
+`
+
+type SetCheckoutSessionParams struct {
+	StripeSessionID string
+	UpdatedAt       time.Time
+	ID              string
+}
+
+func (q *Queries) SetCheckoutSession(ctx context.Context, arg SetCheckoutSessionParams) error {
+	_, err := q.db.Exec(ctx, setCheckoutSession, arg.StripeSessionID, arg.UpdatedAt, arg.ID)
+	return err
+}
+
+const setStripeEventOutcome = `-- name: SetStripeEventOutcome :exec
+UPDATE stripe_events SET outcome = $1, team_id = $2 WHERE id = $3
+`
+
+type SetStripeEventOutcomeParams struct {
+	Outcome string
+	TeamID  *string
+	ID      string
+}
+
+func (q *Queries) SetStripeEventOutcome(ctx context.Context, arg SetStripeEventOutcomeParams) error {
+	_, err := q.db.Exec(ctx, setStripeEventOutcome, arg.Outcome, arg.TeamID, arg.ID)
+	return err
+}
+
+const takeBackCredit = `-- name: TakeBackCredit :one
+UPDATE team_balances SET purchased_micros = purchased_micros - $1
+WHERE team_id = $2
+RETURNING team_id, free_micros, free_expires_at, purchased_micros, billed_calls, billed_micros, low_balance_alerted
+`
+
+type TakeBackCreditParams struct {
+	AmountMicros int64
+	TeamID       string
+}
+
+// A refund or dispute: purchased credit goes down, below zero if it was spent.
+func (q *Queries) TakeBackCredit(ctx context.Context, arg TakeBackCreditParams) (TeamBalance, error) {
+	row := q.db.QueryRow(ctx, takeBackCredit, arg.AmountMicros, arg.TeamID)
+	var i TeamBalance
+	err := row.Scan(
+		&i.TeamID,
+		&i.FreeMicros,
+		&i.FreeExpiresAt,
+		&i.PurchasedMicros,
+		&i.BilledCalls,
+		&i.BilledMicros,
+		&i.LowBalanceAlerted,
+	)
+	return i, err
+}
+
+const usageByDay = `-- name: UsageByDay :many
+SELECT a.org_id, (a.occurred_at AT TIME ZONE 'UTC')::date AS day,
+       count(*)::bigint AS calls, coalesce(sum(a.cost_micros), 0)::bigint AS cost_micros
+FROM audit_events a
+WHERE a.team_id = $1 AND a.billable AND a.occurred_at >= $2::timestamptz
+  AND NOT EXISTS (SELECT 1 FROM call_refunds r WHERE r.audit_id = a.id)
+GROUP BY a.org_id, day
+ORDER BY day, org_id
+`
+
+type UsageByDayParams struct {
+	TeamID string
+	Since  time.Time
+}
+
+type UsageByDayRow struct {
+	OrgID      string
+	Day        pgtype.Date
+	Calls      int64
+	CostMicros int64
+}
+
+// Billable calls and their cost per UTC day and org, for a team, since @since.
+func (q *Queries) UsageByDay(ctx context.Context, arg UsageByDayParams) ([]UsageByDayRow, error) {
+	rows, err := q.db.Query(ctx, usageByDay, arg.TeamID, arg.Since)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []UsageByDayRow{}
+	for rows.Next() {
+		var i UsageByDayRow
+		if err := rows.Scan(
+			&i.OrgID,
+			&i.Day,
+			&i.Calls,
+			&i.CostMicros,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -35,6 +35,16 @@ type RecorderConfig struct {
 	Committers int
 	// CostMicros is the price of one billable call. Default 5000 ($0.005).
 	CostMicros int64
+	// MeterOnly is billing mode off: every billable entry is metered (a
+	// billable audit row with its cost, counted in the team's billed totals)
+	// and none is refused or debited. Default false: entries are paid from
+	// the team's balance, and refused when it cannot pay.
+	MeterOnly bool
+	// LowBalanceMicros is the low-balance alert threshold: a commit that
+	// leaves a team's spendable balance below it, when the team has not been
+	// alerted since it was last at or above it, records a credits.low alert
+	// (table credit_alerts) in the same transaction. 0 turns alerts off.
+	LowBalanceMicros int64
 	// Now is the clock (credit expiry is judged at commit). Default time.Now.
 	Now func() time.Time
 	// Logger for commit failures. Default: discard.
@@ -60,7 +70,7 @@ func (c *RecorderConfig) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.MaxBatch < 1 || c.QueueSize < 1 || c.Committers < 1 || c.CostMicros < 0 {
+	if c.MaxBatch < 1 || c.QueueSize < 1 || c.Committers < 1 || c.CostMicros < 0 || c.LowBalanceMicros < 0 {
 		return errors.New("store: invalid recorder config")
 	}
 	return nil
@@ -153,6 +163,19 @@ func (r *Recorder) Record(ctx context.Context, e Entry) error {
 	// outcome even if the caller gave up, so an answer is never sent for an
 	// event whose fate is unknown. (The wait is bounded by the commit.)
 	return <-p.done
+}
+
+// Refund gives back, in q's transaction, the charge of the billable entry
+// auditID that Record committed, because what it paid for failed afterwards
+// (SPEC §9: a call that fails after being charged is not billed). It is
+// idempotent, and does nothing for an entry that was not charged. In
+// MeterOnly mode only the billed totals go down (nothing was debited).
+func (r *Recorder) Refund(ctx context.Context, q *Queries, auditID, reason string, at time.Time) error {
+	_, err := q.RefundCall(ctx, RefundCallParams{AuditID: auditID, Reason: reason, CreatedAt: at, Credit: !r.cfg.MeterOnly})
+	if err != nil {
+		return fmt.Errorf("refund call %s: %w", auditID, err)
+	}
+	return nil
 }
 
 // Stop drains the queue, commits what is in it, and stops the loops.
@@ -295,7 +318,7 @@ func (r *Recorder) commit(batch []pending) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	charged, err := r.st.recordAuditBatch(ctx, cols, r.cfg.CostMicros, r.cfg.Now().UTC())
+	charged, err := r.st.recordAuditBatch(ctx, cols, r.cfg.CostMicros, r.cfg.Now().UTC(), !r.cfg.MeterOnly, r.cfg.LowBalanceMicros)
 	if err != nil && outcomeUnknown(err) {
 		// The statement went out and the connection broke before the answer came
 		// back: it may have committed. Answering "failed" for a committed batch

@@ -24,8 +24,9 @@ func BenchmarkRecordSerial(b *testing.B) {
 	}
 	require(s.CreateTeam(ctx, store.CreateTeamParams{ID: "team_1", Name: "t", CreatedAt: now}))
 	require(s.CreateOrg(ctx, store.CreateOrgParams{ID: "org_1", TeamID: "team_1", Name: "o", CreatedAt: now}))
-	require(s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
-		AmountMicros: 1 << 50, Source: "g", CreatedAt: now}))
+	_, err := s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
+		AmountMicros: 1 << 50, Source: "g", CreatedAt: now})
+	require(err)
 	rec, err := store.NewRecorder(s, store.RecorderConfig{})
 	require(err)
 	defer rec.Stop()
@@ -49,13 +50,13 @@ func BenchmarkRecordBatch(b *testing.B) {
 			if err := s.CreateOrg(ctx, store.CreateOrgParams{ID: "org_1", TeamID: "team_1", Name: "o", CreatedAt: now}); err != nil {
 				b.Fatal(err)
 			}
-			if err := s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
+			if _, err := s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
 				AmountMicros: 1 << 50, Source: "g", CreatedAt: now}); err != nil {
 				b.Fatal(err)
 			}
 			details := []byte(`{"level":3,"level_name":"org_tool_method","scope":"org","rule_id":"rule_abcdefghijklmnopqrst","method":"send","reason":"load test","parameters_hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","parameters":{"n":17}}`)
 			for b.Loop() {
-				p := store.RecordAuditBatchParams{Cost: 5000, Now: now}
+				p := store.RecordAuditBatchParams{Cost: 5000, Now: now, Enforce: true}
 				for range n {
 					p.Ids = append(p.Ids, store.NewID("chk"))
 					p.OrgIds = append(p.OrgIds, "org_1")
@@ -94,7 +95,7 @@ func BenchmarkRecordParallel(b *testing.B) {
 			if err := s.CreateOrg(ctx, store.CreateOrgParams{ID: "org_1", TeamID: "team_1", Name: "o", CreatedAt: now}); err != nil {
 				b.Fatal(err)
 			}
-			if err := s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
+			if _, err := s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
 				AmountMicros: 1 << 50, Source: "g", CreatedAt: now}); err != nil {
 				b.Fatal(err)
 			}

@@ -25,8 +25,9 @@ func seedTeam(t *testing.T, s *store.Store, now time.Time) {
 
 func grant(t *testing.T, s *store.Store, id, kind string, micros int64, expires *time.Time, now time.Time) {
 	t.Helper()
-	require.NoError(t, s.CreateCreditGrant(context.Background(), store.CreateCreditGrantParams{
-		ID: id, TeamID: "team_1", Kind: kind, AmountMicros: micros, ExpiresAt: expires, Source: id, CreatedAt: now}))
+	_, err := s.CreateCreditGrant(context.Background(), store.CreateCreditGrantParams{
+		ID: id, TeamID: "team_1", Kind: kind, AmountMicros: micros, ExpiresAt: expires, Source: id, CreatedAt: now})
+	require.NoError(t, err)
 }
 
 func checkEntry(id string, billable bool) store.Entry {

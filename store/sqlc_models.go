@@ -100,6 +100,32 @@ type AuthLimit struct {
 	Count       int32
 }
 
+type BillingCheckout struct {
+	ID              string
+	TeamID          string
+	Pack            string
+	CreditMicros    int64
+	AmountCents     int64
+	Currency        string
+	StripeSessionID string
+	PaymentIntent   string
+	GrantID         *string
+	ReversedMicros  int64
+	RefundedMicros  int64
+	CreatedBy       string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+type CallRefund struct {
+	AuditID    string
+	TeamID     string
+	OrgID      string
+	CostMicros int64
+	Reason     string
+	CreatedAt  time.Time
+}
+
 type Category struct {
 	ID                string
 	OrgID             string
@@ -109,12 +135,33 @@ type Category struct {
 	UpdatedAt         time.Time
 }
 
+type CreditAlert struct {
+	ID              string
+	TeamID          string
+	BalanceMicros   int64
+	ThresholdMicros int64
+	CreatedAt       time.Time
+	SentAt          *time.Time
+}
+
 type CreditGrant struct {
 	ID           string
 	TeamID       string
 	Kind         string
 	AmountMicros int64
 	ExpiresAt    *time.Time
+	Source       string
+	CreatedAt    time.Time
+	GrantedBy    string
+	Note         string
+}
+
+type CreditReversal struct {
+	ID           string
+	TeamID       string
+	CheckoutID   string
+	Reason       string
+	AmountMicros int64
 	Source       string
 	CreatedAt    time.Time
 }
@@ -315,6 +362,14 @@ type SpentNonce struct {
 	SpentAt time.Time
 }
 
+type StripeEvent struct {
+	ID         string
+	Type       string
+	Outcome    string
+	TeamID     *string
+	ReceivedAt time.Time
+}
+
 type Team struct {
 	ID        string
 	Name      string
@@ -322,12 +377,13 @@ type Team struct {
 }
 
 type TeamBalance struct {
-	TeamID          string
-	FreeMicros      int64
-	FreeExpiresAt   *time.Time
-	PurchasedMicros int64
-	BilledCalls     int64
-	BilledMicros    int64
+	TeamID            string
+	FreeMicros        int64
+	FreeExpiresAt     *time.Time
+	PurchasedMicros   int64
+	BilledCalls       int64
+	BilledMicros      int64
+	LowBalanceAlerted bool
 }
 
 type Tenant struct {

@@ -31,7 +31,9 @@ import (
 const (
 	KindApprovalRequested   = "approval.requested"
 	KindApprovalStartFailed = "approval.start_failed"
-	KindToolTimeoutSet      = "tool.timeout_set"
+	// KindCallRefunded: a charged call that created nothing was refunded.
+	KindCallRefunded   = "call.refunded"
+	KindToolTimeoutSet = "tool.timeout_set"
 )
 
 const (
@@ -244,8 +246,9 @@ func (s *Service) RequestApproval(ctx context.Context, c Caller, req *ApprovalRe
 	if err != nil {
 		return ApprovalCreated{}, fmt.Errorf("encode audit details: %w", err)
 	}
+	chargeID := store.NewID("evt")
 	err = s.d.Recorder.Record(ctx, store.Entry{Billable: true, Event: store.AuditRecord{
-		ID: store.NewID("evt"), OrgID: c.OrgID, TeamID: c.TeamID, OccurredAt: now,
+		ID: chargeID, OrgID: c.OrgID, TeamID: c.TeamID, OccurredAt: now,
 		ActorKind: c.Kind, ActorID: c.ID, Kind: KindApprovalRequested, Subject: id,
 		Outcome: string(workflows.StatusPending), Tool: req.Tool, Tenant: req.Tenant, Details: details,
 	}})
@@ -284,6 +287,8 @@ func (s *Service) RequestApproval(ctx context.Context, c Caller, req *ApprovalRe
 		return err
 	})
 	if err != nil {
+		// Nothing was created: the call is not billed (SPEC §9).
+		s.refundCharge(wctx, c, chargeID, id, req.Tool, "approval_not_created")
 		return ApprovalCreated{}, err
 	}
 
@@ -301,7 +306,7 @@ func (s *Service) RequestApproval(ctx context.Context, c Caller, req *ApprovalRe
 	_, err = s.d.Temporal.ExecuteWorkflow(sctx, workflows.StartWorkflowOptions(in), workflows.ApprovalWorkflowName, in)
 	scancel()
 	if err != nil && !s.startedAnyway(wctx, ref, err) {
-		return ApprovalCreated{}, s.abortApproval(wctx, c, id, ref, req.Tool, err)
+		return ApprovalCreated{}, s.abortApproval(wctx, c, id, ref, req.Tool, chargeID, err)
 	}
 	return ApprovalCreated{ID: id, Reference: ref, Status: string(workflows.StatusPending), Level: 1, Levels: levels, ExpiresAt: expires}, nil
 }
@@ -322,9 +327,12 @@ func (s *Service) startedAnyway(ctx context.Context, ref string, cause error) bo
 // abortApproval undoes an approval whose workflow could not be started: a
 // workflow that did start despite the error is terminated, and the row is
 // deleted, so nothing is left pending that no workflow will ever end (a
-// late-starting workflow then fails on its first projection). The failure
-// is audited and refused as unavailable.
-func (s *Service) abortApproval(ctx context.Context, c Caller, id, ref, tool string, cause error) error {
+// late-starting workflow then fails on its first projection). The call's
+// charge (chargeID) is given back in the same transaction: a call that
+// failed after being charged is not billed (SPEC §9), so a retry with the
+// same Idempotency-Key — the failure is not kept for it — pays once. The
+// failure is audited and refused as unavailable.
+func (s *Service) abortApproval(ctx context.Context, c Caller, id, ref, tool, chargeID string, cause error) error {
 	s.d.Logger.ErrorContext(ctx, "start approval workflow", "request_id", s.d.RequestID(ctx), "reference", ref, "err", cause)
 	var dup *serviceerror.WorkflowExecutionAlreadyStarted
 	if !errors.As(cause, &dup) {
@@ -340,14 +348,34 @@ func (s *Service) abortApproval(ctx context.Context, c Caller, id, ref, tool str
 		if _, err := q.DeleteUnstartedApproval(ctx, store.DeleteUnstartedApprovalParams{OrgID: c.OrgID, ID: id}); err != nil {
 			return err
 		}
+		if err := s.d.Recorder.Refund(ctx, q, chargeID, KindApprovalStartFailed, now); err != nil {
+			return err
+		}
 		_, err := RecordChange(ctx, q, c, now, Change{Kind: KindApprovalStartFailed, Subject: id, Tool: tool,
-			Details: map[string]any{"reference": ref}})
+			Details: map[string]any{"reference": ref, "refunded_charge": chargeID}})
 		return err
 	})
 	if err != nil {
 		s.d.Logger.ErrorContext(ctx, "abort approval", "request_id", s.d.RequestID(ctx), "reference", ref, "err", err)
 	}
 	return refuse(KindUnavailable, CodeUnavailable, "the approval workflow could not be started; nothing was created, retry later")
+}
+
+// refundCharge gives back the charge of an approval request that created
+// nothing, audited as call.refunded.
+func (s *Service) refundCharge(ctx context.Context, c Caller, chargeID, id, tool, reason string) {
+	now := s.now()
+	err := s.inTx(ctx, func(q *store.Queries) error {
+		if err := s.d.Recorder.Refund(ctx, q, chargeID, reason, now); err != nil {
+			return err
+		}
+		_, err := RecordChange(ctx, q, c, now, Change{Kind: KindCallRefunded, Subject: id, Tool: tool,
+			Details: map[string]any{"refunded_charge": chargeID, "reason": reason}})
+		return err
+	})
+	if err != nil {
+		s.d.Logger.ErrorContext(ctx, "refund a failed approval request", "request_id", s.d.RequestID(ctx), "charge", chargeID, "err", err)
+	}
 }
 
 // Storable reports whether PostgreSQL can hold s as text: valid UTF-8

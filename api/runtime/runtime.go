@@ -58,6 +58,9 @@ type Policies interface {
 // commit), charging billable ones in the same transaction (store.Recorder).
 type Recorder interface {
 	Record(ctx context.Context, e store.Entry) error
+	// Refund gives back, in q's transaction, the charge of a billable entry
+	// that Record committed, when what it paid for failed afterwards.
+	Refund(ctx context.Context, q *store.Queries, auditID, reason string, at time.Time) error
 }
 
 // Deps are the runtime's collaborators.

@@ -34,6 +34,10 @@ Usage:
   oakallow reseal           after a secret key rotation: encrypt every stored secret
                             under OAKALLOW_SECRET_KEY (OAKALLOW_SECRET_KEY_PREVIOUS
                             holds the old keys); safe beside running servers
+  oakallow credits grant (-team ID | -org ID) -usd AMOUNT -note WHY [-by NAME]
+                  [-idempotency-key KEY]
+                            add prepaid credit (never expires) to a team, audited;
+                            with a key, running it again adds nothing
   oakallow keygen [id]      print a new OAKALLOW_SIGNING_KEYS entry
   oakallow verify-evidence -evidence FILE -public-key FILE
                             check offline that a reviewer's passkey signed a
@@ -80,6 +84,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return runMigrate(ctx, args[1], stdout)
 	case "bootstrap":
 		return runBootstrap(ctx, args[1:], stdout)
+	case "credits":
+		return runCredits(ctx, args[1:], stdout)
 	case "reseal":
 		if len(args) != 1 {
 			return usageError{"reseal takes no arguments"}

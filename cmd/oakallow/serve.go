@@ -144,6 +144,11 @@ func serve(ctx context.Context, ln net.Listener) error {
 	if mailer == nil {
 		logger.Warn("no SMTP server configured (OAKALLOW_SMTP_HOST): nobody can sign in by e-mail code")
 	}
+	bill, err := loadBilling()
+	if err != nil {
+		return err
+	}
+	logger.Info("billing", "mode", bill.Mode)
 	srv, err := api.NewServer(api.Config{
 		Addr:                 getenv("OAKALLOW_ADDR"),
 		Listener:             ln,
@@ -164,6 +169,7 @@ func serve(ctx context.Context, ln net.Listener) error {
 		SecretBox:       box,
 		Slack:           slackApp,
 		SlackHTTPClient: slackClient,
+		Billing:         bill,
 		TemporalReady: func(ctx context.Context) error {
 			_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
 			return err

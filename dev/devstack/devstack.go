@@ -21,6 +21,7 @@ import (
 	"oakallow/activities/notify"
 	"oakallow/activities/pii"
 	"oakallow/api"
+	"oakallow/api/billing"
 	"oakallow/api/mail"
 	"oakallow/dev/devenv"
 	"oakallow/store"
@@ -73,6 +74,10 @@ type Options struct {
 	// MaxDBConns bounds the store's connection pool. 0 is the store's
 	// default.
 	MaxDBConns int32
+	// Billing is the API's billing mode and Stripe account (`go run ./dev`
+	// reads OAKALLOW_BILLING_MODE and the STRIPE_* variables; default
+	// prepaid). The summary prints the mode.
+	Billing billing.Config
 }
 
 // Validate reports every problem with the options.
@@ -141,6 +146,7 @@ type Stack struct {
 	worker    *worker.Worker
 	creds     Credentials
 	seeded    bool
+	billing   billing.Config
 	started   time.Time
 	ready     time.Duration
 	stopOnce  sync.Once
@@ -157,7 +163,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Stack{log: logger, started: time.Now(), shownDir: o.Dir, throwaway: o.Throwaway}
+	s := &Stack{log: logger, started: time.Now(), shownDir: o.Dir, throwaway: o.Throwaway, billing: o.Billing}
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -279,7 +285,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 		Accounts: api.AccountsConfig{OpenSignUp: true}}, api.Deps{
 		Mailer: mailbox, DevMailbox: mailbox,
 		Store: s.st, Logger: logger.With("component", "api"),
-		Keyring: keyring, Temporal: s.tc, Activities: acts, SecretBox: box, Registry: reg,
+		Keyring: keyring, Temporal: s.tc, Activities: acts, SecretBox: box, Registry: reg, Billing: o.Billing,
 		TemporalReady: func(ctx context.Context) error {
 			_, err := s.tc.CheckHealth(ctx, &client.CheckHealthRequest{})
 			return err
@@ -385,10 +391,27 @@ func (s *Stack) PrintSummary(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  PostgreSQL     %s\n", c.DatabaseURL)
 	fmt.Fprintf(w, "  Org            %s\n", c.OrgID)
+	fmt.Fprintf(w, "  Billing        %s\n", billingSummary(s.billing, c.OrgID))
 	if s.seeded {
 		fmt.Fprintf(w, "\n  Management key %s\n  Standard key   %s\n  (shown once; also saved in the credentials file)\n", c.ManagementKey, c.StandardKey)
 	}
 	fmt.Fprintf(w, "\n  Credentials    %s\n\nPress Ctrl-C to stop.\n", filepath.Join(s.shownDir, "credentials.json"))
+}
+
+// billingSummary says which billing mode the API runs in and what it means.
+func billingSummary(cfg billing.Config, orgID string) string {
+	switch cfg.Mode {
+	case billing.ModeStripe:
+		where := "Stripe"
+		if cfg.StripeAPIURL != "" {
+			where = cfg.StripeAPIURL
+		}
+		return fmt.Sprintf("mode stripe: credit is bought with POST /v1/billing/checkout (%s)", where)
+	case billing.ModeOff:
+		return "mode off: calls are metered, never refused with 402"
+	default:
+		return "mode prepaid: add credit with `go run ./cmd/oakallow credits grant -org " + orgID + " -usd 10 -note why` (DATABASE_URL set)"
+	}
 }
 
 // Stop shuts everything down in reverse order and, for a throwaway

@@ -46,6 +46,7 @@ func Main(m *testing.M, cleanups ...func()) {
 		c()
 	}
 	stopTemporal()
+	stopStripeMock()
 	if pgServer != nil {
 		pgServer.Stop()
 		_ = os.RemoveAll(pgDir)

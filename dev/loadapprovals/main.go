@@ -231,8 +231,9 @@ func configureOrg(ctx context.Context, api *apiClient, stack *devstack.Stack, re
 		return fmt.Errorf("find team: %w", err)
 	}
 	n := c.warmupN + c.latencyN + 2*c.rate*int(c.duration/time.Second+1)
-	return st.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: teamID,
+	_, err := st.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: teamID,
 		Kind: "purchased", AmountMicros: int64(n) * 5000, Source: "loadapprovals:" + teamID, CreatedAt: time.Now()})
+	return err
 }
 
 // one is the timing of one sequential approval.

@@ -239,7 +239,7 @@ LIMIT 10000`, pgx.QueryExecModeSimpleProtocol, boot.OrgID)
 	if n != 10000 {
 		return fmt.Errorf("seeded %d rules, want 10000", n)
 	}
-	if err := st.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: boot.TeamID,
+	if _, err := st.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: boot.TeamID,
 		Kind: "purchased", AmountMicros: loadCredit - api.FreeCreditMicros, Source: "loadcheck:" + boot.TeamID, CreatedAt: time.Now()}); err != nil {
 		return err
 	}

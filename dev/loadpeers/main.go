@@ -124,7 +124,7 @@ func run(duration, warmup time.Duration, concList, opaBin string, agreeN int) er
 	if err := org.Seed(ctx, st, boot.OrgID); err != nil {
 		return err
 	}
-	if err := st.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: boot.TeamID,
+	if _, err := st.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: boot.TeamID,
 		Kind: "purchased", AmountMicros: loadCredit - api.FreeCreditMicros, Source: "loadpeers:" + boot.TeamID, CreatedAt: time.Now()}); err != nil {
 		return err
 	}

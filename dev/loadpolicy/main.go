@@ -200,7 +200,7 @@ FROM generate_series(0, 49) g;
 		return fmt.Errorf("seed: %w", err)
 	}
 	for _, boot := range []api.BootstrapResult{measured, busy} {
-		if err := st.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: boot.TeamID,
+		if _, err := st.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: store.NewID("grant"), TeamID: boot.TeamID,
 			Kind: "purchased", AmountMicros: 1_000_000_000_000, Source: "loadpolicy:" + boot.TeamID, CreatedAt: time.Now()}); err != nil {
 			return err
 		}

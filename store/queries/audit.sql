@@ -23,9 +23,11 @@ ORDER BY seq DESC
 LIMIT @row_limit;
 
 -- name: BillingTotals :one
--- Billable audit rows and their cost for a team: must equal the ledger's debits.
+-- Billable audit rows not refunded, and their cost, for a team: must equal
+-- the billed totals and the drop in balance.
 SELECT count(*)::bigint AS calls, coalesce(sum(cost_micros), 0)::bigint AS cost_micros
-FROM audit_events WHERE team_id = $1 AND billable;
+FROM audit_events a WHERE a.team_id = $1 AND a.billable
+  AND NOT EXISTS (SELECT 1 FROM call_refunds r WHERE r.audit_id = a.id);
 
 -- name: RecordAuditBatch :one
 -- One group commit: see migrations/003_record_audit_batch.sql, fenced first
@@ -36,7 +38,7 @@ SELECT oakallow_record_audit_batch(
     @ids::text[], @org_ids::text[], @team_ids::text[], @occurred_at::timestamptz[],
     @actor_kinds::text[], @actor_ids::text[], @kinds::text[], @subjects::text[],
     @outcomes::text[], @tools::text[], @tenants::text[], @billable::boolean[],
-    @details::jsonb[], @cost::bigint, @now::timestamptz
+    @details::jsonb[], @cost::bigint, @now::timestamptz, @enforce::boolean, @low_threshold::bigint
 )::boolean[] AS charged FROM opened;
 
 -- name: AuditBillableByIDs :many
