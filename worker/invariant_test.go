@@ -209,6 +209,35 @@ func (w *world) tryDecideCtx(ctx context.Context, ref string, req workflows.Deci
 	return res, err
 }
 
+// decideUntilAnswered sends a decide Update as the API's sendDecision does: an Update
+// the server aborted with a discarded workflow task, refused for too many in flight, or
+// whose wait ran out is sent again with the same Update id (deduplicated by Temporal and
+// the workflow) until it is answered or ends in a rejection. Twenty raw concurrent
+// Updates can stall a workflow past one wait (the API takes turns per approval to avoid
+// exactly that), and under the race detector a first wait of 45 s was seen to expire for
+// every racer although the run decided; what the test judges is the answers, not how
+// soon they come.
+func (w *world) decideUntilAnswered(ref string, req workflows.DecideRequest) (workflows.DecideResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	for {
+		res, err := w.tryDecideCtx(ctx, ref, req)
+		var unavailable *serviceerror.Unavailable
+		var exhausted *serviceerror.ResourceExhausted
+		var waitEnded *client.WorkflowUpdateServiceTimeoutOrCanceledError
+		resend := errors.As(err, &unavailable) || errors.As(err, &exhausted) || errors.As(err, &waitEnded) ||
+			errors.Is(err, context.DeadlineExceeded)
+		if err == nil || !resend || ctx.Err() != nil {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // TestConcurrentDecideUpdates sends 20 decide Updates at once, alternating approve and
 // deny, straight to each of several approvals' workflows — more than Temporal admits in
 // flight per workflow, so some are refused and retried and workflow tasks are discarded
@@ -234,7 +263,7 @@ func TestConcurrentDecideUpdates(t *testing.T) {
 				if i%2 == 1 {
 					req.Decision = workflows.Deny
 				}
-				_, err := w.tryDecide(in.Reference, req)
+				_, err := w.decideUntilAnswered(in.Reference, req)
 				if err == nil {
 					mu.Lock()
 					won = append(won, req)
