@@ -5,6 +5,10 @@
 package passkeystest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -50,7 +54,10 @@ func (a *Authenticator) Create(options any) ([]byte, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	cred := virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)
+	cred, err := newCredential()
+	if err != nil {
+		return nil, err
+	}
 	a.auth.AddCredential(cred)
 	a.handles[string(cred.ID)] = []byte(o.UserID)
 	return []byte(virtualwebauthn.CreateAttestationResponse(a.rp, a.auth, cred, *o)), nil
@@ -102,4 +109,26 @@ func (a *Authenticator) Forget() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.auth.Credentials = nil
+}
+
+// newCredential returns a P-256 passkey whose public key encodes to a valid
+// COSE key. virtualwebauthn writes the coordinates with big.Int.Bytes, which
+// drops leading zero bytes, so about one key in 128 came out with a 31-byte
+// coordinate that a relying party rightly refuses (COSE and go-webauthn
+// require 32): a flaky enrollment in the tests. Such keys are drawn again.
+func newCredential() (virtualwebauthn.Credential, error) {
+	for {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return virtualwebauthn.Credential{}, err
+		}
+		if len(key.X.Bytes()) != 32 || len(key.Y.Bytes()) != 32 {
+			continue
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return virtualwebauthn.Credential{}, err
+		}
+		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der), nil
+	}
 }
