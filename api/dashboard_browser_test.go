@@ -200,8 +200,10 @@ func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 		fmt.Fprintf(w, `<form method="post" action="%s/sign-out"><button id="go">win a prize</button></form>`, e.base)
 	}))
 	t.Cleanup(evil.Close)
-	b.run(chromedp.Navigate(evil.URL), chromedp.Click(`#go`), chromedp.WaitVisible(`body`),
-		chromedp.Text(`body`, &text))
+	// The click only starts the cross-site POST: wait until the other site's
+	// page is gone before reading the answer.
+	b.run(chromedp.Navigate(evil.URL), chromedp.Click(`#go`), chromedp.WaitNotPresent(`#go`),
+		chromedp.WaitVisible(`body`), chromedp.Text(`body`, &text))
 	require.Contains(t, text, "cross_origin_refused")
 	b.run(chromedp.Navigate(e.base+"/approvals"), chromedp.WaitVisible(`#queue`), chromedp.Location(&loc))
 	require.Equal(t, e.base+"/approvals", loc, "still signed in")
