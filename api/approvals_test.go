@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
@@ -89,6 +88,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/closed-workflow-errors-are-typed", testClosedWorkflowErrorsAreTyped},
 		{"dashboard/approvals", testDashboardApprovals},
 		{"dashboard/browser", testDashboardBrowser},
+		{"mcp/approval-flow", testMCPApprovalFlow},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -260,17 +260,7 @@ func (e *testEnv) keyID(tier string) string {
 // waits until the server knows it.
 func (e *testEnv) secondManagementKey() string {
 	e.t.Helper()
-	var key string
-	require.NoError(e.t, e.st.InTx(context.Background(), func(_ pgx.Tx, q *store.Queries) error {
-		var err error
-		key, err = createKey(context.Background(), q, e.boot.OrgID, TierManagement, "second approver", e.boot.UserID, time.Now())
-		if err != nil {
-			return err
-		}
-		return q.NotifyChange(context.Background(), "keys")
-	}))
-	e.waitForKey(key)
-	return key
+	return e.newKey(TierManagement)
 }
 
 // count runs a count(*) query with the org id as $1.

@@ -85,6 +85,10 @@ const (
 	// accessEnrollment: any session, enrollment-only ones too: passkey
 	// enrollment, sign-out, /v1/me.
 	accessEnrollment = "enrollment"
+	// accessMCP: the MCP connector (/mcp): standard keys (mcp:read and
+	// mcp:write) and management keys (mcp:read); agent identities and OAuth
+	// access tokens join them.
+	accessMCP = "mcp"
 )
 
 // Session roles (memberships.role).
@@ -129,6 +133,7 @@ var requirements = map[string]requirement{
 	accessTeamRead:       {roles: allRoles, scope: scopeTeam},
 	accessSelf:           {roles: allRoles},
 	accessEnrollment:     {roles: allRoles, enrollment: true},
+	accessMCP:            {tiers: []string{TierManagement, TierStandard}},
 }
 
 // Security schemes in the OpenAPI document. Scopes name key tiers (apiKey)
@@ -260,7 +265,7 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 	switch access {
 	case accessRuntime, accessRuntimeRead:
 		allowed = p.Tier == TierStandard
-	case accessManageRead, accessApprovalsRead:
+	case accessManageRead, accessApprovalsRead, accessMCP:
 		allowed = true
 	case accessManageWrite, accessManageWriteKey, accessDecide:
 		allowed = p.Tier == TierManagement

@@ -158,6 +158,8 @@ type Server struct {
 	// rt is the runtime core every surface calls (built by Start, with the recorder).
 	rt      *runtime.Service
 	billing *billing.Service
+	// mcp is the MCP connector at /mcp (built by Start, over rt).
+	mcp     http.Handler
 	metrics *metrics
 	limits  *limits
 	// readiness coalesces concurrent /readyz checks.
@@ -254,6 +256,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	s.api = humago.New(s.mux, hc)
 	s.api.UseMiddleware(s.countRequests, preventCaching, s.authenticate)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
+	s.mux.HandleFunc(mcpPath, s.serveMCP)
 	registerDocs(s.mux)
 	if deps.DevMailbox != nil {
 		s.mux.Handle("GET /dev/mailbox", deps.DevMailbox.Handler())
@@ -321,7 +324,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.recorder = rec
-	if s.rt, err = s.newRuntime(); err != nil {
+	if s.rt, err = s.newRuntime(); err == nil {
+		s.mcp, err = s.newConnector()
+	}
+	if err != nil {
 		s.recorder.Stop()
 		return err
 	}

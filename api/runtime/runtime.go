@@ -61,6 +61,8 @@ type Recorder interface {
 	// Refund gives back, in q's transaction, the charge of a billable entry
 	// that Record committed, when what it paid for failed afterwards.
 	Refund(ctx context.Context, q *store.Queries, auditID, reason string, at time.Time) error
+	// CostMicros is the price of one billable call.
+	CostMicros() int64
 }
 
 // Deps are the runtime's collaborators.

@@ -2,8 +2,9 @@
 // starts a PostgreSQL cluster (fsync on, as in production) and a real API
 // server on loopback, seeds a realistic org (1,000 tools, 10,000 rules,
 // 100 tenants), warms up, then drives POST /v1/permissions/check at
-// concurrency 1 and 16 for a fixed time, and a trivial huma endpoint of the
-// same server (/healthz) for a ratio. Afterwards it verifies that audit rows
+// concurrency 1 and 16 for a fixed time, the same check as the MCP tool
+// check_permission on /mcp, and a trivial huma endpoint of the same server
+// (/healthz) for ratios. Afterwards it verifies that audit rows
 // and billed credit equal the successful answers.
 //
 //	go run ./dev/loadcheck [-duration 10s] [-concurrency 1,16]
@@ -113,6 +114,23 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 		}
 		return ok
 	}
+	// The same check as a tools/call of check_permission on the MCP connector
+	// (Streamable HTTP, stateless, JSON answers), as an MCP client sends it.
+	mcpCheck := func(r *rand.Rand) bool {
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"check_permission","arguments":`+
+			`{"tool":"tool_%04d","tenant":"tenant_%03d","resource":"res_%02d","method":"%s","reason":"load test","parameters":{"n":%d}}}}`,
+			r.IntN(1<<30), r.IntN(1000), r.IntN(100), r.IntN(50), methods[r.IntN(len(methods))], r.IntN(1000))
+		req, _ := http.NewRequest(http.MethodPost, base+"/mcp", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("MCP-Protocol-Version", "2025-06-18")
+		req.Header.Set("Authorization", "Bearer "+boot.StandardKey)
+		ok := doMCP(client, req)
+		if ok {
+			okChecks.Add(1)
+		}
+		return ok
+	}
 	trivial := func(*rand.Rand) bool {
 		req, _ := http.NewRequest(http.MethodGet, base+"/healthz", nil)
 		return do(client, req)
@@ -120,6 +138,7 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 
 	fmt.Printf("warm-up %s …\n", warmup)
 	drive(check, 16, warmup)
+	drive(mcpCheck, 16, warmup/2)
 	drive(trivial, 16, warmup/2)
 
 	fmt.Printf("\n%-22s %5s %10s %10s %10s %8s %11s\n", "endpoint", "conc", "req/s", "p50", "p99", "errors", "allocs/req")
@@ -136,10 +155,13 @@ func run(duration, warmup time.Duration, concList, dbURL string) error {
 		if profile {
 			pprof.StopCPUProfile()
 		}
+		mr := drive(mcpCheck, c, duration)
 		tr := drive(trivial, c, duration)
 		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d %11.0f\n", "POST /v1/permissions/check", c, cr.RPS, cr.P50, cr.P99, cr.Errors, cr.allocs)
+		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d %11.0f\n", "MCP check_permission", c, mr.RPS, mr.P50, mr.P99, mr.Errors, mr.allocs)
 		fmt.Printf("%-22s %5d %10.0f %10s %10s %8d %11.0f\n", "GET /healthz (huma)", c, tr.RPS, tr.P50, tr.P99, tr.Errors, tr.allocs)
 		fmt.Printf("  check/trivial throughput ratio at %d: %.0f%%\n", c, 100*cr.RPS/tr.RPS)
+		fmt.Printf("  MCP/REST check throughput ratio at %d: %.0f%%\n", c, 100*mr.RPS/cr.RPS)
 	}
 
 	srv.Stop() // drain: every answered check's audit row has committed
@@ -171,6 +193,19 @@ func do(c *http.Client, req *http.Request) bool {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// doMCP is do for a tools/call: the call succeeded when the answer is a
+// result that is not a tool error.
+func doMCP(c *http.Client, req *http.Request) bool {
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return err == nil && resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(`"check_id"`)) &&
+		!bytes.Contains(body, []byte(`"isError":true`))
 }
 
 type result struct {
