@@ -3,10 +3,10 @@ package pii
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"unicode/utf8"
+
+	"oakallow/activities/jsondoc"
 )
 
 // ScrubJSON returns raw with Scrub applied to every string value, at any
@@ -29,83 +29,47 @@ func ScrubJSON(raw json.RawMessage) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return raw, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
+	d, err := jsondoc.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("scrub json: %w", err)
+	}
+	defer d.Release()
+	return ScrubDocument(make([]byte, 0, len(raw)), d), nil
+}
 
-	type frame struct {
-		object bool
-		items  int // tokens written in this container: keys and values for objects
+// ScrubDocument appends the document d scrubbed as ScrubJSON scrubs it to
+// dst: for a tool call's parameters, parsed once for validation, hashing
+// and scrubbing.
+func ScrubDocument(dst []byte, d *jsondoc.Doc) []byte {
+	return d.AppendCompact(dst, scrubString, scrubNumber)
+}
+
+// scrubString writes a string of a document: a member name as it is (names
+// are the shape of the data, and rewriting them could merge two members),
+// a value scrubbed.
+func scrubString(dst, s []byte, name bool) []byte {
+	if name {
+		return appendJSONString(dst, s)
 	}
-	var (
-		out   = make([]byte, 0, len(raw))
-		stack []frame
-		done  bool // a complete top-level value has been written
-	)
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("scrub json: %w", err)
-		}
-		if done {
-			return nil, errors.New("scrub json: more than one top-level value")
-		}
-		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
-			out = append(out, byte(d))
-			stack = stack[:len(stack)-1]
-			done = len(stack) == 0
-			continue
-		}
-		isKey := false
-		if len(stack) > 0 {
-			top := &stack[len(stack)-1]
-			switch {
-			case top.object && top.items%2 == 1:
-				out = append(out, ':')
-			case top.items > 0:
-				out = append(out, ',')
-			}
-			isKey = top.object && top.items%2 == 0
-			top.items++
-		}
-		switch v := tok.(type) {
-		case json.Delim: // '{' or '['
-			out = append(out, byte(v))
-			stack = append(stack, frame{object: v == '{'})
-			continue
-		case string:
-			if !isKey {
-				v = Scrub(v)
-			}
-			out = appendJSONString(out, v)
-		case json.Number:
-			if isCardNumber(string(v)) {
-				out = appendJSONString(out, replCard)
-			} else {
-				out = append(out, v...)
-			}
-		case bool:
-			if v {
-				out = append(out, "true"...)
-			} else {
-				out = append(out, "false"...)
-			}
-		case nil:
-			out = append(out, "null"...)
-		}
-		done = len(stack) == 0
+	scrubbed := Scrub(string(s))
+	if scrubbed == string(s) {
+		return appendJSONString(dst, s)
 	}
-	if !done {
-		return nil, errors.New("scrub json: unexpected end of input")
+	return appendJSONString(dst, []byte(scrubbed))
+}
+
+// scrubNumber writes a number literal of a document as it is, unless it is
+// a payment card number.
+func scrubNumber(dst, literal []byte) []byte {
+	if isCardNumber(literal) {
+		return appendJSONString(dst, []byte(replCard))
 	}
-	return out, nil
+	return append(dst, literal...)
 }
 
 // isCardNumber reports whether a JSON number literal is a bare integer of
 // card length that passes Luhn.
-func isCardNumber(lit string) bool {
+func isCardNumber(lit []byte) bool {
 	if len(lit) < cardMinDigits || len(lit) > cardMaxDigits {
 		return false
 	}
@@ -114,7 +78,7 @@ func isCardNumber(lit string) bool {
 			return false
 		}
 	}
-	return luhn(lit)
+	return luhn(string(lit))
 }
 
 const hexDigits = "0123456789abcdef"
@@ -123,7 +87,7 @@ const hexDigits = "0123456789abcdef"
 // characters are left alone, unlike encoding/json, since the output is
 // data, not markup; U+2028 and U+2029 are escaped so the result is also
 // valid JavaScript. s is valid UTF-8: the decoder replaced invalid bytes.
-func appendJSONString(dst []byte, s string) []byte {
+func appendJSONString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	last := 0
 	for i := 0; i < len(s); {
@@ -133,7 +97,7 @@ func appendJSONString(dst []byte, s string) []byte {
 			continue
 		}
 		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
+			r, size := utf8.DecodeRune(s[i:])
 			if r != '\u2028' && r != '\u2029' {
 				i += size
 				continue

@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gowebpki/jcs"
+
+	"oakallow/activities/jsondoc"
 )
 
 // ErrInvalidParameters: the parameters are not JSON that RFC 8785 can
@@ -63,16 +66,52 @@ func HashParameters(raw json.RawMessage) (string, error) {
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
 		return "", nil
 	}
-	if err := CheckParameters(trimmed); err != nil {
+	d, err := jsondoc.Parse(trimmed)
+	if err != nil {
+		// Not JSON: the canonicalizer itself says why, as it always did.
+		if err := CheckParameters(trimmed); err != nil {
+			return "", fmt.Errorf("hash parameters: %w: %w", ErrInvalidParameters, err)
+		}
+		canonical, err := jcs.Transform(trimmed)
+		if err != nil {
+			return "", fmt.Errorf("hash parameters: %w: %s", ErrInvalidParameters, err.Error())
+		}
+		sum := sha256.Sum256(canonical)
+		return hex.EncodeToString(sum[:]), nil
+	}
+	defer d.Release()
+	return HashDocument(d)
+}
+
+// HashDocument is HashParameters of a parsed document: for a tool call's
+// parameters, parsed once for validation, hashing and scrubbing.
+func HashDocument(d *jsondoc.Doc) (string, error) {
+	if d.Kind() == jsondoc.Null {
+		return "", nil
+	}
+	if err := CheckParameters(d.Text()); err != nil {
 		return "", fmt.Errorf("hash parameters: %w: %w", ErrInvalidParameters, err)
 	}
-	canonical, err := jcs.Transform(trimmed)
+	buf := canonicalBuffers.Get().(*[]byte)
+	defer canonicalBuffers.Put(buf)
+	canonical, err := d.AppendCanonical((*buf)[:0])
 	if err != nil {
 		return "", fmt.Errorf("hash parameters: %w: %s", ErrInvalidParameters, err.Error())
+	}
+	if cap(canonical) <= maxPooledCanonical {
+		*buf = canonical
 	}
 	sum := sha256.Sum256(canonical)
 	return hex.EncodeToString(sum[:]), nil
 }
+
+// canonicalBuffers holds buffers for canonical forms, which only live until
+// they are hashed.
+var canonicalBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledCanonical keeps an unusually large canonical form's buffer out
+// of the pool.
+const maxPooledCanonical = 64 << 10
 
 // ParamsMatch reports whether raw hashes to bound, a ParamsHash from a
 // token or receipt. The hashes are compared in constant time. No

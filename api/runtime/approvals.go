@@ -164,7 +164,7 @@ func (s *Service) RequestApproval(ctx context.Context, c Caller, req *ApprovalRe
 	}
 	info, known := pol.Tool(req.Tool)
 	if known && info.Schema != nil {
-		if err := validateParameters(info.Schema, rawParams); err != nil {
+		if err := validateRawParameters(info.Schema, rawParams); err != nil {
 			return ApprovalCreated{}, err
 		}
 	}

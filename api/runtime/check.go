@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"oakallow/activities/jsondoc"
 	"oakallow/activities/pii"
 	"oakallow/activities/tokens"
 	"oakallow/resolver"
@@ -88,23 +88,37 @@ func (s *Service) Check(ctx context.Context, c Caller, req *CheckRequest) (Check
 	if err != nil {
 		return CheckResult{}, err
 	}
-	if info, ok := pol.Tool(req.Tool); ok && info.Schema != nil {
-		if err := validateParameters(info.Schema, rawParams); err != nil {
+	info, ok := pol.Tool(req.Tool)
+	schema := info.Schema
+	if !ok {
+		schema = nil
+	}
+	// The parameters are parsed once, here; validation, hashing and
+	// scrubbing all read the one parse.
+	params, err := parseParameters(rawParams, schema != nil)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	defer params.Release()
+	if schema != nil {
+		if err := validateParameters(schema, params); err != nil {
 			return CheckResult{}, err
 		}
 	}
 	d := pol.Decide(resolver.Input{Tool: req.Tool, Tenant: req.Tenant, Resource: req.Resource, Method: req.Method})
 
-	paramsHash, err := tokens.HashParameters(rawParams)
-	if err != nil {
-		return CheckResult{}, refuse(KindInvalid, CodeValidationFailed, "parameters cannot be canonicalised: "+err.Error())
+	var paramsHash string
+	if params != nil {
+		if paramsHash, err = tokens.HashDocument(params); err != nil {
+			return CheckResult{}, canonicalisationError(err)
+		}
 	}
 	now := s.now()
 	res := CheckResult{
 		Permission: d.Permission.String(), Level: d.Level, LevelName: d.LevelName, Scope: d.Scope.String(),
 		RuleID: d.RuleID, Reason: d.Reason, CheckID: store.NewID("chk"),
 	}
-	details, err := checkDetails(req, rawParams, rawContext, paramsHash, res)
+	details, err := checkDetails(req, params, rawContext, paramsHash, res)
 	if err != nil {
 		return CheckResult{}, err
 	}
@@ -128,17 +142,51 @@ func (s *Service) Check(ctx context.Context, c Caller, req *CheckRequest) (Check
 	return res, nil
 }
 
-// validateParameters checks parameters against the tool's schema; a failure
-// names each failing location (at most 20).
-func validateParameters(schema *jsonschema.Schema, raw json.RawMessage) error {
-	if raw == nil {
-		raw = json.RawMessage(`{}`)
-	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+// validateRawParameters is validateParameters of unparsed parameters.
+func validateRawParameters(schema *jsonschema.Schema, raw json.RawMessage) error {
+	params, err := parseParameters(raw, true)
 	if err != nil {
-		return refuse(KindInvalid, CodeValidationFailed, "parameters are not valid JSON")
+		return err
 	}
-	err = schema.Validate(inst)
+	defer params.Release()
+	return validateParameters(schema, params)
+}
+
+// parseParameters parses a call's parameters (nil for none) for validation,
+// hashing and scrubbing. Text that is not JSON (the surfaces decode the
+// parameters as JSON, so this is a caller's bug) is refused as it was when
+// each reader parsed the text: by schema validation when the tool has a
+// schema, else by the canonicalisation for the hash.
+func parseParameters(raw json.RawMessage, hasSchema bool) (*jsondoc.Doc, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	d, err := jsondoc.Parse(raw)
+	if err == nil {
+		return d, nil
+	}
+	if hasSchema {
+		return nil, refuse(KindInvalid, CodeValidationFailed, "parameters are not valid JSON")
+	}
+	if _, err := tokens.HashParameters(raw); err != nil {
+		return nil, canonicalisationError(err)
+	}
+	return nil, refuse(KindInvalid, CodeValidationFailed, "parameters are not valid JSON")
+}
+
+// canonicalisationError refuses parameters the parameter hash cannot bind.
+func canonicalisationError(err error) error {
+	return refuse(KindInvalid, CodeValidationFailed, "parameters cannot be canonicalised: "+err.Error())
+}
+
+// validateParameters checks parameters (nil for none) against the tool's
+// schema; a failure names each failing location (at most 20).
+func validateParameters(schema *jsonschema.Schema, params *jsondoc.Doc) error {
+	var inst any = map[string]any{}
+	if params != nil {
+		inst = params.Value()
+	}
+	err := schema.Validate(inst)
 	if err == nil {
 		return nil
 	}
@@ -204,7 +252,7 @@ type CheckRecord struct {
 }
 
 // checkDetails encodes the check's CheckRecord.
-func checkDetails(req *CheckRequest, rawParams, rawContext json.RawMessage, paramsHash string, res CheckResult) ([]byte, error) {
+func checkDetails(req *CheckRequest, params *jsondoc.Doc, rawContext json.RawMessage, paramsHash string, res CheckResult) ([]byte, error) {
 	d := CheckRecord{
 		Level: res.Level, LevelName: res.LevelName, Scope: res.Scope, RuleID: res.RuleID, GateReason: res.Reason,
 		Resource: req.Resource, Method: req.Method, ReferenceID: req.ReferenceID,
@@ -214,11 +262,7 @@ func checkDetails(req *CheckRequest, rawParams, rawContext json.RawMessage, para
 	}
 	if paramsHash != "" {
 		d.ParametersHash = paramsHash
-		scrubbed, err := pii.ScrubJSON(rawParams)
-		if err != nil {
-			return nil, fmt.Errorf("scrub parameters: %w", err)
-		}
-		d.Parameters = scrubbed
+		d.Parameters = pii.ScrubDocument(make([]byte, 0, len(params.Text())), params)
 	}
 	if rawContext != nil {
 		scrubbed, err := pii.ScrubJSON(rawContext)
