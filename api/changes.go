@@ -25,8 +25,14 @@ const changesChannel = "oakallow_changes"
 // queued before it, and no org's slow load delays another org or the keys.
 type changeHandler struct{ s *Server }
 
+// HandleNotification never fails: a notification it cannot read is logged
+// here, so every error the listener reports is about its connection (see
+// listenForChanges).
 func (h changeHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
-	return h.s.applyChange(n.Payload)
+	if err := h.s.applyChange(n.Payload); err != nil {
+		h.s.log.Warn("change notification", "err", err)
+	}
+	return nil
 }
 
 func (h changeHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
@@ -36,10 +42,14 @@ func (h changeHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
 }
 
 // listenForChanges runs until ctx ends, reconnecting after a second when
-// the connection drops.
+// the connection drops. It also carries the session channel: the session
+// cache serves only while this connection listens (a lost connection
+// suspends it, and it resumes empty once listening again), since a change
+// announced in between would never reach it.
 func (s *Server) listenForChanges(ctx context.Context) {
 	l := &pgxlisten.Listener{
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			s.sessions.suspend()
 			c, err := s.deps.Store.Pool.Acquire(ctx)
 			if err != nil {
 				return nil, err
@@ -47,6 +57,8 @@ func (s *Server) listenForChanges(ctx context.Context) {
 			return c.Hijack(), nil
 		},
 		LogError: func(ctx context.Context, err error) {
+			// The handlers never fail, so this is the connection's end.
+			s.sessions.suspend()
 			if ctx.Err() == nil {
 				s.log.Warn("change listener", "err", err)
 			}
@@ -54,6 +66,7 @@ func (s *Server) listenForChanges(ctx context.Context) {
 		ReconnectDelay: time.Second,
 	}
 	l.Handle(changesChannel, changeHandler{s})
+	l.Handle(sessionChannel, sessionChangeHandler{s.sessions})
 	if err := l.Listen(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Error("change listener stopped", "err", err)
 	}

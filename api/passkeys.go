@@ -323,6 +323,7 @@ func (s *Server) signedIn(ctx context.Context, n newSession, revokeOthers bool) 
 	var is issuedSession
 	err := s.inTx(ctx, func(q *store.Queries) error {
 		if revokeOthers {
+			s.sessions.forgetUser(n.UserID)
 			if _, err := q.RevokeUserSessions(ctx, store.RevokeUserSessionsParams{UserID: n.UserID, Now: s.now()}); err != nil {
 				return err
 			}

@@ -152,6 +152,7 @@ type Server struct {
 	api      huma.API
 	mux      *http.ServeMux
 	keys     *KeyCache
+	sessions *SessionCache // recently authenticated sessions (sessioncache.go)
 	policies *PolicyCache
 	keyring  *tokens.Keyring
 	recorder *store.Recorder
@@ -212,7 +213,8 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	if err := deps.Billing.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store)}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store),
+		sessions: newSessionCache(cfg.Sessions.CacheEntries, cfg.Sessions.CacheTTL)}
 	s.billing = billing.New(deps.Billing, deps.Store, deps.Logger, deps.Now)
 	s.decides.init()
 	s.secureCookies = cookieSecure(cfg.PublicURL)
@@ -358,6 +360,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.limits.sweepLoop(bg, s.deps.Now)
 	go s.sweepSignInLoop(bg)
 	go s.listenForChanges(bg)
+	go s.sessions.trackSessionUse(bg, s.deps.Store, s.log, s.deps.Now)
 	go func() {
 		defer close(s.done)
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -23,8 +23,9 @@ import (
 // with an idle and an absolute expiry, listed as devices and revocable. A
 // browser holds its token in an HttpOnly cookie; other clients (the mobile
 // app, scripts) receive it once and send it as Authorization: Bearer.
-// Every request reads the session from PostgreSQL, so a revocation holds on
-// every replica at once.
+// Each replica caches the sessions it authenticated (sessioncache.go); a
+// change notification ends a revoked session on every replica within
+// moments.
 
 // SessionsConfig configures sessions of people.
 type SessionsConfig struct {
@@ -36,6 +37,14 @@ type SessionsConfig struct {
 	// Enrollment is the absolute life of an enrollment-only session (signed
 	// in with an e-mail or recovery code, no passkey yet). Default 1 h.
 	Enrollment time.Duration
+	// CacheEntries bounds the sessions each replica keeps in memory
+	// (sessioncache.go); 0 means 10,000, negative turns the cache off (every
+	// request reads PostgreSQL).
+	CacheEntries int
+	// CacheTTL is how long a cached session answers before PostgreSQL is
+	// asked again, also when no change notification came (they are what
+	// ends an entry early). Default 30 s; at most a quarter of Idle.
+	CacheTTL time.Duration
 }
 
 // Validate fills defaults and checks values.
@@ -49,8 +58,17 @@ func (c *SessionsConfig) Validate() error {
 	if c.Enrollment == 0 {
 		c.Enrollment = time.Hour
 	}
+	if c.CacheEntries == 0 {
+		c.CacheEntries = 10_000
+	}
+	if c.CacheTTL == 0 {
+		c.CacheTTL = min(30*time.Second, c.Idle/4)
+	}
 	if c.Idle < time.Minute || c.Absolute < c.Idle || c.Enrollment < time.Minute {
 		return errors.New("api: sessions need Idle ≥ 1 min, Absolute ≥ Idle and Enrollment ≥ 1 min")
+	}
+	if c.CacheTTL < 0 || c.CacheTTL > c.Idle/4 {
+		return errors.New("api: the session cache's TTL must be between 0 and a quarter of Idle")
 	}
 	return nil
 }
@@ -158,15 +176,30 @@ func (s *Server) sessionCookieName() string {
 }
 
 // sessionCookie is the session token from the request's cookie, or "".
+// It scans the Cookie header for the one name instead of parsing every
+// cookie (net/http's parser allocates per cookie, on every request of a
+// browser); a quoted value is unquoted (RFC 6265 §4.1.1). The value is
+// checked by wellFormedSessionToken before use.
 func (s *Server) sessionCookie(ctx huma.Context) string {
-	if ctx.Header("Cookie") == "" {
-		return ""
+	return cookieValue(ctx.Header("Cookie"), s.sessionCookieName())
+}
+
+// cookieValue is the value of the first cookie named name in a Cookie
+// header ("name=value; other=…"), or "".
+func cookieValue(header, name string) string {
+	for header != "" {
+		var part string
+		part, header, _ = strings.Cut(header, ";")
+		part = strings.TrimSpace(part)
+		if v, ok := strings.CutPrefix(part, name); ok && strings.HasPrefix(v, "=") {
+			v = v[1:]
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v
+		}
 	}
-	c, err := huma.ReadCookie(ctx, s.sessionCookieName())
-	if err != nil {
-		return ""
-	}
-	return c.Value
+	return ""
 }
 
 // cookieFor is the Set-Cookie of a session token (empty token: the cookie
@@ -206,14 +239,12 @@ func (s *Server) authenticateSession(ctx huma.Context, next func(huma.Context), 
 		return
 	}
 	now := s.now()
-	h := sha256.Sum256([]byte(raw))
-	rows, err := s.deps.Store.AuthenticateSession(ctx.Context(), store.AuthenticateSessionParams{
-		TokenHash: h[:], Now: now, IdleCutoff: now.Add(-s.cfg.Sessions.Idle), OrgID: orgID, TeamID: teamID})
-	if err != nil {
-		writeProblem(s.api, ctx, toProblem(ctx.Context(), s.log, err).(*Problem))
+	rows, pr := s.sessionRows(ctx, sessionKey{hash: sha256.Sum256([]byte(raw)), org: orgID, team: teamID}, now, ip)
+	if pr != nil {
+		writeProblem(s.api, ctx, pr)
 		return
 	}
-	if len(rows) == 0 {
+	if rows == nil {
 		s.sessionFailed(ctx, ip, http.StatusUnauthorized, CodeInvalidSession, "missing, expired or revoked session")
 		return
 	}
@@ -232,14 +263,41 @@ func (s *Server) authenticateSession(ctx huma.Context, next func(huma.Context), 
 			return
 		}
 	}
-	if now.Sub(r.LastSeenAt) >= sessionTouchEvery {
+	next(huma.WithValue(ctx, principalKey, p))
+}
+
+// sessionRows is AuthenticateSession's answer for k: from this replica's
+// cache (marking the use there), or from PostgreSQL — recording the use
+// when due and caching the answer. nil rows: no live session has the token.
+func (s *Server) sessionRows(ctx huma.Context, k sessionKey, now time.Time, ip netip.Addr) ([]store.AuthenticateSessionRow, *Problem) {
+	ns := now.UnixNano()
+	if e := s.sessions.get(k, ns, s.cfg.Sessions.Idle); e != nil {
+		e.used(ns, ip, ctx.Header("User-Agent"))
+		return e.rows, nil
+	}
+	gen := s.sessions.generation()
+	rows, err := s.deps.Store.AuthenticateSession(ctx.Context(), store.AuthenticateSessionParams{
+		TokenHash: k.hash[:], Now: now, IdleCutoff: now.Add(-s.cfg.Sessions.Idle), OrgID: k.org, TeamID: k.team})
+	if err != nil {
+		return nil, toProblem(ctx.Context(), s.log, err).(*Problem)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	r := rows[0]
+	seen := r.LastSeenAt
+	if now.Sub(seen) >= sessionTouchEvery {
 		if err := s.deps.Store.TouchSession(ctx.Context(), store.TouchSessionParams{ID: r.ID, Now: now,
 			Ip: addrString(ip), UserAgent: clip(ctx.Header("User-Agent"), 512)}); err != nil {
-			writeProblem(s.api, ctx, toProblem(ctx.Context(), s.log, err).(*Problem))
-			return
+			return nil, toProblem(ctx.Context(), s.log, err).(*Problem)
 		}
+		seen = now
 	}
-	next(huma.WithValue(ctx, principalKey, p))
+	e := &sessionEntry{rows: rows, expires: r.ExpiresAt.UnixNano(), fresh: now.Add(s.cfg.Sessions.CacheTTL).UnixNano()}
+	e.seen.Store(seen.UnixNano())
+	e.written.Store(seen.UnixNano())
+	s.sessions.put(k, e, gen, ns)
+	return rows, nil
 }
 
 // selectScope picks the team (and org) of a session's request from the rows
@@ -354,6 +412,7 @@ func (s *Server) upgradeSession(ctx context.Context, q *store.Queries, sessionID
 	if err != nil {
 		return issuedSession{}, fmt.Errorf("upgrade session: %w", err)
 	}
+	s.sessions.forgetUser(r.UserID)
 	// The absolute expiry stays the enrollment's: a full life starts with a
 	// sign-in, and this one began with a code.
 	exp, err := q.GetSessionExpiry(ctx, sessionID)
@@ -570,6 +629,7 @@ func registerSessions(api huma.API, s *Server) {
 		p := mustPrincipal(ctx)
 		out := &revokeOthersOutput{}
 		err := s.inTx(ctx, func(q *store.Queries) error {
+			s.sessions.forgetUser(p.UserID)
 			ids, err := q.RevokeOtherSessions(ctx, store.RevokeOtherSessionsParams{UserID: p.UserID, Keep: p.SessionID, Now: s.now()})
 			if err != nil {
 				return err
@@ -593,6 +653,7 @@ func registerSessions(api huma.API, s *Server) {
 // revokeSessions revokes one of p's sessions and audits it.
 func (s *Server) revokeSessions(ctx context.Context, p Principal, id, outcome string) error {
 	return s.inTx(ctx, func(q *store.Queries) error {
+		s.sessions.forgetUser(p.UserID)
 		if _, err := q.RevokeSession(ctx, store.RevokeSessionParams{ID: id, UserID: p.UserID, Now: s.now()}); err != nil {
 			return err
 		}

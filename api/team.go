@@ -211,6 +211,7 @@ func registerOrgs(api huma.API, s *Server) {
 					return Org{}, problem(http.StatusUnprocessableEntity, CodeValidationFailed, "name must not be blank")
 				}
 				err := s.inTx(ctx, func(q *store.Queries) error {
+					s.sessions.forgetAll() // which org a session selects by default may change
 					if err := q.CreateOrg(ctx, store.CreateOrgParams{ID: o.ID, TeamID: p.TeamID, Name: o.Name, CreatedAt: now}); err != nil {
 						return err
 					}
@@ -252,6 +253,7 @@ func registerOrgs(api huma.API, s *Server) {
 		out, err := manageDelete(ctx, s, in.IdempotencyKey, "delete-org:"+in.OrgID, func(ctx context.Context, p Principal) error {
 			return s.inTx(ctx, func(q *store.Queries) error {
 				now := s.now()
+				s.sessions.forgetAll() // no session may select it any more
 				if _, err := q.DeleteOrg(ctx, store.DeleteOrgParams{ID: p.OrgID, TeamID: p.TeamID, Now: now}); err != nil {
 					return err
 				}
@@ -498,6 +500,7 @@ func registerMembers(api huma.API, s *Server) {
 					if err != nil {
 						return err
 					}
+					s.sessions.forgetUser(in.UserID)
 					if err := q.SetMemberRole(ctx, store.SetMemberRoleParams{TeamID: p.TeamID, UserID: in.UserID, Role: in.Body.Role}); err != nil {
 						return err
 					}
@@ -523,6 +526,7 @@ func registerMembers(api huma.API, s *Server) {
 				if err != nil {
 					return err
 				}
+				s.sessions.forgetUser(in.UserID)
 				if err := q.RemoveMember(ctx, store.RemoveMemberParams{TeamID: p.TeamID, UserID: in.UserID}); err != nil {
 					return err
 				}

@@ -11,7 +11,7 @@ import (
 )
 
 const authenticateSession = `-- name: AuthenticateSession :many
-SELECT s.id, s.user_id, s.state, s.last_seen_at,
+SELECT s.id, s.user_id, s.state, s.last_seen_at, s.expires_at,
        coalesce(m.team_id, '')::text AS team_id, coalesce(m.role, '')::text AS role, coalesce(o.id, '')::text AS org_id,
        (SELECT count(*) FROM memberships mc WHERE mc.user_id = s.user_id)::int AS teams,
        (SELECT count(*) FROM orgs oc WHERE oc.team_id = m.team_id AND oc.deleted_at IS NULL)::int AS team_orgs,
@@ -39,6 +39,7 @@ type AuthenticateSessionRow struct {
 	UserID     string
 	State      string
 	LastSeenAt time.Time
+	ExpiresAt  time.Time
 	TeamID     string
 	Role       string
 	OrgID      string
@@ -72,6 +73,7 @@ func (q *Queries) AuthenticateSession(ctx context.Context, arg AuthenticateSessi
 			&i.UserID,
 			&i.State,
 			&i.LastSeenAt,
+			&i.ExpiresAt,
 			&i.TeamID,
 			&i.Role,
 			&i.OrgID,
@@ -262,6 +264,32 @@ func (q *Queries) ListUserSessions(ctx context.Context, arg ListUserSessionsPara
 		return nil, err
 	}
 	return items, nil
+}
+
+const markSessionsSeen = `-- name: MarkSessionsSeen :exec
+UPDATE sessions s SET last_seen_at = u.at, ip = u.ip, user_agent = u.user_agent
+FROM (SELECT unnest($1::text[]) AS id, unnest($2::timestamptz[]) AS at,
+             unnest($3::text[]) AS ip, unnest($4::text[]) AS user_agent) u
+WHERE s.id = u.id AND s.revoked_at IS NULL AND s.last_seen_at < u.at
+`
+
+type MarkSessionsSeenParams struct {
+	Ids        []string
+	Ats        []time.Time
+	Ips        []string
+	UserAgents []string
+}
+
+// Records the last use of sessions served from a replica's cache, in one
+// statement for every session used since the last (api/sessioncache.go).
+func (q *Queries) MarkSessionsSeen(ctx context.Context, arg MarkSessionsSeenParams) error {
+	_, err := q.db.Exec(ctx, markSessionsSeen,
+		arg.Ids,
+		arg.Ats,
+		arg.Ips,
+		arg.UserAgents,
+	)
+	return err
 }
 
 const revokeOtherSessions = `-- name: RevokeOtherSessions :many

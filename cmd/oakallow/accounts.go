@@ -24,6 +24,12 @@ func loadAccounts() (api.AccountsConfig, api.SessionsConfig, mail.Sender, error)
 	if ses.Absolute, err = getenvDuration("OAKALLOW_SESSION_ABSOLUTE"); err != nil {
 		return acc, ses, nil, err
 	}
+	if ses.CacheEntries, err = getenvInt("OAKALLOW_SESSION_CACHE_ENTRIES"); err != nil {
+		return acc, ses, nil, err
+	}
+	if ses.CacheTTL, err = getenvDuration("OAKALLOW_SESSION_CACHE_TTL"); err != nil {
+		return acc, ses, nil, err
+	}
 	host := getenv("OAKALLOW_SMTP_HOST")
 	if host == "" {
 		return acc, ses, nil, nil

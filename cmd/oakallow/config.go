@@ -66,6 +66,8 @@ var envVars = []envVar{
 	{"OAKALLOW_OPEN_SIGNUP", "false", "Let anyone sign up with an e-mail code, which creates a new team with the free credit. Off: only invited people and existing users sign in (`oakallow bootstrap` invites the first owner)."},
 	{"OAKALLOW_SESSION_IDLE", "12h", "A session unused this long ends."},
 	{"OAKALLOW_SESSION_ABSOLUTE", "336h", "Every session ends this long after sign-in, used or not."},
+	{"OAKALLOW_SESSION_CACHE_ENTRIES", "10000", "How many recently authenticated sessions each API replica keeps in memory (a cache hit costs no database round trip). Negative: no cache, every session request reads PostgreSQL."},
+	{"OAKALLOW_SESSION_CACHE_TTL", "0s", "How long a cached session answers before PostgreSQL is asked again, when no change notification ended it sooner (revocations, sign-outs, role and membership changes end it on every replica at once). `0s`: 30 s, or a quarter of `OAKALLOW_SESSION_IDLE` when that is shorter; at most a quarter of it."},
 }
 
 // getenv returns the variable's value or its documented default. Reading an

@@ -10,7 +10,7 @@ VALUES (@id, @user_id, @token_hash, @state, @method, @client, @user_agent, @ip, 
 -- whose org_id is empty means the user is no member of it); with @team_id,
 -- that team's; otherwise any. At most two rows: enough to tell a single
 -- membership from several. teams counts the user's memberships.
-SELECT s.id, s.user_id, s.state, s.last_seen_at,
+SELECT s.id, s.user_id, s.state, s.last_seen_at, s.expires_at,
        coalesce(m.team_id, '')::text AS team_id, coalesce(m.role, '')::text AS role, coalesce(o.id, '')::text AS org_id,
        (SELECT count(*) FROM memberships mc WHERE mc.user_id = s.user_id)::int AS teams,
        (SELECT count(*) FROM orgs oc WHERE oc.team_id = m.team_id AND oc.deleted_at IS NULL)::int AS team_orgs,
@@ -28,6 +28,14 @@ LIMIT 2;
 -- Records activity (at most once a minute per session, see api/sessions.go).
 UPDATE sessions SET last_seen_at = @now, ip = @ip, user_agent = @user_agent
 WHERE id = @id AND revoked_at IS NULL;
+
+-- name: MarkSessionsSeen :exec
+-- Records the last use of sessions served from a replica's cache, in one
+-- statement for every session used since the last (api/sessioncache.go).
+UPDATE sessions s SET last_seen_at = u.at, ip = u.ip, user_agent = u.user_agent
+FROM (SELECT unnest(@ids::text[]) AS id, unnest(@ats::timestamptz[]) AS at,
+             unnest(@ips::text[]) AS ip, unnest(@user_agents::text[]) AS user_agent) u
+WHERE s.id = u.id AND s.revoked_at IS NULL AND s.last_seen_at < u.at;
 
 -- name: ListUserSessions :many
 SELECT id, state, method, client, user_agent, ip, created_at, last_seen_at, expires_at FROM sessions
