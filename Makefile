@@ -35,6 +35,11 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzCheckRequest$$' -fuzztime 20000x ./api/
 	go test -run '^$$' -fuzz '^FuzzScrub$$' -fuzztime 400000x ./activities/pii/
 	go test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 250000x ./activities/tokens/
+	# The one-pass parameter parser held to the parsers it replaced (oracles in the tests).
+	go test -run '^$$' -fuzz '^FuzzParseMatchesEncodingJSON$$' -fuzztime 200000x ./activities/jsondoc/
+	go test -run '^$$' -fuzz '^FuzzCanonicalMatchesJCS$$' -fuzztime 200000x ./activities/jsondoc/
+	go test -run '^$$' -fuzz '^FuzzScrubJSONMatchesDecoder$$' -fuzztime 200000x ./activities/pii/
+	go test -run '^$$' -fuzz '^FuzzHashParametersMatchesJCS$$' -fuzztime 200000x ./activities/tokens/
 
 # The check-path load run recorded in docs/PERFORMANCE.md.
 load:
