@@ -89,6 +89,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"dashboard/approvals", testDashboardApprovals},
 		{"dashboard/browser", testDashboardBrowser},
 		{"mcp/approval-flow", testMCPApprovalFlow},
+		{"mcp/auto-discovery-delivers", testAutoDiscoveryDelivers},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

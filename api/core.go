@@ -6,6 +6,7 @@ import (
 
 	"oakallow/api/runtime"
 	"oakallow/resolver"
+	"oakallow/store"
 )
 
 // The REST operations and the MCP connector serve the runtime calls (check,
@@ -14,7 +15,12 @@ import (
 
 // newRuntime builds the runtime core once the recorder exists (Start).
 func (s *Server) newRuntime() (*runtime.Service, error) {
+	var handOff func(context.Context, []store.WebhookDelivery)
+	if s.deps.Activities != nil {
+		handOff = s.deps.Activities.HandOff
+	}
 	return runtime.New(runtime.Deps{
+		HandOff:   handOff,
 		Store:     s.deps.Store,
 		Recorder:  s.recorder,
 		Policies:  s.policies,

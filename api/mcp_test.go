@@ -105,6 +105,7 @@ func TestMCPConnector(t *testing.T) {
 			require.NotNil(t, byName[name].OutputSchema, name)
 		}
 		require.True(t, *byName["request_approval"].Annotations.OpenWorldHint, "it notifies people")
+		require.True(t, *byName["check_permission"].Annotations.OpenWorldHint, "discovering a tool notifies people")
 		_, ok := byName["decide_approval"]
 		require.False(t, ok, "the connector can never decide")
 	})
@@ -145,9 +146,10 @@ func TestMCPConnector(t *testing.T) {
 		out, _ := callTool(t, s, "check_permission", map[string]any{"tool": "send_email"})
 		require.Equal(t, "requires_approval", out["permission"])
 		wantToolError(t, s, "mint_token", map[string]any{"check_id": out["check_id"]}, CodeCheckNotAllowed)
+		// An unknown tool is discovered (discover_test.go).
 		out, _ = callTool(t, s, "check_permission", map[string]any{"tool": "no_such_tool"})
-		require.Equal(t, "disabled", out["permission"])
-		require.Equal(t, "tool_not_registered", out["reason"])
+		require.Equal(t, "requires_approval", out["permission"])
+		require.Equal(t, "tool_auto_created", out["reason"])
 	})
 
 	t.Run("bad inputs are tool errors, never internal", func(t *testing.T) {
@@ -180,7 +182,7 @@ func TestMCPConnector(t *testing.T) {
 		require.Contains(t, out["message"], e.boot.OrgID)
 		out, isErr := callTool(t, s, "list_my_tools", map[string]any{"org": e.boot.OrgID})
 		require.False(t, isErr, "%v", out)
-		require.Len(t, out["tools"], 2)
+		require.Len(t, out["tools"], 3, "the two seeded and the one discovered")
 	})
 
 	t.Run("a read-only credential cannot bill", func(t *testing.T) {

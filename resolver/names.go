@@ -161,3 +161,44 @@ func invisible(r rune) bool {
 	return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Other_Default_Ignorable_Code_Point,
 		unicode.Variation_Selector)
 }
+
+// ErrToolNameForm: a tool name with white space at its ends, white space
+// other than single ASCII spaces inside, or not in Unicode NFC.
+var ErrToolNameForm = errors.New("name must be in its normal form: no white space at the ends, single spaces inside, Unicode NFC")
+
+// CheckToolName reports whether s may name a tool that is registered
+// automatically (SPEC §7). Tool names are matched exactly and keep their
+// case, so nothing is folded; but a name that another differs from only
+// invisibly must not become a tool of its own: a name with a control,
+// format or other invisible character, or invalid UTF-8, is a *NameError,
+// and one with stray white space or not in NFC is ErrToolNameForm (it
+// would look like another tool's name). It does not allocate for plain
+// ASCII names.
+func CheckToolName(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return ErrEmptyName
+	}
+	if s[0] == ' ' || s[len(s)-1] == ' ' || strings.Contains(s, "  ") {
+		return ErrToolNameForm
+	}
+	ascii := true
+	for i, r := range s {
+		if r >= utf8.RuneSelf {
+			ascii = false
+		}
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			return &NameError{Offset: i, Rune: utf8.RuneError}
+		case r < utf8.RuneSelf && (r < 0x20 || r == 0x7f):
+			return &NameError{Offset: i, Rune: r}
+		case r >= utf8.RuneSelf && invisible(r):
+			return &NameError{Offset: i, Rune: r}
+		case r != ' ' && unicode.Is(unicode.White_Space, r):
+			return ErrToolNameForm
+		}
+	}
+	if !ascii && !norm.NFC.IsNormalString(s) {
+		return ErrToolNameForm
+	}
+	return nil
+}

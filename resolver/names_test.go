@@ -137,3 +137,36 @@ func BenchmarkNormalizeName(b *testing.B) {
 		})
 	}
 }
+
+func TestCheckToolName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, in string
+		want     error
+	}{
+		{"plain", "send_email", nil},
+		{"case is kept", "Send_Email", nil},
+		{"inner space", "send email", nil},
+		{"composed unicode", "caf\u00e9.order", nil},
+		{"empty", "", ErrEmptyName},
+		{"blank", " \t", ErrEmptyName},
+		{"leading space", " send_email", ErrToolNameForm},
+		{"trailing space", "send_email ", ErrToolNameForm},
+		{"double space", "send  email", ErrToolNameForm},
+		{"no-break space", "send\u00a0email", ErrToolNameForm},
+		{"decomposed", "cafe\u0301.order", ErrToolNameForm},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.ErrorIs(t, CheckToolName(tc.in), tc.want)
+		})
+	}
+	for _, bad := range []string{"send_email\x00", "send\temail", "send\u200bemail", "send\u202eemail", "send\xffemail", "\u2060x", "x\ufe0f"} {
+		var ne *NameError
+		require.ErrorAs(t, CheckToolName(bad), &ne, "%q", bad)
+	}
+}
+
+func TestCheckToolNameDoesNotAllocate(t *testing.T) {
+	require.Zero(t, testing.AllocsPerRun(100, func() { _ = CheckToolName("send_email") }))
+}

@@ -11,6 +11,32 @@ import (
 	"time"
 )
 
+const countDiscoveredTools = `-- name: CountDiscoveredTools :one
+SELECT (count(*) FILTER (WHERE discovered_at > $1::timestamptz))::int AS recent,
+       (count(*) FILTER (WHERE status = 'draft'))::int AS drafts
+FROM tools WHERE org_id = $2 AND discovered_at IS NOT NULL
+`
+
+type CountDiscoveredToolsParams struct {
+	Since time.Time
+	OrgID string
+}
+
+type CountDiscoveredToolsRow struct {
+	Recent int32
+	Drafts int32
+}
+
+// What the auto-discovery caps count (SPEC §7): tools discovered since
+// @since (the hourly cap), and discovered tools still in draft (the total
+// cap; triaging or deleting a draft frees its place).
+func (q *Queries) CountDiscoveredTools(ctx context.Context, arg CountDiscoveredToolsParams) (CountDiscoveredToolsRow, error) {
+	row := q.db.QueryRow(ctx, countDiscoveredTools, arg.Since, arg.OrgID)
+	var i CountDiscoveredToolsRow
+	err := row.Scan(&i.Recent, &i.Drafts)
+	return i, err
+}
+
 const countRulesReferencing = `-- name: CountRulesReferencing :one
 SELECT count(*)::bigint FROM rules
 WHERE org_id = $1 AND (tenant_id = $2::text OR resource_id = $2::text OR tool_id = $2::text)
@@ -58,6 +84,61 @@ func (q *Queries) CreateCategory(ctx context.Context, arg CreateCategoryParams) 
 		&i.DefaultPermission,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const createDiscoveredTool = `-- name: CreateDiscoveredTool :one
+INSERT INTO tools (id, org_id, name, risk_level, read_only, destructive, idempotent, open_world,
+    annotations_acknowledged, default_permission, approved, enabled, status,
+    created_at, updated_at, discovered_at)
+VALUES ($1, $2, $3, 'high', false, true, false, true,
+    false, 'requires_approval', false, true, 'draft', $4, $4, $4)
+ON CONFLICT (org_id, name) DO NOTHING
+RETURNING id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at, discovered_at
+`
+
+type CreateDiscoveredToolParams struct {
+	ID        string
+	OrgID     string
+	Name      string
+	CreatedAt time.Time
+}
+
+// A discovered tool: a draft with conservative annotations (destructive, not
+// idempotent, open-world, not read-only, unacknowledged), high risk, and
+// default_permission requires_approval. A tool of that name that exists
+// already (another check took it) is left alone: no row.
+func (q *Queries) CreateDiscoveredTool(ctx context.Context, arg CreateDiscoveredToolParams) (Tool, error) {
+	row := q.db.QueryRow(ctx, createDiscoveredTool,
+		arg.ID,
+		arg.OrgID,
+		arg.Name,
+		arg.CreatedAt,
+	)
+	var i Tool
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.Name,
+		&i.Description,
+		&i.CategoryID,
+		&i.RiskLevel,
+		&i.ParameterSchema,
+		&i.ReadOnly,
+		&i.Destructive,
+		&i.Idempotent,
+		&i.OpenWorld,
+		&i.AnnotationsAcknowledged,
+		&i.DefaultPermission,
+		&i.Approved,
+		&i.Enabled,
+		&i.Status,
+		&i.RequiresSecondApproval,
+		&i.ApprovalTimeoutSeconds,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DiscoveredAt,
 	)
 	return i, err
 }
@@ -185,7 +266,7 @@ VALUES ($1, $2, $3, $4, $5, $6,
     $8, $9, $10, $11, $12,
     $13, $14, $15, $16, $17,
     $18, $19, $19)
-RETURNING id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at
+RETURNING id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at, discovered_at
 `
 
 type CreateToolParams struct {
@@ -256,6 +337,7 @@ func (q *Queries) CreateTool(ctx context.Context, arg CreateToolParams) (Tool, e
 		&i.ApprovalTimeoutSeconds,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.DiscoveredAt,
 	)
 	return i, err
 }
@@ -499,7 +581,7 @@ func (q *Queries) GetTenant(ctx context.Context, arg GetTenantParams) (Tenant, e
 }
 
 const getTool = `-- name: GetTool :one
-SELECT id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at FROM tools WHERE org_id = $1 AND (id = $2 OR name = $2)
+SELECT id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at, discovered_at FROM tools WHERE org_id = $1 AND (id = $2 OR name = $2)
 ORDER BY id = $2 DESC LIMIT 1
 `
 
@@ -532,12 +614,13 @@ func (q *Queries) GetTool(ctx context.Context, arg GetToolParams) (Tool, error) 
 		&i.ApprovalTimeoutSeconds,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.DiscoveredAt,
 	)
 	return i, err
 }
 
 const getToolView = `-- name: GetToolView :one
-SELECT t.id, t.org_id, t.name, t.description, t.category_id, t.risk_level, t.parameter_schema, t.read_only, t.destructive, t.idempotent, t.open_world, t.annotations_acknowledged, t.default_permission, t.approved, t.enabled, t.status, t.requires_second_approval, t.approval_timeout_seconds, t.created_at, t.updated_at, c.name AS category_name
+SELECT t.id, t.org_id, t.name, t.description, t.category_id, t.risk_level, t.parameter_schema, t.read_only, t.destructive, t.idempotent, t.open_world, t.annotations_acknowledged, t.default_permission, t.approved, t.enabled, t.status, t.requires_second_approval, t.approval_timeout_seconds, t.created_at, t.updated_at, t.discovered_at, c.name AS category_name
 FROM tools t LEFT JOIN categories c ON c.id = t.category_id
 WHERE t.org_id = $1 AND (t.id = $2 OR t.name = $2)
 ORDER BY t.id = $2 DESC LIMIT 1
@@ -578,6 +661,7 @@ func (q *Queries) GetToolView(ctx context.Context, arg GetToolViewParams) (GetTo
 		&i.Tool.ApprovalTimeoutSeconds,
 		&i.Tool.CreatedAt,
 		&i.Tool.UpdatedAt,
+		&i.Tool.DiscoveredAt,
 		&i.CategoryName,
 	)
 	return i, err
@@ -751,7 +835,7 @@ func (q *Queries) ListTenants(ctx context.Context, arg ListTenantsParams) ([]Ten
 }
 
 const listToolViews = `-- name: ListToolViews :many
-SELECT t.id, t.org_id, t.name, t.description, t.category_id, t.risk_level, t.parameter_schema, t.read_only, t.destructive, t.idempotent, t.open_world, t.annotations_acknowledged, t.default_permission, t.approved, t.enabled, t.status, t.requires_second_approval, t.approval_timeout_seconds, t.created_at, t.updated_at, c.name AS category_name
+SELECT t.id, t.org_id, t.name, t.description, t.category_id, t.risk_level, t.parameter_schema, t.read_only, t.destructive, t.idempotent, t.open_world, t.annotations_acknowledged, t.default_permission, t.approved, t.enabled, t.status, t.requires_second_approval, t.approval_timeout_seconds, t.created_at, t.updated_at, t.discovered_at, c.name AS category_name
 FROM tools t LEFT JOIN categories c ON c.id = t.category_id
 WHERE t.org_id = $1 AND t.id > $2 AND ($3::text = '' OR t.status = $3)
 ORDER BY t.id LIMIT $4
@@ -804,6 +888,7 @@ func (q *Queries) ListToolViews(ctx context.Context, arg ListToolViewsParams) ([
 			&i.Tool.ApprovalTimeoutSeconds,
 			&i.Tool.CreatedAt,
 			&i.Tool.UpdatedAt,
+			&i.Tool.DiscoveredAt,
 			&i.CategoryName,
 		); err != nil {
 			return nil, err
@@ -944,7 +1029,7 @@ func (q *Queries) LockTenant(ctx context.Context, arg LockTenantParams) (Tenant,
 }
 
 const lockTool = `-- name: LockTool :one
-SELECT id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at FROM tools WHERE org_id = $1 AND (id = $2 OR name = $2)
+SELECT id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at, discovered_at FROM tools WHERE org_id = $1 AND (id = $2 OR name = $2)
 ORDER BY id = $2 DESC LIMIT 1 FOR UPDATE
 `
 
@@ -977,6 +1062,7 @@ func (q *Queries) LockTool(ctx context.Context, arg LockToolParams) (Tool, error
 		&i.ApprovalTimeoutSeconds,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.DiscoveredAt,
 	)
 	return i, err
 }
@@ -1324,7 +1410,7 @@ UPDATE tools SET
     requires_second_approval = $15,
     approval_timeout_seconds = $16, updated_at = $17
 WHERE org_id = $18 AND id = $19
-RETURNING id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at
+RETURNING id, org_id, name, description, category_id, risk_level, parameter_schema, read_only, destructive, idempotent, open_world, annotations_acknowledged, default_permission, approved, enabled, status, requires_second_approval, approval_timeout_seconds, created_at, updated_at, discovered_at
 `
 
 type UpdateToolParams struct {
@@ -1393,6 +1479,7 @@ func (q *Queries) UpdateTool(ctx context.Context, arg UpdateToolParams) (Tool, e
 		&i.ApprovalTimeoutSeconds,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.DiscoveredAt,
 	)
 	return i, err
 }

@@ -415,6 +415,7 @@ type Tool struct {
 	ApprovalTimeoutSeconds  *int32
 	CreatedAt               time.Time
 	UpdatedAt               time.Time
+	DiscoveredAt            *time.Time
 }
 
 type User struct {

@@ -12,14 +12,19 @@ import (
 	"oakallow/activities/pii"
 )
 
-// Event types (SPEC §4). The org webhook carries all five; notification
-// channels carry the four approval types.
+// Event types (SPEC §4). The org webhook carries all of them; notification
+// channels carry them as Alerts (PagerDuty pages for the approval types only).
 const (
 	EventApprovalCreated   = "approval.created"
 	EventApprovalEscalated = "approval.escalated"
 	EventApprovalDecided   = "approval.decided"
 	EventApprovalExpired   = "approval.expired"
-	EventToolAutoCreated   = "tool.auto_created"
+	// EventToolAutoCreated: the MCP connector registered an unknown tool as a
+	// draft (SPEC §7).
+	EventToolAutoCreated = "tool.auto_created"
+	// EventCreditsLow: the team's balance fell below its low-balance
+	// threshold (SPEC §9), once per crossing.
+	EventCreditsLow = "credits.low"
 )
 
 // Decisions carried by an approval.decided Alert.
@@ -64,13 +69,16 @@ func (e Event) Validate() error {
 
 func isEventType(t string) bool {
 	switch t {
-	case EventApprovalCreated, EventApprovalEscalated, EventApprovalDecided, EventApprovalExpired, EventToolAutoCreated:
+	case EventApprovalCreated, EventApprovalEscalated, EventApprovalDecided, EventApprovalExpired,
+		EventToolAutoCreated, EventCreditsLow:
 		return true
 	}
 	return false
 }
 
-func isAlertType(t string) bool {
+// IsApprovalEvent reports whether t is one of the four approval event types
+// (the ones that carry a REF, and the only ones PagerDuty pages for).
+func IsApprovalEvent(t string) bool {
 	switch t {
 	case EventApprovalCreated, EventApprovalEscalated, EventApprovalDecided, EventApprovalExpired:
 		return true
@@ -79,19 +87,21 @@ func isAlertType(t string) bool {
 }
 
 // Alert is everything a notification channel (Slack, PagerDuty, generic
-// webhook) may say about an approval. SPEC §4 restricts channel payloads to
+// webhook) may say about an event. SPEC §4 restricts channel payloads to
 // these fields; there is deliberately no field for parameters, tenants,
 // keys or tokens.
 type Alert struct {
-	// Type is one of the approval event types (approval.created,
-	// approval.escalated, approval.decided, approval.expired).
+	// Type is an event type: one of the approval types, tool.auto_created
+	// or credits.low.
 	Type string
-	// ToolName is the tool the approval is for.
+	// ToolName is the tool the approval is for, or the tool discovered
+	// (tool.auto_created); empty for credits.low.
 	ToolName string
 	// Reason is the requester's reasoning. Senders scrub and cut it; callers
 	// should still pass the already-scrubbed stored reason.
 	Reason string
-	// Reference is the approval REF ("REF-XXXXXXXX-XXXX").
+	// Reference is the approval REF ("REF-XXXXXXXX-XXXX"); empty for the
+	// other events.
 	Reference string
 	// DashboardURL links to the approval in the dashboard; optional.
 	DashboardURL string
@@ -107,14 +117,27 @@ type Alert struct {
 // Validate reports whether the alert is complete and well-formed. It checks
 // shape only; content is made safe by the senders (see Scrubber).
 func (a Alert) Validate() error {
-	if !isAlertType(a.Type) {
-		return fmt.Errorf("alert type %q is not an approval event", a.Type)
-	}
-	if strings.TrimSpace(a.ToolName) == "" {
-		return errors.New("alert tool name is empty")
-	}
-	if !validReference(a.Reference) {
-		return fmt.Errorf("alert reference %q must be 1-%d letters, digits or '-'", a.Reference, maxReferenceLen)
+	switch {
+	case IsApprovalEvent(a.Type):
+		if strings.TrimSpace(a.ToolName) == "" {
+			return errors.New("alert tool name is empty")
+		}
+		if !validReference(a.Reference) {
+			return fmt.Errorf("alert reference %q must be 1-%d letters, digits or '-'", a.Reference, maxReferenceLen)
+		}
+	case a.Type == EventToolAutoCreated:
+		if strings.TrimSpace(a.ToolName) == "" {
+			return errors.New("alert tool name is empty")
+		}
+		if a.Reference != "" {
+			return fmt.Errorf("%s alerts carry no reference", a.Type)
+		}
+	case a.Type == EventCreditsLow:
+		if a.ToolName != "" || a.Reference != "" {
+			return fmt.Errorf("%s alerts carry no tool or reference", a.Type)
+		}
+	default:
+		return fmt.Errorf("alert type %q is not an event channels carry", a.Type)
 	}
 	if a.DashboardURL != "" {
 		u, err := url.Parse(a.DashboardURL)
@@ -244,6 +267,10 @@ func alertTitle(a Alert) string {
 		return "Approval denied: " + a.ToolName
 	case EventApprovalExpired:
 		return "Approval expired without a decision: " + a.ToolName
+	case EventToolAutoCreated:
+		return "New tool discovered (draft, needs triage): " + a.ToolName
+	case EventCreditsLow:
+		return "Credits are running low"
 	}
 	return a.ToolName
 }

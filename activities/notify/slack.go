@@ -84,9 +84,12 @@ func slackMessage(s Alert) *slack.WebhookMessage {
 	blocks := []slack.Block{
 		slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, cleanText(title, slackHeaderMaxRunes), false, false)),
 	}
-	fields := []*slack.TextBlockObject{
-		mrkdwnText("Tool", s.ToolName),
-		mrkdwnText("Reference", s.Reference),
+	var fields []*slack.TextBlockObject
+	if s.ToolName != "" {
+		fields = append(fields, mrkdwnText("Tool", s.ToolName))
+	}
+	if s.Reference != "" {
+		fields = append(fields, mrkdwnText("Reference", s.Reference))
 	}
 	if s.Type == EventApprovalDecided {
 		decision := "Denied"
@@ -98,25 +101,35 @@ func slackMessage(s Alert) *slack.WebhookMessage {
 			fields = append(fields, mrkdwnText("Decided by", s.Decider))
 		}
 	}
-	blocks = append(blocks, slack.NewSectionBlock(nil, fields, nil))
+	if len(fields) > 0 {
+		blocks = append(blocks, slack.NewSectionBlock(nil, fields, nil))
+	}
 	if s.Reason != "" {
-		blocks = append(blocks, slack.NewSectionBlock(mrkdwnText("Reason", s.Reason), nil, nil))
+		label := "Reason"
+		if !IsApprovalEvent(s.Type) {
+			label = "Details"
+		}
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwnText(label, s.Reason), nil, nil))
 	}
 	if s.Note != "" {
 		blocks = append(blocks, slack.NewSectionBlock(mrkdwnText("Note", s.Note), nil, nil))
 	}
+	value, context, text := s.Type, "oakallow · "+s.Type, escapeMrkdwn(title)
+	if s.Reference != "" {
+		value, context, text = s.Reference, context+" · "+s.Reference, text+" ("+s.Reference+")"
+	}
 	if s.DashboardURL != "" {
-		button := slack.NewButtonBlockElement("open_dashboard", s.Reference,
+		button := slack.NewButtonBlockElement("open_dashboard", value,
 			slack.NewTextBlockObject(slack.PlainTextType, "Open in oakallow", false, false)).WithURL(s.DashboardURL)
 		blocks = append(blocks, slack.NewActionBlock("", button))
 	}
 	blocks = append(blocks, slack.NewContextBlock("",
-		slack.NewTextBlockObject(slack.MarkdownType, "oakallow · "+s.Type+" · "+s.Reference, false, false)))
+		slack.NewTextBlockObject(slack.MarkdownType, context, false, false)))
 
 	return &slack.WebhookMessage{
 		// The fallback shows in notifications and in clients that cannot
 		// render blocks; it is mrkdwn too, so it is escaped.
-		Text:   escapeMrkdwn(title) + " (" + s.Reference + ")",
+		Text:   text,
 		Blocks: &slack.Blocks{BlockSet: blocks},
 	}
 }

@@ -25,7 +25,7 @@ const checkOutput = `{"type": "object", "required": ["permission", "level", "lev
 	"level_name": {"type": "string"},
 	"scope": {"type": "string", "enum": ["gate", "tenant", "org", "fallback"]},
 	"rule_id": {"type": "string"},
-	"reason": {"type": "string", "description": "Why a gate or fallback answered: tool_not_registered, tool_disabled, tool_draft."},
+	"reason": {"type": "string", "description": "Why a gate or fallback answered: tool_not_registered, tool_disabled, tool_draft, tool_auto_created (the unknown tool was registered as a draft), tool_discovery_capped (the org's auto-discovery caps kept it out)."},
 	"check_id": {"type": "string", "description": "Give it to mint_token when the verdict is allowed."},
 	"receipt": {"type": "string", "description": "Signed receipt of this decision (oak_rcpt_…)."}}}`
 

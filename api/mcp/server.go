@@ -125,13 +125,17 @@ func (c *connector) addTools(srv *sdk.Server) {
 			Title: "Check permission",
 			Description: "Asks whether a tool call may run. Answers allowed, requires_approval or disabled with the " +
 				"deciding level, a check_id (mint_token takes it when allowed) and a signed receipt. " +
+				"A tool the org has not registered is registered as a draft for its admins to triage (within the org's " +
+				"auto-discovery caps) and answers requires_approval. " +
 				"Billable ($0.005); every check is recorded in the audit log.",
 			InputSchema:  json.RawMessage(checkInput),
 			OutputSchema: json.RawMessage(checkOutput),
 			// Not read-only and not idempotent: each call is billed and
-			// recorded, and answers with a new check id.
+			// recorded, and answers with a new check id. Open-world: checking
+			// an unknown tool registers it and notifies the org (webhook,
+			// channels). Not destructive: it only adds.
 			Annotations: &sdk.ToolAnnotations{Title: "Check permission", ReadOnlyHint: false, IdempotentHint: false,
-				DestructiveHint: boolPtr(false), OpenWorldHint: boolPtr(false)},
+				DestructiveHint: boolPtr(false), OpenWorldHint: boolPtr(true)},
 		}, write: true, run: c.check},
 		{tool: &sdk.Tool{
 			Name:  "request_approval",
@@ -401,7 +405,7 @@ func (c *connector) check(ctx context.Context, caller runtime.Caller, args json.
 	if err := text("reason", a.Reason, 0, maxReasonLen); err != nil {
 		return nil, err
 	}
-	return c.d.Runtime.Check(ctx, caller, &runtime.CheckRequest{Call: call, Reason: a.Reason})
+	return c.d.Runtime.Check(ctx, caller, &runtime.CheckRequest{Call: call, Reason: a.Reason, Discover: true})
 }
 
 func (c *connector) requestApproval(ctx context.Context, caller runtime.Caller, args json.RawMessage) (any, error) {

@@ -26,6 +26,11 @@ const KindPermissionCheck = "permission.check"
 type CheckRequest struct {
 	Call
 	Reason string
+	// Discover registers an unknown tool as a draft and answers
+	// requires_approval (the MCP connector, SPEC §7; see discover.go).
+	// Without it an unknown tool answers disabled, tool_not_registered (REST
+	// callers manage their catalog explicitly).
+	Discover bool
 }
 
 // Call is the tool call a check or an approval request is about.
@@ -70,7 +75,7 @@ type CheckResult struct {
 	LevelName  string `json:"level_name" doc:"Stable name of the deciding level, e.g. org_tool, tool_default, fail_safe, tool_not_registered."`
 	Scope      string `json:"scope" enum:"gate,tenant,org,fallback" doc:"Where the decision came from."`
 	RuleID     string `json:"rule_id,omitempty" doc:"The matching rule, when a rule decided."`
-	Reason     string `json:"reason,omitempty" doc:"Why a gate or fallback answered: tool_not_registered, tool_disabled, tool_draft."`
+	Reason     string `json:"reason,omitempty" doc:"Why a gate or fallback answered: tool_not_registered, tool_disabled, tool_draft; over MCP also tool_auto_created (the unknown tool was registered as a draft) and tool_discovery_capped (the auto-discovery caps kept it out)."`
 	CheckID    string `json:"check_id" doc:"Id of this check; mint an execution token from an allowed check with it."`
 	Receipt    string `json:"receipt" doc:"Signed receipt of this decision (oak_rcpt_…), verifiable with POST /v1/receipts/verify."`
 }
@@ -88,9 +93,9 @@ func (s *Service) Check(ctx context.Context, c Caller, req *CheckRequest) (Check
 	if err != nil {
 		return CheckResult{}, err
 	}
-	info, ok := pol.Tool(req.Tool)
+	info, known := pol.Tool(req.Tool)
 	schema := info.Schema
-	if !ok {
+	if !known {
 		schema = nil
 	}
 	// The parameters are parsed once, here; validation, hashing and
@@ -105,18 +110,25 @@ func (s *Service) Check(ctx context.Context, c Caller, req *CheckRequest) (Check
 			return CheckResult{}, err
 		}
 	}
-	d := pol.Decide(resolver.Input{Tool: req.Tool, Tenant: req.Tenant, Resource: req.Resource, Method: req.Method})
-
 	var paramsHash string
 	if params != nil {
 		if paramsHash, err = tokens.HashDocument(params); err != nil {
 			return CheckResult{}, canonicalisationError(err)
 		}
 	}
+	checkID := store.NewID("chk")
+	var d resolver.Decision
+	if !known && req.Discover {
+		if d, err = s.discover(ctx, c, req.Tool, checkID); err != nil {
+			return CheckResult{}, err
+		}
+	} else {
+		d = pol.Decide(resolver.Input{Tool: req.Tool, Tenant: req.Tenant, Resource: req.Resource, Method: req.Method})
+	}
 	now := s.now()
 	res := CheckResult{
 		Permission: d.Permission.String(), Level: d.Level, LevelName: d.LevelName, Scope: d.Scope.String(),
-		RuleID: d.RuleID, Reason: d.Reason, CheckID: store.NewID("chk"),
+		RuleID: d.RuleID, Reason: d.Reason, CheckID: checkID,
 	}
 	details, err := checkDetails(req, params, rawContext, paramsHash, res)
 	if err != nil {

@@ -89,6 +89,10 @@ type Deps struct {
 	// ObserveCheck is told each answered check's latency and verdict
 	// (metrics). Optional; it must not block.
 	ObserveCheck func(d time.Duration, permission, scope string)
+	// HandOff gives event deliveries recorded with a committed change
+	// (tool.auto_created) their first attempt (activities.Activities.HandOff).
+	// Optional: without it the worker's sweep starts them, minutes later.
+	HandOff func(ctx context.Context, rows []store.WebhookDelivery)
 }
 
 // Service is the runtime core. It is safe for concurrent use.
@@ -118,6 +122,9 @@ func New(deps Deps) (*Service, error) {
 	}
 	if deps.RequestID == nil {
 		deps.RequestID = func(context.Context) string { return "" }
+	}
+	if deps.HandOff == nil {
+		deps.HandOff = func(context.Context, []store.WebhookDelivery) {}
 	}
 	if deps.ObserveCheck == nil {
 		deps.ObserveCheck = func(time.Duration, string, string) {}

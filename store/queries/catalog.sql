@@ -208,3 +208,24 @@ WHERE r.org_id = $1;
 -- name: LockOrgSettings :one
 -- The org row, locked for a read-modify-write of its settings.
 SELECT * FROM orgs WHERE id = $1 FOR UPDATE;
+
+-- name: CountDiscoveredTools :one
+-- What the auto-discovery caps count (SPEC §7): tools discovered since
+-- @since (the hourly cap), and discovered tools still in draft (the total
+-- cap; triaging or deleting a draft frees its place).
+SELECT (count(*) FILTER (WHERE discovered_at > @since::timestamptz))::int AS recent,
+       (count(*) FILTER (WHERE status = 'draft'))::int AS drafts
+FROM tools WHERE org_id = @org_id AND discovered_at IS NOT NULL;
+
+-- name: CreateDiscoveredTool :one
+-- A discovered tool: a draft with conservative annotations (destructive, not
+-- idempotent, open-world, not read-only, unacknowledged), high risk, and
+-- default_permission requires_approval. A tool of that name that exists
+-- already (another check took it) is left alone: no row.
+INSERT INTO tools (id, org_id, name, risk_level, read_only, destructive, idempotent, open_world,
+    annotations_acknowledged, default_permission, approved, enabled, status,
+    created_at, updated_at, discovered_at)
+VALUES (@id, @org_id, @name, 'high', false, true, false, true,
+    false, 'requires_approval', false, true, 'draft', @created_at, @created_at, @created_at)
+ON CONFLICT (org_id, name) DO NOTHING
+RETURNING *;
