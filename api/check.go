@@ -20,6 +20,9 @@ type checkRequest struct {
 	Reason      string     `json:"reason,omitempty" maxLength:"2000" doc:"Why the agent wants to act. PII-scrubbed before storage."`
 	Context     jsonObject `json:"context,omitempty" doc:"Free-form context for reviewers and the audit log. PII-scrubbed before storage. At most 64 levels deep; numbers are kept exactly as written."`
 	ReferenceID string     `json:"reference_id,omitempty" maxLength:"200" doc:"The caller's own correlation id, echoed in the audit log."`
+
+	read checkRead // how UnmarshalJSON took the body (checkbody.go)
+	body []byte    // the body, when Resolve is to validate and decode it
 }
 
 type checkInput struct {
@@ -36,7 +39,7 @@ type checkOutput struct {
 }
 
 func registerCheck(api huma.API, s *Server) {
-	huma.Register(api, withAccess(huma.Operation{
+	op := withAccess(huma.Operation{
 		OperationID: "check-permission",
 		Method:      http.MethodPost,
 		Path:        "/v1/permissions/check",
@@ -45,7 +48,8 @@ func registerCheck(api huma.API, s *Server) {
 			"Billable ($0.005). The answer is sent only after the check's audit entry is durable.",
 		Tags:   []string{"Runtime"},
 		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusPaymentRequired, http.StatusForbidden, http.StatusUnprocessableEntity},
-	}, accessRuntime), func(ctx context.Context, in *checkInput) (*checkOutput, error) {
+	}, accessRuntime)
+	huma.Register(api, readsCheckBody(api, op), func(ctx context.Context, in *checkInput) (*checkOutput, error) {
 		if in.IdempotencyKey != "" {
 			// A retried check gets the first verdict, check id and receipt
 			// back, and is billed once.

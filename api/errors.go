@@ -121,8 +121,8 @@ func init() {
 		}
 		details := make([]*huma.ErrorDetail, 0, len(errs))
 		for _, e := range errs {
-			if e == nil {
-				continue
+			if _, ok := e.(bodyStatus); ok || e == nil {
+				continue // it set the status (see checkbody.go)
 			}
 			if d, ok := e.(huma.ErrorDetailer); ok {
 				details = append(details, d.ErrorDetail())

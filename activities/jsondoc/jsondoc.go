@@ -373,8 +373,31 @@ func getU4(t []byte) rune {
 // encoding/json decodes it: invalid UTF-8 bytes and unpaired surrogate
 // escapes become U+FFFD.
 func (d *Doc) appendDecoded(dst []byte, n *node) []byte {
-	s := d.text[n.start+1 : n.end-1]
-	if n.plain {
+	return appendUnquoted(dst, d.text[n.start+1:n.end-1], n.plain)
+}
+
+// DecodeString decodes the JSON string at the start of text as encoding/json
+// decodes it, and returns the offset after its closing quote; ok is false
+// when text does not start with a well-formed string.
+func DecodeString(text []byte) (s string, end int, ok bool) {
+	if len(text) == 0 || text[0] != '"' {
+		return "", 0, false
+	}
+	end, plain, err := scanString(text, 0)
+	if err != nil {
+		return "", 0, false
+	}
+	if plain {
+		return string(text[1 : end-1]), end, true
+	}
+	var buf [64]byte
+	return string(appendUnquoted(buf[:0], text[1:end-1], false)), end, true
+}
+
+// appendUnquoted appends s, the content of a well-formed string (plain if
+// it needs no decoding), decoded as encoding/json decodes it.
+func appendUnquoted(dst, s []byte, plain bool) []byte {
+	if plain {
 		return append(dst, s...)
 	}
 	for r := 0; r < len(s); {

@@ -142,3 +142,24 @@ func BenchmarkParams(b *testing.B) {
 		d.Release()
 	}
 }
+
+// FuzzDecodeStringMatchesEncodingJSON: DecodeString reads a string at the
+// start of its input as encoding/json decodes it, and refuses a malformed one.
+func FuzzDecodeStringMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{`"x"`, `"a\"b" tail`, `"\u00e9\ud800\udc00\ud800x"`, "\"\xff\"", `"\x"`, `"ab`, `x`, `""`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		s, end, ok := DecodeString(in)
+		if !ok {
+			var v string
+			if len(in) > 0 && in[0] == '"' {
+				require.Error(t, json.Unmarshal(in, &v), "%q", in)
+			}
+			return
+		}
+		var want string
+		require.NoError(t, json.Unmarshal(in[:end], &want), "%q", in)
+		require.Equal(t, want, s, "%q", in)
+	})
+}
