@@ -90,6 +90,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"dashboard/browser", testDashboardBrowser},
 		{"mcp/approval-flow", testMCPApprovalFlow},
 		{"mcp/auto-discovery-delivers", testAutoDiscoveryDelivers},
+		{"people/account-deletion", testAccountDeletion},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

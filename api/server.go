@@ -279,6 +279,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	registerChannels(s.api, s)
 	registerApprovers(s.api, s)
 	registerSessions(s.api, s)
+	registerDeletion(s.api, s)
 	registerEmailCodes(s.api, s)
 	registerTeam(s.api, s)
 	registerPasskeys(s.api, s)

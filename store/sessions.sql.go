@@ -139,7 +139,7 @@ func (q *Queries) GetSessionExpiry(ctx context.Context, id string) (time.Time, e
 }
 
 const getUser = `-- name: GetUser :one
-SELECT id, email, name, status, created_at, webauthn_handle FROM users WHERE id = $1
+SELECT id, email, name, status, created_at, webauthn_handle, deletion_requested_at, purged_at FROM users WHERE id = $1
 `
 
 func (q *Queries) GetUser(ctx context.Context, id string) (User, error) {
@@ -152,12 +152,14 @@ func (q *Queries) GetUser(ctx context.Context, id string) (User, error) {
 		&i.Status,
 		&i.CreatedAt,
 		&i.WebauthnHandle,
+		&i.DeletionRequestedAt,
+		&i.PurgedAt,
 	)
 	return i, err
 }
 
 const getUserByEmail = `-- name: GetUserByEmail :one
-SELECT id, email, name, status, created_at, webauthn_handle FROM users WHERE lower(email) = lower($1) AND status = 'active'
+SELECT id, email, name, status, created_at, webauthn_handle, deletion_requested_at, purged_at FROM users WHERE lower(email) = lower($1) AND status = 'active'
 `
 
 func (q *Queries) GetUserByEmail(ctx context.Context, email string) (User, error) {
@@ -170,6 +172,8 @@ func (q *Queries) GetUserByEmail(ctx context.Context, email string) (User, error
 		&i.Status,
 		&i.CreatedAt,
 		&i.WebauthnHandle,
+		&i.DeletionRequestedAt,
+		&i.PurgedAt,
 	)
 	return i, err
 }

@@ -419,12 +419,14 @@ type Tool struct {
 }
 
 type User struct {
-	ID             string
-	Email          string
-	Name           string
-	Status         string
-	CreatedAt      time.Time
-	WebauthnHandle []byte
+	ID                  string
+	Email               string
+	Name                string
+	Status              string
+	CreatedAt           time.Time
+	WebauthnHandle      []byte
+	DeletionRequestedAt *time.Time
+	PurgedAt            *time.Time
 }
 
 type WebauthnCeremony struct {

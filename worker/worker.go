@@ -116,12 +116,14 @@ func New(c client.Client, acts *activities.Activities, logger *slog.Logger, opts
 func register(r sdkworker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.ApprovalWorkflow, workflow.RegisterOptions{Name: workflows.ApprovalWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.DeliveryWorkflow, workflow.RegisterOptions{Name: workflows.DeliveryWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.AccountDeletionWorkflow, workflow.RegisterOptions{Name: workflows.AccountDeletionWorkflowName})
 	for name, fn := range map[string]any{
 		workflows.ActivityProjectApproval:      acts.ProjectApproval,
 		workflows.ActivityEnqueueNotifications: acts.EnqueueNotifications,
 		workflows.ActivityMintApprovalToken:    acts.MintApprovalToken,
 		workflows.ActivityDeliverNotification:  acts.DeliverNotification,
 		workflows.ActivityMarkDeliveryFailed:   acts.MarkDeliveryFailed,
+		workflows.ActivityPurgeAccount:         acts.PurgeAccount,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

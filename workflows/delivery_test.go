@@ -54,12 +54,20 @@ func alwaysRetryable(int) error {
 	return temporal.NewApplicationError("receiver answered 503", ErrorTypeDeliveryRetryable)
 }
 
-func newDeliveryEnv(t *testing.T, f *fakeDelivery) *testsuite.TestWorkflowEnvironment {
+// quietWorkflowEnv is a time-skipping test environment starting at t0 that
+// logs only what is worse than an error (the tests provoke failures).
+func quietWorkflowEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError + 1}))))
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetStartTime(t0)
+	return env
+}
+
+func newDeliveryEnv(t *testing.T, f *fakeDelivery) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	env := quietWorkflowEnv(t)
 	env.RegisterWorkflowWithOptions(DeliveryWorkflow, workflow.RegisterOptions{Name: DeliveryWorkflowName})
 	env.RegisterActivityWithOptions(f.DeliverNotification, activity.RegisterOptions{Name: ActivityDeliverNotification})
 	env.RegisterActivityWithOptions(f.MarkDeliveryFailed, activity.RegisterOptions{Name: ActivityMarkDeliveryFailed})
