@@ -33,6 +33,8 @@ race: tools
 # go1.27). Counts are sized to about 15 s each on the 2-core CI machine.
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzCheckRequest$$' -fuzztime 20000x ./api/
+	go test -run '^$$' -fuzz '^FuzzOAuthToken$$' -fuzztime 5000x ./api/
+	go test -run '^$$' -fuzz '^FuzzOAuthAuthorize$$' -fuzztime 5000x ./api/
 	go test -run '^$$' -fuzz '^FuzzScrub$$' -fuzztime 400000x ./activities/pii/
 	go test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 250000x ./activities/tokens/
 	# The one-pass parameter parser held to the parsers it replaced (oracles in the tests).

@@ -46,6 +46,8 @@ import (
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
+
+	"oakallow/api/oauth"
 )
 
 // Access levels an operation declares in its metadata under "access".
@@ -86,8 +88,8 @@ const (
 	// enrollment, sign-out, /v1/me.
 	accessEnrollment = "enrollment"
 	// accessMCP: the MCP connector (/mcp): standard keys (mcp:read and
-	// mcp:write) and management keys (mcp:read); agent identities and OAuth
-	// access tokens join them.
+	// mcp:write), management keys (mcp:read) and OAuth access tokens (the
+	// scopes granted, oauth.go); agent identities join them.
 	accessMCP = "mcp"
 )
 
@@ -192,6 +194,7 @@ const (
 	credAPIKey = iota
 	credSession
 	credSessionCookie
+	credOAuth
 )
 
 // credentialOf returns what the request presents: X-API-Key is always an
@@ -207,6 +210,9 @@ func (s *Server) credentialOf(ctx huma.Context) (int, string) {
 		v := strings.TrimSpace(a[7:])
 		if strings.HasPrefix(v, sessionTokenPrefix) {
 			return credSession, v
+		}
+		if oauth.IsAccessToken(v) {
+			return credOAuth, v
 		}
 		// Agent identities (oak_agent_…) and OAuth access tokens slot in here.
 		return credAPIKey, v
@@ -249,6 +255,10 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 	if kind != credAPIKey {
 		if !ipKnown {
 			ip = s.limits.clientIP(ctx)
+		}
+		if kind == credOAuth {
+			s.authenticateOAuth(ctx, next, access, raw, ip)
+			return
 		}
 		s.authenticateSession(ctx, next, access, raw, ip)
 		return

@@ -27,13 +27,13 @@ func (s *Server) newConnector() (http.Handler, error) {
 // the same problem document), then hands it to the connector with the
 // caller's identity and scopes.
 func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
-	ctx := humago.NewContext(&mcpOperation, r, w)
+	ctx := humago.NewContext(&mcpOperation, r, s.mcpWriter(w, r))
 	s.authenticate(ctx, func(ctx huma.Context) {
 		p := mustPrincipal(ctx.Context())
-		id := mcp.Identity{Caller: p.caller(), Scopes: []string{mcp.ScopeRead}}
-		if p.Kind == PrincipalAPIKey && p.Tier == TierStandard {
-			id.Scopes = append(id.Scopes, mcp.ScopeWrite)
+		if s.insufficientScope(w, r, p) {
+			return
 		}
+		id := mcp.Identity{Caller: p.caller(), Scopes: mcpScopes(p)}
 		s.mcp.ServeHTTP(w, r.WithContext(mcp.WithIdentity(ctx.Context(), id)))
 	})
 }

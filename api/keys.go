@@ -53,6 +53,8 @@ type Principal struct {
 	Role      string // sessions: the person's role in TeamID ("" when the operation needs no team)
 	// Enrollment is set for an enrollment-only session (no passkey yet).
 	Enrollment bool
+	// Granted are the scopes an OAuth access token was granted (PrincipalOAuth).
+	Granted []string
 }
 
 // ActorID is who acted, for audit entries and per-caller records (the key or

@@ -23,7 +23,9 @@ import (
 	"oakallow/activities/tokens"
 	"oakallow/api/billing"
 	"oakallow/api/mail"
+	"oakallow/api/oauth"
 	"oakallow/api/passkeys"
+	"oakallow/api/ratelimit"
 	"oakallow/api/runtime"
 	"oakallow/api/web"
 	"oakallow/store"
@@ -65,6 +67,10 @@ type Config struct {
 	// Passkeys configures the WebAuthn relying party. An empty RPID means the
 	// host of PublicURL, and no Origins the origin of PublicURL.
 	Passkeys passkeys.Config
+	// OAuthRegistrationsPerIP bounds dynamic client registrations at the
+	// MCP connector's authorization server per client address, counted in
+	// PostgreSQL across replicas (zero value: 20 per hour).
+	OAuthRegistrationsPerIP ratelimit.Limit
 }
 
 // Validate fills defaults and checks values.
@@ -180,6 +186,8 @@ type Server struct {
 	decides decideTurns
 	// rp is the WebAuthn relying party (passkeys).
 	rp *passkeys.Service
+	// oauth is the MCP connector's authorization server (api/oauth).
+	oauth *oauth.Server
 }
 
 // NewServer builds the server and registers every operation.
@@ -243,7 +251,8 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	s.keyring = deps.Keyring
 
 	hc := huma.DefaultConfig("oakallow API", Version)
-	hc.Info.Description = "Permission checks, approvals and execution tokens for AI-agent tool calls."
+	hc.Info.Description = "Permission checks, approvals and execution tokens for AI-agent tool calls. " +
+		"MCP clients connect at /mcp with an API key or an OAuth 2.1 access token: see [/docs/oauth](/docs/oauth)."
 	hc.OpenAPIPath = "/openapi"
 	hc.DocsPath = "" // served from embedded assets by registerDocs, not from a CDN
 	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
@@ -285,6 +294,9 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	registerPasskeys(s.api, s)
 	registerReview(s.api, s)
 	if err := registerSlackInstall(s.api, s); err != nil {
+		return nil, err
+	}
+	if err := s.newOAuth(); err != nil {
 		return nil, err
 	}
 	if s.web, err = web.New(web.Config{API: s.mux, Logger: deps.Logger, Now: deps.Now}); err != nil {
@@ -360,6 +372,9 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.keys.TrackUse(bg, s.deps.Now, s.log)
 	go s.limits.sweepLoop(bg, s.deps.Now)
 	go s.sweepSignInLoop(bg)
+	if s.oauth != nil {
+		go s.oauth.SweepLoop(bg)
+	}
 	go s.listenForChanges(bg)
 	go s.sessions.trackSessionUse(bg, s.deps.Store, s.log, s.deps.Now)
 	go func() {

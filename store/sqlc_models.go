@@ -250,6 +250,63 @@ type NotificationChannel struct {
 	UpdatedAt        time.Time
 }
 
+type OauthClient struct {
+	ID           string
+	Name         string
+	ClientUri    string
+	RedirectUris []string
+	ClientIp     string
+	CreatedAt    time.Time
+}
+
+type OauthCode struct {
+	CodeHash      []byte
+	GrantID       string
+	RedirectUri   string
+	CodeChallenge string
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	UsedAt        *time.Time
+}
+
+type OauthGrant struct {
+	ID            string
+	ClientID      string
+	UserID        string
+	OrgID         string
+	TeamID        string
+	Scopes        []string
+	Resource      string
+	CreatedAt     time.Time
+	RevokedAt     *time.Time
+	RevokedReason string
+}
+
+type OauthRequest struct {
+	ID            string
+	ClientID      string
+	RedirectUri   string
+	State         string
+	CodeChallenge string
+	Scopes        []string
+	Resource      string
+	SessionID     *string
+	CsrfHash      []byte
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	DecidedAt     *time.Time
+}
+
+type OauthToken struct {
+	TokenHash []byte
+	GrantID   string
+	Kind      string
+	Scopes    []string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    *time.Time
+}
+
 type Org struct {
 	ID                          string
 	TeamID                      string

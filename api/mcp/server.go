@@ -109,7 +109,14 @@ type toolDef struct {
 func boolPtr(b bool) *bool { return &b }
 
 func (c *connector) addTools(srv *sdk.Server) {
-	defs := []toolDef{
+	for _, d := range c.toolDefs() {
+		srv.AddTool(d.tool, c.handler(d))
+	}
+}
+
+// toolDefs are the connector's tools.
+func (c *connector) toolDefs() []toolDef {
+	return []toolDef{
 		{tool: &sdk.Tool{
 			Name:  "list_my_tools",
 			Title: "List my tools",
@@ -180,9 +187,6 @@ func (c *connector) addTools(srv *sdk.Server) {
 			Annotations: &sdk.ToolAnnotations{Title: "Mint execution token", ReadOnlyHint: false, IdempotentHint: false,
 				DestructiveHint: boolPtr(false), OpenWorldHint: boolPtr(false)},
 		}, write: true, run: c.mint},
-	}
-	for _, d := range defs {
-		srv.AddTool(d.tool, c.handler(d))
 	}
 }
 

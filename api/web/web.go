@@ -140,6 +140,7 @@ func (d *Dashboard) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /approvals/events", d.approvalsEvents)
 	mux.HandleFunc("GET /approvals/{ref}", d.approvalPage)
 	mux.HandleFunc("GET /static/", d.serveStatic)
+	d.registerConsent(mux)
 }
 
 // Stop ends the live streams, so a graceful shutdown does not wait for them.

@@ -1,0 +1,425 @@
+package oauth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"oakallow/api/ratelimit"
+	"oakallow/store"
+)
+
+// Scopes a person may grant a client on the MCP connector.
+const (
+	// ScopeRead lists tools, reads approvals and the connector's resources.
+	ScopeRead = "mcp:read"
+	// ScopeWrite makes the billable calls: checks, approval requests, mints.
+	ScopeWrite = "mcp:write"
+)
+
+// supportedScopes in the order they are shown and granted.
+var supportedScopes = []string{ScopeRead, ScopeWrite}
+
+// Paths of the server's endpoints.
+const (
+	MetadataPath         = "/.well-known/oauth-authorization-server"
+	ResourceMetadataPath = "/.well-known/oauth-protected-resource"
+	AuthorizePath        = "/oauth/authorize"
+	TokenPath            = "/oauth/token"
+	RegisterPath         = "/oauth/register"
+	RevokePath           = "/oauth/revoke"
+	// ConsentPath + a request id is the consent page (served by the dashboard).
+	ConsentPath = "/oauth/consent/"
+	// DocsPath is the page that states what the server supports.
+	DocsPath = "/docs/oauth"
+)
+
+// Prefixes of the opaque strings the server hands out.
+const (
+	codePrefix    = "oak_ac_"
+	accessPrefix  = "oak_at_"
+	refreshPrefix = "oak_rt_"
+)
+
+// Config configures the authorization server.
+type Config struct {
+	// Issuer is the server's issuer identifier (RFC 8414 §2): the API's
+	// public URL, https (or http on a loopback host, for development), no
+	// query or fragment. Required.
+	Issuer string
+	// ResourcePath is the path of the protected resource every token is
+	// bound to (RFC 8707). Default "/mcp".
+	ResourcePath string
+	// CodeTTL is how long an authorization code may be exchanged. Default
+	// 60 s; at most 60 s.
+	CodeTTL time.Duration
+	// AccessTTL is an access token's life. Default 1 h.
+	AccessTTL time.Duration
+	// RefreshTTL is a refresh token's life (each rotation starts a new one).
+	// Default 30 days.
+	RefreshTTL time.Duration
+	// RequestTTL is how long a person has to sign in and consent. Default 10 min.
+	RequestTTL time.Duration
+	// RegisterLimit bounds dynamic client registrations per client address,
+	// counted in PostgreSQL so every replica shares it. Default 20 per hour.
+	RegisterLimit ratelimit.Limit
+}
+
+// ErrIssuer: the issuer cannot host an OAuth 2.1 server (OAuth 2.1 §1.5:
+// TLS everywhere but on the local machine).
+var ErrIssuer = errors.New("oauth: Issuer")
+
+// Validate fills defaults and checks values.
+func (c *Config) Validate() error {
+	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
+	u, err := url.Parse(c.Issuer)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil ||
+		!(u.Scheme == "https" || u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+		return fmt.Errorf("%w: %q must be an https URL (or http on a loopback host) without query or fragment", ErrIssuer, c.Issuer)
+	}
+	if c.ResourcePath == "" {
+		c.ResourcePath = "/mcp"
+	}
+	if c.CodeTTL == 0 {
+		c.CodeTTL = 60 * time.Second
+	}
+	if c.AccessTTL == 0 {
+		c.AccessTTL = time.Hour
+	}
+	if c.RefreshTTL == 0 {
+		c.RefreshTTL = 30 * 24 * time.Hour
+	}
+	if c.RequestTTL == 0 {
+		c.RequestTTL = 10 * time.Minute
+	}
+	if c.RegisterLimit == (ratelimit.Limit{}) {
+		c.RegisterLimit = ratelimit.Limit{N: 20, Per: time.Hour}
+	}
+	switch {
+	case c.CodeTTL < 0 || c.CodeTTL > 60*time.Second:
+		return errors.New("oauth: CodeTTL must be between 0 and 60 s")
+	case c.AccessTTL < 0 || c.AccessTTL > 24*time.Hour:
+		return errors.New("oauth: AccessTTL must be between 0 and 24 h")
+	case c.RefreshTTL < c.AccessTTL || c.RefreshTTL > 365*24*time.Hour:
+		return errors.New("oauth: RefreshTTL must be between AccessTTL and 365 days")
+	case c.RequestTTL < time.Minute || c.RequestTTL > time.Hour:
+		return errors.New("oauth: RequestTTL must be between 1 min and 1 h")
+	}
+	if err := c.RegisterLimit.Validate(); err != nil {
+		return fmt.Errorf("oauth: RegisterLimit: %w", err)
+	}
+	return nil
+}
+
+// Resource is the URL every token is bound to.
+func (c Config) Resource() string { return c.Issuer + c.ResourcePath }
+
+// ResourceMetadataURL is where the protected resource's metadata is (RFC 9728
+// §3.1: the well-known path inserted before the resource's path).
+func (c Config) ResourceMetadataURL() string { return c.Issuer + ResourceMetadataPath + c.ResourcePath }
+
+// Deps are the server's collaborators.
+type Deps struct {
+	// Store is the database. Required.
+	Store *store.Store
+	// Logger gets the causes of internal errors; default discard.
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// ClientIP is the request's client address (behind trusted proxies:
+	// the forwarded one). Default: the peer address.
+	ClientIP func(*http.Request) netip.Addr
+	// RequestID names the request in log lines and audit details. Optional.
+	RequestID func(context.Context) string
+}
+
+// Server is the authorization server.
+type Server struct {
+	cfg Config
+	d   Deps
+	log *slog.Logger
+}
+
+// New builds the server.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil {
+		return nil, errors.New("oauth: Store is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.ClientIP == nil {
+		deps.ClientIP = peerAddr
+	}
+	if deps.RequestID == nil {
+		deps.RequestID = func(context.Context) string { return "" }
+	}
+	return &Server{cfg: cfg, d: deps, log: deps.Logger}, nil
+}
+
+// Config is the server's configuration, defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// Register mounts the server's endpoints on the host's mux, for the host's mux; CORS lets
+// browser-based MCP clients call them (they carry no cookie, so no ambient
+// authority is exposed).
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+MetadataPath, cors(s.metadata))
+	mux.HandleFunc("GET "+ResourceMetadataPath, cors(s.resourceMetadata))
+	mux.HandleFunc("GET "+ResourceMetadataPath+"/{rest...}", cors(s.resourceMetadata))
+	mux.HandleFunc("GET "+AuthorizePath, s.authorize)
+	mux.HandleFunc("GET "+DocsPath, s.docs)
+	mux.HandleFunc("POST "+TokenPath, cors(s.token))
+	mux.HandleFunc("POST "+RegisterPath, cors(s.register))
+	mux.HandleFunc("POST "+RevokePath, cors(s.revoke))
+	for _, p := range []string{MetadataPath, ResourceMetadataPath, ResourceMetadataPath + "/{rest...}", TokenPath, RegisterPath, RevokePath} {
+		mux.HandleFunc("OPTIONS "+p, cors(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	}
+}
+
+// CrossOriginPaths are the POST endpoints that browser-based clients call
+// from another origin; the host's CSRF protection must let them through
+// (they authenticate nothing by cookie).
+func CrossOriginPaths() []string {
+	return []string{"POST " + TokenPath, "POST " + RegisterPath, "POST " + RevokePath}
+}
+
+func cors(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
+		h.Set("Access-Control-Max-Age", "600")
+		next(w, r)
+	}
+}
+
+// authServerMetadata is the RFC 8414 §2 document.
+type authServerMetadata struct {
+	Issuer                                 string   `json:"issuer"`
+	AuthorizationEndpoint                  string   `json:"authorization_endpoint"`
+	TokenEndpoint                          string   `json:"token_endpoint"`
+	RegistrationEndpoint                   string   `json:"registration_endpoint"`
+	RevocationEndpoint                     string   `json:"revocation_endpoint"`
+	ScopesSupported                        []string `json:"scopes_supported"`
+	ResponseTypesSupported                 []string `json:"response_types_supported"`
+	ResponseModesSupported                 []string `json:"response_modes_supported"`
+	GrantTypesSupported                    []string `json:"grant_types_supported"`
+	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported"`
+	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported"`
+	ServiceDocumentation                   string   `json:"service_documentation"`
+	AuthorizationResponseIssParameter      bool     `json:"authorization_response_iss_parameter_supported"`
+}
+
+func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) {
+	iss := s.cfg.Issuer
+	writeJSON(w, http.StatusOK, authServerMetadata{
+		Issuer:                                 iss,
+		AuthorizationEndpoint:                  iss + AuthorizePath,
+		TokenEndpoint:                          iss + TokenPath,
+		RegistrationEndpoint:                   iss + RegisterPath,
+		RevocationEndpoint:                     iss + RevokePath,
+		ScopesSupported:                        supportedScopes,
+		ResponseTypesSupported:                 []string{"code"},
+		ResponseModesSupported:                 []string{"query"},
+		GrantTypesSupported:                    []string{"authorization_code", "refresh_token"},
+		TokenEndpointAuthMethodsSupported:      []string{"none"},
+		RevocationEndpointAuthMethodsSupported: []string{"none"},
+		CodeChallengeMethodsSupported:          []string{"S256"},
+		ServiceDocumentation:                   iss + DocsPath,
+		AuthorizationResponseIssParameter:      true,
+	})
+}
+
+// resourceMetadata is the RFC 9728 §2 document of /mcp. The root path
+// answers it too, for clients that look there first: /mcp is the only
+// resource this server protects.
+func (s *Server) resourceMetadata(w http.ResponseWriter, r *http.Request) {
+	if rest := r.PathValue("rest"); rest != "" && "/"+rest != s.cfg.ResourcePath {
+		writeError(w, http.StatusNotFound, "invalid_request", "no protected resource at this path")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"resource":                 s.cfg.Resource(),
+		"authorization_servers":    []string{s.cfg.Issuer},
+		"scopes_supported":         supportedScopes,
+		"bearer_methods_supported": []string{"header"},
+		"resource_name":            "oakallow MCP connector",
+		"resource_documentation":   s.cfg.Issuer + DocsPath,
+	})
+}
+
+// Challenge is the WWW-Authenticate value of a request to the protected
+// resource without a usable token (RFC 6750 §3, RFC 9728 §5.1); errCode is
+// "" for a request that sent no token, else invalid_token or
+// insufficient_scope (with the scope it needs).
+func (s *Server) Challenge(errCode, scope string) string {
+	v := `Bearer resource_metadata="` + s.cfg.ResourceMetadataURL() + `"`
+	if errCode != "" {
+		v += `, error="` + errCode + `"`
+	}
+	if scope == "" {
+		scope = strings.Join(supportedScopes, " ")
+	}
+	return v + `, scope="` + scope + `"`
+}
+
+// writeJSON answers v; nothing the server answers may be cached (RFC 6749 §5.1).
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers an error response of RFC 6749 §5.2 (and RFC 7591 §3.2.2).
+func writeError(w http.ResponseWriter, status int, code, description string) {
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="oakallow"`)
+	}
+	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
+}
+
+// newSecret is an opaque credential with its prefix and its SHA-256.
+func newSecret(prefix string) (string, []byte) {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	v := prefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return v, hashOf(v)
+}
+
+func hashOf(v string) []byte {
+	h := sha256.Sum256([]byte(v))
+	return h[:]
+}
+
+// audit is one entry of the audit log.
+type audit struct {
+	kind, orgID, teamID, actorKind, actorID, subject, outcome string
+	details                                                   map[string]any
+}
+
+// Actor kinds of the server's audit entries.
+const (
+	actorUser     = "user"
+	actorClient   = "oauth_client"
+	actorClientIP = "client_ip"
+)
+
+// Audit kinds.
+const (
+	KindClientRegistered = "oauth.client_registered"
+	KindAuthorized       = "oauth.authorized"
+	KindDenied           = "oauth.denied"
+	KindTokenIssued      = "oauth.token_issued"
+	KindTokenRefreshed   = "oauth.token_refreshed"
+	KindCodeReused       = "oauth.code_reused"
+	KindRefreshReused    = "oauth.refresh_reused"
+	KindRevoked          = "oauth.revoked"
+)
+
+func (s *Server) audit(ctx context.Context, q *store.Queries, a audit) error {
+	if a.details == nil {
+		a.details = map[string]any{}
+	}
+	if rid := s.d.RequestID(ctx); rid != "" {
+		a.details["request_id"] = rid
+	}
+	raw, err := json.Marshal(a.details)
+	if err != nil {
+		return fmt.Errorf("encode audit details of %s: %w", a.kind, err)
+	}
+	if err := q.InsertAuditEvent(ctx, store.InsertAuditEventParams{ID: store.NewID("evt"), OrgID: a.orgID, TeamID: a.teamID,
+		OccurredAt: s.d.Now(), ActorKind: a.actorKind, ActorID: a.actorID, Kind: a.kind, Subject: a.subject,
+		Outcome: a.outcome, Details: raw}); err != nil {
+		return fmt.Errorf("audit %s: %w", a.kind, err)
+	}
+	return nil
+}
+
+// internal logs an unexpected error and answers server_error.
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.ErrorContext(r.Context(), "oauth request failed", "path", r.URL.Path, "request_id", s.d.RequestID(r.Context()), "err", err)
+	writeError(w, http.StatusInternalServerError, "server_error", "the server could not answer; try again")
+}
+
+// Sweep deletes requests, codes and tokens long past their expiry (a used
+// refresh token is kept until it expires, so its reuse is still detected).
+func (s *Server) Sweep(ctx context.Context) error {
+	cutoff := s.d.Now().Add(-time.Hour)
+	if err := s.d.Store.SweepOAuthRequests(ctx, cutoff); err != nil {
+		return fmt.Errorf("sweep oauth requests: %w", err)
+	}
+	if err := s.d.Store.SweepOAuthCodes(ctx, cutoff); err != nil {
+		return fmt.Errorf("sweep oauth codes: %w", err)
+	}
+	if err := s.d.Store.SweepOAuthTokens(ctx, cutoff); err != nil {
+		return fmt.Errorf("sweep oauth tokens: %w", err)
+	}
+	return nil
+}
+
+// SweepLoop sweeps every ten minutes until ctx ends.
+func (s *Server) SweepLoop(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("oauth sweep", "err", err)
+			}
+		}
+	}
+}
+
+func peerAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}
+
+//go:embed docs.md
+var docsMarkdown string
+
+// docs serves the page that states what the server supports, with this
+// server's issuer in it.
+func (s *Server) docs(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write([]byte(strings.ReplaceAll(docsMarkdown, "{{ISSUER}}", s.cfg.Issuer)))
+}

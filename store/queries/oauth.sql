@@ -1,0 +1,106 @@
+-- The OAuth 2.1 authorization server of the MCP connector (api/oauth).
+
+-- name: CreateOAuthClient :exec
+INSERT INTO oauth_clients (id, name, client_uri, redirect_uris, client_ip, created_at)
+VALUES (@id, @name, @client_uri, @redirect_uris, @client_ip, @created_at);
+
+-- name: GetOAuthClient :one
+SELECT * FROM oauth_clients WHERE id = @id;
+
+-- name: CreateOAuthRequest :exec
+INSERT INTO oauth_requests (id, client_id, redirect_uri, state, code_challenge, scopes, resource, created_at, expires_at)
+VALUES (@id, @client_id, @redirect_uri, @state, @code_challenge, @scopes, @resource, @created_at, @expires_at);
+
+-- name: GetOAuthRequest :one
+-- A request still waiting for its consent, with its client's name.
+SELECT r.*, c.name AS client_name, c.client_uri
+FROM oauth_requests r JOIN oauth_clients c ON c.id = r.client_id
+WHERE r.id = @id AND r.decided_at IS NULL AND r.expires_at > @now;
+
+-- name: BindOAuthRequest :one
+-- Binds the consent form's CSRF token to the session shown the form (the
+-- latest showing wins).
+UPDATE oauth_requests SET session_id = @session_id, csrf_hash = @csrf_hash
+WHERE id = @id AND decided_at IS NULL AND expires_at > @now
+RETURNING id;
+
+-- name: DecideOAuthRequest :one
+-- Uses the request up: a second answer to the same consent finds nothing.
+UPDATE oauth_requests SET decided_at = @now
+WHERE id = @id AND decided_at IS NULL AND expires_at > @now AND session_id = @session_id
+RETURNING *;
+
+-- name: ListUserOrgs :many
+-- The orgs a person may grant access to: those of every team they belong to.
+SELECT o.id, o.name, o.team_id, t.name AS team_name
+FROM memberships m
+JOIN orgs o ON o.team_id = m.team_id AND o.deleted_at IS NULL
+JOIN teams t ON t.id = m.team_id
+JOIN users u ON u.id = m.user_id AND u.status = 'active'
+WHERE m.user_id = @user_id
+ORDER BY t.name, o.name, o.id
+LIMIT 200;
+
+-- name: CreateOAuthGrant :exec
+INSERT INTO oauth_grants (id, client_id, user_id, org_id, team_id, scopes, resource, created_at)
+VALUES (@id, @client_id, @user_id, @org_id, @team_id, @scopes, @resource, @created_at);
+
+-- name: CreateOAuthCode :exec
+INSERT INTO oauth_codes (code_hash, grant_id, redirect_uri, code_challenge, created_at, expires_at)
+VALUES (@code_hash, @grant_id, @redirect_uri, @code_challenge, @created_at, @expires_at);
+
+-- name: UseOAuthCode :one
+-- Spends a code once (a concurrent second exchange finds nothing) and
+-- returns it with its grant.
+UPDATE oauth_codes c SET used_at = @now
+FROM oauth_grants g
+WHERE c.code_hash = @code_hash AND c.used_at IS NULL AND g.id = c.grant_id
+RETURNING c.grant_id, c.redirect_uri, c.code_challenge, c.expires_at,
+    g.client_id, g.user_id, g.org_id, g.team_id, g.scopes, g.resource, g.revoked_at;
+
+-- name: GetOAuthCodeGrant :one
+-- The grant of a code already used (reuse detection).
+SELECT grant_id FROM oauth_codes WHERE code_hash = @code_hash;
+
+-- name: RevokeOAuthGrant :one
+UPDATE oauth_grants SET revoked_at = @now, revoked_reason = @reason
+WHERE id = @id AND revoked_at IS NULL
+RETURNING id, client_id, user_id, org_id, team_id;
+
+-- name: CreateOAuthToken :exec
+INSERT INTO oauth_tokens (token_hash, grant_id, kind, scopes, created_at, expires_at)
+VALUES (@token_hash, @grant_id, @kind, @scopes, @created_at, @expires_at);
+
+-- name: UseRefreshToken :one
+-- Rotates a refresh token: spends it once (a concurrent second use finds
+-- nothing) and returns it with its grant.
+UPDATE oauth_tokens t SET used_at = @now
+FROM oauth_grants g
+WHERE t.token_hash = @token_hash AND t.kind = 'refresh' AND t.used_at IS NULL AND g.id = t.grant_id
+RETURNING t.grant_id, t.scopes, t.expires_at, g.client_id, g.user_id, g.org_id, g.team_id, g.resource, g.revoked_at;
+
+-- name: GetOAuthToken :one
+-- A token of any state with its grant's client (reuse detection, revocation).
+SELECT t.grant_id, t.kind, t.used_at, g.client_id
+FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id
+WHERE t.token_hash = @token_hash;
+
+-- name: AuthenticateOAuthToken :one
+-- A live access token whose grant stands and whose person is still an active
+-- member of the org's team.
+SELECT g.id AS grant_id, g.client_id, g.user_id, g.org_id, g.team_id, g.resource, t.scopes, t.expires_at
+FROM oauth_tokens t
+JOIN oauth_grants g ON g.id = t.grant_id AND g.revoked_at IS NULL
+JOIN orgs o ON o.id = g.org_id AND o.deleted_at IS NULL
+JOIN users u ON u.id = g.user_id AND u.status = 'active'
+JOIN memberships m ON m.user_id = g.user_id AND m.team_id = g.team_id
+WHERE t.token_hash = @token_hash AND t.kind = 'access' AND t.expires_at > @now;
+
+-- name: SweepOAuthRequests :exec
+DELETE FROM oauth_requests WHERE expires_at < @cutoff;
+
+-- name: SweepOAuthCodes :exec
+DELETE FROM oauth_codes WHERE expires_at < @cutoff;
+
+-- name: SweepOAuthTokens :exec
+DELETE FROM oauth_tokens WHERE expires_at < @cutoff;
