@@ -27,10 +27,10 @@ type RecorderConfig struct {
 	// QueueSize bounds entries waiting for a commit; Record blocks (until
 	// its context ends) when the queue is full. Default 8192.
 	QueueSize int
-	// Committers is the number of concurrent commit loops. Default 1: commits
-	// of one team serialise on its balance row anyway, and a single loop
-	// makes the largest batches (BenchmarkRecordParallel: 1 loop ≈ 30k
-	// entries/s, 2 ≈ 26k, 4 ≈ 16k for one team). More loops help only when
+	// Committers is the number of commits that may be in flight at once.
+	// Default 1: commits of one team serialise on its balance row anyway,
+	// and one at a time makes the largest batches (BenchmarkRecordParallel:
+	// 1 ≈ 30k entries/s, 2 ≈ 26k, 4 ≈ 16k for one team). More help only when
 	// many teams share a replica.
 	Committers int
 	// CostMicros is the price of one billable call. Default 5000 ($0.005).
@@ -113,24 +113,33 @@ type pending struct {
 // rows — so billed calls, billable audit rows and the drop in balance are
 // equal by construction, across replicas and crashes: a call is answered
 // only after its charge and its audit row committed together.
+//
+// The commits run in the callers' goroutines: a waiting caller that finds
+// a commit free to start (at most Committers run at once) commits what is
+// queued, its own entry with the others. A lone caller's entry thus goes
+// to PostgreSQL and its answer comes back without the hand-off to a commit
+// goroutine and back — two goroutine wake-ups — that a dedicated commit
+// loop adds to every commit.
 type Recorder struct {
 	st    *Store
 	cfg   RecorderConfig
 	queue chan pending
+	// leads holds one batch buffer per commit that may be in flight; a
+	// caller that takes one commits the queue's head with it.
+	leads chan []pending
 	stop  chan struct{}
-	wg    sync.WaitGroup
 	once  sync.Once
 }
 
-// NewRecorder starts the commit loops.
+// NewRecorder makes a recorder.
 func NewRecorder(st *Store, cfg RecorderConfig) (*Recorder, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &Recorder{st: st, cfg: cfg, queue: make(chan pending, cfg.QueueSize), stop: make(chan struct{})}
+	r := &Recorder{st: st, cfg: cfg, queue: make(chan pending, cfg.QueueSize), leads: make(chan []pending, cfg.Committers),
+		stop: make(chan struct{})}
 	for range cfg.Committers {
-		r.wg.Add(1)
-		go r.loop()
+		r.leads <- make([]pending, 0, min(cfg.MaxBatch, 64))
 	}
 	return r, nil
 }
@@ -162,7 +171,55 @@ func (r *Recorder) Record(ctx context.Context, e Entry) error {
 	// Once queued the entry will be committed or failed; wait for the
 	// outcome even if the caller gave up, so an answer is never sent for an
 	// event whose fate is unknown. (The wait is bounded by the commit.)
-	return <-p.done
+	// Whenever a commit is free to start meanwhile, this caller runs it.
+	for {
+		select {
+		case err := <-p.done:
+			return err
+		default:
+		}
+		select {
+		case err := <-p.done:
+			return err
+		case batch := <-r.leads:
+			r.lead(batch)
+		}
+	}
+}
+
+// lead runs one commit with batch's buffer, then hands the buffer on.
+func (r *Recorder) lead(batch []pending) {
+	batch = batch[:0]
+	defer func() {
+		if v := recover(); v != nil {
+			// Whether the batch committed is unknown, so no answer may be
+			// sent for it: end the process, as a panic in a commit loop of
+			// its own did (in a caller's goroutine, net/http would recover
+			// it and go on serving, with this commit slot lost).
+			go func() { panic(v) }()
+			select {}
+		}
+		clear(batch) // keep no entry alive until the next commit
+		r.leads <- batch[:0]
+	}()
+	r.commitQueued(&batch)
+}
+
+// commitQueued commits up to MaxBatch queued entries, if any, in one
+// transaction, collecting them in *batch (empty on entry).
+func (r *Recorder) commitQueued(batch *[]pending) {
+fill:
+	for len(*batch) < r.cfg.MaxBatch {
+		select {
+		case p := <-r.queue:
+			*batch = append(*batch, p)
+		default:
+			break fill
+		}
+	}
+	if len(*batch) > 0 {
+		r.commit(*batch)
+	}
 }
 
 // Refund gives back, in q's transaction, the charge of the billable entry
@@ -178,10 +235,24 @@ func (r *Recorder) Refund(ctx context.Context, q *Queries, auditID, reason strin
 	return nil
 }
 
-// Stop drains the queue, commits what is in it, and stops the loops.
+// Stop refuses new entries, waits for the commits in flight and commits
+// what is still queued. (A Record that raced with Stop and queued after it
+// commits its entry itself.)
 func (r *Recorder) Stop() {
 	r.once.Do(func() { close(r.stop) })
-	r.wg.Wait()
+	held := make([][]pending, 0, r.cfg.Committers)
+	for range r.cfg.Committers {
+		held = append(held, <-r.leads)
+	}
+	for len(r.queue) > 0 {
+		batch := held[0][:0]
+		r.commitQueued(&batch)
+		clear(batch)
+		held[0] = batch[:0]
+	}
+	for _, b := range held {
+		r.leads <- b
+	}
 }
 
 // ResolveTimeout bounds how long a commit whose outcome is unknown is
@@ -263,45 +334,6 @@ func (r *Recorder) lookUpLostBatch(ctx context.Context, ids []string) ([]AuditBi
 		return nil, fmt.Errorf("fence the batch: %w", err)
 	}
 	return r.st.AuditBillableByIDs(ctx, ids)
-}
-
-func (r *Recorder) loop() {
-	defer r.wg.Done()
-	batch := make([]pending, 0, r.cfg.MaxBatch)
-	for {
-		batch = batch[:0]
-		select {
-		case p := <-r.queue:
-			batch = append(batch, p)
-		case <-r.stop:
-			// Drain whatever is still queued, then exit.
-			for {
-				select {
-				case p := <-r.queue:
-					batch = append(batch, p)
-					if len(batch) == r.cfg.MaxBatch {
-						r.commit(batch)
-						batch = batch[:0]
-					}
-				default:
-					if len(batch) > 0 {
-						r.commit(batch)
-					}
-					return
-				}
-			}
-		}
-	fill:
-		for len(batch) < r.cfg.MaxBatch {
-			select {
-			case p := <-r.queue:
-				batch = append(batch, p)
-			default:
-				break fill
-			}
-		}
-		r.commit(batch)
-	}
 }
 
 // commit writes one batch in one statement (its own transaction): the
