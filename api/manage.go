@@ -33,6 +33,7 @@ func registerManagement(api huma.API, s *Server) {
 	registerResources(api, s)
 	registerTools(api, s)
 	registerRules(api, s)
+	registerExplain(api, s)
 	registerSettings(api, s)
 }
 
