@@ -91,6 +91,8 @@ func TestApprovalSuite(t *testing.T) {
 		{"mcp/approval-flow", testMCPApprovalFlow},
 		{"mcp/auto-discovery-delivers", testAutoDiscoveryDelivers},
 		{"people/account-deletion", testAccountDeletion},
+		{"dashboard/builder", testDashboardBuilder},
+		{"dashboard/settings", testDashboardSettings},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

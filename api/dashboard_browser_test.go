@@ -115,12 +115,15 @@ func (b *browser) screenshot(name string) {
 	b.t.Helper()
 	for _, vp := range []struct {
 		label   string
+		width   int
 		metrics chromedp.Action
-	}{{"desktop", desktop}, {"phone", phone}} {
+	}{{"desktop", 1280, desktop}, {"phone", 375, phone}} {
 		var png []byte
 		var overflow bool
+		// Against the emulated width, not innerWidth: a mobile browser
+		// widens its layout viewport to content that overflows.
 		b.run(vp.metrics, chromedp.Sleep(50*time.Millisecond), chromedp.FullScreenshot(&png, 90),
-			chromedp.Evaluate(`document.documentElement.scrollWidth > window.innerWidth`, &overflow))
+			chromedp.Evaluate(fmt.Sprintf(`document.documentElement.scrollWidth > %d`, vp.width), &overflow))
 		require.False(b.t, overflow, "%s scrolls sideways at %s width", name, vp.label)
 		require.NoError(b.t, os.WriteFile(filepath.Join(b.shots, name+"-"+vp.label+".png"), png, 0o644))
 	}
@@ -192,6 +195,7 @@ func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 	require.Contains(t, text, "deny by")
 	b.screenshot("approvals-decided")
 	b.noProblems()
+	walkAdminPages(t, e, b)
 
 	// A form on another site, submitted with the signed-in cookie, is refused
 	// and the session survives.
@@ -207,4 +211,43 @@ func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 	require.Contains(t, text, "cross_origin_refused")
 	b.run(chromedp.Navigate(e.base+"/approvals"), chromedp.WaitVisible(`#queue`), chromedp.Location(&loc))
 	require.Equal(t, e.base+"/approvals", loc, "still signed in")
+}
+
+// walkAdminPages opens every admin page as an owner, with something on it,
+// and saves its screenshots; none may scroll sideways at 375 px or break
+// the CSP.
+func walkAdminPages(t *testing.T, e *testEnv, b *browser) {
+	mk := e.boot.ManagementKey
+	e.want(http.StatusCreated, http.MethodPost, "/v1/tenants", mk, map[string]any{"name": "acme"})
+	e.want(http.StatusCreated, http.MethodPost, "/v1/resources", mk, map[string]any{"name": "billing-db", "description": "the ledger"})
+	e.want(http.StatusCreated, http.MethodPost, "/v1/tools", mk, map[string]any{"name": "delete_customer_records_permanently", "status": "draft",
+		"annotations_acknowledged": true, "default_permission": "requires_approval"})
+	e.want(http.StatusOK, http.MethodPatch, "/v1/tools/delete_customer_records_permanently", mk, map[string]any{"annotations_acknowledged": false})
+	e.want(http.StatusCreated, http.MethodPost, "/v1/rules", mk, map[string]any{"tenant": "acme", "tool": "send_email", "method": "send",
+		"permission": "disabled", "description": "acme sends its own mail"})
+	for _, p := range []struct{ name, path, ready string }{
+		{"rules", "/rules", "#rules-title"},
+		{"explain", "/rules/explain?tool=send_email&tenant=acme&method=send", "ol.chain"},
+		{"tools", "/tools", "#drafts-title"},
+		{"tenants", "/tenants", "#list-title"},
+		{"resources", "/resources", "#list-title"},
+		{"keys", "/keys", "#keys-title"},
+		{"activity", "/activity", "ul.events"},
+		{"quickstart", "/quickstart", "ol.steps"},
+		{"builder", "/builder", "#bash-seed"},
+		{"settings", "/settings", "#channels-title"},
+		{"team", "/team", "#groups-title"},
+		{"billing", "/billing", "#usage-title"},
+	} {
+		b.run(chromedp.Navigate(e.base+p.path), chromedp.WaitVisible(p.ready))
+		b.screenshot(p.name)
+	}
+	// A key made in the browser is shown once, with a working copy button.
+	b.run(chromedp.Navigate(e.base+"/keys"), chromedp.WaitVisible(`#k-name`),
+		chromedp.SendKeys(`#k-name`, "browser agent"), chromedp.Submit(`#k-name`), chromedp.WaitVisible(`#new-key`))
+	var key string
+	b.run(chromedp.Text(`#new-key`, &key))
+	require.Regexp(t, `^oak_live_[0-9a-f]{32}$`, key)
+	b.screenshot("key-created")
+	b.noProblems()
 }

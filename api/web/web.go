@@ -38,6 +38,10 @@ type Config struct {
 	// LiveMax ends a live stream after this long; the browser reconnects at
 	// once, which re-checks the session. Default 10 min.
 	LiveMax time.Duration
+	// PublicURL is the API's externally visible base URL, shown in the
+	// Quickstart and written into generated scripts. Default
+	// http://localhost:8080.
+	PublicURL string
 }
 
 // Validate fills defaults and checks values.
@@ -57,6 +61,10 @@ func (c *Config) Validate() error {
 	if c.LiveMax == 0 {
 		c.LiveMax = 10 * time.Minute
 	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://localhost:8080"
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	if c.LivePoll < 50*time.Millisecond || c.LiveMax < c.LivePoll {
 		return errors.New("web: LivePoll must be ≥ 50 ms and LiveMax ≥ LivePoll")
 	}
@@ -141,6 +149,7 @@ func (d *Dashboard) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /approvals/{ref}", d.approvalPage)
 	mux.HandleFunc("GET /static/", d.serveStatic)
 	d.registerConsent(mux)
+	d.registerManage(mux)
 }
 
 // Stop ends the live streams, so a graceful shutdown does not wait for them.
