@@ -66,7 +66,11 @@ func findStripeMock() (string, error) {
 	return "", errNoStripeMock
 }
 
-var stripeListening = regexp.MustCompile(`Listening for HTTP at address: .*:(\d+)`)
+var (
+	stripeListening    = regexp.MustCompile(`Listening for HTTP at address: .*:(\d+)`)
+	stripeListeningTLS = regexp.MustCompile(`Listening for HTTPS at address: `)
+	stripeListenError  = regexp.MustCompile(`error listening at address: .*`)
+)
 
 func startStripeMock() {
 	bin, err := findStripeMock()
@@ -74,36 +78,64 @@ func startStripeMock() {
 		stripeErr = err
 		return
 	}
-	cmd := exec.Command(bin, "-http-addr", "127.0.0.1:")
+	stripeURL, stripeCmd, stripeErr = launchStripeMock(bin)
+}
+
+// launchStripeMock starts stripe-mock on loopback ports of the system's
+// choosing — HTTPS too: left alone it takes port 12112, so a second test
+// process (another package, another engineer's run) would fail to bind it
+// and exit after reporting its HTTP port — and returns once it listens on
+// both, or with the error it reported.
+func launchStripeMock(bin string) (string, *exec.Cmd, error) {
+	cmd := exec.Command(bin, "-http-addr", "127.0.0.1:", "-https-addr", "127.0.0.1:")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		stripeErr = err
-		return
+		return "", nil, err
 	}
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
-		stripeErr = fmt.Errorf("start %s: %w", bin, err)
-		return
+		return "", nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	port := make(chan string, 1)
+	type result struct {
+		port string
+		err  error
+	}
+	done := make(chan result, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
+		var port string
+		reported := false
 		for sc.Scan() {
-			if m := stripeListening.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case port <- m[1]:
-				default:
-				}
+			line := sc.Text()
+			switch {
+			case reported:
+			case stripeListenError.MatchString(line):
+				done <- result{err: errors.New(stripeListenError.FindString(line))}
+				reported = true
+			case stripeListening.MatchString(line):
+				port = stripeListening.FindStringSubmatch(line)[1]
+			case stripeListeningTLS.MatchString(line) && port != "":
+				done <- result{port: port}
+				reported = true
 			}
 		}
+		if !reported {
+			done <- result{err: errors.New("stripe-mock exited before listening")}
+		}
 	}()
-	select {
-	case p := <-port:
-		stripeURL, stripeCmd = "http://127.0.0.1:"+p, cmd
-	case <-time.After(60 * time.Second):
+	kill := func(err error) (string, *exec.Cmd, error) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		stripeErr = errors.New("stripe-mock did not report its address within 60 s")
+		return "", nil, err
+	}
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return kill(r.err)
+		}
+		return "http://127.0.0.1:" + r.port, cmd, nil
+	case <-time.After(60 * time.Second):
+		return kill(errors.New("stripe-mock did not report its address within 60 s"))
 	}
 }
 
