@@ -39,6 +39,7 @@ func FuzzOAuthToken(f *testing.F) {
 		"grant_type=refresh_token&client_id=" + clientID + "&refresh_token=oak_rt_x&scope=mcp:read&resource=http://x",
 		"grant_type=password&username=a&password=b", "grant_type=client_credentials", "",
 		"grant_type=authorization_code&grant_type=refresh_token", "client_id=%zz", "code=\x00\xff",
+		"grant_type=refresh_token&refresh_token=oak_rt_x&client_id=\x8b", "grant_type=authorization_code&client_id=%00",
 	} {
 		f.Add([]byte(s))
 	}

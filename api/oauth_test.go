@@ -493,4 +493,19 @@ func TestOAuthAuthorizationServer(t *testing.T) {
 		}
 		require.True(t, limited, "12 registrations per hour from one address, counted across both replicas")
 	})
+
+	// Last: it takes the owner out of the team.
+	t.Run("a person who leaves the team takes the client's access along", func(t *testing.T) {
+		tok := o.authorized(cfg, o.boot.OrgID, "mcp:read mcp:write")
+		status, _ := o.mcpStatus(tok.AccessToken, listTools)
+		require.Equal(t, http.StatusOK, status)
+		_, err := o.st.Pool.Exec(context.Background(), `DELETE FROM memberships WHERE user_id = $1`, o.boot.UserID)
+		require.NoError(t, err)
+		status, _ = o.mcpStatus(tok.AccessToken, listTools)
+		require.Equal(t, http.StatusUnauthorized, status)
+		_, err = cfg.TokenSource(o.ctx(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+		var re *oauth2.RetrieveError
+		require.ErrorAs(t, err, &re)
+		require.Equal(t, "invalid_grant", re.ErrorCode)
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -59,6 +60,21 @@ func clip(v string, n int) string {
 	return v
 }
 
+// validID reports whether v can be one of our ids (a client's, a
+// request's): a prefix, an underscore and letters or digits, at most 64
+// bytes. Anything else is unknown without asking the database.
+func validID(v string) bool {
+	if len(v) < 3 || len(v) > 64 {
+		return false
+	}
+	for _, c := range []byte(v) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // singleParams refuses a parameter sent more than once (RFC 6749 §3.1,
 // §3.2: "Request and response parameters MUST NOT be included more than
 // once") and returns the first value of each.
@@ -94,7 +110,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	clientID, redirectURI := vs.Get("client_id"), vs.Get("redirect_uri")
-	if clientID == "" || len(clientID) > 64 {
+	if !validID(clientID) {
 		authorizePage(w, http.StatusBadRequest, "The authorization request names no client (client_id).")
 		return
 	}
@@ -115,8 +131,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := vs.Get("state")
+	// The state is echoed back and stored until consent: bounded, and text
+	// PostgreSQL can hold.
+	badState := len(state) > maxStateLen || !utf8.ValidString(state) || strings.ContainsRune(state, 0)
 	fail := func(code, desc string) {
-		if len(state) > maxStateLen {
+		if badState {
 			state = ""
 		}
 		http.Redirect(w, r, s.redirectTo(redirectURI, url.Values{"error": {code}, "error_description": {desc}}, state), http.StatusSeeOther)
@@ -125,8 +144,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	case dup != "":
 		fail("invalid_request", "parameter "+clip(dup, 40)+" is repeated")
 		return
-	case len(state) > maxStateLen:
-		fail("invalid_request", fmt.Sprintf("state is at most %d characters", maxStateLen))
+	case badState:
+		fail("invalid_request", fmt.Sprintf("state must be at most %d bytes of UTF-8 text", maxStateLen))
 		return
 	case p["response_type"] != "code":
 		// No implicit grant (OAuth 2.1 §10.1), no hybrid types.
@@ -235,6 +254,9 @@ type ConsentRequest struct {
 // Consent returns the request for the consent page of the person signed in
 // with session sessionID, and binds a fresh form token to that session.
 func (s *Server) Consent(ctx context.Context, requestID, userID, sessionID string) (ConsentRequest, error) {
+	if !validID(requestID) {
+		return ConsentRequest{}, ErrRequestNotFound
+	}
 	now := s.d.Now()
 	req, err := s.d.Store.GetOAuthRequest(ctx, store.GetOAuthRequestParams{ID: requestID, Now: now})
 	if errors.Is(err, store.ErrNotFound) {
@@ -284,6 +306,9 @@ type Decision struct {
 // browser: the client's redirect URI with a code (approved) or with
 // error=access_denied (RFC 6749 §4.1.2.1), the state and the issuer.
 func (s *Server) Decide(ctx context.Context, d Decision) (string, error) {
+	if !validID(d.RequestID) {
+		return "", ErrRequestNotFound
+	}
 	now := s.d.Now()
 	req, err := s.d.Store.GetOAuthRequest(ctx, store.GetOAuthRequestParams{ID: d.RequestID, Now: now})
 	if errors.Is(err, store.ErrNotFound) {

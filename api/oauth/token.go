@@ -85,8 +85,11 @@ func (s *Server) clientOf(ctx context.Context, r *http.Request, p map[string]str
 	if p["client_secret"] != "" {
 		return store.OauthClient{}, &tokenError{http.StatusUnauthorized, "invalid_client", "this server issues no client secrets: send client_id alone"}
 	}
-	if id == "" || len(id) > 64 {
+	if id == "" {
 		return store.OauthClient{}, &tokenError{http.StatusUnauthorized, "invalid_client", "client_id is required"}
+	}
+	if !validID(id) {
+		return store.OauthClient{}, &tokenError{http.StatusUnauthorized, "invalid_client", "unknown client"}
 	}
 	c, err := s.d.Store.GetOAuthClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -245,6 +248,15 @@ func (s *Server) refresh(ctx context.Context, c store.OauthClient, p map[string]
 		return tokenAnswer{}, invalidGrant("the grant was revoked")
 	case !row.ExpiresAt.After(now):
 		return tokenAnswer{}, invalidGrant("the refresh token expired")
+	}
+	// The person must still belong to the org they consented for (the
+	// access token is refused otherwise; say so here, before issuing one).
+	orgs, err := s.d.Store.ListUserOrgs(ctx, row.UserID)
+	if err != nil {
+		return tokenAnswer{}, &tokenError{status: http.StatusInternalServerError, desc: err.Error()}
+	}
+	if !slices.ContainsFunc(orgs, func(o store.ListUserOrgsRow) bool { return o.ID == row.OrgID }) {
+		return tokenAnswer{}, invalidGrant("the person who authorized this client no longer belongs to its org")
 	}
 	if terr := checkResource(p, row.Resource); terr != nil {
 		return tokenAnswer{}, terr
