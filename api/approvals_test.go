@@ -93,6 +93,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"people/account-deletion", testAccountDeletion},
 		{"dashboard/builder", testDashboardBuilder},
 		{"dashboard/settings", testDashboardSettings},
+		{"approvals/requester-cannot-decide", testRequesterCannotDecide},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

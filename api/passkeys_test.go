@@ -294,3 +294,32 @@ func TestPasskeyConfigFollowsThePublicURL(t *testing.T) {
 	_, err := NewServer(cfg, Deps{Store: st, Keyring: testKeyring, SecretBox: testBox(t)})
 	require.ErrorContains(t, err, "must be https")
 }
+
+// testRequesterCannotDecide: a person who requested an approval cannot
+// decide it, even as a member of the approver group; someone else can.
+func testRequesterCannotDecide(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	e.seedTool("wire_money", "", nil)
+	requester, other := e.enrolledReviewer(RoleReviewer), e.enrolledReviewer(RoleReviewer)
+	e.setApproverGroup(1, []string{requester.id, other.id})
+	created := e.requestApproval(map[string]any{"tool": "wire_money", "reasoning": "pay", "parameters": map[string]any{"amount": 1}})
+	// Approvals are requested with standard keys today; one a person
+	// requested names them as its creator.
+	tag, err := s.st.Pool.Exec(context.Background(),
+		`UPDATE approvals SET created_by_kind = 'user', created_by_id = $2 WHERE reference = $1 OR id = $1`, created.ID, requester.id)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected())
+
+	path := "/v1/approvals/" + created.ID
+	status, raw := e.asSession(http.MethodPost, path+"/decide/options", requester.hdr, map[string]any{"decision": "approve"})
+	requireStatusCode(t, http.StatusForbidden, CodeRequesterCannotDecide, status, raw)
+	status, raw = e.decideWithPasskey(requester, created.ID, "approve")
+	requireStatusCode(t, http.StatusForbidden, CodeRequesterCannotDecide, status, raw)
+	var st string
+	require.NoError(t, s.st.Pool.QueryRow(context.Background(),
+		`SELECT status FROM approvals WHERE reference = $1 OR id = $1`, created.ID).Scan(&st))
+	require.Equal(t, "pending", st)
+
+	status, raw = e.decideWithPasskey(other, created.ID, "approve")
+	require.Equal(t, http.StatusOK, status, string(raw))
+}

@@ -6,6 +6,7 @@ import (
 
 	"oakallow/api"
 	"oakallow/api/mail"
+	"oakallow/api/ratelimit"
 )
 
 // loadAccounts reads sign-up, session and mail settings of serve. Without
@@ -18,6 +19,18 @@ func loadAccounts() (api.AccountsConfig, api.SessionsConfig, mail.Sender, error)
 		return acc, ses, nil, fmt.Errorf("OAKALLOW_OPEN_SIGNUP: not a boolean")
 	}
 	acc.OpenSignUp = open
+	for _, f := range []struct {
+		name, value string
+		to          *ratelimit.Limit
+	}{
+		{"OAKALLOW_LIMIT_SIGN_IN_CODES_PER_ADDRESS", getenv("OAKALLOW_LIMIT_SIGN_IN_CODES_PER_ADDRESS"), &acc.CodesPerAddress},
+		{"OAKALLOW_LIMIT_SIGN_IN_CODES_PER_IP", getenv("OAKALLOW_LIMIT_SIGN_IN_CODES_PER_IP"), &acc.CodesPerIP},
+		{"OAKALLOW_LIMIT_SIGN_IN_CODE_FAILURES_PER_IP", getenv("OAKALLOW_LIMIT_SIGN_IN_CODE_FAILURES_PER_IP"), &acc.CodeFailuresPerIP},
+	} {
+		if *f.to, err = ratelimit.ParseLimit(f.value); err != nil {
+			return acc, ses, nil, fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
 	if ses.Idle, err = getenvDuration("OAKALLOW_SESSION_IDLE"); err != nil {
 		return acc, ses, nil, err
 	}

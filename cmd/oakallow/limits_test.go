@@ -46,3 +46,25 @@ func TestLimitsFromEnvironment(t *testing.T) {
 		})
 	}
 }
+
+func TestSignInAttemptLimitsFromEnvironment(t *testing.T) {
+	t.Setenv("OAKALLOW_LIMIT_SIGN_IN_CODES_PER_ADDRESS", "3/1h")
+	t.Setenv("OAKALLOW_LIMIT_SIGN_IN_CODES_PER_IP", "off")
+	t.Setenv("OAKALLOW_LIMIT_SIGN_IN_CODE_FAILURES_PER_IP", "7/10m")
+	t.Setenv("OAKALLOW_WEBAUTHN_CEREMONY_TTL", "2m")
+	acc, _, _, err := loadAccounts()
+	require.NoError(t, err)
+	require.Equal(t, ratelimit.Limit{N: 3, Per: time.Hour}, acc.CodesPerAddress)
+	require.Equal(t, ratelimit.Limit{Off: true}, acc.CodesPerIP)
+	require.Equal(t, ratelimit.Limit{N: 7, Per: 10 * time.Minute}, acc.CodeFailuresPerIP)
+	pk, err := passkeyConfig()
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Minute, pk.CeremonyTTL)
+
+	t.Setenv("OAKALLOW_LIMIT_SIGN_IN_CODE_FAILURES_PER_IP", "lots")
+	_, _, _, err = loadAccounts()
+	require.ErrorContains(t, err, "OAKALLOW_LIMIT_SIGN_IN_CODE_FAILURES_PER_IP")
+	t.Setenv("OAKALLOW_WEBAUTHN_CEREMONY_TTL", "soon")
+	_, err = passkeyConfig()
+	require.ErrorContains(t, err, "OAKALLOW_WEBAUTHN_CEREMONY_TTL")
+}

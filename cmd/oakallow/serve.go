@@ -148,6 +148,10 @@ func serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return err
 	}
+	pk, err := passkeyConfig()
+	if err != nil {
+		return err
+	}
 	logger.Info("billing", "mode", bill.Mode)
 	srv, err := api.NewServer(api.Config{
 		Addr:                 getenv("OAKALLOW_ADDR"),
@@ -158,7 +162,7 @@ func serve(ctx context.Context, ln net.Listener) error {
 		Limits:               limits,
 		Accounts:             accounts,
 		Sessions:             sessions,
-		Passkeys:             passkeyConfig(),
+		Passkeys:             pk,
 	}, api.Deps{
 		Mailer:          mailer,
 		Store:           st,
@@ -189,12 +193,16 @@ func serve(ctx context.Context, ln net.Listener) error {
 
 // passkeyConfig reads the WebAuthn relying party's settings; api fills what
 // is empty from OAKALLOW_PUBLIC_URL.
-func passkeyConfig() passkeys.Config {
+func passkeyConfig() (passkeys.Config, error) {
 	var origins []string
 	for _, o := range strings.Split(getenv("OAKALLOW_WEBAUTHN_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			origins = append(origins, o)
 		}
 	}
-	return passkeys.Config{RPID: getenv("OAKALLOW_WEBAUTHN_RP_ID"), Origins: origins}
+	ttl, err := getenvDuration("OAKALLOW_WEBAUTHN_CEREMONY_TTL")
+	if err != nil {
+		return passkeys.Config{}, err
+	}
+	return passkeys.Config{RPID: getenv("OAKALLOW_WEBAUTHN_RP_ID"), Origins: origins, CeremonyTTL: ttl}, nil
 }
