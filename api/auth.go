@@ -10,10 +10,14 @@ package api
 //  2. A session of a person — Authorization: Bearer oak_ses_… (mobile and
 //     other clients) or, when no credential header is sent, the session cookie
 //     (browsers) — looked up in PostgreSQL (sessions.go).
-//  3. Slot for agent identities (oak_agent_…) and OAuth access tokens: add a
-//     case to credentialOf for their prefix and an authenticate… method that
-//     returns a Principal of their own kind; requirements name which access
-//     levels accept them.
+//  3. An agent identity — Authorization: Bearer oak_agent_… (or X-API-Key)
+//     — looked up in the same KeyCache as API keys (checked first: before
+//     any other bearer token kind), yielding a Principal of kind
+//     PrincipalAgent. Requirements with agents set accept it: the runtime
+//     endpoints, reading approvals, and /mcp.
+//  4. An OAuth access token (api/oauth), told apart by its prefix in
+//     credentialOf, yielding a Principal of kind PrincipalOAuth with the
+//     scopes it was granted (/mcp only).
 //
 // Each operation declares an access level (withAccess); requirements maps it
 // to the key tiers and session roles it admits, which is also what
@@ -112,6 +116,7 @@ const (
 // requirement is who may call an operation of an access level.
 type requirement struct {
 	tiers      []string // API key tiers
+	agents     bool     // agent identities
 	roles      []string // roles of full sessions
 	enrollment bool     // enrollment-only sessions too
 	scope      scope
@@ -123,19 +128,19 @@ var (
 )
 
 var requirements = map[string]requirement{
-	accessRuntime:        {tiers: []string{TierStandard}},
-	accessRuntimeRead:    {tiers: []string{TierStandard}},
+	accessRuntime:        {tiers: []string{TierStandard}, agents: true},
+	accessRuntimeRead:    {tiers: []string{TierStandard}, agents: true},
 	accessManageRead:     {tiers: []string{TierManagement, TierStandard}, roles: adminRoles, scope: scopeOrg},
 	accessManageWrite:    {tiers: []string{TierManagement}, roles: adminRoles, scope: scopeOrg},
 	accessManageWriteKey: {tiers: []string{TierManagement}},
-	accessApprovalsRead:  {tiers: []string{TierManagement, TierStandard}, roles: allRoles, scope: scopeOrg},
+	accessApprovalsRead:  {tiers: []string{TierManagement, TierStandard}, agents: true, roles: allRoles, scope: scopeOrg},
 	accessDecide:         {tiers: []string{TierManagement}, roles: allRoles, scope: scopeOrg},
 	accessReview:         {roles: allRoles, scope: scopeOrg},
 	accessTeamAdmin:      {roles: adminRoles, scope: scopeTeam},
 	accessTeamRead:       {roles: allRoles, scope: scopeTeam},
 	accessSelf:           {roles: allRoles},
 	accessEnrollment:     {roles: allRoles, enrollment: true},
-	accessMCP:            {tiers: []string{TierManagement, TierStandard}},
+	accessMCP:            {tiers: []string{TierManagement, TierStandard}, agents: true},
 }
 
 // Security schemes in the OpenAPI document. Scopes name key tiers (apiKey)
@@ -145,6 +150,7 @@ const (
 	securityScheme        = "apiKey"
 	securitySessionCookie = "session"
 	securitySessionToken  = "sessionToken"
+	securityAgent         = "agent"
 	scopeEnrollment       = "enrollment"
 )
 
@@ -177,6 +183,9 @@ func securityOf(req requirement) []map[string][]string {
 	var sec []map[string][]string
 	if len(req.tiers) > 0 {
 		sec = append(sec, map[string][]string{securityScheme: slices.Clone(req.tiers)})
+	}
+	if req.agents {
+		sec = append(sec, map[string][]string{securityAgent: {}})
 	}
 	if len(req.roles) > 0 {
 		roles := slices.Clone(req.roles)
@@ -211,10 +220,11 @@ func (s *Server) credentialOf(ctx huma.Context) (int, string) {
 		if strings.HasPrefix(v, sessionTokenPrefix) {
 			return credSession, v
 		}
+		// API keys and agent identities (oak_agent_…) share the key cache,
+		// looked up below; OAuth access tokens have a prefix of their own.
 		if oauth.IsAccessToken(v) {
 			return credOAuth, v
 		}
-		// Agent identities (oak_agent_…) and OAuth access tokens slot in here.
 		return credAPIKey, v
 	}
 	if c := s.sessionCookie(ctx); c != "" {
@@ -272,12 +282,14 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 		return
 	}
 	allowed := false
-	switch access {
-	case accessRuntime, accessRuntimeRead:
+	switch {
+	case p.Kind == PrincipalAgent:
+		allowed = requirements[access].agents
+	case access == accessRuntime, access == accessRuntimeRead:
 		allowed = p.Tier == TierStandard
-	case accessManageRead, accessApprovalsRead, accessMCP:
+	case access == accessManageRead, access == accessApprovalsRead, access == accessMCP:
 		allowed = true
-	case accessManageWrite, accessManageWriteKey, accessDecide:
+	case access == accessManageWrite, access == accessManageWriteKey, access == accessDecide:
 		allowed = p.Tier == TierManagement
 	}
 	if !allowed {
@@ -287,6 +299,9 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 			msg = "this endpoint needs a management key"
 		case accessTeamAdmin, accessTeamRead, accessSelf, accessEnrollment, accessReview:
 			msg = "this endpoint needs a signed-in person's session, not an API key"
+		}
+		if p.Kind == PrincipalAgent {
+			msg = "agent identities call the runtime endpoints and /mcp only; they never change setup or decide"
 		}
 		writeProblem(s.api, ctx, problem(http.StatusForbidden, CodeWrongKeyTier, msg))
 		return

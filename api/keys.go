@@ -23,7 +23,20 @@ const (
 const (
 	apiKeyPrefix = "oak_live_"
 	apiKeyLen    = len(apiKeyPrefix) + 32
+	// agentPrefix starts an agent identity's secret (SPEC §1).
+	agentPrefix = "oak_agent_"
+	agentLen    = len(agentPrefix) + 32
 )
+
+// GenerateAgentSecret returns a new agent identity secret ("oak_agent_" +
+// 32 random hex chars), its SHA-256 (the only form stored) and a short
+// display prefix.
+func GenerateAgentSecret() (raw string, hash [32]byte, display string) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	raw = agentPrefix + hex.EncodeToString(b[:])
+	return raw, sha256.Sum256([]byte(raw)), raw[:len(agentPrefix)+4]
+}
 
 // GenerateAPIKey returns a new raw key ("oak_live_" + 32 random hex chars),
 // its SHA-256 (the only form stored) and a short display prefix.
@@ -38,13 +51,17 @@ func GenerateAPIKey() (raw string, hash [32]byte, display string) {
 const (
 	PrincipalAPIKey = "api_key"
 	PrincipalUser   = "user"
+	// PrincipalAgent is an agent identity (oak_agent_…): runtime calls and
+	// the MCP connector, billed like a standard key; never setup, never a
+	// decision.
+	PrincipalAgent = "agent"
 )
 
 // Principal is the authenticated caller of a request: an API key of an org,
 // or a person's session with the team and org the request selected.
 type Principal struct {
-	Kind      string // PrincipalAPIKey or PrincipalUser
-	KeyID     string // API keys
+	Kind      string // PrincipalAPIKey, PrincipalAgent or PrincipalUser
+	KeyID     string // API keys and agent identities (the agent's id)
 	UserID    string // sessions
 	SessionID string // sessions
 	OrgID     string // the key's org, or the org a session selected ("" when the operation needs none)
@@ -85,6 +102,8 @@ func (p Principal) Scopes() []string {
 	switch {
 	case p.Kind == PrincipalAPIKey:
 		return []string{p.Tier}
+	case p.Kind == PrincipalAgent:
+		return []string{PrincipalAgent}
 	case p.Enrollment:
 		return []string{scopeEnrollment}
 	case p.Role != "":
@@ -102,9 +121,12 @@ func principalFrom(ctx context.Context) (Principal, bool) {
 // keyTable is an immutable snapshot of every active API key by hash.
 type keyTable map[[32]byte]*keyEntry
 
-// keyEntry is one active key, with when it was last used.
+// keyEntry is one active key or agent identity, with when it was last used.
 type keyEntry struct {
 	p Principal
+	// expires is when an agent identity stops working (Unix nanoseconds; 0:
+	// never). Expiry is checked per lookup, not left to the next reload.
+	expires int64
 	// used is the last minute (Unix minutes) the key authenticated a
 	// request; flushed the last one written to api_keys.last_used_at.
 	used    atomic.Int64
@@ -176,26 +198,40 @@ func (c *KeyCache) ReloadLoop(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-// Reload replaces the table with the database's current active keys.
+// Reload replaces the table with the database's current active keys and
+// agent identities.
 func (c *KeyCache) Reload(ctx context.Context) error {
 	rows, err := c.st.LoadActiveAPIKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("load api keys: %w", err)
 	}
+	agents, err := c.st.LoadActiveAgentIdentities(ctx, time.Now())
+	if err != nil {
+		return fmt.Errorf("load agent identities: %w", err)
+	}
 	old := *c.table.Load()
-	t := make(keyTable, len(rows))
-	for _, r := range rows {
+	t := make(keyTable, len(rows)+len(agents))
+	add := func(hash []byte, e *keyEntry) {
 		var h [32]byte
-		if len(r.Hash) != len(h) {
-			continue
+		if len(hash) != len(h) {
+			return
 		}
-		copy(h[:], r.Hash)
-		e := &keyEntry{p: Principal{Kind: PrincipalAPIKey, KeyID: r.ID, OrgID: r.OrgID, TeamID: r.TeamID, Tier: r.Tier}}
+		copy(h[:], hash)
 		if prev, ok := old[h]; ok { // keep uses not yet written
 			e.used.Store(prev.used.Load())
 			e.flushed.Store(prev.flushed.Load())
 		}
 		t[h] = e
+	}
+	for _, r := range rows {
+		add(r.Hash, &keyEntry{p: Principal{Kind: PrincipalAPIKey, KeyID: r.ID, OrgID: r.OrgID, TeamID: r.TeamID, Tier: r.Tier}})
+	}
+	for _, r := range agents {
+		e := &keyEntry{p: Principal{Kind: PrincipalAgent, KeyID: r.ID, OrgID: r.OrgID, TeamID: r.TeamID}}
+		if r.ExpiresAt != nil {
+			e.expires = r.ExpiresAt.UnixNano()
+		}
+		add(r.Hash, e)
 	}
 	c.table.Store(&t)
 	return nil
@@ -227,36 +263,60 @@ func (c *KeyCache) TrackUse(ctx context.Context, now func() time.Time, log *slog
 
 // flushUse writes the last use of every key used since it was last written.
 func (c *KeyCache) flushUse(ctx context.Context, log *slog.Logger) {
-	var ids []string
-	var ats []time.Time
-	var entries []*keyEntry
+	var keys, agents usedSince
 	for _, e := range *c.table.Load() {
 		if u := e.used.Load(); u > e.flushed.Load() {
-			ids, ats, entries = append(ids, e.p.KeyID), append(ats, time.Unix(u*60, 0).UTC()), append(entries, e)
+			if e.p.Kind == PrincipalAgent {
+				agents.add(e, u)
+			} else {
+				keys.add(e, u)
+			}
 		}
-	}
-	if len(ids) == 0 {
-		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := c.st.MarkKeysUsed(ctx, store.MarkKeysUsedParams{Ids: ids, Ats: ats}); err != nil {
-		log.Warn("record when api keys were last used", "keys", len(ids), "err", err)
+	if len(keys.ids) > 0 {
+		keys.flushed(c.st.MarkKeysUsed(ctx, store.MarkKeysUsedParams{Ids: keys.ids, Ats: keys.ats}), "api keys", log)
+	}
+	if len(agents.ids) > 0 {
+		agents.flushed(c.st.MarkAgentIdentitiesUsed(ctx, store.MarkAgentIdentitiesUsedParams{Ids: agents.ids, Ats: agents.ats}), "agent identities", log)
+	}
+}
+
+// usedSince collects credentials used since their last use was written.
+type usedSince struct {
+	ids     []string
+	ats     []time.Time
+	entries []*keyEntry
+}
+
+func (u *usedSince) add(e *keyEntry, minute int64) {
+	u.ids, u.ats, u.entries = append(u.ids, e.p.KeyID), append(u.ats, time.Unix(minute*60, 0).UTC()), append(u.entries, e)
+}
+
+// flushed marks the uses written unless err says they were not.
+func (u *usedSince) flushed(err error, what string, log *slog.Logger) {
+	if err != nil {
+		log.Warn("record when "+what+" were last used", "count", len(u.ids), "err", err)
 		return
 	}
-	for i, e := range entries {
-		e.flushed.Store(ats[i].Unix() / 60)
+	for i, e := range u.entries {
+		e.flushed.Store(u.ats[i].Unix() / 60)
 	}
 }
 
 // Lookup authenticates a raw key. The map lookup is on the SHA-256 of the
 // presented key, so timing reveals nothing about stored keys.
 func (c *KeyCache) Lookup(raw string) (Principal, bool) {
-	if len(raw) != apiKeyLen || !strings.HasPrefix(raw, apiKeyPrefix) {
+	if !(len(raw) == apiKeyLen && strings.HasPrefix(raw, apiKeyPrefix)) &&
+		!(len(raw) == agentLen && strings.HasPrefix(raw, agentPrefix)) {
 		return Principal{}, false
 	}
 	e, ok := (*c.table.Load())[sha256.Sum256([]byte(raw))]
 	if !ok {
+		return Principal{}, false
+	}
+	if e.expires != 0 && time.Now().UnixNano() >= e.expires {
 		return Principal{}, false
 	}
 	if m := c.minute.Load(); m != 0 && e.used.Load() != m {

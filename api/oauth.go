@@ -121,7 +121,7 @@ func mcpScopes(p Principal) []string {
 		return p.Granted
 	}
 	sc := []string{mcp.ScopeRead}
-	if p.Kind == PrincipalAPIKey && p.Tier == TierStandard {
+	if p.Kind == PrincipalAgent || p.Kind == PrincipalAPIKey && p.Tier == TierStandard {
 		sc = append(sc, mcp.ScopeWrite)
 	}
 	return sc

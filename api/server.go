@@ -260,6 +260,8 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 			Description: "An oakallow API key (oak_live_…); also accepted as `Authorization: Bearer`. Scopes name the key tiers an operation accepts (management, standard)."},
 		securitySessionCookie: {Type: "apiKey", In: "cookie", Name: sessionCookieSecure,
 			Description: "A signed-in person's browser session (the cookie is named oakallow_session on http://localhost). Scopes name the roles an operation accepts (owner, admin, reviewer; enrollment: an enrollment-only session may call it). Select the org with the X-Oakallow-Org header (or the team with X-Oakallow-Team) when you belong to several."},
+		securityAgent: {Type: "http", Scheme: "bearer", BearerFormat: "oak_agent_…",
+			Description: "An agent identity (Authorization: Bearer oak_agent_…), created by an owner or admin for one org: runtime calls (billed like a standard key) and the MCP connector; never setup or decisions."},
 		securitySessionToken: {Type: "http", Scheme: "bearer", BearerFormat: "oak_ses_…",
 			Description: "A signed-in person's session token for apps (Authorization: Bearer oak_ses_…). Scopes as for the session cookie."},
 	}

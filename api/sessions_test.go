@@ -329,9 +329,11 @@ func TestOpenAPIShowsWhoMayCallEachOperation(t *testing.T) {
 		}
 	}
 	require.Equal(t, []map[string][]string{{"apiKey": {"management"}}, {"session": {"owner", "admin"}}, {"sessionToken": {"owner", "admin"}}}, sec["create-tool"])
-	require.Equal(t, []map[string][]string{{"apiKey": {"standard"}}}, sec["check-permission"])
+	require.Contains(t, doc.Components.SecuritySchemes, securityAgent)
+	require.Equal(t, []map[string][]string{{"apiKey": {"standard"}}, {"agent": {}}}, sec["check-permission"])
+	require.Equal(t, []map[string][]string{{"session": {"owner", "admin"}}, {"sessionToken": {"owner", "admin"}}}, sec["create-agent-identity"])
 	require.Equal(t, []map[string][]string{{"session": {"owner", "admin", "reviewer", "enrollment"}}, {"sessionToken": {"owner", "admin", "reviewer", "enrollment"}}}, sec["sign-out"])
-	require.Equal(t, []map[string][]string{{"apiKey": {"management", "standard"}}, {"session": {"owner", "admin", "reviewer"}}, {"sessionToken": {"owner", "admin", "reviewer"}}}, sec["list-approvals"])
+	require.Equal(t, []map[string][]string{{"apiKey": {"management", "standard"}}, {"agent": {}}, {"session": {"owner", "admin", "reviewer"}}, {"sessionToken": {"owner", "admin", "reviewer"}}}, sec["list-approvals"])
 	var public []string
 	for id, s := range sec {
 		if len(s) == 0 {

@@ -176,6 +176,7 @@ var teamErrors = []int{http.StatusUnauthorized, http.StatusForbidden}
 func registerTeam(api huma.API, s *Server) {
 	registerOrgs(api, s)
 	registerKeys(api, s)
+	registerAgents(api, s)
 	registerInvitations(api, s)
 	registerMembers(api, s)
 }

@@ -9,6 +9,19 @@ import (
 	"time"
 )
 
+type AgentIdentity struct {
+	ID         string
+	OrgID      string
+	Name       string
+	Prefix     string
+	Hash       []byte
+	CreatedBy  *string
+	CreatedAt  time.Time
+	ExpiresAt  *time.Time
+	RevokedAt  *time.Time
+	LastUsedAt *time.Time
+}
+
 type ApiKey struct {
 	ID         string
 	OrgID      string
