@@ -88,6 +88,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/closed-workflow-errors-are-typed", testClosedWorkflowErrorsAreTyped},
 		{"dashboard/approvals", testDashboardApprovals},
 		{"dashboard/browser", testDashboardBrowser},
+		{"dashboard/approval-notifications", testApprovalNotifications},
 		{"mcp/approval-flow", testMCPApprovalFlow},
 		{"mcp/auto-discovery-delivers", testAutoDiscoveryDelivers},
 		{"people/account-deletion", testAccountDeletion},

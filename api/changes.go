@@ -41,6 +41,27 @@ func (h changeHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
 	return nil
 }
 
+// approvalsChannel carries the org id of every approval created, decided or
+// expired (a trigger on approvals, migration 021): it wakes the dashboard's
+// open queues of that org.
+const approvalsChannel = "oakallow_approvals"
+
+// approvalsHandler passes approval notifications to the dashboard; after a
+// reconnect, when some may have been lost, it wakes every open queue.
+type approvalsHandler struct{ s *Server }
+
+func (h approvalsHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
+	if n.Payload != "" {
+		h.s.web.ApprovalsChanged(n.Payload)
+	}
+	return nil
+}
+
+func (h approvalsHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
+	h.s.web.ApprovalsChanged("")
+	return nil
+}
+
 // listenForChanges runs until ctx ends, reconnecting after a second when
 // the connection drops. It also carries the session channel: the session
 // cache serves only while this connection listens (a lost connection
@@ -67,6 +88,7 @@ func (s *Server) listenForChanges(ctx context.Context) {
 	}
 	l.Handle(changesChannel, changeHandler{s})
 	l.Handle(sessionChannel, sessionChangeHandler{s.sessions})
+	l.Handle(approvalsChannel, approvalsHandler{s})
 	if err := l.Listen(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Error("change listener stopped", "err", err)
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,10 +16,14 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"oakallow/api/mail"
+	"oakallow/api/mail/mailtest"
+	"oakallow/store"
 )
 
 // The dashboard in a real headless Chromium (Debian's chromium package;
@@ -122,7 +127,7 @@ func (b *browser) screenshot(name string) {
 		var overflow bool
 		// Against the emulated width, not innerWidth: a mobile browser
 		// widens its layout viewport to content that overflows.
-		b.run(vp.metrics, chromedp.Sleep(50*time.Millisecond), chromedp.FullScreenshot(&png, 90),
+		b.run(vp.metrics, chromedp.Sleep(50*time.Millisecond), chromedp.FullScreenshot(&png, 100),
 			chromedp.Evaluate(fmt.Sprintf(`document.documentElement.scrollWidth > %d`, vp.width), &overflow))
 		require.False(b.t, overflow, "%s scrolls sideways at %s width", name, vp.label)
 		require.NoError(b.t, os.WriteFile(filepath.Join(b.shots, name+"-"+vp.label+".png"), png, 0o644))
@@ -130,29 +135,104 @@ func (b *browser) screenshot(name string) {
 	b.run(desktop)
 }
 
-// testDashboardBrowser: an alert's link asks for sign-in and leads back to
-// the approval; the open queue shows an agent's new approval without a
-// reload; decided and expired approvals stay visible; a cross-site form is
-// refused; every page works at 375 px without a CSP violation.
+// browserEnv is e on a replica of the suite whose public URL is
+// http://localhost:PORT — WebAuthn needs a domain, not an IP address — and
+// which mails sign-in codes to a test sink.
+func (s *approvalSuite) browserEnv(t *testing.T, e *testEnv) (*testEnv, *mailtest.Sink) {
+	t.Helper()
+	sink := mailtest.Start(t)
+	sender, err := mail.NewSMTP(mail.SMTPConfig{Host: sink.Host, Port: sink.Port, From: "oakallow <no-reply@example.com>", TLS: mail.TLSNone})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	base := fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
+	cfg := testConfig()
+	cfg.Listener, cfg.PublicURL = ln, base
+	srv, err := NewServer(cfg, Deps{Store: s.st, Logger: testLogger(), Keyring: testKeyring, Temporal: s.tc,
+		Activities: s.acts, SecretBox: s.box, Mailer: sender})
+	require.NoError(t, err)
+	require.NoError(t, srv.Start(context.Background()))
+	t.Cleanup(srv.Stop)
+	c := e.on(srv)
+	c.base = base
+	return c, sink
+}
+
+// passkeyAuthenticator gives the tab a virtual platform authenticator (the
+// DevTools WebAuthn domain) that holds discoverable credentials and verifies
+// the user at once.
+func (b *browser) passkeyAuthenticator() {
+	b.t.Helper()
+	b.run(webauthn.Enable().WithEnableUI(false), chromedp.ActionFunc(func(ctx context.Context) error {
+		_, err := webauthn.AddVirtualAuthenticator(&webauthn.VirtualAuthenticatorOptions{
+			Protocol: webauthn.AuthenticatorProtocolCtap2, Ctap2version: webauthn.Ctap2versionCtap21,
+			Transport: webauthn.AuthenticatorTransportInternal, HasResidentKey: true, HasUserVerification: true,
+			IsUserVerified: true, AutomaticPresenceSimulation: true}).Do(ctx)
+		return err
+	}))
+}
+
+// inviteAt creates an invitation of e's team for email at now and returns its token.
+func (e *testEnv) inviteAt(email, role string, now time.Time) string {
+	e.t.Helper()
+	tok, h := newInvitationToken()
+	_, err := e.st.Pool.Exec(context.Background(), `INSERT INTO invitations (id, team_id, email, role, token_hash, invited_by, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, store.NewID("inv"), e.boot.TeamID, email, role, h[:], e.boot.UserID, now, now.Add(time.Hour))
+	require.NoError(e.t, err)
+	return tok
+}
+
+// mailedCode waits for the n-th mail to addr and returns its code.
+func mailedCode(t *testing.T, sink *mailtest.Sink, addr string, n int) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangDeadline)
+	defer cancel()
+	msg, err := sink.WaitFor(ctx, addr, n)
+	require.NoError(t, err)
+	c := codeInMail.FindStringSubmatch(msg.Body)
+	require.NotNil(t, c, msg.Body)
+	return c[1]
+}
+
+// testDashboardBrowser: a new admin signs up from an invitation with an
+// e-mail code, must enroll a passkey (DevTools' virtual authenticator) and
+// sees the recovery codes once; the open queue shows an agent's new
+// approval without a reload; the reviewer approves with the passkey and the
+// agent gets its token, denies another on a phone-sized screen, and sees
+// decided and expired approvals with who, when and the evidence; signs in
+// again with the passkey alone, then with a recovery code; a cross-site form
+// is refused; every page works at 375 px without a CSP violation.
 func testDashboardBrowser(t *testing.T, s *approvalSuite) {
-	e := s.org(t)
-	e.allowDecide(true)
+	e, sink := s.browserEnv(t, s.org(t))
 	e.seedTool("send_email", "", nil)
-	owner := e.signIn(e.person(RoleOwner), true)
 	b := newBrowser(t)
+	b.passkeyAuthenticator()
 	// Asked first: the shortest timeout is a minute, spent while the rest runs.
 	expired := e.requestApproval(map[string]any{"tool": "send_email", "reasoning": "left alone", "timeout_seconds": 60})
 
 	// An alert's link, before signing in: the sign-in page, which knows where to go next.
-	var loc string
+	var loc, text string
 	b.run(chromedp.Navigate(e.base+"/approvals/REF-0000ABCD-EF12"), chromedp.WaitVisible(`#email`), chromedp.Location(&loc))
 	require.Equal(t, e.base+"/sign-in?next=%2Fapprovals%2FREF-0000ABCD-EF12", loc)
 	b.screenshot("sign-in")
 
-	// Signed in (the sign-in endpoints' own tests cover how the cookie is
-	// obtained), the queue is open.
-	b.run(network.SetCookie(sessionCookiePlain, owner.Token).WithURL(e.base).WithHTTPOnly(true),
-		chromedp.Navigate(e.base+"/approvals"), chromedp.WaitVisible(`#queue`))
+	// Sign up from an invitation link with an e-mail code: only passkey enrollment is open then.
+	email := "rita-" + strings.ToLower(store.NewID("x")) + "@example.com"
+	b.run(chromedp.Navigate(e.base+"/sign-up?invitation="+e.inviteAt(email, RoleAdmin, time.Now())), chromedp.WaitVisible(`#email`),
+		chromedp.SendKeys(`#email`, email), chromedp.SendKeys(`#name`, "Rita Reviewer"), chromedp.Submit(`#email`),
+		chromedp.WaitVisible(`#code`))
+	b.run(chromedp.SendKeys(`#code`, mailedCode(t, sink, email, 1)), chromedp.Submit(`#code`), chromedp.WaitVisible(`#enroll-passkey`),
+		chromedp.Navigate(e.base+"/approvals"), chromedp.WaitVisible(`#enroll-passkey`), chromedp.Location(&loc))
+	require.Equal(t, e.base+"/enroll", loc, "an enrollment-only session reaches nothing else")
+	b.screenshot("enroll")
+
+	// Enrolling shows ten recovery codes, once; then the dashboard opens.
+	var codes []string
+	b.run(chromedp.SendKeys(`#passkey-name`, "test laptop"), chromedp.Click(`#enroll-passkey`), chromedp.WaitVisible(`#recovery-codes`),
+		chromedp.Evaluate(`[...document.querySelectorAll('#recovery-codes code')].map(c => c.textContent)`, &codes))
+	require.Len(t, codes, 10)
+	b.screenshot("recovery-codes")
+	b.run(chromedp.Click(`a.button`), chromedp.WaitVisible(`#queue`))
 
 	// An agent asks; the open queue shows it without a reload.
 	created := e.requestApproval(map[string]any{"tool": "send_email", "method": "send",
@@ -166,23 +246,37 @@ func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 	require.Equal(t, 1, navigations, "the queue updated without a reload")
 	b.screenshot("approvals")
 
-	// Opening it shows what the agent wants and why.
-	var text string
+	// Opening it shows what the agent wants and why; approving takes the passkey.
 	b.run(chromedp.Click(fmt.Sprintf(`#queue a[href="/approvals/%s"]`, created.Reference)),
 		chromedp.WaitVisible(`pre.json`), chromedp.Text(`main`, &text))
 	require.Contains(t, text, "The customer asked for a refund of order 7")
 	require.Contains(t, text, `"amount": 12.5`)
 	require.Contains(t, text, "Level\n1 of 1")
+	require.Contains(t, text, "Time left")
 	b.screenshot("approval")
+	b.run(chromedp.SendKeys(`#note`, "Refund is within policy"), chromedp.Click(`#approve`),
+		chromedp.WaitVisible(`ul.evidence`), chromedp.Text(`main`, &text))
+	require.Contains(t, text, "approved")
+	require.Contains(t, text, "approve at level 1 by Rita Reviewer")
+	require.Contains(t, text, "Refund is within policy")
+	require.Contains(t, text, "Level 1: approve")
+	b.screenshot("approval-approved")
+	got := expect[Approval](e, http.StatusOK, http.MethodGet, "/v1/approvals/"+created.ID, e.boot.StandardKey, nil)
+	require.Equal(t, "approved", got.Status)
+	require.True(t, strings.HasPrefix(got.Token, "oak_tok_"), "the agent gets its token")
 
-	// Decided elsewhere (a management key, as the org allows) and an expired
-	// one: both stay visible with who, when and how they ended.
-	expect[Approval](e, http.StatusOK, http.MethodPost, "/v1/approvals/"+created.Reference+"/decide", e.boot.ManagementKey,
-		map[string]any{"decision": "deny", "note": "Refunds go through the billing team"})
-	b.run(chromedp.Reload(), chromedp.WaitVisible(`ol.decisions`), chromedp.Text(`main`, &text))
+	// On a phone: deny another one.
+	denied := e.requestApproval(map[string]any{"tool": "send_email", "reasoning": "Mail the whole customer list", "timeout_seconds": 900})
+	b.run(phone, chromedp.Navigate(e.base+"/approvals/"+denied.Reference), chromedp.WaitVisible(`#deny`),
+		chromedp.SendKeys(`#note`, "Not the whole list"), chromedp.Click(`#deny`), chromedp.WaitVisible(`ul.evidence`),
+		chromedp.Text(`main`, &text), desktop)
 	require.Contains(t, text, "denied")
-	require.Contains(t, text, "(management key)")
-	require.Contains(t, text, "Refunds go through the billing team")
+	require.Contains(t, text, "Level 1: deny")
+	got = expect[Approval](e, http.StatusOK, http.MethodGet, "/v1/approvals/"+denied.ID, e.boot.StandardKey, nil)
+	require.Equal(t, "denied", got.Status)
+	require.Empty(t, got.Token)
+
+	// Decided and expired approvals stay visible with who and how they ended.
 	require.Eventually(t, func() bool {
 		var st string
 		return e.st.Pool.QueryRow(context.Background(), `SELECT status FROM approvals WHERE id = $1`, expired.ID).Scan(&st) == nil &&
@@ -192,8 +286,33 @@ func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 	require.Contains(t, text, expired.Reference)
 	require.Contains(t, text, "expired")
 	require.Contains(t, text, created.Reference)
-	require.Contains(t, text, "deny by")
+	require.Contains(t, text, "approve by Rita Reviewer")
+	require.Contains(t, text, "deny by Rita Reviewer")
 	b.screenshot("approvals-decided")
+
+	// The Security page lists the passkey (the only one: not removable) and this session.
+	b.run(chromedp.Navigate(e.base+"/security"), chromedp.WaitVisible(`#passkeys`), chromedp.Text(`main`, &text))
+	require.Contains(t, text, "test laptop")
+	require.Contains(t, text, "10 unused recovery codes left")
+	require.Contains(t, text, "this session")
+	var removable int
+	b.run(chromedp.Evaluate(`document.querySelectorAll('#passkeys form').length`, &removable))
+	require.Zero(t, removable, "the last passkey offers no removal")
+	b.screenshot("security")
+
+	// Signed out, the passkey alone signs in again.
+	b.run(chromedp.Click(`.signout button`), chromedp.WaitVisible(`#passkey-sign-in`),
+		chromedp.Click(`#passkey-sign-in`), chromedp.WaitVisible(`#queue`), chromedp.Location(&loc))
+	require.Equal(t, e.base+"/approvals", loc)
+
+	// A recovery code signs in once, and only to enroll a new passkey.
+	b.run(chromedp.Click(`.signout button`), chromedp.WaitVisible(`#passkey-sign-in`),
+		chromedp.Navigate(e.base+"/sign-in/recovery"), chromedp.WaitVisible(`#code`),
+		chromedp.SendKeys(`#email`, email), chromedp.SendKeys(`#code`, codes[3]), chromedp.Submit(`#code`),
+		chromedp.WaitVisible(`#enroll-passkey`))
+	b.run(chromedp.Click(`#enroll-passkey`), chromedp.WaitVisible(`#queue`))
+	b.run(chromedp.Navigate(e.base+"/security"), chromedp.WaitVisible(`#passkeys`), chromedp.Text(`main`, &text))
+	require.Contains(t, text, "9 unused recovery codes left")
 	b.noProblems()
 	walkAdminPages(t, e, b)
 

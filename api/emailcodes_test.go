@@ -126,12 +126,7 @@ func (m *mailEnv) signedIn(attempt, code string, extra map[string]any) SessionIn
 // endpoints have their own tests) and returns its token.
 func (m *mailEnv) invite(email, role string) string {
 	m.t.Helper()
-	tok, h := newInvitationToken()
-	now := m.clock.Now()
-	_, err := m.st.Pool.Exec(context.Background(), `INSERT INTO invitations (id, team_id, email, role, token_hash, invited_by, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, store.NewID("inv"), m.boot.TeamID, email, role, h[:], m.boot.UserID, now, now.Add(time.Hour))
-	require.NoError(m.t, err)
-	return tok
+	return m.inviteAt(email, role, m.clock.Now())
 }
 
 func (m *mailEnv) me(token string) Me {

@@ -90,7 +90,9 @@ func (d *Dashboard) call(ctx context.Context, r *http.Request, method, path stri
 			req.Header[h] = v
 		}
 	}
-	if org := selectedOrg(r); org != "" {
+	if sc, ok := ctx.Value(scopeKey{}).(scope); ok {
+		setScope(req.Header, sc)
+	} else if org := selectedOrg(r); org != "" {
 		req.Header.Set("X-Oakallow-Org", org)
 	}
 	req.Header.Set("Accept", "application/json")

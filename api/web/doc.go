@@ -21,5 +21,10 @@
 // these pages included, passes through), no secret ever in a URL (sign-in
 // attempt tokens travel in form bodies, sessions in an HttpOnly cookie).
 // The only scripts are small hand-written files in static/: live updates
-// of the approvals queue over server-sent events.
+// of the approvals queue over server-sent events (live.js), and the
+// WebAuthn ceremonies (webauthn.js) — passkey sign-in, enrollment and the
+// passkey step-up that confirms a decision — which carry the API's options
+// to navigator.credentials and the authenticator's answer back in a form
+// post; the API verifies it. A session started with an e-mail or recovery
+// code reaches nothing but passkey enrollment until a passkey confirms it.
 package web

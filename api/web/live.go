@@ -16,8 +16,10 @@ const refreshEvery = 30 * time.Second
 
 // approvalsEvents streams the pending queue as server-sent events: an event
 // "queue" carrying the re-rendered queue whenever the pending approvals
-// change (checked every LivePoll through the same API call the page makes,
-// so a revoked session or a lost role ends the stream with "signed-out").
+// change. A change notification of the org (ApprovalsChanged) makes the
+// stream ask the API at once, through the same call the page makes; it
+// also asks every LivePoll, so a revoked session or a lost role ends the
+// stream with "signed-out".
 func (d *Dashboard) approvalsEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -25,6 +27,9 @@ func (d *Dashboard) approvalsEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // proxies such as nginx would hold the stream back
 	w.WriteHeader(http.StatusOK)
+	// Subscribed before the first read, so no change after it goes unseen.
+	changed, unsubscribe := d.hub.subscribe(d.streamOrg(r))
+	defer unsubscribe()
 	tick := time.NewTicker(d.cfg.LivePoll)
 	defer tick.Stop()
 	end := time.NewTimer(d.cfg.LiveMax)
@@ -41,6 +46,7 @@ func (d *Dashboard) approvalsEvents(w http.ResponseWriter, r *http.Request) {
 			case <-end.C:
 				return
 			case <-tick.C:
+			case <-changed:
 			}
 		}
 		a, pending, err := d.listApprovals(r, "pending", maxQueue)
@@ -74,6 +80,24 @@ func (d *Dashboard) approvalsEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		last, sent = fp, now
 	}
+}
+
+// streamOrg is the org whose changes wake a live queue: the one selected
+// in the dashboard, else the person's only org, else "" (every org's
+// changes wake it; each wake-up costs one read).
+func (d *Dashboard) streamOrg(r *http.Request) string {
+	if org := selectedOrg(r); org != "" {
+		return org
+	}
+	var orgs struct {
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+	}
+	if a, err := d.call(r.Context(), r, http.MethodGet, "/v1/orgs", nil, nil, &orgs); err == nil && a.problem == nil && len(orgs.Items) == 1 {
+		return orgs.Items[0].ID
+	}
+	return ""
 }
 
 // fingerprint identifies what the queue shows of each pending approval.

@@ -236,7 +236,7 @@ func (d *Dashboard) currentOrg(w http.ResponseWriter, r *http.Request, m *me) (o
 			return o, true
 		}
 	}
-	d.problemPage(w, r, m, &problem{Status: http.StatusConflict, Detail: "Choose an org first: your team has several."})
+	d.problemPage(w, r, m, &problem{Status: http.StatusConflict, Code: "org_required", Detail: "Choose an org first: your team has several."})
 	return org{}, false
 }
 

@@ -17,6 +17,7 @@ type me struct {
 	UserID      string `json:"user_id"`
 	Email       string `json:"email"`
 	Name        string `json:"name"`
+	SessionID   string `json:"session_id"`
 	State       string `json:"state"`
 	Memberships []struct {
 		TeamID   string `json:"team_id"`
@@ -32,15 +33,23 @@ const orgCookie = "oakallow_org"
 // selectedOrg is the org chosen in the dashboard, or "" (the person's only org).
 func selectedOrg(r *http.Request) string {
 	c, err := r.Cookie(orgCookie)
-	if err != nil || len(c.Value) > 64 || !strings.HasPrefix(c.Value, "org_") {
+	if err != nil || !orgID(c.Value) {
 		return ""
 	}
-	for _, ch := range c.Value {
+	return c.Value
+}
+
+// orgID reports whether s has an org id's shape.
+func orgID(s string) bool {
+	if len(s) > 64 || !strings.HasPrefix(s, "org_") {
+		return false
+	}
+	for _, ch := range s {
 		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_') {
-			return ""
+			return false
 		}
 	}
-	return c.Value
+	return true
 }
 
 // safeNext is where to go after signing in: a path on this site, never
@@ -84,6 +93,9 @@ func (d *Dashboard) person(w http.ResponseWriter, r *http.Request) *me {
 
 // problemPage shows an API problem as a page with its status.
 func (d *Dashboard) problemPage(w http.ResponseWriter, r *http.Request, m *me, p *problem) {
+	if d.needsOrg(w, r, p) {
+		return
+	}
 	msg := p.Detail
 	if msg == "" {
 		msg = http.StatusText(p.Status)
@@ -103,6 +115,10 @@ type signInForm struct {
 	Email   string
 	Next    string
 	Attempt string // the e-mail code attempt: a secret, kept in the form body only
+	// Invitation is the token of an invitation link (sign-up); Name the
+	// name the invited person gives.
+	Invitation string
+	Name       string
 }
 
 func (d *Dashboard) signInPage(w http.ResponseWriter, r *http.Request) {
@@ -119,12 +135,28 @@ func (d *Dashboard) signInPage(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, http.StatusOK, "signin", view{Title: "Sign in", Data: signInForm{Next: next}})
 }
 
+// signUpPage is where an invitation link leads (/sign-up?invitation=…): the
+// e-mail code form, carrying the invitation in its body from here on.
+func (d *Dashboard) signUpPage(w http.ResponseWriter, r *http.Request) {
+	inv := r.URL.Query().Get("invitation")
+	if inv == "" || len(inv) > 100 {
+		http.Redirect(w, r, "/sign-in", http.StatusSeeOther)
+		return
+	}
+	d.render(w, r, http.StatusOK, "signin", view{Title: "Sign up", Data: signInForm{Next: "/approvals", Invitation: inv}})
+}
+
 func (d *Dashboard) signInStart(w http.ResponseWriter, r *http.Request) {
-	f := signInForm{Email: strings.TrimSpace(r.PostFormValue("email")), Next: safeNext(r.PostFormValue("next"))}
+	f := signInForm{Email: strings.TrimSpace(r.PostFormValue("email")), Next: safeNext(r.PostFormValue("next")),
+		Invitation: r.PostFormValue("invitation"), Name: strings.TrimSpace(r.PostFormValue("name"))}
 	var out struct {
 		Attempt string `json:"attempt"`
 	}
-	a, err := d.call(r.Context(), r, http.MethodPost, "/v1/auth/email/start", nil, map[string]string{"email": f.Email}, &out)
+	in := map[string]string{"email": f.Email}
+	if f.Invitation != "" {
+		in["invitation"] = f.Invitation
+	}
+	a, err := d.call(r.Context(), r, http.MethodPost, "/v1/auth/email/start", nil, in, &out)
 	if err != nil {
 		d.log.ErrorContext(r.Context(), "start e-mail sign-in", "err", err)
 		d.fail(w, r)
@@ -154,12 +186,16 @@ func formStatus(status int) int {
 }
 
 func (d *Dashboard) signInCode(w http.ResponseWriter, r *http.Request) {
-	f := signInForm{Email: r.PostFormValue("email"), Next: safeNext(r.PostFormValue("next")), Attempt: r.PostFormValue("attempt")}
+	f := signInForm{Email: r.PostFormValue("email"), Next: safeNext(r.PostFormValue("next")), Attempt: r.PostFormValue("attempt"),
+		Name: strings.TrimSpace(r.PostFormValue("name"))}
 	var out struct {
 		State string `json:"state"`
 	}
-	a, err := d.call(r.Context(), r, http.MethodPost, "/v1/auth/email/verify", nil, map[string]string{
-		"attempt": f.Attempt, "code": strings.TrimSpace(r.PostFormValue("code")), "client": "browser"}, &out)
+	in := map[string]string{"attempt": f.Attempt, "code": strings.TrimSpace(r.PostFormValue("code")), "client": "browser"}
+	if f.Name != "" {
+		in["name"] = f.Name
+	}
+	a, err := d.call(r.Context(), r, http.MethodPost, "/v1/auth/email/verify", nil, in, &out)
 	if err != nil {
 		d.log.ErrorContext(r.Context(), "verify e-mail code", "err", err)
 		d.fail(w, r)
@@ -264,6 +300,11 @@ type approvalView struct {
 	Parameters string
 	Context    string
 	Tool       *toolInfo
+	Evidence   []evidenceItem
+	// Org is the org the page acts in, for the decide form's API calls
+	// ("" when the person's only org).
+	Org  string
+	Form decideForm
 }
 
 // toolInfo is what the approval page shows of the tool (when the viewer
@@ -283,8 +324,15 @@ func (d *Dashboard) approvalPage(w http.ResponseWriter, r *http.Request) {
 	if m == nil {
 		return
 	}
-	var v approvalView
-	a, err := d.call(r.Context(), r, http.MethodGet, "/v1/approvals/"+url.PathEscape(r.PathValue("ref")), nil, nil, &v.A)
+	d.showApproval(w, r, m, r.PathValue("ref"), http.StatusOK, "", decideForm{})
+}
+
+// showApproval renders the approval ref with status, msg as the problem to
+// show (a refused decision) and the decide form as it was sent.
+func (d *Dashboard) showApproval(w http.ResponseWriter, r *http.Request, m *me, ref string, status int, msg string, f decideForm) {
+	v := approvalView{Org: selectedOrg(r), Form: f}
+	path := "/v1/approvals/" + url.PathEscape(ref)
+	a, err := d.call(r.Context(), r, http.MethodGet, path, nil, nil, &v.A)
 	if err != nil {
 		d.log.ErrorContext(r.Context(), "read approval", "err", err)
 		d.fail(w, r)
@@ -303,7 +351,15 @@ func (d *Dashboard) approvalPage(w http.ResponseWriter, r *http.Request) {
 	if ta, err := d.call(r.Context(), r, http.MethodGet, "/v1/tools/"+url.PathEscape(v.A.Tool), nil, nil, &t); err == nil && ta.problem == nil {
 		v.Tool = &t
 	}
-	d.render(w, r, http.StatusOK, "approval", view{Title: v.A.Reference, Nav: "approvals", Me: m, Data: v})
+	if len(v.A.Decisions) > 0 {
+		var ev struct {
+			Items []evidenceItem `json:"items"`
+		}
+		if ea, err := d.call(r.Context(), r, http.MethodGet, path+"/evidence", nil, nil, &ev); err == nil && ea.problem == nil {
+			v.Evidence = ev.Items
+		}
+	}
+	d.render(w, r, status, "approval", view{Title: v.A.Reference, Nav: "approvals", Me: m, Error: msg, Data: v})
 }
 
 // indentJSON is raw JSON laid out for reading ("" for none).

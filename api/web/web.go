@@ -31,10 +31,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// LivePoll is how often an open approvals queue asks the API whether
-	// the pending approvals changed. Default 500 ms, so a new approval shows
-	// within a second of its creation.
+	// LivePoll is how often an open approvals queue asks the API again
+	// without being told of a change: changes themselves wake it at once
+	// (ApprovalsChanged, fed by PostgreSQL notifications), so this only
+	// bounds how long a revoked session keeps a queue open. Default 5 s.
 	LivePoll time.Duration
+	// SecureCookies marks the dashboard's own cookie (the chosen org)
+	// Secure, as the API does its session cookie: everywhere but on
+	// http://localhost.
+	SecureCookies bool
 	// LiveMax ends a live stream after this long; the browser reconnects at
 	// once, which re-checks the session. Default 10 min.
 	LiveMax time.Duration
@@ -56,7 +61,7 @@ func (c *Config) Validate() error {
 		c.Now = time.Now
 	}
 	if c.LivePoll == 0 {
-		c.LivePoll = 500 * time.Millisecond
+		c.LivePoll = 5 * time.Second
 	}
 	if c.LiveMax == 0 {
 		c.LiveMax = 10 * time.Minute
@@ -82,6 +87,7 @@ type Dashboard struct {
 	static       http.Handler
 	stopOnce     sync.Once
 	stopping     chan struct{}
+	hub          hub
 }
 
 // csp is every page's Content-Security-Policy: scripts and styles only
@@ -150,6 +156,7 @@ func (d *Dashboard) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /static/", d.serveStatic)
 	d.registerConsent(mux)
 	d.registerManage(mux)
+	d.registerAuth(mux)
 }
 
 // Stop ends the live streams, so a graceful shutdown does not wait for them.
