@@ -42,7 +42,7 @@ func (h changeHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
 }
 
 // approvalsChannel carries the org id of every approval created, decided or
-// expired (a trigger on approvals, migration 021): it wakes the dashboard's
+// expired (a trigger on approvals, migration 022): it wakes the dashboard's
 // open queues of that org.
 const approvalsChannel = "oakallow_approvals"
 
