@@ -239,7 +239,7 @@ func objectEnd(b []byte, i int) (int, bool) {
 // doubleRange reports whether a number literal converts to a float64, as
 // encoding/json converts it into an any.
 func doubleRange(lit []byte) bool {
-	if len(lit) <= 15 && bytes.IndexAny(lit, "eE") < 0 {
+	if len(lit) <= 15 && !bytes.ContainsAny(lit, "eE") {
 		return true // at most 15 digits, no exponent
 	}
 	_, err := strconv.ParseFloat(string(lit), 64)

@@ -218,7 +218,7 @@ func TestDashboardOrgSwitcher(t *testing.T) {
 		return e.form("/orgs", owner.Token, url.Values{"org": {org}, "next": {"/approvals"}})
 	}
 	status, _, body := get("/approvals", "")
-	require.Equal(t, http.StatusOK, status, "one org: no choice to make")
+	require.Equal(t, http.StatusOK, status, "one org: no choice to make: %s", body)
 
 	// A second org: the dashboard asks which one.
 	second := expectAs[Org](e, http.StatusCreated, http.MethodPost, "/v1/orgs", bearer(owner.Token), map[string]any{"name": "second-app"})

@@ -1,3 +1,5 @@
+//lint:file-ignore ST1005 the messages are github.com/gowebpki/jcs's, word for word: callers and the oracle fuzz tests compare them byte for byte.
+
 package jsondoc
 
 import (
