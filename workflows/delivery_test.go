@@ -59,7 +59,7 @@ func alwaysRetryable(int) error {
 func quietWorkflowEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError + 1}))))
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelError + 1}))))
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetStartTime(t0)
 	return env
