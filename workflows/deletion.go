@@ -87,7 +87,9 @@ func AccountDeletionStartWorkflowOptions(userID string) client.StartWorkflowOpti
 
 // AccountDeletionWorkflow waits until in.PurgeAt on a durable timer (a worker restart
 // or a month of downtime changes nothing: the timer lives in Temporal) and then runs
-// [ActivityPurgeAccount], retried until PostgreSQL takes it.
+// [ActivityPurgeAccount], retried until PostgreSQL takes it. Deletions run for 30
+// days: a change to the commands it issues must be guarded with workflow.GetVersion,
+// and TestReplay replays the recorded testdata/account_deletion.json against it.
 func AccountDeletionWorkflow(ctx workflow.Context, in AccountDeletionInput) (PurgeAccountResult, error) {
 	if err := in.Validate(); err != nil {
 		return PurgeAccountResult{}, temporal.NewNonRetryableApplicationError(

@@ -203,3 +203,34 @@ func (r *recording) write(file string) {
 	require.NoError(r.t, os.WriteFile(path, append(out, '\n'), 0o644))
 	r.t.Logf("wrote %s: %d events", path, len(hist.Events))
 }
+
+// TestRecordAccountDeletion runs one account deletion on an in-process Temporal server
+// and writes its history to testdata/account_deletion.json, which TestReplay replays:
+// the durable timer until the purge time, then PurgeAccount, whose first attempt fails
+// (the database was down) and whose second purges. The purge is due two seconds after
+// the start instead of 30 days: the commands are the same. Re-record after a versioned
+// change to AccountDeletionWorkflow with
+//
+//	go test -tags record -run TestRecordAccountDeletion ./workflows/
+func TestRecordAccountDeletion(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	srv := temporaltest.NewServer(temporaltest.WithT(t))
+	c := srv.GetDefaultClient()
+	purge := &fakePurge{now: time.Now, failures: 1}
+	srv.NewWorker(TaskQueue, func(r worker.Registry) {
+		r.RegisterWorkflowWithOptions(AccountDeletionWorkflow, workflow.RegisterOptions{Name: AccountDeletionWorkflowName})
+		r.RegisterActivityWithOptions(purge.PurgeAccount, activity.RegisterOptions{Name: ActivityPurgeAccount})
+	})
+
+	in := AccountDeletionInput{UserID: "usr_01", PurgeAt: time.Now().UTC().Truncate(time.Millisecond).Add(2 * time.Second)}
+	run, err := c.ExecuteWorkflow(ctx, AccountDeletionStartWorkflowOptions(in.UserID), AccountDeletionWorkflowName, in)
+	require.NoError(t, err)
+	var res PurgeAccountResult
+	require.NoError(t, run.Get(ctx, &res))
+	require.True(t, res.Purged)
+	require.Len(t, purge.calls, 2, "one failed attempt, then the purge")
+	require.False(t, purge.calls[0].Before(in.PurgeAt), "purged before the timer fired")
+	(&recording{t: t, ctx: ctx, c: c, run: run}).write("account_deletion.json")
+}

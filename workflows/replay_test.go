@@ -28,6 +28,9 @@ func TestReplay(t *testing.T) {
 		// lastUpsertAfterActivity: the final decision's search attribute upsert comes
 		// after its projection activity completed (flowV4), in the completing task.
 		lastUpsertAfterActivity bool
+		// deletion: the history is an AccountDeletionWorkflow's (otherwise an
+		// ApprovalWorkflow's).
+		deletion bool
 	}{
 		{
 			name: "flowV4: approve level 1 then level 2, each decision's search attributes after its effects",
@@ -131,6 +134,19 @@ func TestReplay(t *testing.T) {
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
 			},
 		},
+		{
+			name: "account deletion: the timer until the purge time, then the purge (retried once)",
+			file: "testdata/account_deletion.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_TIMER_STARTED:                      1,
+				enumspb.EVENT_TYPE_TIMER_FIRED:                        1,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            1,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:            1,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 0,
+			},
+			deletion: true,
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,10 +177,32 @@ func TestReplay(t *testing.T) {
 			}
 
 			replayer := worker.NewWorkflowReplayer()
-			replayer.RegisterWorkflowWithOptions(ApprovalWorkflow, workflow.RegisterOptions{Name: ApprovalWorkflowName})
+			if tc.deletion {
+				replayer.RegisterWorkflowWithOptions(AccountDeletionWorkflow, workflow.RegisterOptions{Name: AccountDeletionWorkflowName})
+			} else {
+				replayer.RegisterWorkflowWithOptions(ApprovalWorkflow, workflow.RegisterOptions{Name: ApprovalWorkflowName})
+			}
 			require.NoError(t, replayer.ReplayWorkflowHistory(quietLogger(), hist))
 		})
 	}
+}
+
+// TestReplayRejectsChangedAccountDeletion proves the account deletion case of TestReplay
+// can fail: a deletion that purges at once, without its timer, does not replay the
+// recorded history.
+func TestReplayRejectsChangedAccountDeletion(t *testing.T) {
+	t.Parallel()
+	purgeAtOnce := func(ctx workflow.Context, in AccountDeletionInput) (PurgeAccountResult, error) {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{ActivityID: "purge", StartToCloseTimeout: PurgeStartToClose})
+		var res PurgeAccountResult
+		err := workflow.ExecuteActivity(ctx, ActivityPurgeAccount, PurgeAccountInput{UserID: in.UserID}).Get(ctx, &res)
+		return res, err
+	}
+	replayer := worker.NewWorkflowReplayer()
+	replayer.RegisterWorkflowWithOptions(purgeAtOnce, workflow.RegisterOptions{Name: AccountDeletionWorkflowName})
+	err := replayer.ReplayWorkflowHistoryFromJSONFile(quietLogger(), "testdata/account_deletion.json")
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "TMPRL1100", "a non-determinism error")
 }
 
 // TestReplayRejectsChangedCommandOrder proves TestReplay can fail: a workflow that notifies
