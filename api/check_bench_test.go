@@ -15,10 +15,11 @@ import (
 // BenchmarkCheck measures the server's side of POST /v1/permissions/check —
 // authentication, decoding, schema validation, decision, parameter hash, PII
 // scrubbing, the group-committed audit row and charge, the receipt, the
-// answer — through the server's handler, in process, from 16 goroutines so
-// commits are shared as under load. allocs/op is the figure the check's
-// allocation budget is stated in (docs/PERFORMANCE.md); it includes about
-// ten allocations of httptest's request and recorder, which a real
+// answer — through the server's handler, in process: from one caller, so
+// each commit carries one entry (concurrency 1 of dev/loadpeers), and from
+// 16, so commits are shared as under load. allocs/op is the figure the
+// check's allocation budget is stated in (docs/PERFORMANCE.md); it includes
+// about ten allocations of httptest's request and recorder, which a real
 // connection's server does not make.
 func BenchmarkCheck(b *testing.B) {
 	e := newTestEnv(b)
@@ -30,20 +31,35 @@ func BenchmarkCheck(b *testing.B) {
 	body := []byte(`{"tool":"send_email","tenant":"acme","resource":"mailbox","method":"send","reason":"load test",` +
 		`"parameters":{"to":"someone","n":42,"note":"call me at +1 415 555 0100"}}`)
 	h := e.srv.Handler()
-	b.ReportAllocs()
-	b.SetParallelism(8) // × GOMAXPROCS 2 = 16 callers
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			req := httptest.NewRequest(http.MethodPost, "/v1/permissions/check", bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("X-API-Key", e.boot.StandardKey)
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, req)
-			if w.Code != http.StatusOK {
-				b.Errorf("status %d: %s", w.Code, w.Body)
+	check := func(b *testing.B) bool {
+		req := httptest.NewRequest(http.MethodPost, "/v1/permissions/check", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-API-Key", e.boot.StandardKey)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Errorf("status %d: %s", w.Code, w.Body)
+			return false
+		}
+		return true
+	}
+	b.Run("callers=1", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if !check(b) {
 				return
 			}
 		}
+	})
+	b.Run("callers=16", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(8) // × GOMAXPROCS 2 = 16 callers
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if !check(b) {
+					return
+				}
+			}
+		})
 	})
 }

@@ -2,22 +2,31 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
 
-// auditBatchArrays is one group commit's arguments to
-// oakallow_record_audit_batch, each array written as the PostgreSQL array
-// literal the statement's $n::type[] parses. pgx sends a Go string as text
-// and the server parses it, so a batch costs one string per column; handing
-// pgx []string, []time.Time and []json.RawMessage instead costs one boxed
-// value per element (an allocation per column per entry), because its array
-// encoder takes elements one at a time as interface values.
-type auditBatchArrays struct {
-	cols [13]strings.Builder
+// auditBatch is one group commit's parameters to RecordAuditBatch's
+// statement, written in PostgreSQL's text format: each column as the array
+// literal its $n::type[] parses, the scalars as their text. They go to the
+// server as they are (pgconn's ExecStatement), without pgx's encoding of Go
+// values, which boxes every argument and every array element in an
+// interface. One auditBatch belongs to each commit slot and is reused by
+// its commits, so a commit allocates no buffers once they have grown.
+type auditBatch struct {
+	cols    [colCount][]byte
+	scalars [4][]byte
+	// params are cols then scalars, in the statement's parameter order.
+	params [colCount + 4][]byte
+	// ids are the batch's audit ids, and charged the statement's answer.
+	ids     []string
+	charged []bool
 }
 
-// Columns of auditBatchArrays, in the statement's parameter order.
+// Columns of auditBatch, in the statement's parameter order.
 const (
 	colIDs = iota
 	colOrgIDs
@@ -32,7 +41,12 @@ const (
 	colTenants
 	colBillable
 	colDetails
+	colCount
 )
+
+// maxKeptBatchBuffer bounds what a commit slot keeps between commits: a
+// rare batch of large entries should not pin its memory for good.
+const maxKeptBatchBuffer = 1 << 20
 
 // texts are an entry's text columns, indexed by column (colOccurredAt is
 // not one of them).
@@ -42,49 +56,41 @@ func texts(ev *AuditRecord) [colTenants + 1]string {
 		colTenants: ev.Tenant}
 }
 
-// newAuditBatchArrays sizes every column for batch once, so building the
-// literals does not grow them step by step.
-func newAuditBatchArrays(batch []pending) *auditBatchArrays {
-	var size [13]int
-	for i := range batch {
-		ev := &batch[i].entry.Event
-		for c, s := range texts(ev) {
-			size[c] += len(s) + 3 // quotes and separator; escapes are rare
-		}
-		size[colDetails] += len(ev.Details) + len(ev.Details)/8 + 3
-	}
-	size[colOccurredAt] = len(batch) * 36
-	size[colBillable] = len(batch) * 2
-	a := &auditBatchArrays{}
+// reset empties the batch for the next commit, dropping buffers that grew
+// beyond maxKeptBatchBuffer.
+func (a *auditBatch) reset() {
 	for c := range a.cols {
-		a.cols[c].Grow(size[c] + 2)
+		if cap(a.cols[c]) > maxKeptBatchBuffer {
+			a.cols[c] = nil
+		}
+		a.cols[c] = a.cols[c][:0]
 	}
-	return a
+	for i := range a.scalars {
+		a.scalars[i] = a.scalars[i][:0]
+	}
+	clear(a.ids)
+	a.ids = a.ids[:0]
+	a.charged = a.charged[:0]
 }
 
 // add appends one entry to every column.
-func (a *auditBatchArrays) add(e Entry) {
-	ev := e.Event
-	for i, s := range texts(&ev) {
+func (a *auditBatch) add(e *Entry) {
+	ev := &e.Event
+	a.ids = append(a.ids, ev.ID)
+	for i, s := range texts(ev) {
 		if i == colOccurredAt {
 			continue
 		}
 		a.quoted(i, s)
 	}
-	b := &a.cols[colOccurredAt]
 	a.sep(colOccurredAt)
-	b.WriteByte('"')
 	// Microseconds, truncated, as pgx's binary encoding sent them;
 	// PostgreSQL keeps no more.
-	var tb [40]byte
-	b.Write(ev.OccurredAt.UTC().Truncate(time.Microsecond).AppendFormat(tb[:0], "2006-01-02 15:04:05.999999Z07:00"))
-	b.WriteByte('"')
+	b := append(a.cols[colOccurredAt], '"')
+	b = ev.OccurredAt.UTC().Truncate(time.Microsecond).AppendFormat(b, "2006-01-02 15:04:05.999999Z07:00")
+	a.cols[colOccurredAt] = append(b, '"')
 	a.sep(colBillable)
-	if e.Billable {
-		a.cols[colBillable].WriteByte('t')
-	} else {
-		a.cols[colBillable].WriteByte('f')
-	}
+	a.cols[colBillable] = append(a.cols[colBillable], boolText(e.Billable)...)
 	details := string(ev.Details)
 	if details == "" {
 		details = "{}"
@@ -92,52 +98,121 @@ func (a *auditBatchArrays) add(e Entry) {
 	a.quoted(colDetails, details)
 }
 
+func boolText(v bool) string {
+	if v {
+		return "t"
+	}
+	return "f"
+}
+
 // sep opens the column's literal, or separates this element from the last.
-func (a *auditBatchArrays) sep(col int) {
-	b := &a.cols[col]
-	if b.Len() == 0 {
-		b.WriteByte('{')
+func (a *auditBatch) sep(col int) {
+	if len(a.cols[col]) == 0 {
+		a.cols[col] = append(a.cols[col], '{')
 		return
 	}
-	b.WriteByte(',')
+	a.cols[col] = append(a.cols[col], ',')
 }
 
 // quoted appends s as a double-quoted array element (array literal syntax:
 // backslash escapes a quote or a backslash; everything else is literal).
-func (a *auditBatchArrays) quoted(col int, s string) {
+func (a *auditBatch) quoted(col int, s string) {
 	a.sep(col)
-	b := &a.cols[col]
-	b.WriteByte('"')
+	b := append(a.cols[col], '"')
 	for {
 		i := strings.IndexAny(s, `"\`)
 		if i < 0 {
 			break
 		}
-		b.WriteString(s[:i])
-		b.WriteByte('\\')
-		b.WriteByte(s[i])
+		b = append(b, s[:i]...)
+		b = append(b, '\\', s[i])
 		s = s[i+1:]
 	}
-	b.WriteString(s)
-	b.WriteByte('"')
+	b = append(b, s...)
+	a.cols[col] = append(b, '"')
 }
 
-// literal returns a column's array literal.
-func (a *auditBatchArrays) literal(col int) string {
-	a.cols[col].WriteByte('}')
-	return a.cols[col].String()
-}
-
-// recordAuditBatch runs RecordAuditBatch's statement with a's columns.
-// enforce false is billing mode off; lowThreshold the low-balance alert
+// finish closes the column literals and writes the scalar parameters: cost,
+// now, enforce (false is billing mode off) and the low-balance alert
 // threshold (migrations/016_billing.sql).
-func (q *Queries) recordAuditBatch(ctx context.Context, a *auditBatchArrays, cost int64, now time.Time, enforce bool, lowThreshold int64) ([]bool, error) {
-	row := q.db.QueryRow(ctx, recordAuditBatch,
-		a.literal(colIDs), a.literal(colOrgIDs), a.literal(colTeamIDs), a.literal(colOccurredAt),
-		a.literal(colActorKinds), a.literal(colActorIDs), a.literal(colKinds), a.literal(colSubjects),
-		a.literal(colOutcomes), a.literal(colTools), a.literal(colTenants), a.literal(colBillable),
-		a.literal(colDetails), cost, now, enforce, lowThreshold)
-	var charged []bool
-	err := row.Scan(&charged)
-	return charged, err
+func (a *auditBatch) finish(cost int64, now time.Time, enforce bool, lowThreshold int64) [][]byte {
+	for c := range a.cols {
+		a.cols[c] = append(a.cols[c], '}')
+		a.params[c] = a.cols[c]
+	}
+	a.scalars[0] = strconv.AppendInt(a.scalars[0], cost, 10)
+	// Truncated to the microsecond as pgx's binary encoding sent it
+	// (PostgreSQL would round the text's nanoseconds).
+	a.scalars[1] = now.UTC().Truncate(time.Microsecond).AppendFormat(a.scalars[1], "2006-01-02 15:04:05.999999Z07:00")
+	a.scalars[2] = append(a.scalars[2], boolText(enforce)...)
+	a.scalars[3] = strconv.AppendInt(a.scalars[3], lowThreshold, 10)
+	for i, s := range a.scalars {
+		a.params[colCount+i] = s
+	}
+	return a.params[:]
+}
+
+// recordAuditBatchStatement names RecordAuditBatch's statement on each
+// connection the recorder commits on.
+const recordAuditBatchStatement = "oakallow_record_audit_batch"
+
+// recordAuditBatch runs RecordAuditBatch's statement with a's parameters on
+// a connection of the pool, and returns whether each entry was charged
+// (a.charged). The statement is prepared once per connection; its
+// parameters and its answer travel in text format.
+func (s *Store) recordAuditBatch(ctx context.Context, a *auditBatch, params [][]byte) ([]bool, error) {
+	conn, err := s.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, translateErr(fmt.Errorf("acquire: %w", err))
+	}
+	defer conn.Release()
+	sd, err := conn.Conn().Prepare(ctx, recordAuditBatchStatement, recordAuditBatch)
+	if err != nil {
+		return nil, translateErr(fmt.Errorf("prepare: %w", err))
+	}
+	rr := conn.Conn().PgConn().ExecStatement(ctx, sd, params, nil, nil)
+	var parseErr error
+	rows := 0
+	for rr.NextRow() {
+		rows++
+		a.charged, parseErr = appendBoolArray(a.charged[:0], rr.Values()[0])
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, translateErr(err)
+	}
+	if rows != 1 {
+		return nil, fmt.Errorf("audit batch answered %d rows", rows)
+	}
+	if parseErr != nil {
+		return nil, parseErr
+	}
+	return a.charged, nil
+}
+
+// appendBoolArray appends the elements of a boolean[] in PostgreSQL's text
+// format ("{t,f}") to dst.
+func appendBoolArray(dst []bool, text []byte) ([]bool, error) {
+	if len(text) < 2 || text[0] != '{' || text[len(text)-1] != '}' {
+		return dst, errors.New("audit batch answer is not a boolean array")
+	}
+	body := text[1 : len(text)-1]
+	if len(body) == 0 {
+		return dst, nil
+	}
+	for i := 0; ; i += 2 {
+		switch {
+		case i < len(body) && body[i] == 't':
+			dst = append(dst, true)
+		case i < len(body) && body[i] == 'f':
+			dst = append(dst, false)
+		default:
+			return dst, fmt.Errorf("audit batch answer %q is not a boolean array", text)
+		}
+		if i+1 == len(body) {
+			return dst, nil
+		}
+		if body[i+1] != ',' {
+			return dst, fmt.Errorf("audit batch answer %q is not a boolean array", text)
+		}
+	}
 }

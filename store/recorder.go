@@ -105,6 +105,14 @@ type pending struct {
 	done  chan error
 }
 
+// commitSlot is what one commit in flight works with, reused by the
+// commits that take the slot in turn: the batch and the statement's
+// parameters.
+type commitSlot struct {
+	batch []pending
+	args  auditBatch
+}
+
 // Recorder makes audit events durable with group commit: callers block in
 // Record until the transaction holding their event has committed, and every
 // transaction carries all events queued while the previous one was in
@@ -124,9 +132,9 @@ type Recorder struct {
 	st    *Store
 	cfg   RecorderConfig
 	queue chan pending
-	// leads holds one batch buffer per commit that may be in flight; a
+	// leads holds one commit slot per commit that may be in flight; a
 	// caller that takes one commits the queue's head with it.
-	leads chan []pending
+	leads chan *commitSlot
 	stop  chan struct{}
 	once  sync.Once
 }
@@ -136,10 +144,10 @@ func NewRecorder(st *Store, cfg RecorderConfig) (*Recorder, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &Recorder{st: st, cfg: cfg, queue: make(chan pending, cfg.QueueSize), leads: make(chan []pending, cfg.Committers),
+	r := &Recorder{st: st, cfg: cfg, queue: make(chan pending, cfg.QueueSize), leads: make(chan *commitSlot, cfg.Committers),
 		stop: make(chan struct{})}
 	for range cfg.Committers {
-		r.leads <- make([]pending, 0, min(cfg.MaxBatch, 64))
+		r.leads <- &commitSlot{batch: make([]pending, 0, min(cfg.MaxBatch, 64))}
 	}
 	return r, nil
 }
@@ -155,17 +163,19 @@ func (r *Recorder) CostMicros() int64 { return r.cfg.CostMicros }
 // resolve, for up to ResolveTimeout), so a batch that did commit is reported
 // as committed.
 func (r *Recorder) Record(ctx context.Context, e Entry) error {
-	p := pending{entry: e, done: make(chan error, 1)}
 	select {
 	case <-r.stop:
 		return ErrRecorderStopped
 	default:
 	}
+	p := pending{entry: e, done: doneChans.Get().(chan error)}
 	select {
 	case r.queue <- p:
 	case <-ctx.Done():
+		doneChans.Put(p.done)
 		return ctx.Err()
 	case <-r.stop:
+		doneChans.Put(p.done)
 		return ErrRecorderStopped
 	}
 	// Once queued the entry will be committed or failed; wait for the
@@ -175,21 +185,28 @@ func (r *Recorder) Record(ctx context.Context, e Entry) error {
 	for {
 		select {
 		case err := <-p.done:
+			doneChans.Put(p.done)
 			return err
 		default:
 		}
 		select {
 		case err := <-p.done:
+			doneChans.Put(p.done)
 			return err
-		case batch := <-r.leads:
-			r.lead(batch)
+		case slot := <-r.leads:
+			r.lead(slot)
 		}
 	}
 }
 
-// lead runs one commit with batch's buffer, then hands the buffer on.
-func (r *Recorder) lead(batch []pending) {
-	batch = batch[:0]
+// doneChans recycles the channels a commit answers its entries on: each
+// gets exactly one answer, which Record receives before putting the
+// channel back, so a recycled channel is always empty.
+var doneChans = sync.Pool{New: func() any { return make(chan error, 1) }}
+
+// lead runs one commit with the slot, then hands the slot on.
+func (r *Recorder) lead(slot *commitSlot) {
+	slot.batch = slot.batch[:0]
 	defer func() {
 		if v := recover(); v != nil {
 			// Whether the batch committed is unknown, so no answer may be
@@ -199,26 +216,27 @@ func (r *Recorder) lead(batch []pending) {
 			go func() { panic(v) }()
 			select {}
 		}
-		clear(batch) // keep no entry alive until the next commit
-		r.leads <- batch[:0]
+		clear(slot.batch) // keep no entry alive until the next commit
+		slot.batch = slot.batch[:0]
+		r.leads <- slot
 	}()
-	r.commitQueued(&batch)
+	r.commitQueued(slot)
 }
 
 // commitQueued commits up to MaxBatch queued entries, if any, in one
-// transaction, collecting them in *batch (empty on entry).
-func (r *Recorder) commitQueued(batch *[]pending) {
+// transaction, collecting them in slot.batch (empty on entry).
+func (r *Recorder) commitQueued(slot *commitSlot) {
 fill:
-	for len(*batch) < r.cfg.MaxBatch {
+	for len(slot.batch) < r.cfg.MaxBatch {
 		select {
 		case p := <-r.queue:
-			*batch = append(*batch, p)
+			slot.batch = append(slot.batch, p)
 		default:
 			break fill
 		}
 	}
-	if len(*batch) > 0 {
-		r.commit(*batch)
+	if len(slot.batch) > 0 {
+		r.commit(slot, slot.batch)
 	}
 }
 
@@ -240,18 +258,17 @@ func (r *Recorder) Refund(ctx context.Context, q *Queries, auditID, reason strin
 // commits its entry itself.)
 func (r *Recorder) Stop() {
 	r.once.Do(func() { close(r.stop) })
-	held := make([][]pending, 0, r.cfg.Committers)
+	held := make([]*commitSlot, 0, r.cfg.Committers)
 	for range r.cfg.Committers {
 		held = append(held, <-r.leads)
 	}
 	for len(r.queue) > 0 {
-		batch := held[0][:0]
-		r.commitQueued(&batch)
-		clear(batch)
-		held[0] = batch[:0]
+		r.commitQueued(held[0])
+		clear(held[0].batch)
+		held[0].batch = held[0].batch[:0]
 	}
-	for _, b := range held {
-		r.leads <- b
+	for _, slot := range held {
+		r.leads <- slot
 	}
 }
 
@@ -339,30 +356,31 @@ func (r *Recorder) lookUpLostBatch(ctx context.Context, ids []string) ([]AuditBi
 // commit writes one batch in one statement (its own transaction): the
 // oakallow_record_audit_batch function charges, writes the ledger and
 // inserts the audit rows server-side, so a commit is one round trip plus
-// one WAL flush however many entries it carries.
-func (r *Recorder) commit(batch []pending) {
+// one WAL flush however many entries it carries. The statement's
+// parameters are built in slot.args.
+func (r *Recorder) commit(slot *commitSlot, batch []pending) {
 	n := len(batch)
-	cols := newAuditBatchArrays(batch)
-	ids := make([]string, n)
-	for i, b := range batch {
-		ids[i] = b.entry.Event.ID
-		cols.add(b.entry)
+	a := &slot.args
+	a.reset()
+	for i := range batch {
+		a.add(&batch[i].entry)
 	}
+	params := a.finish(r.cfg.CostMicros, r.cfg.Now(), !r.cfg.MeterOnly, r.cfg.LowBalanceMicros)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	charged, err := r.st.recordAuditBatch(ctx, cols, r.cfg.CostMicros, r.cfg.Now().UTC(), !r.cfg.MeterOnly, r.cfg.LowBalanceMicros)
+	charged, err := r.st.recordAuditBatch(ctx, a, params)
 	if err != nil && outcomeUnknown(err) {
 		// The statement went out and the connection broke before the answer came
 		// back: it may have committed. Answering "failed" for a committed batch
 		// would bill calls whose callers were told they failed (and retry them).
-		charged, err = r.resolve(ids, err)
+		charged, err = r.resolve(a.ids, err)
 	}
 	if errors.Is(err, ErrInvalid) && n > 1 {
 		// One entry carries a value PostgreSQL refuses (the API validates
 		// input, so this is a bug elsewhere); commit the others one by one
 		// so a single bad entry cannot fail its neighbours.
 		for i := range batch {
-			r.commit(batch[i : i+1])
+			r.commit(slot, batch[i:i+1])
 		}
 		return
 	}
