@@ -30,6 +30,9 @@ type OrgEvent struct {
 	// and one line of text (PII-scrubbed and cut by the senders).
 	ToolName string
 	Details  string
+	// DashboardURL, optional, is the dashboard page a channel links to (the
+	// Billing page for credits.low).
+	DashboardURL string
 }
 
 // RecordOrgEvent records, on q — the caller's transaction, so the event is
@@ -49,7 +52,7 @@ func RecordOrgEvent(ctx context.Context, q *store.Queries, orgID string, ev OrgE
 	if err := body.Validate(); err != nil {
 		return nil, fmt.Errorf("record org event: %w", err)
 	}
-	al := storedAlert{Type: ev.Type, ToolName: ev.ToolName, Reason: ev.Details}
+	al := storedAlert{Type: ev.Type, ToolName: ev.ToolName, Reason: ev.Details, DashboardURL: ev.DashboardURL}
 	if err := al.alert().Validate(); err != nil {
 		return nil, fmt.Errorf("record org event: %w", err)
 	}

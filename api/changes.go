@@ -62,6 +62,25 @@ func (h approvalsHandler) HandleBacklog(context.Context, string, *pgx.Conn) erro
 	return nil
 }
 
+// creditAlertsChannel carries the team id of every low-balance alert
+// recorded (a trigger on credit_alerts, migration 023): it wakes the alert
+// sender, on every replica; one of them claims the alert.
+const creditAlertsChannel = "oakallow_credit_alerts"
+
+// creditAlertsHandler wakes the alert sender; after a reconnect too, since
+// an alert may have been announced while no replica listened.
+type creditAlertsHandler struct{ s *Server }
+
+func (h creditAlertsHandler) HandleNotification(context.Context, *pgconn.Notification, *pgx.Conn) error {
+	h.s.alerts.Wake()
+	return nil
+}
+
+func (h creditAlertsHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
+	h.s.alerts.Wake()
+	return nil
+}
+
 // listenForChanges runs until ctx ends, reconnecting after a second when
 // the connection drops. It also carries the session channel: the session
 // cache serves only while this connection listens (a lost connection
@@ -89,6 +108,7 @@ func (s *Server) listenForChanges(ctx context.Context) {
 	l.Handle(changesChannel, changeHandler{s})
 	l.Handle(sessionChannel, sessionChangeHandler{s.sessions})
 	l.Handle(approvalsChannel, approvalsHandler{s})
+	l.Handle(creditAlertsChannel, creditAlertsHandler{s})
 	if err := l.Listen(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Error("change listener stopped", "err", err)
 	}

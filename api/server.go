@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -165,6 +166,10 @@ type Server struct {
 	// rt is the runtime core every surface calls (built by Start, with the recorder).
 	rt      *runtime.Service
 	billing *billing.Service
+	// alerts sends credits.low alerts (webhooks, channels, owners' e-mail).
+	alerts *billing.Alerts
+	// alertsDone is closed when the alert sender has returned (after Stop's cancel).
+	alertsDone chan struct{}
 	// mcp is the MCP connector at /mcp (built by Start, over rt).
 	mcp     http.Handler
 	metrics *metrics
@@ -224,6 +229,15 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), keys: NewKeyCache(deps.Store),
 		sessions: newSessionCache(cfg.Sessions.CacheEntries, cfg.Sessions.CacheTTL)}
 	s.billing = billing.New(deps.Billing, deps.Store, deps.Logger, deps.Now)
+	alerts := billing.AlertsConfig{Store: deps.Store, Mode: deps.Billing.Mode, Mailer: deps.Mailer,
+		BillingURL: strings.TrimSuffix(cfg.PublicURL, "/") + "/billing", Logger: deps.Logger, Now: deps.Now}
+	if deps.Activities != nil {
+		alerts.HandOff = deps.Activities.HandOff
+	}
+	var err error
+	if s.alerts, err = billing.NewAlerts(alerts); err != nil {
+		return nil, err
+	}
 	s.decides.init()
 	s.secureCookies = cookieSecure(cfg.PublicURL)
 	s.csrf = http.NewCrossOriginProtection()
@@ -378,6 +392,11 @@ func (s *Server) Start(ctx context.Context) error {
 		go s.oauth.SweepLoop(bg)
 	}
 	go s.listenForChanges(bg)
+	s.alertsDone = make(chan struct{})
+	go func() {
+		defer close(s.alertsDone)
+		s.alerts.Run(bg)
+	}()
 	go s.sessions.trackSessionUse(bg, s.deps.Store, s.log, s.deps.Now)
 	go func() {
 		defer close(s.done)
@@ -412,6 +431,7 @@ func (s *Server) Stop() {
 	s.cancel()
 	s.policies.Stop()
 	<-s.done
+	<-s.alertsDone // its transaction rolled back or committed; the next start resumes
 	// In-flight requests have finished; commit whatever they queued.
 	s.recorder.Stop()
 }

@@ -35,6 +35,54 @@ func (q *Queries) AddCheckoutReversal(ctx context.Context, arg AddCheckoutRevers
 	return err
 }
 
+const claimDueCreditAlertMail = `-- name: ClaimDueCreditAlertMail :one
+SELECT m.alert_id, m.user_id, m.attempts, m.created_at, u.email, u.status AS user_status,
+       a.team_id, a.balance_micros, a.threshold_micros, a.created_at AS crossed_at, t.name AS team_name
+FROM credit_alert_mails m
+JOIN credit_alerts a ON a.id = m.alert_id
+JOIN users u ON u.id = m.user_id
+JOIN teams t ON t.id = a.team_id
+WHERE m.status = 'pending' AND m.next_attempt_at <= $1::timestamptz
+ORDER BY m.next_attempt_at
+LIMIT 1
+FOR UPDATE OF m SKIP LOCKED
+`
+
+type ClaimDueCreditAlertMailRow struct {
+	AlertID         string
+	UserID          string
+	Attempts        int32
+	CreatedAt       time.Time
+	Email           string
+	UserStatus      string
+	TeamID          string
+	BalanceMicros   int64
+	ThresholdMicros int64
+	CrossedAt       time.Time
+	TeamName        string
+}
+
+// The next credits.low e-mail due, with what it says; locked until its
+// sender records the outcome, so two API servers never send one twice.
+func (q *Queries) ClaimDueCreditAlertMail(ctx context.Context, now time.Time) (ClaimDueCreditAlertMailRow, error) {
+	row := q.db.QueryRow(ctx, claimDueCreditAlertMail, now)
+	var i ClaimDueCreditAlertMailRow
+	err := row.Scan(
+		&i.AlertID,
+		&i.UserID,
+		&i.Attempts,
+		&i.CreatedAt,
+		&i.Email,
+		&i.UserStatus,
+		&i.TeamID,
+		&i.BalanceMicros,
+		&i.ThresholdMicros,
+		&i.CrossedAt,
+		&i.TeamName,
+	)
+	return i, err
+}
+
 const claimUnsentCreditAlerts = `-- name: ClaimUnsentCreditAlerts :many
 SELECT id, team_id, balance_micros, threshold_micros, created_at, sent_at FROM credit_alerts WHERE sent_at IS NULL ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
 `
@@ -301,6 +349,23 @@ func (q *Queries) InsertCreditAlert(ctx context.Context, arg InsertCreditAlertPa
 	return err
 }
 
+const insertCreditAlertMail = `-- name: InsertCreditAlertMail :exec
+INSERT INTO credit_alert_mails (alert_id, user_id, next_attempt_at, created_at)
+VALUES ($1, $2, $3, $3)
+ON CONFLICT (alert_id, user_id) DO NOTHING
+`
+
+type InsertCreditAlertMailParams struct {
+	AlertID   string
+	UserID    string
+	CreatedAt time.Time
+}
+
+func (q *Queries) InsertCreditAlertMail(ctx context.Context, arg InsertCreditAlertMailParams) error {
+	_, err := q.db.Exec(ctx, insertCreditAlertMail, arg.AlertID, arg.UserID, arg.CreatedAt)
+	return err
+}
+
 const insertCreditReversal = `-- name: InsertCreditReversal :execrows
 INSERT INTO credit_reversals (id, team_id, checkout_id, reason, amount_micros, source, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source) DO NOTHING
@@ -462,6 +527,34 @@ func (q *Queries) ListTeamOrgIDs(ctx context.Context, teamID string) ([]string, 
 	return items, nil
 }
 
+const listTeamOwnerIDs = `-- name: ListTeamOwnerIDs :many
+SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id
+WHERE m.team_id = $1 AND m.role = 'owner' AND u.status = 'active'
+ORDER BY m.user_id
+LIMIT 1000
+`
+
+// The team's owners who can still sign in: whom a credits.low e-mail is for.
+func (q *Queries) ListTeamOwnerIDs(ctx context.Context, teamID string) ([]string, error) {
+	rows, err := q.db.Query(ctx, listTeamOwnerIDs, teamID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var user_id string
+		if err := rows.Scan(&user_id); err != nil {
+			return nil, err
+		}
+		items = append(items, user_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const markCreditAlertSent = `-- name: MarkCreditAlertSent :exec
 UPDATE credit_alerts SET sent_at = $1 WHERE id = $2
 `
@@ -543,6 +636,35 @@ type SetCheckoutSessionParams struct {
 
 func (q *Queries) SetCheckoutSession(ctx context.Context, arg SetCheckoutSessionParams) error {
 	_, err := q.db.Exec(ctx, setCheckoutSession, arg.StripeSessionID, arg.UpdatedAt, arg.ID)
+	return err
+}
+
+const setCreditAlertMailOutcome = `-- name: SetCreditAlertMailOutcome :exec
+UPDATE credit_alert_mails SET status = $1, attempts = attempts + 1, next_attempt_at = $2,
+    last_error = $3, sent_at = $4
+WHERE alert_id = $5 AND user_id = $6
+`
+
+type SetCreditAlertMailOutcomeParams struct {
+	Status        string
+	NextAttemptAt time.Time
+	LastError     string
+	SentAt        *time.Time
+	AlertID       string
+	UserID        string
+}
+
+// One attempt's outcome: sent, failed for good, or pending until
+// next_attempt_at.
+func (q *Queries) SetCreditAlertMailOutcome(ctx context.Context, arg SetCreditAlertMailOutcomeParams) error {
+	_, err := q.db.Exec(ctx, setCreditAlertMailOutcome,
+		arg.Status,
+		arg.NextAttemptAt,
+		arg.LastError,
+		arg.SentAt,
+		arg.AlertID,
+		arg.UserID,
+	)
 	return err
 }
 

@@ -157,6 +157,17 @@ type CreditAlert struct {
 	SentAt          *time.Time
 }
 
+type CreditAlertMail struct {
+	AlertID       string
+	UserID        string
+	Status        string
+	Attempts      int32
+	NextAttemptAt time.Time
+	LastError     string
+	CreatedAt     time.Time
+	SentAt        *time.Time
+}
+
 type CreditGrant struct {
 	ID           string
 	TeamID       string

@@ -61,6 +61,39 @@ SELECT * FROM credit_alerts WHERE sent_at IS NULL ORDER BY created_at LIMIT @row
 -- name: MarkCreditAlertSent :exec
 UPDATE credit_alerts SET sent_at = @sent_at WHERE id = @id;
 
+-- name: ListTeamOwnerIDs :many
+-- The team's owners who can still sign in: whom a credits.low e-mail is for.
+SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id
+WHERE m.team_id = $1 AND m.role = 'owner' AND u.status = 'active'
+ORDER BY m.user_id
+LIMIT 1000;
+
+-- name: InsertCreditAlertMail :exec
+INSERT INTO credit_alert_mails (alert_id, user_id, next_attempt_at, created_at)
+VALUES (@alert_id, @user_id, @created_at, @created_at)
+ON CONFLICT (alert_id, user_id) DO NOTHING;
+
+-- name: ClaimDueCreditAlertMail :one
+-- The next credits.low e-mail due, with what it says; locked until its
+-- sender records the outcome, so two API servers never send one twice.
+SELECT m.alert_id, m.user_id, m.attempts, m.created_at, u.email, u.status AS user_status,
+       a.team_id, a.balance_micros, a.threshold_micros, a.created_at AS crossed_at, t.name AS team_name
+FROM credit_alert_mails m
+JOIN credit_alerts a ON a.id = m.alert_id
+JOIN users u ON u.id = m.user_id
+JOIN teams t ON t.id = a.team_id
+WHERE m.status = 'pending' AND m.next_attempt_at <= @now::timestamptz
+ORDER BY m.next_attempt_at
+LIMIT 1
+FOR UPDATE OF m SKIP LOCKED;
+
+-- name: SetCreditAlertMailOutcome :exec
+-- One attempt's outcome: sent, failed for good, or pending until
+-- next_attempt_at.
+UPDATE credit_alert_mails SET status = @status, attempts = attempts + 1, next_attempt_at = @next_attempt_at,
+    last_error = @last_error, sent_at = sqlc.narg('sent_at')
+WHERE alert_id = @alert_id AND user_id = @user_id;
+
 -- name: ListCreditGrants :many
 -- A team's grants, newest first.
 SELECT * FROM credit_grants WHERE team_id = @team_id ORDER BY created_at DESC, id DESC LIMIT @row_limit;
