@@ -27,6 +27,8 @@ type BootstrapInput struct {
 	// team already: a production install's first run, which must not become a
 	// way to mint keys later.
 	OnlyIfEmpty bool
+	// DiscoveryCaps are the org's auto-discovery caps (nil: the defaults).
+	DiscoveryCaps *DiscoveryCaps
 }
 
 // ErrAlreadyBootstrapped: Bootstrap with OnlyIfEmpty found a team.
@@ -62,8 +64,8 @@ func Bootstrap(ctx context.Context, st *store.Store, in BootstrapInput, now time
 		if err := q.CreateMembership(ctx, store.CreateMembershipParams{TeamID: res.TeamID, UserID: res.UserID, Role: RoleOwner, CreatedAt: now}); err != nil {
 			return fmt.Errorf("create owner: %w", err)
 		}
-		if err := q.CreateOrg(ctx, store.CreateOrgParams{ID: res.OrgID, TeamID: res.TeamID, Name: in.OrgName, CreatedAt: now}); err != nil {
-			return fmt.Errorf("create org: %w", err)
+		if err := createOrg(ctx, q, store.CreateOrgParams{ID: res.OrgID, TeamID: res.TeamID, Name: in.OrgName, CreatedAt: now}, in.DiscoveryCaps); err != nil {
+			return err
 		}
 		var err error
 		if res.ManagementKey, err = createKey(ctx, q, res.OrgID, TierManagement, "bootstrap management key", res.UserID, now); err != nil {
@@ -110,6 +112,42 @@ func createTeam(ctx context.Context, q *store.Queries, id, name string, now time
 	return nil
 }
 
+// DiscoveryCaps are the auto-discovery caps (SPEC §7) a new org starts
+// with; its owners and admins change its own in the org's settings.
+type DiscoveryCaps struct {
+	// PerHour bounds the drafts registered in any sliding hour, Total the
+	// drafts in all; 0 turns auto-discovery off.
+	PerHour, Total int32
+}
+
+// DefaultDiscoveryCaps are the caps of the orgs table's column defaults.
+var DefaultDiscoveryCaps = DiscoveryCaps{PerHour: 50, Total: 500}
+
+// MaxDiscoveryCap is the largest cap, as in the settings API.
+const MaxDiscoveryCap = 1_000_000
+
+// Validate checks both caps are within 0…1,000,000.
+func (c DiscoveryCaps) Validate() error {
+	if c.PerHour < 0 || c.PerHour > MaxDiscoveryCap || c.Total < 0 || c.Total > MaxDiscoveryCap {
+		return fmt.Errorf("auto-discovery caps must be between 0 and %d", MaxDiscoveryCap)
+	}
+	return nil
+}
+
+// createOrg creates an org that starts with caps (nil: the defaults).
+func createOrg(ctx context.Context, q *store.Queries, p store.CreateOrgParams, caps *DiscoveryCaps) error {
+	if err := q.CreateOrg(ctx, p); err != nil {
+		return fmt.Errorf("create org: %w", err)
+	}
+	if caps == nil || *caps == DefaultDiscoveryCaps {
+		return nil
+	}
+	if err := q.SetOrgDiscoveryCaps(ctx, store.SetOrgDiscoveryCapsParams{ID: p.ID, HourlyCap: caps.PerHour, TotalCap: caps.Total}); err != nil {
+		return fmt.Errorf("create org: discovery caps: %w", err)
+	}
+	return nil
+}
+
 // createKey stores a new key's hash and returns the raw key.
 func createKey(ctx context.Context, q *store.Queries, orgID, tier, name, createdBy string, now time.Time) (string, error) {
 	raw, hash, display := GenerateAPIKey()
@@ -132,6 +170,8 @@ type FirstTeamInput struct {
 	PublicURL string
 	// InvitationTTL is how long the owner's invitation lasts (default 7 days).
 	InvitationTTL time.Duration
+	// DiscoveryCaps are the org's auto-discovery caps (nil: the defaults).
+	DiscoveryCaps *DiscoveryCaps
 }
 
 // FirstTeam is a new installation's first team: the owner's one-time
@@ -188,8 +228,8 @@ func BootstrapFirstTeam(ctx context.Context, st *store.Store, in FirstTeamInput,
 			return nil
 		}
 		res.OrgID = store.NewID("org")
-		if err := q.CreateOrg(ctx, store.CreateOrgParams{ID: res.OrgID, TeamID: res.TeamID, Name: in.OrgName, CreatedAt: now}); err != nil {
-			return fmt.Errorf("create org: %w", err)
+		if err := createOrg(ctx, q, store.CreateOrgParams{ID: res.OrgID, TeamID: res.TeamID, Name: in.OrgName, CreatedAt: now}, in.DiscoveryCaps); err != nil {
+			return err
 		}
 		var err error
 		if res.ManagementKey, err = createKey(ctx, q, res.OrgID, TierManagement, "bootstrap management key", bootstrapActor, now); err != nil {

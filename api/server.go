@@ -72,6 +72,9 @@ type Config struct {
 	// MCP connector's authorization server per client address, counted in
 	// PostgreSQL across replicas (zero value: 20 per hour).
 	OAuthRegistrationsPerIP ratelimit.Limit
+	// DiscoveryCaps are the auto-discovery caps every org created through
+	// the API starts with (nil: DefaultDiscoveryCaps).
+	DiscoveryCaps *DiscoveryCaps
 }
 
 // Validate fills defaults and checks values.
@@ -90,6 +93,16 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Sessions.Validate(); err != nil {
 		return err
+	}
+	if c.DiscoveryCaps != nil {
+		if err := c.DiscoveryCaps.Validate(); err != nil {
+			return fmt.Errorf("api: DiscoveryCaps: %w", err)
+		}
+	}
+	if l := c.OAuthRegistrationsPerIP; l != (ratelimit.Limit{}) {
+		if err := l.Validate(); err != nil {
+			return fmt.Errorf("api: OAuthRegistrationsPerIP: %w", err)
+		}
 	}
 	if err := c.Accounts.Validate(); err != nil {
 		return err

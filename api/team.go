@@ -213,7 +213,7 @@ func registerOrgs(api huma.API, s *Server) {
 				}
 				err := s.inTx(ctx, func(q *store.Queries) error {
 					s.sessions.forgetAll() // which org a session selects by default may change
-					if err := q.CreateOrg(ctx, store.CreateOrgParams{ID: o.ID, TeamID: p.TeamID, Name: o.Name, CreatedAt: now}); err != nil {
+					if err := createOrg(ctx, q, store.CreateOrgParams{ID: o.ID, TeamID: p.TeamID, Name: o.Name, CreatedAt: now}, s.cfg.DiscoveryCaps); err != nil {
 						return err
 					}
 					return s.auditTeam(ctx, q, p, o.ID, kindOrgCreated, o.ID, "", map[string]any{"name": o.Name})

@@ -371,6 +371,24 @@ func (q *Queries) SetApproverGroup(ctx context.Context, arg SetApproverGroupPara
 	return err
 }
 
+const setOrgDiscoveryCaps = `-- name: SetOrgDiscoveryCaps :exec
+UPDATE orgs SET autodiscovery_hourly_cap = $1, autodiscovery_total_cap = $2
+WHERE id = $3
+`
+
+type SetOrgDiscoveryCapsParams struct {
+	HourlyCap int32
+	TotalCap  int32
+	ID        string
+}
+
+// The auto-discovery caps a new org starts with, when the installation's
+// differ from the column defaults.
+func (q *Queries) SetOrgDiscoveryCaps(ctx context.Context, arg SetOrgDiscoveryCapsParams) error {
+	_, err := q.db.Exec(ctx, setOrgDiscoveryCaps, arg.HourlyCap, arg.TotalCap, arg.ID)
+	return err
+}
+
 const updateOrgSettings = `-- name: UpdateOrgSettings :one
 UPDATE orgs SET
     name = $2,

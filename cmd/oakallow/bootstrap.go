@@ -39,6 +39,11 @@ func runBootstrap(ctx context.Context, args []string, out io.Writer) error {
 	if err := validateBootstrap(in); err != nil {
 		return usageError{"bootstrap: " + err.Error()}
 	}
+	caps, err := loadDiscoveryCaps()
+	if err != nil {
+		return err
+	}
+	in.DiscoveryCaps = &caps
 	st, err := openStore(ctx)
 	if err != nil {
 		return err

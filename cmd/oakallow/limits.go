@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"oakallow/api"
 	"oakallow/api/ratelimit"
@@ -41,4 +43,33 @@ func loadLimits() (api.LimitsConfig, error) {
 		return api.LimitsConfig{}, err
 	}
 	return c, nil
+}
+
+// loadOAuthRegistrationLimit reads the per-address bound on dynamic client
+// registrations at the MCP connector's authorization server.
+func loadOAuthRegistrationLimit() (ratelimit.Limit, error) {
+	l, err := ratelimit.ParseLimit(getenv("OAKALLOW_LIMIT_OAUTH_REGISTRATIONS_PER_IP"))
+	if err != nil {
+		return ratelimit.Limit{}, fmt.Errorf("OAKALLOW_LIMIT_OAUTH_REGISTRATIONS_PER_IP: %w", err)
+	}
+	return l, nil
+}
+
+// loadDiscoveryCaps reads the auto-discovery caps new orgs start with.
+func loadDiscoveryCaps() (api.DiscoveryCaps, error) {
+	var caps api.DiscoveryCaps
+	for _, f := range []struct {
+		name, value string
+		to          *int32
+	}{
+		{"OAKALLOW_AUTODISCOVERY_HOURLY_CAP", getenv("OAKALLOW_AUTODISCOVERY_HOURLY_CAP"), &caps.PerHour},
+		{"OAKALLOW_AUTODISCOVERY_TOTAL_CAP", getenv("OAKALLOW_AUTODISCOVERY_TOTAL_CAP"), &caps.Total},
+	} {
+		n, err := strconv.Atoi(strings.TrimSpace(f.value))
+		if err != nil || n < 0 || n > api.MaxDiscoveryCap {
+			return api.DiscoveryCaps{}, fmt.Errorf("%s: want a whole number between 0 and %d, not %q", f.name, api.MaxDiscoveryCap, f.value)
+		}
+		*f.to = int32(n)
+	}
+	return caps, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -67,4 +68,45 @@ func TestSignInAttemptLimitsFromEnvironment(t *testing.T) {
 	t.Setenv("OAKALLOW_WEBAUTHN_CEREMONY_TTL", "soon")
 	_, err = passkeyConfig()
 	require.ErrorContains(t, err, "OAKALLOW_WEBAUTHN_CEREMONY_TTL")
+}
+
+func TestOAuthRegistrationLimitAndDiscoveryCapsFromEnvironment(t *testing.T) {
+	for _, v := range envVars {
+		t.Setenv(v.Name, v.Default)
+	}
+	l, err := loadOAuthRegistrationLimit()
+	require.NoError(t, err)
+	require.Equal(t, ratelimit.Limit{N: 20, Per: time.Hour}, l, "the documented default is the authorization server's")
+	caps, err := loadDiscoveryCaps()
+	require.NoError(t, err)
+	require.Equal(t, api.DefaultDiscoveryCaps, caps)
+
+	t.Setenv("OAKALLOW_LIMIT_OAUTH_REGISTRATIONS_PER_IP", "off")
+	l, err = loadOAuthRegistrationLimit()
+	require.NoError(t, err)
+	require.Equal(t, ratelimit.Limit{Off: true}, l)
+	t.Setenv("OAKALLOW_LIMIT_OAUTH_REGISTRATIONS_PER_IP", "3/10m")
+	l, err = loadOAuthRegistrationLimit()
+	require.NoError(t, err)
+	require.Equal(t, ratelimit.Limit{N: 3, Per: 10 * time.Minute}, l)
+	t.Setenv("OAKALLOW_AUTODISCOVERY_HOURLY_CAP", "0")
+	t.Setenv("OAKALLOW_AUTODISCOVERY_TOTAL_CAP", " 1000000 ")
+	caps, err = loadDiscoveryCaps()
+	require.NoError(t, err)
+	require.Equal(t, api.DiscoveryCaps{PerHour: 0, Total: 1_000_000}, caps)
+
+	for name, bad := range map[string]string{
+		"OAKALLOW_LIMIT_OAUTH_REGISTRATIONS_PER_IP": "0/1h",
+		"OAKALLOW_AUTODISCOVERY_HOURLY_CAP":         "-1",
+		"OAKALLOW_AUTODISCOVERY_TOTAL_CAP":          "1000001",
+	} {
+		t.Run(name, func(t *testing.T) {
+			for _, bad := range []string{bad, "lots", ""} {
+				t.Setenv(name, bad)
+				_, errL := loadOAuthRegistrationLimit()
+				_, errC := loadDiscoveryCaps()
+				require.ErrorContains(t, errors.Join(errL, errC), name, "%q", bad)
+			}
+		})
+	}
 }

@@ -152,17 +152,27 @@ func serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return err
 	}
+	registrations, err := loadOAuthRegistrationLimit()
+	if err != nil {
+		return err
+	}
+	caps, err := loadDiscoveryCaps()
+	if err != nil {
+		return err
+	}
 	logger.Info("billing", "mode", bill.Mode)
 	srv, err := api.NewServer(api.Config{
-		Addr:                 getenv("OAKALLOW_ADDR"),
-		Listener:             ln,
-		PublicURL:            getenv("OAKALLOW_PUBLIC_URL"),
-		ShutdownTimeout:      shutdown,
-		AllowPrivateWebhooks: allowPrivate,
-		Limits:               limits,
-		Accounts:             accounts,
-		Sessions:             sessions,
-		Passkeys:             pk,
+		Addr:                    getenv("OAKALLOW_ADDR"),
+		Listener:                ln,
+		PublicURL:               getenv("OAKALLOW_PUBLIC_URL"),
+		ShutdownTimeout:         shutdown,
+		AllowPrivateWebhooks:    allowPrivate,
+		Limits:                  limits,
+		Accounts:                accounts,
+		Sessions:                sessions,
+		Passkeys:                pk,
+		OAuthRegistrationsPerIP: registrations,
+		DiscoveryCaps:           &caps,
 	}, api.Deps{
 		Mailer:          mailer,
 		Store:           st,

@@ -19,6 +19,12 @@ INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, $3,
 -- name: CreateOrg :exec
 INSERT INTO orgs (id, team_id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4);
 
+-- name: SetOrgDiscoveryCaps :exec
+-- The auto-discovery caps a new org starts with, when the installation's
+-- differ from the column defaults.
+UPDATE orgs SET autodiscovery_hourly_cap = sqlc.arg(hourly_cap), autodiscovery_total_cap = sqlc.arg(total_cap)
+WHERE id = sqlc.arg(id);
+
 -- name: GetOrg :one
 SELECT * FROM orgs WHERE id = $1;
 
