@@ -257,6 +257,40 @@ func (q *Queries) GetTokenOfOrg(ctx context.Context, arg GetTokenOfOrgParams) (E
 	return i, err
 }
 
+const getToolAnnotations = `-- name: GetToolAnnotations :one
+SELECT read_only, destructive, idempotent, open_world, annotations_acknowledged, risk_level
+FROM tools WHERE org_id = $1 AND id = $2
+`
+
+type GetToolAnnotationsParams struct {
+	OrgID string
+	ID    string
+}
+
+type GetToolAnnotationsRow struct {
+	ReadOnly                bool
+	Destructive             bool
+	Idempotent              bool
+	OpenWorld               bool
+	AnnotationsAcknowledged bool
+	RiskLevel               string
+}
+
+// The annotations stored for one tool, shown with its approvals.
+func (q *Queries) GetToolAnnotations(ctx context.Context, arg GetToolAnnotationsParams) (GetToolAnnotationsRow, error) {
+	row := q.db.QueryRow(ctx, getToolAnnotations, arg.OrgID, arg.ID)
+	var i GetToolAnnotationsRow
+	err := row.Scan(
+		&i.ReadOnly,
+		&i.Destructive,
+		&i.Idempotent,
+		&i.OpenWorld,
+		&i.AnnotationsAcknowledged,
+		&i.RiskLevel,
+	)
+	return i, err
+}
+
 const getWebhookDeliveryOfOrg = `-- name: GetWebhookDeliveryOfOrg :one
 SELECT id, org_id, dedup_key, event_id, event_type, target_kind, channel_id, url, payload, status, attempts, created_at, updated_at, delivered_at, handed_off_at FROM webhook_deliveries WHERE org_id = $1 AND id = $2
 `
@@ -354,18 +388,118 @@ func (q *Queries) InsertApprovalRequest(ctx context.Context, arg InsertApprovalR
 }
 
 const listApprovalsPage = `-- name: ListApprovalsPage :many
-SELECT id, org_id, reference, tool_id, tool_name, tenant_id, tenant_name, resource, method, parameters, params_hash, reasoning, context, reference_id, status, level, two_levels, level_timeout_seconds, expires_at, created_at, updated_at, decided_at, workflow_id, workflow_run_id, projection_seq, created_by_kind, created_by_id, token_id FROM approvals
-WHERE org_id = $1
-  AND ($2::text = '' OR status = $2)
-  AND ($3::text = '' OR tool_name = $3)
-  AND ($4::text = '' OR tenant_name = $4)
-  AND ($5::timestamptz IS NULL
-       OR (created_at, id) < ($5::timestamptz, $6::text))
-ORDER BY created_at DESC, id DESC
-LIMIT $7
+SELECT a.id, a.org_id, a.reference, a.tool_id, a.tool_name, a.tenant_id, a.tenant_name, a.resource, a.method, a.parameters, a.params_hash, a.reasoning, a.context, a.reference_id, a.status, a.level, a.two_levels, a.level_timeout_seconds, a.expires_at, a.created_at, a.updated_at, a.decided_at, a.workflow_id, a.workflow_run_id, a.projection_seq, a.created_by_kind, a.created_by_id, a.token_id, t.read_only, t.destructive, t.idempotent, t.open_world,
+       t.annotations_acknowledged, t.risk_level
+FROM approvals a JOIN tools t ON t.id = a.tool_id
+WHERE a.org_id = $1
+  AND ($2::text = '' OR a.tool_name = $2)
+  AND ($3::text = '' OR a.tenant_name = $3)
+  AND (a.created_at, a.id) < (coalesce($4::timestamptz, 'infinity'), $5::text)
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT $6
 `
 
 type ListApprovalsPageParams struct {
+	OrgID         string
+	Tool          string
+	Tenant        string
+	BeforeCreated *time.Time
+	BeforeID      string
+	RowLimit      int32
+}
+
+type ListApprovalsPageRow struct {
+	Approval                Approval
+	ReadOnly                bool
+	Destructive             bool
+	Idempotent              bool
+	OpenWorld               bool
+	AnnotationsAcknowledged bool
+	RiskLevel               string
+}
+
+// Newest first, any status; the cursor is (created_at, id) of the previous
+// page's last row ('infinity' on the first page). Written so that even the
+// generic plan a prepared statement settles on starts the index scan at the
+// cursor: an optional "IS NULL OR" condition would make it filter from the
+// top. Each row carries its tool's annotations as they are stored now (a
+// tool cannot be deleted while approvals reference it).
+func (q *Queries) ListApprovalsPage(ctx context.Context, arg ListApprovalsPageParams) ([]ListApprovalsPageRow, error) {
+	rows, err := q.db.Query(ctx, listApprovalsPage,
+		arg.OrgID,
+		arg.Tool,
+		arg.Tenant,
+		arg.BeforeCreated,
+		arg.BeforeID,
+		arg.RowLimit,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListApprovalsPageRow{}
+	for rows.Next() {
+		var i ListApprovalsPageRow
+		if err := rows.Scan(
+			&i.Approval.ID,
+			&i.Approval.OrgID,
+			&i.Approval.Reference,
+			&i.Approval.ToolID,
+			&i.Approval.ToolName,
+			&i.Approval.TenantID,
+			&i.Approval.TenantName,
+			&i.Approval.Resource,
+			&i.Approval.Method,
+			&i.Approval.Parameters,
+			&i.Approval.ParamsHash,
+			&i.Approval.Reasoning,
+			&i.Approval.Context,
+			&i.Approval.ReferenceID,
+			&i.Approval.Status,
+			&i.Approval.Level,
+			&i.Approval.TwoLevels,
+			&i.Approval.LevelTimeoutSeconds,
+			&i.Approval.ExpiresAt,
+			&i.Approval.CreatedAt,
+			&i.Approval.UpdatedAt,
+			&i.Approval.DecidedAt,
+			&i.Approval.WorkflowID,
+			&i.Approval.WorkflowRunID,
+			&i.Approval.ProjectionSeq,
+			&i.Approval.CreatedByKind,
+			&i.Approval.CreatedByID,
+			&i.Approval.TokenID,
+			&i.ReadOnly,
+			&i.Destructive,
+			&i.Idempotent,
+			&i.OpenWorld,
+			&i.AnnotationsAcknowledged,
+			&i.RiskLevel,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listApprovalsPageByStatus = `-- name: ListApprovalsPageByStatus :many
+SELECT a.id, a.org_id, a.reference, a.tool_id, a.tool_name, a.tenant_id, a.tenant_name, a.resource, a.method, a.parameters, a.params_hash, a.reasoning, a.context, a.reference_id, a.status, a.level, a.two_levels, a.level_timeout_seconds, a.expires_at, a.created_at, a.updated_at, a.decided_at, a.workflow_id, a.workflow_run_id, a.projection_seq, a.created_by_kind, a.created_by_id, a.token_id, t.read_only, t.destructive, t.idempotent, t.open_world,
+       t.annotations_acknowledged, t.risk_level
+FROM approvals a JOIN tools t ON t.id = a.tool_id
+WHERE a.org_id = $1
+  AND a.status = $2
+  AND ($3::text = '' OR a.tool_name = $3)
+  AND ($4::text = '' OR a.tenant_name = $4)
+  AND (a.created_at, a.id) < (coalesce($5::timestamptz, 'infinity'), $6::text)
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT $7
+`
+
+type ListApprovalsPageByStatusParams struct {
 	OrgID         string
 	Status        string
 	Tool          string
@@ -375,9 +509,22 @@ type ListApprovalsPageParams struct {
 	RowLimit      int32
 }
 
-// Newest first; the cursor is (created_at, id) of the previous page's last row.
-func (q *Queries) ListApprovalsPage(ctx context.Context, arg ListApprovalsPageParams) ([]Approval, error) {
-	rows, err := q.db.Query(ctx, listApprovalsPage,
+type ListApprovalsPageByStatusRow struct {
+	Approval                Approval
+	ReadOnly                bool
+	Destructive             bool
+	Idempotent              bool
+	OpenWorld               bool
+	AnnotationsAcknowledged bool
+	RiskLevel               string
+}
+
+// ListApprovalsPage of one status, its own statement so that its plan (even
+// a generic one) reads approvals_org_status_idx: with an optional status
+// the queue of 200 pending approvals scanned all of an org's approvals to
+// learn that no 201st exists.
+func (q *Queries) ListApprovalsPageByStatus(ctx context.Context, arg ListApprovalsPageByStatusParams) ([]ListApprovalsPageByStatusRow, error) {
+	rows, err := q.db.Query(ctx, listApprovalsPageByStatus,
 		arg.OrgID,
 		arg.Status,
 		arg.Tool,
@@ -390,38 +537,44 @@ func (q *Queries) ListApprovalsPage(ctx context.Context, arg ListApprovalsPagePa
 		return nil, err
 	}
 	defer rows.Close()
-	items := []Approval{}
+	items := []ListApprovalsPageByStatusRow{}
 	for rows.Next() {
-		var i Approval
+		var i ListApprovalsPageByStatusRow
 		if err := rows.Scan(
-			&i.ID,
-			&i.OrgID,
-			&i.Reference,
-			&i.ToolID,
-			&i.ToolName,
-			&i.TenantID,
-			&i.TenantName,
-			&i.Resource,
-			&i.Method,
-			&i.Parameters,
-			&i.ParamsHash,
-			&i.Reasoning,
-			&i.Context,
-			&i.ReferenceID,
-			&i.Status,
-			&i.Level,
-			&i.TwoLevels,
-			&i.LevelTimeoutSeconds,
-			&i.ExpiresAt,
-			&i.CreatedAt,
-			&i.UpdatedAt,
-			&i.DecidedAt,
-			&i.WorkflowID,
-			&i.WorkflowRunID,
-			&i.ProjectionSeq,
-			&i.CreatedByKind,
-			&i.CreatedByID,
-			&i.TokenID,
+			&i.Approval.ID,
+			&i.Approval.OrgID,
+			&i.Approval.Reference,
+			&i.Approval.ToolID,
+			&i.Approval.ToolName,
+			&i.Approval.TenantID,
+			&i.Approval.TenantName,
+			&i.Approval.Resource,
+			&i.Approval.Method,
+			&i.Approval.Parameters,
+			&i.Approval.ParamsHash,
+			&i.Approval.Reasoning,
+			&i.Approval.Context,
+			&i.Approval.ReferenceID,
+			&i.Approval.Status,
+			&i.Approval.Level,
+			&i.Approval.TwoLevels,
+			&i.Approval.LevelTimeoutSeconds,
+			&i.Approval.ExpiresAt,
+			&i.Approval.CreatedAt,
+			&i.Approval.UpdatedAt,
+			&i.Approval.DecidedAt,
+			&i.Approval.WorkflowID,
+			&i.Approval.WorkflowRunID,
+			&i.Approval.ProjectionSeq,
+			&i.Approval.CreatedByKind,
+			&i.Approval.CreatedByID,
+			&i.Approval.TokenID,
+			&i.ReadOnly,
+			&i.Destructive,
+			&i.Idempotent,
+			&i.OpenWorld,
+			&i.AnnotationsAcknowledged,
+			&i.RiskLevel,
 		); err != nil {
 			return nil, err
 		}

@@ -114,6 +114,19 @@ type Approval struct {
 	TokenID        string          `json:"token_id,omitempty" doc:"The execution token's id, once approved."`
 	Token          string          `json:"token,omitempty" doc:"The single-use execution token (oak_tok_…), once approved. Present it to the tool server, which verifies it with POST /v1/tokens/verify."`
 	TokenExpiresAt *time.Time      `json:"token_expires_at,omitempty" doc:"When the execution token expires."`
+	// ToolAnnotations let a reviewer judge what approving lets the tool do.
+	ToolAnnotations ToolAnnotations `json:"tool_annotations" doc:"The tool's MCP annotations and risk level as stored for the tool now (not a copy taken when the approval was requested)."`
+}
+
+// ToolAnnotations are the MCP annotations (hints) and risk level stored for
+// a tool, as a reviewer sees them beside an approval of it.
+type ToolAnnotations struct {
+	ReadOnly     bool   `json:"read_only" doc:"MCP readOnlyHint: the tool does not modify its environment."`
+	Destructive  bool   `json:"destructive" doc:"MCP destructiveHint: the tool may perform destructive updates."`
+	Idempotent   bool   `json:"idempotent" doc:"MCP idempotentHint: calling it again with the same arguments has no further effect."`
+	OpenWorld    bool   `json:"open_world" doc:"MCP openWorldHint: the tool interacts with entities outside the org (the internet, other systems)."`
+	Acknowledged bool   `json:"acknowledged" doc:"Whether an owner or admin reviewed and acknowledged these annotations; false means they are the conservative defaults or an agent's unreviewed claim."`
+	RiskLevel    string `json:"risk_level" enum:"low,medium,high,critical" doc:"The tool's risk level."`
 }
 
 // crockford is Crockford's base32 alphabet (no I, L, O, U).
@@ -403,7 +416,13 @@ func (s *Service) GetApproval(ctx context.Context, orgID, ref string, withToken 
 	if err != nil {
 		return Approval{}, fmt.Errorf("load decisions: %w", err)
 	}
+	ann, err := st.GetToolAnnotations(ctx, store.GetToolAnnotationsParams{OrgID: orgID, ID: row.ToolID})
+	if err != nil {
+		return Approval{}, fmt.Errorf("load tool annotations: %w", err)
+	}
 	a := ApprovalView(row, ds)
+	a.ToolAnnotations = ToolAnnotations{ReadOnly: ann.ReadOnly, Destructive: ann.Destructive, Idempotent: ann.Idempotent,
+		OpenWorld: ann.OpenWorld, Acknowledged: ann.AnnotationsAcknowledged, RiskLevel: ann.RiskLevel}
 	if withToken && row.Status == string(workflows.StatusApproved) {
 		tok, err := st.GetTokenBySource(ctx, store.GetTokenBySourceParams{OrgID: orgID, SourceKind: activities.SourceApproval, SourceID: row.ID})
 		switch {
@@ -475,22 +494,34 @@ func (s *Service) ListApprovals(ctx context.Context, orgID string, q ApprovalQue
 	if n, err := resolver.NormalizeName(tenant); err == nil {
 		tenant = n
 	}
-	params := store.ListApprovalsPageParams{OrgID: orgID, Status: q.Status, Tool: q.Tool, Tenant: tenant,
-		RowLimit: int32(q.Limit) + 1}
+	params := store.ListApprovalsPageParams{OrgID: orgID, Tool: q.Tool, Tenant: tenant, RowLimit: int32(q.Limit) + 1}
 	if q.Before != nil {
 		if !Storable(q.Before.ID) {
 			return ApprovalPage{}, refuse(KindBadRequest, CodeBadRequest, "cursor is not one this list returned")
 		}
 		params.BeforeCreated, params.BeforeID = &q.Before.CreatedAt, q.Before.ID
 	}
-	rows, err := s.d.Store.ListApprovalsPage(ctx, params)
-	if err != nil {
-		return ApprovalPage{}, err
+	var rows []store.ListApprovalsPageRow
+	if q.Status == "" {
+		var err error
+		if rows, err = s.d.Store.ListApprovalsPage(ctx, params); err != nil {
+			return ApprovalPage{}, err
+		}
+	} else {
+		byStatus, err := s.d.Store.ListApprovalsPageByStatus(ctx, store.ListApprovalsPageByStatusParams{OrgID: orgID, Status: q.Status,
+			Tool: params.Tool, Tenant: params.Tenant, BeforeCreated: params.BeforeCreated, BeforeID: params.BeforeID, RowLimit: params.RowLimit})
+		if err != nil {
+			return ApprovalPage{}, err
+		}
+		rows = make([]store.ListApprovalsPageRow, len(byStatus))
+		for i, r := range byStatus {
+			rows[i] = store.ListApprovalsPageRow(r)
+		}
 	}
 	n := min(len(rows), q.Limit)
 	ids := make([]string, 0, n)
 	for _, r := range rows[:n] {
-		ids = append(ids, r.ID)
+		ids = append(ids, r.Approval.ID)
 	}
 	ds, err := s.d.Store.ListDecisionsOfApprovals(ctx, ids)
 	if err != nil {
@@ -502,10 +533,13 @@ func (s *Service) ListApprovals(ctx context.Context, orgID string, q ApprovalQue
 	}
 	page := ApprovalPage{Items: make([]Approval, 0, n)}
 	for _, r := range rows[:n] {
-		page.Items = append(page.Items, ApprovalView(r, byApproval[r.ID]))
+		a := ApprovalView(r.Approval, byApproval[r.Approval.ID])
+		a.ToolAnnotations = ToolAnnotations{ReadOnly: r.ReadOnly, Destructive: r.Destructive, Idempotent: r.Idempotent,
+			OpenWorld: r.OpenWorld, Acknowledged: r.AnnotationsAcknowledged, RiskLevel: r.RiskLevel}
+		page.Items = append(page.Items, a)
 	}
 	if len(rows) > q.Limit {
-		last := rows[n-1]
+		last := rows[n-1].Approval
 		page.Next = &ApprovalPosition{CreatedAt: last.CreatedAt, ID: last.ID}
 	}
 	return page, nil

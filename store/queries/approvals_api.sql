@@ -26,16 +26,42 @@ SELECT * FROM approvals WHERE org_id = $1 AND (id = @ref OR reference = @ref)
 ORDER BY id = @ref DESC LIMIT 1;
 
 -- name: ListApprovalsPage :many
--- Newest first; the cursor is (created_at, id) of the previous page's last row.
-SELECT * FROM approvals
-WHERE org_id = @org_id
-  AND (@status::text = '' OR status = @status)
-  AND (@tool::text = '' OR tool_name = @tool)
-  AND (@tenant::text = '' OR tenant_name = @tenant)
-  AND (sqlc.narg('before_created')::timestamptz IS NULL
-       OR (created_at, id) < (sqlc.narg('before_created')::timestamptz, @before_id::text))
-ORDER BY created_at DESC, id DESC
+-- Newest first, any status; the cursor is (created_at, id) of the previous
+-- page's last row ('infinity' on the first page). Written so that even the
+-- generic plan a prepared statement settles on starts the index scan at the
+-- cursor: an optional "IS NULL OR" condition would make it filter from the
+-- top. Each row carries its tool's annotations as they are stored now (a
+-- tool cannot be deleted while approvals reference it).
+SELECT sqlc.embed(a), t.read_only, t.destructive, t.idempotent, t.open_world,
+       t.annotations_acknowledged, t.risk_level
+FROM approvals a JOIN tools t ON t.id = a.tool_id
+WHERE a.org_id = @org_id
+  AND (@tool::text = '' OR a.tool_name = @tool)
+  AND (@tenant::text = '' OR a.tenant_name = @tenant)
+  AND (a.created_at, a.id) < (coalesce(sqlc.narg('before_created')::timestamptz, 'infinity'), @before_id::text)
+ORDER BY a.created_at DESC, a.id DESC
 LIMIT @row_limit;
+
+-- name: ListApprovalsPageByStatus :many
+-- ListApprovalsPage of one status, its own statement so that its plan (even
+-- a generic one) reads approvals_org_status_idx: with an optional status
+-- the queue of 200 pending approvals scanned all of an org's approvals to
+-- learn that no 201st exists.
+SELECT sqlc.embed(a), t.read_only, t.destructive, t.idempotent, t.open_world,
+       t.annotations_acknowledged, t.risk_level
+FROM approvals a JOIN tools t ON t.id = a.tool_id
+WHERE a.org_id = @org_id
+  AND a.status = @status
+  AND (@tool::text = '' OR a.tool_name = @tool)
+  AND (@tenant::text = '' OR a.tenant_name = @tenant)
+  AND (a.created_at, a.id) < (coalesce(sqlc.narg('before_created')::timestamptz, 'infinity'), @before_id::text)
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT @row_limit;
+
+-- name: GetToolAnnotations :one
+-- The annotations stored for one tool, shown with its approvals.
+SELECT read_only, destructive, idempotent, open_world, annotations_acknowledged, risk_level
+FROM tools WHERE org_id = $1 AND id = $2;
 
 -- name: ListDecisionsOfApproval :many
 SELECT * FROM approval_decisions WHERE approval_id = $1 ORDER BY level;
