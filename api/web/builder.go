@@ -34,18 +34,92 @@ const (
 	maxSeedItems     = 20000
 )
 
-// seedCatalog is the org's catalog as seed bodies, in creation order.
+// seedCatalog is the org's catalog as seed bodies, in creation order, each
+// encoded once as the JSON its create operation takes: both scripts and
+// the page carry the same bytes.
 type seedCatalog struct {
-	Categories []map[string]any `json:"categories"`
-	Tenants    []map[string]any `json:"tenants"`
-	Resources  []map[string]any `json:"resources"`
-	Tools      []map[string]any `json:"tools"`
-	Rules      []map[string]any `json:"rules"`
+	Categories, Tenants, Resources, Tools, Rules []json.RawMessage
 	// Skipped says what was left out and why (comments of the scripts).
-	Skipped []string `json:"-"`
+	Skipped []string
 	// Sample is the tool the check and approval snippets use ("" when the
 	// org has no active tool).
-	Sample, SampleMethod string `json:"-"`
+	Sample, SampleMethod string
+}
+
+// Seed bodies: struct fields encode several times faster than maps, and
+// omitempty leaves out what the create operations default.
+type (
+	seedCategoryBody struct {
+		Name              string  `json:"name"`
+		DefaultPermission *string `json:"default_permission,omitempty"`
+	}
+	seedNamedBody struct {
+		Name        string `json:"name"`
+		Description string `json:"description,omitempty"`
+	}
+	seedToolBody struct {
+		Name                    string          `json:"name"`
+		Description             string          `json:"description,omitempty"`
+		Category                *string         `json:"category,omitempty"`
+		RiskLevel               string          `json:"risk_level"`
+		ReadOnly                bool            `json:"read_only"`
+		Destructive             bool            `json:"destructive"`
+		Idempotent              bool            `json:"idempotent"`
+		OpenWorld               bool            `json:"open_world"`
+		AnnotationsAcknowledged bool            `json:"annotations_acknowledged"`
+		DefaultPermission       *string         `json:"default_permission,omitempty"`
+		Approved                bool            `json:"approved"`
+		Enabled                 bool            `json:"enabled"`
+		Status                  string          `json:"status"`
+		RequiresSecondApproval  bool            `json:"requires_second_approval"`
+		ParameterSchema         json.RawMessage `json:"parameter_schema,omitempty"`
+		ApprovalTimeoutSeconds  *int64          `json:"approval_timeout_seconds,omitempty"`
+	}
+	seedRuleBody struct {
+		Tenant      *string `json:"tenant,omitempty"`
+		Resource    *string `json:"resource,omitempty"`
+		Tool        *string `json:"tool,omitempty"`
+		Method      *string `json:"method,omitempty"`
+		Permission  string  `json:"permission"`
+		Description string  `json:"description,omitempty"`
+	}
+)
+
+// seedJSON is a seed body as compact JSON.
+func seedJSON(v any) json.RawMessage {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		panic("web: seed body is not JSON: " + err.Error()) // plain structs and decoded JSON always encode
+	}
+	return raw
+}
+
+// document is the whole catalog as one JSON object of arrays by kind.
+func (c *seedCatalog) document() []byte {
+	n := 16 * len(seedKinds)
+	for _, kind := range seedKinds {
+		for _, it := range c.part(kind) {
+			n += len(it) + 1
+		}
+	}
+	b := make([]byte, 0, n)
+	for i, kind := range seedKinds {
+		b = append(b, ',')
+		if i == 0 {
+			b[0] = '{'
+		}
+		b = append(b, '"')
+		b = append(b, kind...)
+		b = append(b, `":[`...)
+		for j, it := range c.part(kind) {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, it...)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
 }
 
 // readAll pages through an API list, at most limit items; more is whether
@@ -97,11 +171,7 @@ func (d *Dashboard) catalog(w http.ResponseWriter, r *http.Request, m *me, limit
 	}
 	cut("categories", more)
 	for _, x := range cats {
-		b := map[string]any{"name": x.Name}
-		if x.DefaultPermission != nil {
-			b["default_permission"] = *x.DefaultPermission
-		}
-		c.Categories = append(c.Categories, b)
+		c.Categories = append(c.Categories, seedJSON(seedCategoryBody{Name: x.Name, DefaultPermission: x.DefaultPermission}))
 	}
 	for _, kind := range []string{"tenants", "resources"} {
 		list, more, ok := readAll[named](d, w, r, m, "/v1/"+kind, nil, limit)
@@ -110,14 +180,10 @@ func (d *Dashboard) catalog(w http.ResponseWriter, r *http.Request, m *me, limit
 		}
 		cut(kind, more)
 		for _, x := range list {
-			b := map[string]any{"name": x.Name}
-			if kind == "resources" && x.Description != "" {
-				b["description"] = x.Description
-			}
 			if kind == "tenants" {
-				c.Tenants = append(c.Tenants, b)
+				c.Tenants = append(c.Tenants, seedJSON(seedNamedBody{Name: x.Name}))
 			} else {
-				c.Resources = append(c.Resources, b)
+				c.Resources = append(c.Resources, seedJSON(seedNamedBody{Name: x.Name, Description: x.Description}))
 			}
 		}
 	}
@@ -134,26 +200,15 @@ func (d *Dashboard) catalog(w http.ResponseWriter, r *http.Request, m *me, limit
 			left[t.Name] = true
 			continue
 		}
-		b := map[string]any{"name": t.Name, "risk_level": t.RiskLevel, "read_only": t.ReadOnly, "destructive": t.Destructive,
-			"idempotent": t.Idempotent, "open_world": t.OpenWorld, "annotations_acknowledged": true, "approved": t.Approved,
-			"enabled": t.Enabled, "status": t.Status, "requires_second_approval": t.RequiresSecondApproval}
-		if t.Description != "" {
-			b["description"] = t.Description
-		}
-		if t.Category != nil {
-			b["category"] = *t.Category
-		}
-		if t.DefaultPermission != nil {
-			b["default_permission"] = *t.DefaultPermission
-		}
 		schema := len(t.ParameterSchema) > 0 && string(t.ParameterSchema) != "null"
+		b := seedToolBody{Name: t.Name, Description: t.Description, Category: t.Category, RiskLevel: t.RiskLevel,
+			ReadOnly: t.ReadOnly, Destructive: t.Destructive, Idempotent: t.Idempotent, OpenWorld: t.OpenWorld,
+			AnnotationsAcknowledged: true, DefaultPermission: t.DefaultPermission, Approved: t.Approved, Enabled: t.Enabled,
+			Status: t.Status, RequiresSecondApproval: t.RequiresSecondApproval, ApprovalTimeoutSeconds: t.ApprovalTimeoutSeconds}
 		if schema {
-			b["parameter_schema"] = t.ParameterSchema
+			b.ParameterSchema = t.ParameterSchema
 		}
-		if t.ApprovalTimeoutSeconds != nil {
-			b["approval_timeout_seconds"] = *t.ApprovalTimeoutSeconds
-		}
-		c.Tools = append(c.Tools, b)
+		c.Tools = append(c.Tools, seedJSON(b))
 		if c.Sample == "" && t.Enabled && t.Status == "active" && !schema {
 			c.Sample = t.Name
 		}
@@ -170,16 +225,8 @@ func (d *Dashboard) catalog(w http.ResponseWriter, r *http.Request, m *me, limit
 		if x.Tool != nil && left[*x.Tool] {
 			continue
 		}
-		b := map[string]any{"permission": x.Permission}
-		for k, v := range map[string]*string{"tenant": x.Tenant, "resource": x.Resource, "tool": x.Tool, "method": x.Method} {
-			if v != nil {
-				b[k] = *v
-			}
-		}
-		if x.Description != "" {
-			b["description"] = x.Description
-		}
-		c.Rules = append(c.Rules, b)
+		c.Rules = append(c.Rules, seedJSON(seedRuleBody{Tenant: x.Tenant, Resource: x.Resource, Tool: x.Tool, Method: x.Method,
+			Permission: x.Permission, Description: x.Description}))
 		if x.Tool != nil && *x.Tool == c.Sample && x.Method != nil && c.SampleMethod == "" && x.Permission != "disabled" {
 			c.SampleMethod = *x.Method
 		}
@@ -191,7 +238,7 @@ func (d *Dashboard) catalog(w http.ResponseWriter, r *http.Request, m *me, limit
 // (tools name categories; rules name tenants, resources and tools).
 var seedKinds = []string{"categories", "tenants", "resources", "tools", "rules"}
 
-func (c *seedCatalog) part(kind string) []map[string]any {
+func (c *seedCatalog) part(kind string) []json.RawMessage {
 	switch kind {
 	case "categories":
 		return c.Categories
@@ -219,6 +266,20 @@ func commentSafe(s string) string {
 
 // shellQuote is s as one single-quoted shell word.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// writeShellQuoted writes raw as one single-quoted shell word, as
+// shellQuote does, without copying it first.
+func writeShellQuoted(b *strings.Builder, raw []byte) {
+	b.WriteByte('\'')
+	for _, c := range raw {
+		if c == '\'' {
+			b.WriteString(`'\''`)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('\'')
+}
 
 // jsonText is v as compact JSON.
 func jsonText(v any) string {
@@ -273,7 +334,9 @@ create() {
 		}
 		fmt.Fprintf(&b, "\n# %s\n", kind)
 		for _, it := range items {
-			b.WriteString("create /v1/" + kind + " " + shellQuote(jsonText(it)) + "\n")
+			b.WriteString("create /v1/" + kind + " ")
+			writeShellQuoted(&b, it)
+			b.WriteByte('\n')
 		}
 	}
 	b.WriteString("\necho \"done: the catalog is in the org of this key\"\n")
@@ -297,7 +360,7 @@ if not KEY:
     sys.exit("set OAKALLOW_MANAGEMENT_KEY to a management key of the org to seed")
 
 # The catalog, as the API's create operations take it.
-SEED = json.loads(` + jsonText(jsonText(c)) + `)
+SEED = json.loads(` + jsonText(string(c.document())) + `)
 
 
 def create(path, body):

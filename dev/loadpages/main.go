@@ -7,6 +7,7 @@
 // reported per page.
 //
 //	go run ./dev/loadpages -n 200
+//	go run ./dev/loadpages -n 200 -pages /approvals,/builder -cpuprofile pages.pprof
 //
 // The approvals and audit entries are written to PostgreSQL directly (the
 // pages read them from there; starting 10,000 workflows would measure
@@ -26,7 +27,11 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
+	"runtime/pprof"
 	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,18 +53,21 @@ func main() {
 	n := flag.Int("n", 200, "measured requests per page, one at a time")
 	warmup := flag.Int("warmup", 20, "requests per page before the measured ones")
 	verbose := flag.Bool("v", false, "log the stack's warnings and errors")
+	only := flag.String("pages", "", "comma-separated pages to measure (path without query, e.g. /approvals,/builder); default all")
+	hold := flag.Bool("hold", false, "after measuring, keep the seeded stack running (its database URL is printed) until interrupted, e.g. to EXPLAIN a page's queries")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured requests (server and client share this process) to this file")
 	flag.Parse()
 	if *n < 1 || *warmup < 0 {
 		fmt.Fprintln(os.Stderr, "loadpages: -n must be positive and -warmup not negative")
 		os.Exit(2)
 	}
-	if err := run(*n, *warmup, *verbose); err != nil {
+	if err := run(*n, *warmup, *verbose, *only, *cpuProfile, *hold); err != nil {
 		fmt.Fprintln(os.Stderr, "loadpages:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, warmup int, verbose bool) error {
+func run(n, warmup int, verbose bool, only, cpuProfile string, hold bool) error {
 	ctx := context.Background()
 	level := slog.LevelError + 1
 	if verbose {
@@ -121,6 +129,24 @@ func run(n, warmup int, verbose bool) error {
 	}
 	pages := []string{"/approvals", "/approvals/" + firstRef, "/rules", "/rules/explain?tool=tool_0001&tenant=tenant_001&resource=res_01&method=read",
 		"/tools", "/tenants", "/resources", "/keys", "/activity", "/quickstart", "/builder", "/settings", "/team", "/billing"}
+	if only != "" {
+		want := strings.Split(only, ",")
+		pages = slices.DeleteFunc(pages, func(p string) bool {
+			path, _, _ := strings.Cut(p, "?")
+			return !slices.Contains(want, path) && !(strings.HasPrefix(path, "/approvals/") && slices.Contains(want, "/approvals/REF"))
+		})
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Printf("\n%d requests per page, one at a time (after %d unmeasured), whole answer over loopback:\n", n, warmup)
 	fmt.Printf("  %-24s %8s %8s %8s %8s\n", "page", "p50", "p95", "p99", "max")
 	var worst time.Duration
@@ -150,6 +176,12 @@ func run(n, warmup int, verbose bool) error {
 	}
 	fmt.Printf("slowest page p95: %s — target p95 ≤ 50 ms %s\n", ms(worst), verdict)
 	fmt.Printf("load average at the end: %s\n", devenv.LoadAverage())
+	if hold {
+		fmt.Printf("holding the stack until interrupted; database: %s\n", creds.DatabaseURL)
+		sig, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		<-sig.Done()
+	}
 	return nil
 }
 
