@@ -205,6 +205,8 @@ func mailedCode(t *testing.T, sink *mailtest.Sink, addr string, n int) string {
 func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 	e, sink := s.browserEnv(t, s.org(t))
 	e.seedTool("send_email", "", nil)
+	e.want(http.StatusOK, http.MethodPatch, "/v1/tools/send_email", e.boot.ManagementKey, map[string]any{
+		"risk_level": "high", "open_world": true, "destructive": false, "read_only": false, "idempotent": false})
 	b := newBrowser(t)
 	b.passkeyAuthenticator()
 	// Asked first: the shortest timeout is a minute, spent while the rest runs.
@@ -233,6 +235,11 @@ func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 	require.Len(t, codes, 10)
 	b.screenshot("recovery-codes")
 	b.run(chromedp.Click(`a.button`), chromedp.WaitVisible(`#queue`))
+	// The header names the org the pages act in (the team's only one).
+	var orgName, wantOrg string
+	require.NoError(t, e.st.Pool.QueryRow(context.Background(), `SELECT name FROM orgs WHERE id = $1`, e.boot.OrgID).Scan(&wantOrg))
+	b.run(chromedp.Text(`#current-org`, &orgName))
+	require.Equal(t, wantOrg, orgName)
 
 	// An agent asks; the open queue shows it without a reload.
 	created := e.requestApproval(map[string]any{"tool": "send_email", "method": "send",
@@ -244,6 +251,12 @@ func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 	var navigations int
 	b.run(chromedp.Evaluate(`performance.getEntriesByType("navigation").length`, &navigations))
 	require.Equal(t, 1, navigations, "the queue updated without a reload")
+	// The reviewer sees what the tool may do, from its stored annotations.
+	var hints string
+	b.run(chromedp.Text(fmt.Sprintf(`#queue a[href="/approvals/%s"] [data-annotations]`, created.Reference), &hints))
+	for _, h := range []string{"risk high", "writes", "not destructive", "not idempotent", "open world"} {
+		require.Contains(t, hints, h)
+	}
 	b.screenshot("approvals")
 
 	// Opening it shows what the agent wants and why; approving takes the passkey.
@@ -253,6 +266,10 @@ func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 	require.Contains(t, text, `"amount": 12.5`)
 	require.Contains(t, text, "Level\n1 of 1")
 	require.Contains(t, text, "Time left")
+	b.run(chromedp.Text(`dl.facts [data-annotations]`, &hints))
+	for _, h := range []string{"risk high", "writes", "not destructive", "not idempotent", "open world"} {
+		require.Contains(t, hints, h)
+	}
 	b.screenshot("approval")
 	b.run(chromedp.SendKeys(`#note`, "Refund is within policy"), chromedp.Click(`#approve`),
 		chromedp.WaitVisible(`ul.evidence`), chromedp.Text(`main`, &text))
@@ -295,6 +312,8 @@ func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 	require.Contains(t, text, "test laptop")
 	require.Contains(t, text, "10 unused recovery codes left")
 	require.Contains(t, text, "this session")
+	require.Contains(t, text, "Browser · signed in with a passkey on", "sign-in methods in words")
+	require.NotContains(t, text, "email_code")
 	var removable int
 	b.run(chromedp.Evaluate(`document.querySelectorAll('#passkeys form').length`, &removable))
 	require.Zero(t, removable, "the last passkey offers no removal")
@@ -368,5 +387,12 @@ func walkAdminPages(t *testing.T, e *testEnv, b *browser) {
 	b.run(chromedp.Text(`#new-key`, &key))
 	require.Regexp(t, `^oak_live_[0-9a-f]{32}$`, key)
 	b.screenshot("key-created")
+	// So is an agent identity's credential, on the Agents page.
+	b.run(chromedp.Navigate(e.base+"/agents"), chromedp.WaitVisible(`#a-name`),
+		chromedp.SendKeys(`#a-name`, "support triage agent"), chromedp.Submit(`#a-name`), chromedp.WaitVisible(`#shown-secret`))
+	var agent string
+	b.run(chromedp.Text(`#shown-secret`, &agent))
+	require.True(t, strings.HasPrefix(agent, "oak_agent_"), agent)
+	b.screenshot("agents")
 	b.noProblems()
 }

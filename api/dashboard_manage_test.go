@@ -26,7 +26,7 @@ func (e *testEnv) form(path, session string, v url.Values) (int, http.Header, st
 }
 
 // adminPaths are the admin pages' addresses.
-var adminPaths = []string{"/rules", "/rules/explain", "/rules/explain?tool=x", "/tools", "/tenants", "/resources", "/keys", "/activity",
+var adminPaths = []string{"/rules", "/rules/explain", "/rules/explain?tool=x", "/tools", "/tenants", "/resources", "/keys", "/agents", "/activity",
 	"/quickstart", "/builder"}
 
 func TestDashboardAdminPagesByRole(t *testing.T) {

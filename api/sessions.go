@@ -517,6 +517,13 @@ type Membership struct {
 	TeamName string    `json:"team_name" doc:"Team name."`
 	Role     string    `json:"role" enum:"owner,admin,reviewer" doc:"owner and admin manage the team; reviewer sees and decides approvals."`
 	Since    time.Time `json:"since" doc:"When the person joined the team."`
+	Orgs     []OrgRef  `json:"orgs" doc:"The team's orgs, oldest first: what X-Oakallow-Org may name."`
+}
+
+// OrgRef names an org.
+type OrgRef struct {
+	ID   string `json:"id" doc:"Org id (org_…)."`
+	Name string `json:"name" doc:"Org name."`
 }
 
 type meOutput struct{ Body Me }
@@ -548,7 +555,7 @@ var sessionErrors = []int{http.StatusUnauthorized, http.StatusForbidden}
 func registerSessions(api huma.API, s *Server) {
 	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "get-me", Method: http.MethodGet, Path: "/v1/me",
-		Summary: "The signed-in person", Description: "Who is signed in, this session's state and the person's teams. An enrollment-only session may call it.",
+		Summary: "The signed-in person", Description: "Who is signed in, this session's state and the person's teams with their orgs. An enrollment-only session may call it.",
 		Tags: []string{tagSessions}, Errors: sessionErrors,
 	}, accessEnrollment), func(ctx context.Context, _ *struct{}) (*meOutput, error) {
 		p := mustPrincipal(ctx)
@@ -565,8 +572,18 @@ func registerSessions(api huma.API, s *Server) {
 		if p.Enrollment {
 			out.Body.State = sessionStateEnrollment
 		}
+		orgs, err := s.deps.Store.ListUserOrgs(ctx, p.UserID)
+		if err != nil {
+			return nil, toProblem(ctx, s.log, err)
+		}
 		for _, m := range ms {
-			out.Body.Memberships = append(out.Body.Memberships, Membership{TeamID: m.TeamID, TeamName: m.TeamName, Role: m.Role, Since: m.CreatedAt})
+			own := Membership{TeamID: m.TeamID, TeamName: m.TeamName, Role: m.Role, Since: m.CreatedAt, Orgs: []OrgRef{}}
+			for _, o := range orgs {
+				if o.TeamID == m.TeamID {
+					own.Orgs = append(own.Orgs, OrgRef{ID: o.ID, Name: o.Name})
+				}
+			}
+			out.Body.Memberships = append(out.Body.Memberships, own)
 		}
 		return out, nil
 	})

@@ -397,14 +397,35 @@ func (d *Dashboard) keysSpec(created *keysView) adminPage {
 			v.Created = created.Created
 		}
 		var ok bool
-		if v.Org, ok = d.currentOrg(w, r, m); !ok {
-			return nil, false
-		}
-		var l pageList[apiKey]
-		ok = d.adminFetch(w, r, m, "/v1/orgs/"+url.PathEscape(v.Org.ID)+"/keys", nil, &l)
-		v.Keys = l.Items
+		v.Org, v.Keys, ok = orgList[apiKey](d, w, r, m, "keys")
 		return v, ok
 	}}
+}
+
+// orgList reads the current org and the list of its credentials at
+// /v1/orgs/{org}/kind (keys, agents); false when it answered the request.
+func orgList[T any](d *Dashboard, w http.ResponseWriter, r *http.Request, m *me, kind string) (org, []T, bool) {
+	o, ok := d.currentOrg(w, r, m)
+	if !ok {
+		return o, nil, false
+	}
+	var l pageList[T]
+	ok = d.adminFetch(w, r, m, "/v1/orgs/"+url.PathEscape(o.ID)+"/"+kind, nil, &l)
+	return o, l.Items, ok
+}
+
+// orgRevoke revokes the current org's credential {id} at
+// /v1/orgs/{org}/kind/{id} from a form, then redirects to /kind with notice.
+func (d *Dashboard) orgRevoke(w http.ResponseWriter, r *http.Request, p adminPage, kind, notice string) {
+	m := d.formPerson(w, r)
+	if m == nil {
+		return
+	}
+	o, ok := d.currentOrg(w, r, m)
+	if ok && d.adminSubmit(w, r, m, p, http.MethodDelete,
+		"/v1/orgs/"+url.PathEscape(o.ID)+"/"+kind+"/"+url.PathEscape(r.PathValue("id")), nil, nil) {
+		doneRedirect(w, r, "/"+kind, notice)
+	}
 }
 
 func (d *Dashboard) keysPage(w http.ResponseWriter, r *http.Request) {
@@ -418,27 +439,23 @@ func (d *Dashboard) keysCreate(w http.ResponseWriter, r *http.Request) {
 	if m == nil {
 		return
 	}
-	o, ok := d.currentOrg(w, r, m)
-	if !ok {
-		return
-	}
 	var created keysView
 	body := map[string]any{"name": strings.TrimSpace(r.PostForm.Get("name")), "tier": r.PostForm.Get("tier")}
-	if d.adminSubmit(w, r, m, d.keysSpec(nil), http.MethodPost, "/v1/orgs/"+url.PathEscape(o.ID)+"/keys", body, &created.Created) {
+	if d.orgCreate(w, r, m, d.keysSpec(nil), "keys", body, &created.Created) {
 		d.show(w, r, m, d.keysSpec(&created), http.StatusCreated, "", nil)
 	}
 }
 
-func (d *Dashboard) keysRevoke(w http.ResponseWriter, r *http.Request) {
-	m := d.formPerson(w, r)
-	if m == nil {
-		return
-	}
+// orgCreate creates a credential of the current org at /v1/orgs/{org}/kind
+// with body, its answer (holding the secret) into out; false when it
+// answered the request.
+func (d *Dashboard) orgCreate(w http.ResponseWriter, r *http.Request, m *me, p adminPage, kind string, body, out any) bool {
 	o, ok := d.currentOrg(w, r, m)
-	if ok && d.adminSubmit(w, r, m, d.keysSpec(nil), http.MethodDelete,
-		"/v1/orgs/"+url.PathEscape(o.ID)+"/keys/"+url.PathEscape(r.PathValue("id")), nil, nil) {
-		doneRedirect(w, r, "/keys", "key-revoked")
-	}
+	return ok && d.adminSubmit(w, r, m, p, http.MethodPost, "/v1/orgs/"+url.PathEscape(o.ID)+"/"+kind, body, out)
+}
+
+func (d *Dashboard) keysRevoke(w http.ResponseWriter, r *http.Request) {
+	d.orgRevoke(w, r, d.keysSpec(nil), "keys", "key-revoked")
 }
 
 // event is an audit log entry as GET /v1/activity lists it.

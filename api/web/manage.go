@@ -33,6 +33,9 @@ func (d *Dashboard) registerManage(mux *http.ServeMux) {
 	mux.HandleFunc("GET /keys", d.keysPage)
 	mux.HandleFunc("POST /keys", d.keysCreate)
 	mux.HandleFunc("POST /keys/{id}/revoke", d.keysRevoke)
+	mux.HandleFunc("GET /agents", d.agentsPage)
+	mux.HandleFunc("POST /agents", d.agentsCreate)
+	mux.HandleFunc("POST /agents/{id}/revoke", d.agentsRevoke)
 	mux.HandleFunc("GET /activity", d.activityPage)
 	d.registerSetup(mux)
 	d.registerAccount(mux)
@@ -85,6 +88,7 @@ var notices = map[string]string{
 	"tenant-created": "Tenant created.", "tenant-deleted": "Tenant deleted.",
 	"resource-created": "Resource created.", "resource-deleted": "Resource deleted.",
 	"key-revoked":    "Key revoked: it stops working within a second.",
+	"agent-revoked":  "Agent revoked: its credential stops working within a second.",
 	"settings-saved": "Settings saved.", "channel-created": "Channel added.", "channel-deleted": "Channel removed.",
 	"invited": "Invitation sent.", "invitation-revoked": "Invitation revoked.", "role-changed": "Role changed.",
 	"member-removed": "Member removed.", "group-saved": "Approver group saved.",
@@ -226,15 +230,10 @@ func pageQuery(r *http.Request, limit int) url.Values {
 // team's only org. ok is false (the request answered) when there is none
 // to act in.
 func (d *Dashboard) currentOrg(w http.ResponseWriter, r *http.Request, m *me) (org, bool) {
-	var orgs pageList[org]
-	if !d.adminFetch(w, r, m, "/v1/orgs", nil, &orgs) {
-		return org{}, false
-	}
-	sel := selectedOrg(r)
-	for _, o := range orgs.Items {
-		if o.ID == sel || sel == "" && len(orgs.Items) == 1 {
-			return o, true
-		}
+	// GET /v1/me, which every page reads first, lists the person's orgs:
+	// no second call. The API still checks the org on every call.
+	if o := m.currentOrg(selectedOrg(r)); o != nil {
+		return *o, true
 	}
 	d.problemPage(w, r, m, &problem{Status: http.StatusConflict, Code: "org_required", Detail: "Choose an org first: your team has several."})
 	return org{}, false

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,30 @@ type me struct {
 		TeamID   string `json:"team_id"`
 		TeamName string `json:"team_name"`
 		Role     string `json:"role"`
+		Orgs     []org  `json:"orgs"`
 	} `json:"memberships"`
+}
+
+// currentOrg is the org the dashboard acts in, as the API picks it: the
+// chosen one when it is among the person's orgs, else their only org; nil
+// when there is none to pick.
+func (m *me) currentOrg(selected string) *org {
+	var only *org
+	n := 0
+	for i := range m.Memberships {
+		for j := range m.Memberships[i].Orgs {
+			o := &m.Memberships[i].Orgs[j]
+			if o.ID == selected {
+				return o
+			}
+			only = o
+			n++
+		}
+	}
+	if n == 1 {
+		return only
+	}
+	return nil
 }
 
 // orgCookie remembers the org the dashboard acts in (not a secret: an org
@@ -273,14 +297,19 @@ func (d *Dashboard) approvalsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	a, pending, err := d.listApprovals(r, "pending", maxQueue)
 	if err == nil && a.problem == nil {
-		var recent []runtime.Approval
-		if a, recent, err = d.listApprovals(r, "", 50); err == nil && a.problem == nil {
-			v := approvalsView{Queue: queueView{Pending: pending, Now: d.cfg.Now()}}
-			for _, ap := range recent {
-				if ap.Status != "pending" && len(v.Recent) < 20 {
-					v.Recent = append(v.Recent, ap)
-				}
+		v := approvalsView{Queue: queueView{Pending: pending, Now: d.cfg.Now()}}
+		// Each ended status on its own: a list of any status would hold
+		// only pending ones while more than its page wait.
+		for _, status := range []string{"approved", "denied", "expired"} {
+			var ended []runtime.Approval
+			if a, ended, err = d.listApprovals(r, status, maxRecent); err != nil || a.problem != nil {
+				break
 			}
+			v.Recent = append(v.Recent, ended...)
+		}
+		if err == nil && a.problem == nil {
+			slices.SortFunc(v.Recent, func(x, y runtime.Approval) int { return endedAt(y).Compare(endedAt(x)) })
+			v.Recent = v.Recent[:min(len(v.Recent), maxRecent)]
 			d.render(w, r, http.StatusOK, "approvals", view{Title: "Approvals", Nav: "approvals", Me: m, Data: v})
 			return
 		}
@@ -293,30 +322,28 @@ func (d *Dashboard) approvalsPage(w http.ResponseWriter, r *http.Request) {
 	d.problemPage(w, r, m, a.problem)
 }
 
+// maxRecent is how many ended approvals the approvals page shows.
+const maxRecent = 20
+
+// endedAt is when an approval ended (its creation when the time is unknown).
+func endedAt(a runtime.Approval) time.Time {
+	if a.DecidedAt != nil {
+		return *a.DecidedAt
+	}
+	return a.CreatedAt
+}
+
 // approvalView is one approval's page.
 type approvalView struct {
 	A          runtime.Approval
 	Now        time.Time
 	Parameters string
 	Context    string
-	Tool       *toolInfo
 	Evidence   []evidenceItem
 	// Org is the org the page acts in, for the decide form's API calls
 	// ("" when the person's only org).
 	Org  string
 	Form decideForm
-}
-
-// toolInfo is what the approval page shows of the tool (when the viewer
-// may read the catalog: owners and admins).
-type toolInfo struct {
-	RiskLevel   string `json:"risk_level"`
-	ReadOnly    bool   `json:"read_only"`
-	Destructive bool   `json:"destructive"`
-	Idempotent  bool   `json:"idempotent"`
-	OpenWorld   bool   `json:"open_world"`
-	Status      string `json:"status"`
-	Needs       bool   `json:"needs_annotations"`
 }
 
 func (d *Dashboard) approvalPage(w http.ResponseWriter, r *http.Request) {
@@ -347,10 +374,6 @@ func (d *Dashboard) showApproval(w http.ResponseWriter, r *http.Request, m *me, 
 	}
 	v.Now = d.cfg.Now()
 	v.Parameters, v.Context = indentJSON(v.A.Parameters), indentJSON(v.A.Context)
-	var t toolInfo
-	if ta, err := d.call(r.Context(), r, http.MethodGet, "/v1/tools/"+url.PathEscape(v.A.Tool), nil, nil, &t); err == nil && ta.problem == nil {
-		v.Tool = &t
-	}
 	if len(v.A.Decisions) > 0 {
 		var ev struct {
 			Items []evidenceItem `json:"items"`

@@ -123,6 +123,7 @@ func New(cfg Config) (*Dashboard, error) {
 		"timeLeft": timeLeft,
 		"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 		"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"label":    label,
 	}
 	entries, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
@@ -188,6 +189,9 @@ type view struct {
 	// Error is a problem to show above the page's content.
 	Error string
 	Data  any
+	// Org is the org the pages act in (nil when the person must choose
+	// one), shown in the header.
+	Org *org
 }
 
 // render writes a page.
@@ -195,6 +199,9 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, p
 	t, ok := d.pages[page]
 	if !ok {
 		panic("web: no page " + page)
+	}
+	if v.Me != nil && v.Org == nil {
+		v.Org = v.Me.currentOrg(selectedOrg(r))
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout.html", v); err != nil {
@@ -215,6 +222,20 @@ func (d *Dashboard) fail(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusInternalServerError)
 	_, _ = w.Write([]byte("Something went wrong on our side. Try again in a moment.\n"))
+}
+
+// labels are the words people read for the API's enum values.
+var labels = map[string]string{
+	"email_code": "an e-mail code", "passkey": "a passkey", "recovery_code": "a recovery code",
+	"browser": "Browser", "app": "App",
+}
+
+// label is an API enum value in words (the value itself when it has none).
+func label(v string) string {
+	if l, ok := labels[v]; ok {
+		return l
+	}
+	return v
 }
 
 // timeLeft is a short human duration until t ("expired" once past).
