@@ -517,7 +517,7 @@ type Membership struct {
 	TeamName string    `json:"team_name" doc:"Team name."`
 	Role     string    `json:"role" enum:"owner,admin,reviewer" doc:"owner and admin manage the team; reviewer sees and decides approvals."`
 	Since    time.Time `json:"since" doc:"When the person joined the team."`
-	Orgs     []OrgRef  `json:"orgs" doc:"The team's orgs, oldest first: what X-Oakallow-Org may name."`
+	Orgs     []OrgRef  `json:"orgs" doc:"The team's orgs by name: what X-Oakallow-Org may name."`
 }
 
 // OrgRef names an org.

@@ -78,8 +78,3 @@ WHERE m.user_id = $1 ORDER BY m.created_at, m.team_id;
 
 -- name: GetSessionExpiry :one
 SELECT expires_at FROM sessions WHERE id = $1;
-
--- name: ListUserOrgs :many
--- The orgs of the teams a person belongs to (GET /v1/me), oldest first.
-SELECT o.team_id, o.id, o.name FROM orgs o JOIN memberships m ON m.team_id = o.team_id
-WHERE m.user_id = $1 AND o.deleted_at IS NULL ORDER BY o.created_at, o.id LIMIT 1000;
