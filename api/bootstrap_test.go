@@ -39,7 +39,8 @@ func TestFirstOwnerSignsUpWithTheBootstrapLink(t *testing.T) {
 	att := m.start("ops@acme.example", token)
 	si := m.signedIn(att, m.code("ops@acme.example", 1), map[string]any{"name": "Ops"})
 	me := m.me(si.Token)
-	require.Equal(t, []Membership{{TeamID: first.TeamID, TeamName: "Acme", Role: RoleOwner, Since: me.Memberships[0].Since}}, me.Memberships)
+	require.Equal(t, []Membership{{TeamID: first.TeamID, TeamName: "Acme", Role: RoleOwner, Since: me.Memberships[0].Since,
+		Orgs: []OrgRef{{ID: first.OrgID, Name: "production"}}}}, me.Memberships)
 
 	// The keys printed with -org work; the owner's full session lists them.
 	status, raw = m.do(http.MethodGet, "/v1/credits", first.StandardKey, nil)

@@ -80,7 +80,8 @@ func TestSessionAuthenticatesByBearerAndCookie(t *testing.T) {
 		require.NoError(t, json.Unmarshal(raw, &me))
 		require.Equal(t, e.boot.UserID, me.UserID)
 		require.Equal(t, sessionStateFull, me.State)
-		require.Equal(t, []Membership{{TeamID: e.boot.TeamID, TeamName: "Acme", Role: RoleOwner, Since: me.Memberships[0].Since}}, me.Memberships)
+		require.Equal(t, []Membership{{TeamID: e.boot.TeamID, TeamName: "Acme", Role: RoleOwner, Since: me.Memberships[0].Since,
+			Orgs: []OrgRef{{ID: e.boot.OrgID, Name: "acme-app"}}}}, me.Memberships)
 	}
 
 	// A write by a person is audited as that person.
