@@ -296,19 +296,18 @@ func mailBackoff(attempts int32) time.Duration {
 // message is the e-mail an owner receives about a low balance.
 func (a *Alerts) message(m store.ClaimDueCreditAlertMailRow) mail.Message {
 	team := oneLine(m.TeamName)
-	var todo string
-	switch a.cfg.Mode {
-	case ModeStripe:
-		todo = "Buy credit on the Billing page"
-	default:
-		todo = "Ask the operator of this oakallow installation to grant credit (oakallow credits grant); the Billing page shows the balance"
+	todo, page := "Ask the operator of this oakallow installation to grant credit (oakallow credits grant).", "The Billing page shows the balance"
+	if a.cfg.Mode == ModeStripe {
+		todo, page = "Buy credit on the Billing page.", "Billing"
 	}
 	if a.cfg.BillingURL != "" {
-		todo += ": " + a.cfg.BillingURL
+		// On a line of its own: a mail client must not take a following
+		// full stop into the link.
+		todo += "\n" + page + ":\n" + a.cfg.BillingURL
 	}
 	text := fmt.Sprintf("The spendable credit of your team %s fell to %s on %s, below the alert threshold of %s.\n\n"+
 		"When it runs out, billable calls (permission checks and approval requests made with standard keys or agent identities) "+
-		"answer 402 insufficient_credits; everything else keeps working.\n\n%s.\n\n"+
+		"answer 402 insufficient_credits; everything else keeps working.\n\n%s\n\n"+
 		"You receive this as an owner of the team, once each time the balance falls below the threshold.\n",
 		team, exactUSD(m.BalanceMicros), m.CrossedAt.UTC().Format("2 Jan 2006 15:04 MST"), exactUSD(m.ThresholdMicros), todo)
 	return mail.Message{To: m.Email, Subject: "oakallow: credit is running low for " + team, Text: text}

@@ -153,7 +153,7 @@ func TestAlertMailIsRetriedAndSentOnce(t *testing.T) {
 	require.Equal(t, "oakallow: credit is running low for Acme Corp", m.Subject, "no line break from the team name in a header")
 	require.Contains(t, m.Text, "fell to $0.995")
 	require.Contains(t, m.Text, "threshold of $1.00")
-	require.Contains(t, m.Text, "Buy credit on the Billing page: https://oak.example.com/billing")
+	require.Contains(t, m.Text, "Buy credit on the Billing page.\nBilling:\nhttps://oak.example.com/billing\n")
 	status, attempts, _ = mailStatus(t, st, failed)
 	require.Equal(t, "sent", status)
 	require.Equal(t, 2, attempts)
@@ -208,6 +208,6 @@ func TestAlertMessageByMode(t *testing.T) {
 		ThresholdMicros: 2_500_000, CrossedAt: time.Date(2026, 12, 5, 18, 4, 0, 0, time.UTC)})
 	require.Equal(t, "o@example.com", m.To)
 	require.Contains(t, m.Text, "fell to -$0.005 on 5 Dec 2026 18:04 UTC, below the alert threshold of $2.50")
-	require.Contains(t, m.Text, "oakallow credits grant")
+	require.Contains(t, m.Text, "grant credit (oakallow credits grant).\n\nYou receive this")
 	require.False(t, strings.Contains(m.Text, "http"), m.Text)
 }
