@@ -24,7 +24,7 @@ const kindWebhookRedelivered = "webhook.redelivered"
 type WebhookDelivery struct {
 	ID          string          `json:"id" doc:"Delivery id; sent as X-Oakallow-Delivery."`
 	EventID     string          `json:"event_id" doc:"The event's id (the body's id field)."`
-	EventType   string          `json:"event_type" doc:"approval.created, approval.escalated, approval.decided, approval.expired or tool.auto_created."`
+	EventType   string          `json:"event_type" doc:"approval.created, approval.escalated, approval.decided, approval.expired, tool.auto_created or credits.low."`
 	TargetKind  string          `json:"target_kind" enum:"org_webhook,channel" doc:"The org webhook, or a notification channel."`
 	ChannelID   string          `json:"channel_id,omitempty" doc:"The channel, for channel deliveries (absent when the channel was deleted)."`
 	URL         string          `json:"url,omitempty" doc:"The URL posted to, for org-webhook deliveries. Channel URLs are credentials and never shown."`
