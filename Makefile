@@ -8,7 +8,7 @@ STATICCHECK_VERSION := v0.8.2
 STRIPE_MOCK_VERSION := v0.203.0
 GO_TEST_FLAGS ?= -p 2 -timeout 25m
 
-.PHONY: dev test race verify sqlc build fmt vet fuzz load peers docs-assets tools
+.PHONY: dev test race verify sqlc build fmt vet fuzz load peers docs-assets tools conformance
 
 dev:
 	go run ./dev
@@ -42,6 +42,12 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzCanonicalMatchesJCS$$' -fuzztime 200000x ./activities/jsondoc/
 	go test -run '^$$' -fuzz '^FuzzScrubJSONMatchesDecoder$$' -fuzztime 200000x ./activities/pii/
 	go test -run '^$$' -fuzz '^FuzzHashParametersMatchesJCS$$' -fuzztime 200000x ./activities/tokens/
+
+# The official MCP conformance suite's authorization-server scenarios against
+# a throwaway dev stack, held to dev/conformance/baseline.txt. Installs the
+# suite and Node.js 22 pinned in dev/conformance/package-lock.json with npm.
+conformance:
+	dev/conformance/run
 
 # The check-path load run recorded in docs/PERFORMANCE.md.
 load:

@@ -14,25 +14,18 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"time"
 
-	"oakallow/api/passkeys/passkeystest"
 	"oakallow/dev/devenv"
 	"oakallow/dev/devstack"
-	"oakallow/store"
 )
 
 const toolName = "approve_invoice"
@@ -129,10 +122,11 @@ func run(n, warmup int, verbose bool) error {
 	}, nil); err != nil {
 		return err
 	}
-	reviewerHdr, auth, err := enrollReviewer(ctx, stack, c)
+	reviewerTok, auth, err := stack.SignInPerson(ctx, "reviewer")
 	if err != nil {
 		return fmt.Errorf("enroll the reviewer: %w", err)
 	}
+	reviewerHdr := map[string]string{"Authorization": "Bearer " + reviewerTok}
 
 	one := func(i int) (total, optionsCall, decideCall, toToken time.Duration, err error) {
 		var created approval
@@ -204,62 +198,6 @@ func run(n, warmup int, verbose bool) error {
 	}
 	fmt.Printf("load average at the end: %s\n", devenv.LoadAverage())
 	return nil
-}
-
-// enrollReviewer makes a reviewer of the dev org's team, starts their first
-// (enrollment-only) session in the store, enrolls a passkey through the API
-// and returns the full session's headers and the authenticator.
-func enrollReviewer(ctx context.Context, stack *devstack.Stack, c *client) (map[string]string, *passkeystest.Authenticator, error) {
-	st := stack.Store()
-	creds := stack.Credentials()
-	var teamID string
-	if err := st.Pool.QueryRow(ctx, "SELECT team_id FROM orgs WHERE id = $1", creds.OrgID).Scan(&teamID); err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	user := store.NewID("usr")
-	if err := st.CreateUser(ctx, store.CreateUserParams{ID: user, Email: user + "@example.com", Name: "Load Reviewer", CreatedAt: now}); err != nil {
-		return nil, nil, err
-	}
-	if err := st.CreateMembership(ctx, store.CreateMembershipParams{TeamID: teamID, UserID: user, Role: "reviewer", CreatedAt: now}); err != nil {
-		return nil, nil, err
-	}
-	var b [32]byte
-	_, _ = rand.Read(b[:])
-	tok := "oak_ses_" + base64.RawURLEncoding.EncodeToString(b[:])
-	h := sha256.Sum256([]byte(tok))
-	if err := st.CreateSession(ctx, store.CreateSessionParams{ID: store.NewID("ses"), UserID: user, TokenHash: h[:],
-		State: "enrollment", Method: "email_code", Client: "app", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
-		return nil, nil, err
-	}
-	u, err := url.Parse(creds.APIURL)
-	if err != nil {
-		return nil, nil, err
-	}
-	// The API derives the relying party from its public URL, a loopback one here: "localhost".
-	auth := passkeystest.New("localhost", "http://localhost:"+u.Port())
-	hdr := map[string]string{"Authorization": "Bearer " + tok}
-	var opts options
-	if err := c.do(http.MethodPost, "/v1/me/passkeys/options", hdr, nil, &opts); err != nil {
-		return nil, nil, err
-	}
-	resp, err := auth.Create(opts.PublicKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	var enrolled struct {
-		Session *struct {
-			Token string `json:"session_token"`
-		} `json:"session"`
-	}
-	if err := c.do(http.MethodPost, "/v1/me/passkeys", hdr, map[string]any{"ceremony_id": opts.CeremonyID,
-		"credential": json.RawMessage(resp)}, &enrolled); err != nil {
-		return nil, nil, err
-	}
-	if enrolled.Session == nil || enrolled.Session.Token == "" {
-		return nil, nil, errors.New("enrollment did not upgrade the session")
-	}
-	return map[string]string{"Authorization": "Bearer " + enrolled.Session.Token}, auth, nil
 }
 
 func percentiles(d []time.Duration, ps ...int) []time.Duration {
