@@ -156,11 +156,13 @@ func registerApprovals(api huma.API, s *Server) {
 
 	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "get-approval", Method: http.MethodGet, Path: "/v1/approvals/{id}",
-		Summary:     "Get an approval",
-		Description: "An approval by id or REF: status, level, decisions, and once approved the execution token. Free.",
-		Tags:        []string{tagApprovals}, Errors: manageReadErrors,
+		Summary: "Get an approval",
+		Description: "An approval by id or REF: status, level, decisions, and once approved the execution token. " +
+			"Standard keys and agent identities read only the approvals they requested (another's answers 404, like " +
+			"one that does not exist); management keys and reviewers read every approval of the org. Free.",
+		Tags: []string{tagApprovals}, Errors: manageReadErrors,
 	}, accessApprovalsRead), func(ctx context.Context, in *approvalRefInput) (*approvalOutput, error) {
-		a, err := s.rt.GetApproval(ctx, mustPrincipal(ctx).OrgID, in.ID, true)
+		a, err := s.rt.GetApproval(ctx, mustPrincipal(ctx).caller(), in.ID, true)
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}
@@ -169,11 +171,13 @@ func registerApprovals(api huma.API, s *Server) {
 
 	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "list-approvals", Method: http.MethodGet, Path: "/v1/approvals",
-		Summary:     "List approvals",
-		Description: "The org's approvals, newest first, filterable by status, tool and tenant, cursor-paginated. Free.",
-		Tags:        []string{tagApprovals}, Errors: manageReadErrors,
+		Summary: "List approvals",
+		Description: "The org's approvals, newest first, filterable by status, tool and tenant, cursor-paginated: " +
+			"all of them for management keys and reviewers, only those the caller requested for standard keys and " +
+			"agent identities. Free.",
+		Tags: []string{tagApprovals}, Errors: manageReadErrors,
 	}, accessApprovalsRead), func(ctx context.Context, in *listApprovalsInput) (*listApprovalsOutput, error) {
-		out, err := s.listApprovals(ctx, mustPrincipal(ctx).OrgID, in)
+		out, err := s.listApprovals(ctx, mustPrincipal(ctx).caller(), in)
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}
@@ -213,7 +217,7 @@ func (req *approvalRequest) domain() *runtime.ApprovalRequest {
 		Parameters: json.RawMessage(req.Parameters), Context: json.RawMessage(req.Context), ReferenceID: req.ReferenceID}}
 }
 
-func (s *Server) listApprovals(ctx context.Context, orgID string, in *listApprovalsInput) (*listApprovalsOutput, error) {
+func (s *Server) listApprovals(ctx context.Context, c runtime.Caller, in *listApprovalsInput) (*listApprovalsOutput, error) {
 	q := runtime.ApprovalQuery{Status: in.Status, Tool: in.Tool, Tenant: in.Tenant, Limit: in.Limit}
 	if in.Cursor != "" {
 		at, id, err := decodeTimeCursor(in.Cursor, "approval")
@@ -222,7 +226,7 @@ func (s *Server) listApprovals(ctx context.Context, orgID string, in *listApprov
 		}
 		q.Before = &runtime.ApprovalPosition{CreatedAt: at, ID: id}
 	}
-	page, err := s.rt.ListApprovals(ctx, orgID, q)
+	page, err := s.rt.ListApprovals(ctx, c, q)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +326,7 @@ func (s *Server) submitDecision(ctx context.Context, p Principal, row store.Appr
 	if err != nil {
 		return Approval{}, s.decideProblem(ctx, p.OrgID, row.ID, err)
 	}
-	a, err := s.rt.GetApproval(ctx, p.OrgID, row.ID, true)
+	a, err := s.rt.GetApproval(ctx, p.caller(), row.ID, true)
 	if err != nil {
 		return Approval{}, err
 	}

@@ -66,6 +66,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/notes-stay-out-of-history", testNotesStayOutOfHistory},
 		{"approvals/list", testApprovalList},
 		{"approvals/tool-annotations", testApprovalToolAnnotations},
+		{"approvals/of-their-requester", testApprovalsOfTheirRequester},
 		{"approvals/bad-input-is-4xx", testApprovalBadInput},
 		{"approvals/start-failure", testApprovalStartFailure},
 		{"approvals/workflow-gone", testApprovalWorkflowGone},

@@ -38,8 +38,12 @@ func (s *Server) newRuntime() (*runtime.Service, error) {
 }
 
 // caller is the principal as the runtime names the caller in the audit log.
+// Management keys and people (reviewers, owners, admins) read every approval
+// of the org; standard keys, agent identities and OAuth grants read only
+// those they requested (runtime.Caller.ReadsAllApprovals).
 func (p Principal) caller() runtime.Caller {
-	return runtime.Caller{OrgID: p.OrgID, TeamID: p.TeamID, Kind: p.Kind, ID: p.ActorID()}
+	return runtime.Caller{OrgID: p.OrgID, TeamID: p.TeamID, Kind: p.Kind, ID: p.ActorID(),
+		ReadsAllApprovals: p.Kind == PrincipalUser || p.Kind == PrincipalAPIKey && p.Tier == TierManagement}
 }
 
 // Policy implements runtime.Policies.

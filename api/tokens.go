@@ -66,7 +66,7 @@ func registerTokens(api huma.API, s *Server) {
 		OperationID: "mint-token", Method: http.MethodPost, Path: "/v1/tokens/mint",
 		Summary: "Mint an execution token",
 		Description: "Mints the single-use execution token for an allowed check (within 10 minutes of the check) or an " +
-			"approved approval. Idempotent: the same source always gives the same token. The org's current policy is " +
+			"approved approval that the calling credential made (another's check or approval answers 404). Idempotent: the same source always gives the same token. The org's current policy is " +
 			"checked first, also when an existing token is handed out again: a check's call must still be allowed " +
 			"(409 check_not_allowed, or 403 tool_disabled), an approval's must not have become disabled (403 tool_disabled). " +
 			"Billable ($0.005); refusals are not billed.",

@@ -129,17 +129,29 @@ func (q *Queries) GetAPIKeyDisplay(ctx context.Context, arg GetAPIKeyDisplayPara
 
 const getApprovalByRef = `-- name: GetApprovalByRef :one
 SELECT id, org_id, reference, tool_id, tool_name, tenant_id, tenant_name, resource, method, parameters, params_hash, reasoning, context, reference_id, status, level, two_levels, level_timeout_seconds, expires_at, created_at, updated_at, decided_at, workflow_id, workflow_run_id, projection_seq, created_by_kind, created_by_id, token_id FROM approvals WHERE org_id = $1 AND (id = $2 OR reference = $2)
+  AND ($3::text IS NULL
+       OR (created_by_kind = $3::text AND created_by_id = $4::text))
 ORDER BY id = $2 DESC LIMIT 1
 `
 
 type GetApprovalByRefParams struct {
-	OrgID string
-	Ref   string
+	OrgID         string
+	Ref           string
+	RequesterKind *string
+	RequesterID   string
 }
 
-// One approval by id or REF.
+// One approval by id or REF. With requester_kind set, only one that this
+// requester (created_by_kind, created_by_id) made: another's is not found.
+// (The lookup is by id or reference either way; the requester only filters
+// the one row found, so a generic plan costs nothing here.)
 func (q *Queries) GetApprovalByRef(ctx context.Context, arg GetApprovalByRefParams) (Approval, error) {
-	row := q.db.QueryRow(ctx, getApprovalByRef, arg.OrgID, arg.Ref)
+	row := q.db.QueryRow(ctx, getApprovalByRef,
+		arg.OrgID,
+		arg.Ref,
+		arg.RequesterKind,
+		arg.RequesterID,
+	)
 	var i Approval
 	err := row.Scan(
 		&i.ID,
@@ -675,6 +687,210 @@ func (q *Queries) ListDecisionsOfApprovals(ctx context.Context, approvalIds []st
 			&i.Note,
 			&i.DecidedAt,
 			&i.RequestID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listRequesterApprovalsPage = `-- name: ListRequesterApprovalsPage :many
+SELECT a.id, a.org_id, a.reference, a.tool_id, a.tool_name, a.tenant_id, a.tenant_name, a.resource, a.method, a.parameters, a.params_hash, a.reasoning, a.context, a.reference_id, a.status, a.level, a.two_levels, a.level_timeout_seconds, a.expires_at, a.created_at, a.updated_at, a.decided_at, a.workflow_id, a.workflow_run_id, a.projection_seq, a.created_by_kind, a.created_by_id, a.token_id, t.read_only, t.destructive, t.idempotent, t.open_world,
+       t.annotations_acknowledged, t.risk_level
+FROM approvals a JOIN tools t ON t.id = a.tool_id
+WHERE a.org_id = $1
+  AND a.created_by_kind = $2 AND a.created_by_id = $3
+  AND ($4::text = '' OR a.tool_name = $4)
+  AND ($5::text = '' OR a.tenant_name = $5)
+  AND (a.created_at, a.id) < (coalesce($6::timestamptz, 'infinity'), $7::text)
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT $8
+`
+
+type ListRequesterApprovalsPageParams struct {
+	OrgID         string
+	RequesterKind string
+	RequesterID   string
+	Tool          string
+	Tenant        string
+	BeforeCreated *time.Time
+	BeforeID      string
+	RowLimit      int32
+}
+
+type ListRequesterApprovalsPageRow struct {
+	Approval                Approval
+	ReadOnly                bool
+	Destructive             bool
+	Idempotent              bool
+	OpenWorld               bool
+	AnnotationsAcknowledged bool
+	RiskLevel               string
+}
+
+// ListApprovalsPage of one requester (created_by_kind, created_by_id): what
+// a standard key, an agent identity or an OAuth grant reads. Its own
+// statement for the same reason as ByStatus (approvals_requester_idx).
+func (q *Queries) ListRequesterApprovalsPage(ctx context.Context, arg ListRequesterApprovalsPageParams) ([]ListRequesterApprovalsPageRow, error) {
+	rows, err := q.db.Query(ctx, listRequesterApprovalsPage,
+		arg.OrgID,
+		arg.RequesterKind,
+		arg.RequesterID,
+		arg.Tool,
+		arg.Tenant,
+		arg.BeforeCreated,
+		arg.BeforeID,
+		arg.RowLimit,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListRequesterApprovalsPageRow{}
+	for rows.Next() {
+		var i ListRequesterApprovalsPageRow
+		if err := rows.Scan(
+			&i.Approval.ID,
+			&i.Approval.OrgID,
+			&i.Approval.Reference,
+			&i.Approval.ToolID,
+			&i.Approval.ToolName,
+			&i.Approval.TenantID,
+			&i.Approval.TenantName,
+			&i.Approval.Resource,
+			&i.Approval.Method,
+			&i.Approval.Parameters,
+			&i.Approval.ParamsHash,
+			&i.Approval.Reasoning,
+			&i.Approval.Context,
+			&i.Approval.ReferenceID,
+			&i.Approval.Status,
+			&i.Approval.Level,
+			&i.Approval.TwoLevels,
+			&i.Approval.LevelTimeoutSeconds,
+			&i.Approval.ExpiresAt,
+			&i.Approval.CreatedAt,
+			&i.Approval.UpdatedAt,
+			&i.Approval.DecidedAt,
+			&i.Approval.WorkflowID,
+			&i.Approval.WorkflowRunID,
+			&i.Approval.ProjectionSeq,
+			&i.Approval.CreatedByKind,
+			&i.Approval.CreatedByID,
+			&i.Approval.TokenID,
+			&i.ReadOnly,
+			&i.Destructive,
+			&i.Idempotent,
+			&i.OpenWorld,
+			&i.AnnotationsAcknowledged,
+			&i.RiskLevel,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listRequesterApprovalsPageByStatus = `-- name: ListRequesterApprovalsPageByStatus :many
+SELECT a.id, a.org_id, a.reference, a.tool_id, a.tool_name, a.tenant_id, a.tenant_name, a.resource, a.method, a.parameters, a.params_hash, a.reasoning, a.context, a.reference_id, a.status, a.level, a.two_levels, a.level_timeout_seconds, a.expires_at, a.created_at, a.updated_at, a.decided_at, a.workflow_id, a.workflow_run_id, a.projection_seq, a.created_by_kind, a.created_by_id, a.token_id, t.read_only, t.destructive, t.idempotent, t.open_world,
+       t.annotations_acknowledged, t.risk_level
+FROM approvals a JOIN tools t ON t.id = a.tool_id
+WHERE a.org_id = $1
+  AND a.created_by_kind = $2 AND a.created_by_id = $3
+  AND a.status = $4
+  AND ($5::text = '' OR a.tool_name = $5)
+  AND ($6::text = '' OR a.tenant_name = $6)
+  AND (a.created_at, a.id) < (coalesce($7::timestamptz, 'infinity'), $8::text)
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT $9
+`
+
+type ListRequesterApprovalsPageByStatusParams struct {
+	OrgID         string
+	RequesterKind string
+	RequesterID   string
+	Status        string
+	Tool          string
+	Tenant        string
+	BeforeCreated *time.Time
+	BeforeID      string
+	RowLimit      int32
+}
+
+type ListRequesterApprovalsPageByStatusRow struct {
+	Approval                Approval
+	ReadOnly                bool
+	Destructive             bool
+	Idempotent              bool
+	OpenWorld               bool
+	AnnotationsAcknowledged bool
+	RiskLevel               string
+}
+
+// ListRequesterApprovalsPage of one status: an agent's pending approvals
+// over MCP (approvals_requester_status_idx).
+func (q *Queries) ListRequesterApprovalsPageByStatus(ctx context.Context, arg ListRequesterApprovalsPageByStatusParams) ([]ListRequesterApprovalsPageByStatusRow, error) {
+	rows, err := q.db.Query(ctx, listRequesterApprovalsPageByStatus,
+		arg.OrgID,
+		arg.RequesterKind,
+		arg.RequesterID,
+		arg.Status,
+		arg.Tool,
+		arg.Tenant,
+		arg.BeforeCreated,
+		arg.BeforeID,
+		arg.RowLimit,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListRequesterApprovalsPageByStatusRow{}
+	for rows.Next() {
+		var i ListRequesterApprovalsPageByStatusRow
+		if err := rows.Scan(
+			&i.Approval.ID,
+			&i.Approval.OrgID,
+			&i.Approval.Reference,
+			&i.Approval.ToolID,
+			&i.Approval.ToolName,
+			&i.Approval.TenantID,
+			&i.Approval.TenantName,
+			&i.Approval.Resource,
+			&i.Approval.Method,
+			&i.Approval.Parameters,
+			&i.Approval.ParamsHash,
+			&i.Approval.Reasoning,
+			&i.Approval.Context,
+			&i.Approval.ReferenceID,
+			&i.Approval.Status,
+			&i.Approval.Level,
+			&i.Approval.TwoLevels,
+			&i.Approval.LevelTimeoutSeconds,
+			&i.Approval.ExpiresAt,
+			&i.Approval.CreatedAt,
+			&i.Approval.UpdatedAt,
+			&i.Approval.DecidedAt,
+			&i.Approval.WorkflowID,
+			&i.Approval.WorkflowRunID,
+			&i.Approval.ProjectionSeq,
+			&i.Approval.CreatedByKind,
+			&i.Approval.CreatedByID,
+			&i.Approval.TokenID,
+			&i.ReadOnly,
+			&i.Destructive,
+			&i.Idempotent,
+			&i.OpenWorld,
+			&i.AnnotationsAcknowledged,
+			&i.RiskLevel,
 		); err != nil {
 			return nil, err
 		}

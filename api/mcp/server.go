@@ -157,9 +157,10 @@ func (c *connector) toolDefs() []toolDef {
 				DestructiveHint: boolPtr(false), OpenWorldHint: boolPtr(true)},
 		}, write: true, run: c.requestApproval},
 		{tool: &sdk.Tool{
-			Name:         "list_pending_approvals",
-			Title:        "List pending approvals",
-			Description:  "Lists your org's approvals still waiting for a decision, newest first. Free.",
+			Name:  "list_pending_approvals",
+			Title: "List pending approvals",
+			Description: "Lists the approvals you requested that are still waiting for a decision, newest first " +
+				"(a management key sees all of the org's). Free.",
 			InputSchema:  json.RawMessage(listApprovalsInput),
 			OutputSchema: json.RawMessage(listApprovalsOutput),
 			Annotations: &sdk.ToolAnnotations{Title: "List pending approvals", ReadOnlyHint: true, IdempotentHint: true,
@@ -168,8 +169,9 @@ func (c *connector) toolDefs() []toolDef {
 		{tool: &sdk.Tool{
 			Name:  "check_approval_status",
 			Title: "Check approval status",
-			Description: "Reads an approval by its reference (REF-…): pending, approved, denied or expired, the " +
-				"decisions so far, and once approved the single-use execution token for the call. Free.",
+			Description: "Reads an approval you requested by its reference (REF-…): pending, approved, denied or " +
+				"expired, the decisions so far, and once approved the single-use execution token for the call. " +
+				"Another credential's approval is not found. Free.",
 			InputSchema:  json.RawMessage(approvalStatusInput),
 			OutputSchema: json.RawMessage(approvalStatusOutput),
 			Annotations: &sdk.ToolAnnotations{Title: "Check approval status", ReadOnlyHint: true, IdempotentHint: true,
@@ -179,7 +181,7 @@ func (c *connector) toolDefs() []toolDef {
 			Name:  "mint_token",
 			Title: "Mint execution token",
 			Description: "Mints the single-use execution token for an allowed check (check_id, within 10 minutes of " +
-				"the check) or an approved approval (approval_id: its id or reference). The same source always gives " +
+				"the check) or an approved approval (approval_id: its id or reference) that you made. The same source always gives " +
 				"the same token; the org's current policy is asked again first. Billable ($0.005); refusals are not billed.",
 			InputSchema:  json.RawMessage(mintInput),
 			OutputSchema: json.RawMessage(mintOutput),
@@ -472,7 +474,7 @@ func (c *connector) approvalStatus(ctx context.Context, caller runtime.Caller, a
 	if err := text("reference", a.Reference, 1, maxNameLen); err != nil {
 		return nil, err
 	}
-	ap, err := c.d.Runtime.GetApproval(ctx, caller.OrgID, a.Reference, true)
+	ap, err := c.d.Runtime.GetApproval(ctx, caller, a.Reference, true)
 	if err != nil {
 		return nil, err
 	}
@@ -506,7 +508,7 @@ func (c *connector) listPending(ctx context.Context, caller runtime.Caller, args
 		}
 		q.Before = &pos
 	}
-	page, err := c.d.Runtime.ListApprovals(ctx, caller.OrgID, q)
+	page, err := c.d.Runtime.ListApprovals(ctx, caller, q)
 	if err != nil {
 		return nil, err
 	}

@@ -91,6 +91,12 @@ type DeciderIdentity struct {
 	Display string `json:"display,omitempty" doc:"A display label: the user's name or the key's prefix."`
 }
 
+// Requester is the credential that requested an approval.
+type Requester struct {
+	Kind string `json:"kind" enum:"api_key,agent,oauth" doc:"api_key (a standard key), agent (an agent identity) or oauth (an MCP client's OAuth grant)."`
+	ID   string `json:"id" doc:"The API key id, agent identity id or OAuth grant id."`
+}
+
 // Approval is an approval request and its state.
 type Approval struct {
 	ID             string          `json:"id" doc:"Approval id (apr_…)."`
@@ -107,6 +113,7 @@ type Approval struct {
 	ParamsHash     string          `json:"parameters_hash,omitempty" doc:"SHA-256 of the RFC 8785 canonical JSON of the original parameters; the execution token binds it."`
 	Context        json.RawMessage `json:"context,omitempty" doc:"The request's context, PII-scrubbed."`
 	ReferenceID    string          `json:"reference_id,omitempty" doc:"The caller's correlation id."`
+	RequestedBy    Requester       `json:"requested_by" doc:"The credential that requested it. Standard keys, agent identities and OAuth clients read only the approvals they requested; management keys and reviewers read all."`
 	ExpiresAt      time.Time       `json:"expires_at" doc:"The current level's deadline."`
 	CreatedAt      time.Time       `json:"created_at" doc:"When the request was made."`
 	DecidedAt      *time.Time      `json:"decided_at,omitempty" doc:"When the approval reached a final status."`
@@ -399,13 +406,17 @@ func Storable(s string) bool {
 }
 
 // GetApproval reads an approval (by id or REF) with its decisions and, when
-// withToken, its execution token once approved.
-func (s *Service) GetApproval(ctx context.Context, orgID, ref string, withToken bool) (Approval, error) {
+// withToken, its execution token once approved. A caller that does not read
+// every approval finds only its own: another's is not found, with the same
+// answer as a REF that does not exist, so its existence is not revealed.
+func (s *Service) GetApproval(ctx context.Context, c Caller, ref string, withToken bool) (Approval, error) {
 	if !Storable(ref) {
 		return Approval{}, refuse(KindNotFound, CodeNotFound, "no approval with that id in this org")
 	}
 	st := s.d.Store
-	row, err := st.GetApprovalByRef(ctx, store.GetApprovalByRefParams{OrgID: orgID, Ref: ref})
+	orgID := c.OrgID
+	kind, id := c.requester()
+	row, err := st.GetApprovalByRef(ctx, store.GetApprovalByRefParams{OrgID: orgID, Ref: ref, RequesterKind: kind, RequesterID: id})
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return Approval{}, notFound("approval", ref)
@@ -445,7 +456,8 @@ func ApprovalView(r store.Approval, ds []store.ApprovalDecision) Approval {
 		ID: r.ID, Reference: r.Reference, Status: r.Status, Level: int(r.Level), Levels: 1, Tool: r.ToolName,
 		Tenant: r.TenantName, Resource: r.Resource, Method: r.Method, Reasoning: r.Reasoning,
 		Parameters: r.Parameters, ParamsHash: r.ParamsHash, Context: r.Context, ReferenceID: r.ReferenceID,
-		ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt, DecidedAt: r.DecidedAt, Decisions: make([]Decision, 0, len(ds)),
+		RequestedBy: Requester{Kind: r.CreatedByKind, ID: r.CreatedByID},
+		ExpiresAt:   r.ExpiresAt, CreatedAt: r.CreatedAt, DecidedAt: r.DecidedAt, Decisions: make([]Decision, 0, len(ds)),
 	}
 	if r.TwoLevels {
 		a.Levels = 2
@@ -482,8 +494,9 @@ type ApprovalPage struct {
 // MaxApprovalPage is the largest page ListApprovals returns.
 const MaxApprovalPage = 200
 
-// ListApprovals lists an org's approvals (without tokens).
-func (s *Service) ListApprovals(ctx context.Context, orgID string, q ApprovalQuery) (ApprovalPage, error) {
+// ListApprovals lists an org's approvals (without tokens): all of them, or
+// only the caller's own when it does not read every approval.
+func (s *Service) ListApprovals(ctx context.Context, c Caller, q ApprovalQuery) (ApprovalPage, error) {
 	if !Storable(q.Tool) || !Storable(q.Tenant) {
 		return ApprovalPage{}, refuse(KindInvalid, CodeValidationFailed, "tool and tenant must be valid UTF-8 without NUL")
 	}
@@ -494,29 +507,16 @@ func (s *Service) ListApprovals(ctx context.Context, orgID string, q ApprovalQue
 	if n, err := resolver.NormalizeName(tenant); err == nil {
 		tenant = n
 	}
-	params := store.ListApprovalsPageParams{OrgID: orgID, Tool: q.Tool, Tenant: tenant, RowLimit: int32(q.Limit) + 1}
+	params := store.ListApprovalsPageParams{OrgID: c.OrgID, Tool: q.Tool, Tenant: tenant, RowLimit: int32(q.Limit) + 1}
 	if q.Before != nil {
 		if !Storable(q.Before.ID) {
 			return ApprovalPage{}, refuse(KindBadRequest, CodeBadRequest, "cursor is not one this list returned")
 		}
 		params.BeforeCreated, params.BeforeID = &q.Before.CreatedAt, q.Before.ID
 	}
-	var rows []store.ListApprovalsPageRow
-	if q.Status == "" {
-		var err error
-		if rows, err = s.d.Store.ListApprovalsPage(ctx, params); err != nil {
-			return ApprovalPage{}, err
-		}
-	} else {
-		byStatus, err := s.d.Store.ListApprovalsPageByStatus(ctx, store.ListApprovalsPageByStatusParams{OrgID: orgID, Status: q.Status,
-			Tool: params.Tool, Tenant: params.Tenant, BeforeCreated: params.BeforeCreated, BeforeID: params.BeforeID, RowLimit: params.RowLimit})
-		if err != nil {
-			return ApprovalPage{}, err
-		}
-		rows = make([]store.ListApprovalsPageRow, len(byStatus))
-		for i, r := range byStatus {
-			rows[i] = store.ListApprovalsPageRow(r)
-		}
+	rows, err := s.approvalRows(ctx, c, q.Status, params)
+	if err != nil {
+		return ApprovalPage{}, err
 	}
 	n := min(len(rows), q.Limit)
 	ids := make([]string, 0, n)
@@ -543,4 +543,43 @@ func (s *Service) ListApprovals(ctx context.Context, orgID string, q ApprovalQue
 		page.Next = &ApprovalPosition{CreatedAt: last.CreatedAt, ID: last.ID}
 	}
 	return page, nil
+}
+
+// approvalRows reads a page of approvals with the statement that fits: the
+// org's or the caller's own (Caller.ReadsAllApprovals), of any status or of
+// one. Each is its own statement so that even a generic plan reads its index.
+func (s *Service) approvalRows(ctx context.Context, c Caller, status string, p store.ListApprovalsPageParams) ([]store.ListApprovalsPageRow, error) {
+	st := s.d.Store
+	var (
+		rows []store.ListApprovalsPageRow
+		err  error
+	)
+	switch {
+	case c.ReadsAllApprovals && status == "":
+		return st.ListApprovalsPage(ctx, p)
+	case c.ReadsAllApprovals:
+		var byStatus []store.ListApprovalsPageByStatusRow
+		byStatus, err = st.ListApprovalsPageByStatus(ctx, store.ListApprovalsPageByStatusParams{OrgID: p.OrgID, Status: status,
+			Tool: p.Tool, Tenant: p.Tenant, BeforeCreated: p.BeforeCreated, BeforeID: p.BeforeID, RowLimit: p.RowLimit})
+		for _, r := range byStatus {
+			rows = append(rows, store.ListApprovalsPageRow(r))
+		}
+	case status == "":
+		var own []store.ListRequesterApprovalsPageRow
+		own, err = st.ListRequesterApprovalsPage(ctx, store.ListRequesterApprovalsPageParams{OrgID: p.OrgID,
+			RequesterKind: c.Kind, RequesterID: c.ID, Tool: p.Tool, Tenant: p.Tenant,
+			BeforeCreated: p.BeforeCreated, BeforeID: p.BeforeID, RowLimit: p.RowLimit})
+		for _, r := range own {
+			rows = append(rows, store.ListApprovalsPageRow(r))
+		}
+	default:
+		var own []store.ListRequesterApprovalsPageByStatusRow
+		own, err = st.ListRequesterApprovalsPageByStatus(ctx, store.ListRequesterApprovalsPageByStatusParams{OrgID: p.OrgID,
+			RequesterKind: c.Kind, RequesterID: c.ID, Status: status, Tool: p.Tool, Tenant: p.Tenant,
+			BeforeCreated: p.BeforeCreated, BeforeID: p.BeforeID, RowLimit: p.RowLimit})
+		for _, r := range own {
+			rows = append(rows, store.ListApprovalsPageRow(r))
+		}
+	}
+	return rows, err
 }

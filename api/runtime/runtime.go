@@ -23,8 +23,31 @@ type Caller struct {
 	TeamID string
 	// Kind is the audit actor kind: "api_key", "agent", …
 	Kind string
-	// ID is the credential's id (the API key id, the agent id).
+	// ID is the credential's id (the API key id, the agent id, the OAuth
+	// grant id).
 	ID string
+	// ReadsAllApprovals is set for callers that read every approval of the
+	// org: management keys and people. Every other caller — standard keys,
+	// agent identities, OAuth grants — reads, polls and mints from only the
+	// approvals and checks it made itself (Kind and ID as recorded); to it
+	// another's is answered not found, like one that does not exist (SPEC §1:
+	// an agent reads its own requests). The zero value is the narrow one.
+	ReadsAllApprovals bool
+}
+
+// requester is the (created_by_kind, created_by_id) filter of c's approval
+// reads: a nil kind when c reads them all.
+func (c Caller) requester() (*string, string) {
+	if c.ReadsAllApprovals {
+		return nil, ""
+	}
+	return &c.Kind, c.ID
+}
+
+// made reports whether c may use what the credential actorKind/actorID
+// made (an approval, a check).
+func (c Caller) made(actorKind, actorID string) bool {
+	return c.ReadsAllApprovals || actorKind == c.Kind && actorID == c.ID
 }
 
 // ToolInfo is what the runtime needs of a registered tool besides the

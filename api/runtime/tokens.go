@@ -66,7 +66,7 @@ func (s *Service) Mint(ctx context.Context, c Caller, req MintRequest) (MintedTo
 		return MintedToken{}, refuse(KindNotFound, CodeNotFound, "no check or approval with that id in this org")
 	}
 	now := s.now()
-	src, err := s.tokenSource(ctx, c.OrgID, req, now)
+	src, err := s.tokenSource(ctx, c, req, now)
 	if err != nil {
 		return MintedToken{}, err
 	}
@@ -97,11 +97,16 @@ func (s *Service) Mint(ctx context.Context, c Caller, req MintRequest) (MintedTo
 }
 
 // tokenSource finds the check or approval a token is to be minted from and
-// checks that it allows one.
-func (s *Service) tokenSource(ctx context.Context, orgID string, req MintRequest, now time.Time) (activities.TokenSource, error) {
+// checks that it allows one. Only the caller's own check or approval is
+// found (Caller.ReadsAllApprovals): another's is not found, as if it did
+// not exist.
+func (s *Service) tokenSource(ctx context.Context, c Caller, req MintRequest, now time.Time) (activities.TokenSource, error) {
 	st := s.d.Store
+	orgID := c.OrgID
 	if req.ApprovalID != "" {
-		a, err := st.GetApprovalByRef(ctx, store.GetApprovalByRefParams{OrgID: orgID, Ref: req.ApprovalID})
+		kind, id := c.requester()
+		a, err := st.GetApprovalByRef(ctx, store.GetApprovalByRefParams{OrgID: orgID, Ref: req.ApprovalID,
+			RequesterKind: kind, RequesterID: id})
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return activities.TokenSource{}, notFound("approval", req.ApprovalID)
@@ -116,7 +121,7 @@ func (s *Service) tokenSource(ctx context.Context, orgID string, req MintRequest
 			Tenant: a.TenantName, Resource: a.Resource, Method: a.Method, ParamsHash: a.ParamsHash}, nil
 	}
 	ev, err := st.GetAuditEvent(ctx, store.GetAuditEventParams{OrgID: orgID, ID: req.CheckID})
-	if err != nil || ev.Kind != KindPermissionCheck {
+	if err != nil || ev.Kind != KindPermissionCheck || !c.made(ev.ActorKind, ev.ActorID) {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return activities.TokenSource{}, fmt.Errorf("load check: %w", err)
 		}

@@ -21,8 +21,13 @@ WHERE a.org_id = $1 AND a.id = $2 AND a.status = 'pending' AND a.projection_seq 
   AND NOT EXISTS (SELECT 1 FROM workflow_effects e WHERE e.approval_id = a.id);
 
 -- name: GetApprovalByRef :one
--- One approval by id or REF.
-SELECT * FROM approvals WHERE org_id = $1 AND (id = @ref OR reference = @ref)
+-- One approval by id or REF. With requester_kind set, only one that this
+-- requester (created_by_kind, created_by_id) made: another's is not found.
+-- (The lookup is by id or reference either way; the requester only filters
+-- the one row found, so a generic plan costs nothing here.)
+SELECT * FROM approvals WHERE org_id = @org_id AND (id = @ref OR reference = @ref)
+  AND (sqlc.narg('requester_kind')::text IS NULL
+       OR (created_by_kind = sqlc.narg('requester_kind')::text AND created_by_id = @requester_id::text))
 ORDER BY id = @ref DESC LIMIT 1;
 
 -- name: ListApprovalsPage :many
@@ -51,6 +56,36 @@ SELECT sqlc.embed(a), t.read_only, t.destructive, t.idempotent, t.open_world,
        t.annotations_acknowledged, t.risk_level
 FROM approvals a JOIN tools t ON t.id = a.tool_id
 WHERE a.org_id = @org_id
+  AND a.status = @status
+  AND (@tool::text = '' OR a.tool_name = @tool)
+  AND (@tenant::text = '' OR a.tenant_name = @tenant)
+  AND (a.created_at, a.id) < (coalesce(sqlc.narg('before_created')::timestamptz, 'infinity'), @before_id::text)
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT @row_limit;
+
+-- name: ListRequesterApprovalsPage :many
+-- ListApprovalsPage of one requester (created_by_kind, created_by_id): what
+-- a standard key, an agent identity or an OAuth grant reads. Its own
+-- statement for the same reason as ByStatus (approvals_requester_idx).
+SELECT sqlc.embed(a), t.read_only, t.destructive, t.idempotent, t.open_world,
+       t.annotations_acknowledged, t.risk_level
+FROM approvals a JOIN tools t ON t.id = a.tool_id
+WHERE a.org_id = @org_id
+  AND a.created_by_kind = @requester_kind AND a.created_by_id = @requester_id
+  AND (@tool::text = '' OR a.tool_name = @tool)
+  AND (@tenant::text = '' OR a.tenant_name = @tenant)
+  AND (a.created_at, a.id) < (coalesce(sqlc.narg('before_created')::timestamptz, 'infinity'), @before_id::text)
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT @row_limit;
+
+-- name: ListRequesterApprovalsPageByStatus :many
+-- ListRequesterApprovalsPage of one status: an agent's pending approvals
+-- over MCP (approvals_requester_status_idx).
+SELECT sqlc.embed(a), t.read_only, t.destructive, t.idempotent, t.open_world,
+       t.annotations_acknowledged, t.risk_level
+FROM approvals a JOIN tools t ON t.id = a.tool_id
+WHERE a.org_id = @org_id
+  AND a.created_by_kind = @requester_kind AND a.created_by_id = @requester_id
   AND a.status = @status
   AND (@tool::text = '' OR a.tool_name = @tool)
   AND (@tenant::text = '' OR a.tenant_name = @tenant)
