@@ -32,6 +32,16 @@ type orgPolicy struct {
 	schemas map[[32]byte]*jsonschema.Schema
 	// snapshot is the database snapshot the policy was read from.
 	snapshot pgSnapshot
+	// src is the rows it was compiled from, so the next load reads only the
+	// rows changed since snapshot.
+	src *policySource
+}
+
+// policySource is an org's policy rows as read from one snapshot, by id.
+type policySource struct {
+	tools map[string]store.PolicyToolsRow
+	cats  map[string]store.PolicyCategoriesRow
+	rules map[string]store.PolicyRulesRow
 }
 
 type toolInfo = runtime.ToolInfo
@@ -73,6 +83,7 @@ type PolicyCache struct {
 	orgs  map[string]*orgLoad
 
 	schemaCompiles atomic.Int64 // schemas compiled by loads, for tests
+	deltaLoads     atomic.Int64 // loads that read only the changed rows, for tests
 	// beforeLoad, when set (tests only, under mu), runs before each load.
 	beforeLoad func(orgID string)
 }
@@ -107,7 +118,40 @@ func NewPolicyCache(st *store.Store, log *slog.Logger, observe func(time.Duratio
 		sem: make(chan struct{}, maxParallelLoads), orgs: map[string]*orgLoad{}}
 	empty := policyTable{}
 	c.table.Store(&empty)
+	go c.pruneLoop()
 	return c
+}
+
+// The policy change log keeps changes for changeLogKeep; a policy loaded
+// longer ago than that is read whole at its next change.
+const (
+	changeLogKeep  = time.Hour
+	changeLogPrune = 10 * time.Minute
+)
+
+// pruneLoop prunes the policy change log every changeLogPrune until Stop.
+// Every replica prunes; concurrent prunes are harmless.
+func (c *PolicyCache) pruneLoop() {
+	t := time.NewTicker(changeLogPrune)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			if _, err := c.PruneChanges(c.ctx, time.Now().Add(-changeLogKeep)); err != nil && c.ctx.Err() == nil {
+				c.log.Warn("pruning the policy change log failed", "err", err)
+			}
+		}
+	}
+}
+
+// PruneChanges deletes the policy change log's rows written before before
+// by transactions that have ended, and returns how many. Policies read from
+// a snapshot that may not see a pruned change are read whole next time.
+func (c *PolicyCache) PruneChanges(ctx context.Context, before time.Time) (int, error) {
+	n, err := c.st.PrunePolicyChanges(ctx, before)
+	return int(n), err
 }
 
 // Stop ends the loads under way; their waiters get the context's error.
@@ -357,31 +401,37 @@ func (c *PolicyCache) storeLocked(orgID string, p *orgPolicy) {
 	c.table.Store(&next)
 }
 
-// compile loads the org from the database and compiles it, reusing the
-// schemas prev already compiled.
+// compile loads the org from the database and compiles it, reading only
+// the rows changed since prev (if any) and reusing the schemas prev already
+// compiled.
 func (c *PolicyCache) compile(ctx context.Context, orgID string, prev *orgPolicy) (*orgPolicy, error) {
-	var known map[[32]byte]*jsonschema.Schema
-	if prev != nil {
-		known = prev.schemas
-	}
-	p, compiled, err := compileOrgPolicy(ctx, c.st, orgID, known)
+	p, compiled, delta, err := compileOrgPolicy(ctx, c.st, orgID, prev)
 	c.schemaCompiles.Add(int64(compiled))
+	if delta {
+		c.deltaLoads.Add(1)
+	}
 	return p, err
 }
+
+// maxDeltaRows bounds the changed rows a load applies to the previous
+// policy; a larger change (a bulk import, a tenant with thousands of
+// rules deleted) reads the org whole.
+const maxDeltaRows = 1000
 
 // policyRows is what one load reads of an org, all from one snapshot.
 type policyRows struct {
 	snapshot pgSnapshot
-	tools    []store.PolicyToolsRow
-	cats     []store.PolicyCategoriesRow
-	rules    []store.PolicyRulesRow
+	src      *policySource
+	delta    bool                         // src is prev's with the changed rows applied
 	schemas  map[[32]byte]json.RawMessage // the schemas not in known, by SHA-256
 }
 
 // readPolicy reads the org's tools, categories and rules, and the text of
-// those parameter schemas known does not hold, in one snapshot: a load never
-// mixes the states before and after a change.
-func readPolicy(ctx context.Context, st *store.Store, orgID string, known map[[32]byte]*jsonschema.Schema) (policyRows, error) {
+// those parameter schemas prev does not hold, in one snapshot: a load never
+// mixes the states before and after a change. With prev, it reads only the
+// rows that the transactions prev's snapshot does not see changed
+// (policy_changes, migration 023) and applies them to prev's rows.
+func readPolicy(ctx context.Context, st *store.Store, orgID string, prev *orgPolicy) (policyRows, error) {
 	var r policyRows
 	err := st.InSnapshot(ctx, func(q *store.Queries) error {
 		snap, err := q.CurrentSnapshot(ctx)
@@ -391,18 +441,24 @@ func readPolicy(ctx context.Context, st *store.Store, orgID string, known map[[3
 		if r.snapshot, err = parseSnapshot(snap); err != nil {
 			return err
 		}
-		if r.tools, err = q.PolicyTools(ctx, orgID); err != nil {
-			return fmt.Errorf("load policy tools: %w", err)
+		if prev != nil && prev.src != nil {
+			if r.src, err = readPolicyDelta(ctx, q, orgID, prev); err != nil {
+				return err
+			}
+			r.delta = r.src != nil
 		}
-		if r.cats, err = q.PolicyCategories(ctx, orgID); err != nil {
-			return fmt.Errorf("load policy categories: %w", err)
+		if r.src == nil {
+			if r.src, err = readPolicyWhole(ctx, q, orgID); err != nil {
+				return err
+			}
 		}
-		if r.rules, err = q.PolicyRules(ctx, orgID); err != nil {
-			return fmt.Errorf("load policy rules: %w", err)
+		var known map[[32]byte]*jsonschema.Schema
+		if prev != nil {
+			known = prev.schemas
 		}
 		var missing [][]byte
 		seen := map[[32]byte]bool{}
-		for _, t := range r.tools {
+		for _, t := range r.src.tools {
 			if h, ok := schemaHash(t.SchemaSha256); ok && known[h] == nil && !seen[h] {
 				seen[h] = true
 				missing = append(missing, t.SchemaSha256)
@@ -424,6 +480,134 @@ func readPolicy(ctx context.Context, st *store.Store, orgID string, known map[[3
 		return nil
 	})
 	return r, err
+}
+
+// readPolicyWhole reads every policy row of the org.
+func readPolicyWhole(ctx context.Context, q *store.Queries, orgID string) (*policySource, error) {
+	tools, err := q.PolicyTools(ctx, store.PolicyToolsParams{OrgID: orgID, Whole: true})
+	if err != nil {
+		return nil, fmt.Errorf("load policy tools: %w", err)
+	}
+	cats, err := q.PolicyCategories(ctx, store.PolicyCategoriesParams{OrgID: orgID, Whole: true})
+	if err != nil {
+		return nil, fmt.Errorf("load policy categories: %w", err)
+	}
+	rules, err := q.PolicyRules(ctx, store.PolicyRulesParams{OrgID: orgID, Whole: true})
+	if err != nil {
+		return nil, fmt.Errorf("load policy rules: %w", err)
+	}
+	src := &policySource{tools: make(map[string]store.PolicyToolsRow, len(tools)),
+		cats: make(map[string]store.PolicyCategoriesRow, len(cats)), rules: make(map[string]store.PolicyRulesRow, len(rules))}
+	src.add(tools, cats, rules)
+	return src, nil
+}
+
+// add puts rows into src, replacing those with the same ids.
+func (src *policySource) add(tools []store.PolicyToolsRow, cats []store.PolicyCategoriesRow, rules []store.PolicyRulesRow) {
+	for _, t := range tools {
+		src.tools[t.ID] = t
+	}
+	for _, c := range cats {
+		src.cats[c.ID] = c
+	}
+	for _, r := range rules {
+		src.rules[r.ID] = r
+	}
+}
+
+// policyDelta is which rows of an org's policy some transactions changed, by
+// table.
+type policyDelta struct {
+	tools, cats, rules, tenants, resources map[string]bool
+}
+
+// readPolicyDelta returns prev's rows with the changes since prev's snapshot
+// applied, or nil when the org must be read whole: too many changed rows,
+// or changes prev may not see that were pruned from the log.
+//
+// A changed row is read again by id; rows whose compiled form derives from
+// a changed row of another table are read again by that reference (rules
+// name their tenant, resource and tool; tools their category). Whatever a
+// selection matched in prev is dropped first, so a deleted row, or one
+// that no longer refers to the changed row, does not stay: a row whose own
+// reference changed was itself changed, and is read by id.
+func readPolicyDelta(ctx context.Context, q *store.Queries, orgID string, prev *orgPolicy) (*policySource, error) {
+	horizon, err := q.PolicyChangeHorizon(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load policy change horizon: %w", err)
+	}
+	since := prev.snapshot.xmin
+	if horizon < 0 || uint64(horizon) > since {
+		return nil, nil // pruned changes prev may not see
+	}
+	changes, err := q.PolicyChangesSince(ctx, store.PolicyChangesSinceParams{
+		OrgID: orgID, Since: int64(since), MaxRows: maxDeltaRows + 1})
+	if err != nil {
+		return nil, fmt.Errorf("load policy changes: %w", err)
+	}
+	if len(changes) > maxDeltaRows {
+		return nil, nil
+	}
+	d := policyDelta{tools: map[string]bool{}, cats: map[string]bool{}, rules: map[string]bool{},
+		tenants: map[string]bool{}, resources: map[string]bool{}}
+	for _, ch := range changes {
+		if ch.Xid >= 0 && prev.snapshot.sees(uint64(ch.Xid)) {
+			continue
+		}
+		switch ch.Kind {
+		case "tool":
+			d.tools[ch.RowID] = true
+		case "category":
+			d.cats[ch.RowID] = true
+		case "rule":
+			d.rules[ch.RowID] = true
+		case "tenant":
+			d.tenants[ch.RowID] = true
+		case "resource":
+			d.resources[ch.RowID] = true
+		default:
+			return nil, fmt.Errorf("policy change of unknown kind %q", ch.Kind)
+		}
+	}
+	if len(d.tools)+len(d.cats)+len(d.rules)+len(d.tenants)+len(d.resources) == 0 {
+		return prev.src, nil
+	}
+	next := &policySource{tools: prev.src.tools, cats: prev.src.cats, rules: prev.src.rules}
+	var tools []store.PolicyToolsRow
+	var cats []store.PolicyCategoriesRow
+	var rules []store.PolicyRulesRow
+	if len(d.tools) > 0 || len(d.cats) > 0 {
+		if tools, err = q.PolicyTools(ctx, store.PolicyToolsParams{OrgID: orgID,
+			Ids: slices.Collect(maps.Keys(d.tools)), CategoryIds: slices.Collect(maps.Keys(d.cats))}); err != nil {
+			return nil, fmt.Errorf("load changed policy tools: %w", err)
+		}
+		next.tools = maps.Clone(prev.src.tools)
+		maps.DeleteFunc(next.tools, func(id string, t store.PolicyToolsRow) bool {
+			return d.tools[id] || (t.CategoryID != nil && d.cats[*t.CategoryID])
+		})
+	}
+	if len(d.cats) > 0 {
+		if cats, err = q.PolicyCategories(ctx, store.PolicyCategoriesParams{OrgID: orgID,
+			Ids: slices.Collect(maps.Keys(d.cats))}); err != nil {
+			return nil, fmt.Errorf("load changed policy categories: %w", err)
+		}
+		next.cats = maps.Clone(prev.src.cats)
+		maps.DeleteFunc(next.cats, func(id string, _ store.PolicyCategoriesRow) bool { return d.cats[id] })
+	}
+	if len(d.rules) > 0 || len(d.tools) > 0 || len(d.tenants) > 0 || len(d.resources) > 0 {
+		if rules, err = q.PolicyRules(ctx, store.PolicyRulesParams{OrgID: orgID,
+			Ids: slices.Collect(maps.Keys(d.rules)), ToolIds: slices.Collect(maps.Keys(d.tools)),
+			TenantIds: slices.Collect(maps.Keys(d.tenants)), ResourceIds: slices.Collect(maps.Keys(d.resources))}); err != nil {
+			return nil, fmt.Errorf("load changed policy rules: %w", err)
+		}
+		in := func(set map[string]bool, id *string) bool { return id != nil && set[*id] }
+		next.rules = maps.Clone(prev.src.rules)
+		maps.DeleteFunc(next.rules, func(id string, r store.PolicyRulesRow) bool {
+			return d.rules[id] || in(d.tools, r.ToolID) || in(d.tenants, r.TenantID) || in(d.resources, r.ResourceID)
+		})
+	}
+	next.add(tools, cats, rules)
+	return next, nil
 }
 
 // pgSnapshot is a PostgreSQL snapshot (pg_current_snapshot): which
@@ -481,26 +665,37 @@ func schemaHash(b []byte) ([32]byte, bool) {
 }
 
 // compileOrgPolicy loads the org's tools, categories and rules and compiles
-// them. A parameter schema found in known (by the SHA-256 of its stored
+// them: only the rows changed since prev's snapshot when it can (delta). A
+// parameter schema prev already compiled (by the SHA-256 of its stored
 // text) is reused; compiled counts the schemas it had to compile.
 func compileOrgPolicy(ctx context.Context, st *store.Store, orgID string,
-	known map[[32]byte]*jsonschema.Schema) (p *orgPolicy, compiled int, err error) {
-	rows, err := readPolicy(ctx, st, orgID, known)
+	prev *orgPolicy) (p *orgPolicy, compiled int, delta bool, err error) {
+	rows, err := readPolicy(ctx, st, orgID, prev)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
-	tools, cats, rules := rows.tools, rows.cats, rows.rules
+	src := rows.src
+	if rows.delta && src == prev.src {
+		// Nothing this org's policy is made of changed.
+		q := *prev
+		q.snapshot = rows.snapshot
+		return &q, 0, true, nil
+	}
+	var known map[[32]byte]*jsonschema.Schema
+	if prev != nil {
+		known = prev.schemas
+	}
 	pol := resolver.Policy{
-		Tools:      make([]resolver.Tool, 0, len(tools)),
-		Categories: make([]resolver.Category, 0, len(cats)),
-		Rules:      make([]resolver.Rule, 0, len(rules)),
+		Tools:      make([]resolver.Tool, 0, len(src.tools)),
+		Categories: make([]resolver.Category, 0, len(src.cats)),
+		Rules:      make([]resolver.Rule, 0, len(src.rules)),
 	}
-	infos := make(map[string]toolInfo, len(tools))
+	infos := make(map[string]toolInfo, len(src.tools))
 	schemas := map[[32]byte]*jsonschema.Schema{}
-	for _, t := range tools {
+	for _, t := range src.tools {
 		dp, err := parseOptPermission(t.DefaultPermission)
 		if err != nil {
-			return nil, compiled, err
+			return nil, compiled, false, err
 		}
 		pol.Tools = append(pol.Tools, resolver.Tool{
 			Name: t.Name, Category: t.Category, DefaultPermission: dp,
@@ -515,40 +710,40 @@ func compileOrgPolicy(ctx context.Context, st *store.Store, orgID string,
 			if info.Schema == nil {
 				raw, ok := rows.schemas[h]
 				if !ok {
-					return nil, compiled, fmt.Errorf("tool %s: parameter schema missing from its snapshot", t.ID)
+					return nil, compiled, false, fmt.Errorf("tool %s: parameter schema missing from its snapshot", t.ID)
 				}
 				// The schema was validated when it was written; a failure
 				// here means the row was changed behind our back, so fail
 				// closed.
 				compiled++
 				if info.Schema, err = compileSchema(raw); err != nil {
-					return nil, compiled, fmt.Errorf("tool %s: stored parameter schema: %w", t.ID, err)
+					return nil, compiled, false, fmt.Errorf("tool %s: stored parameter schema: %w", t.ID, err)
 				}
 			}
 			schemas[h] = info.Schema
 		}
 		infos[t.Name] = info
 	}
-	for _, c := range cats {
+	for _, c := range src.cats {
 		dp, err := parseOptPermission(c.DefaultPermission)
 		if err != nil {
-			return nil, compiled, err
+			return nil, compiled, false, err
 		}
 		pol.Categories = append(pol.Categories, resolver.Category{Name: c.Name, DefaultPermission: dp})
 	}
-	for _, r := range rules {
+	for _, r := range src.rules {
 		perm, err := resolver.ParsePermission(r.Permission)
 		if err != nil {
-			return nil, compiled, err
+			return nil, compiled, false, err
 		}
 		pol.Rules = append(pol.Rules, resolver.Rule{ID: r.ID, Tenant: r.Tenant, Resource: r.Resource,
 			Tool: r.Tool, Method: r.Method, Permission: perm})
 	}
 	ix, err := resolver.Compile(pol)
 	if err != nil {
-		return nil, compiled, fmt.Errorf("compile policy of %s: %w", orgID, err)
+		return nil, compiled, false, fmt.Errorf("compile policy of %s: %w", orgID, err)
 	}
-	return &orgPolicy{index: ix, tools: infos, schemas: schemas, snapshot: rows.snapshot}, compiled, nil
+	return &orgPolicy{index: ix, tools: infos, schemas: schemas, snapshot: rows.snapshot, src: src}, compiled, rows.delta, nil
 }
 
 func parseOptPermission(s *string) (resolver.Permission, error) {

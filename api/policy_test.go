@@ -39,16 +39,18 @@ func (e *testEnv) listenerBarrier(orgID string) {
 	}, 5*time.Second, 5*time.Millisecond, "the server never learned the barrier key")
 }
 
-// stallPolicyLoads holds an exclusive lock on the rules table, so every
-// policy load (which reads tools, categories, then rules) stops at its rules
-// query until release is called: a stand-in for a slow load, such as one
-// compiling expensive schemas. Writes to tools do not need the lock.
+// stallPolicyLoads holds an exclusive lock on the rules table and on the
+// policy change log's horizon, so every policy load (a whole one reads
+// tools, categories, then rules; one of the changes only reads the horizon
+// first) stops there until release is called: a stand-in for a slow load,
+// such as one compiling expensive schemas. Writes to tools do not need the
+// locks.
 func (e *testEnv) stallPolicyLoads() (release func()) {
 	e.t.Helper()
 	ctx := context.Background()
 	tx, err := e.st.Pool.Begin(ctx)
 	require.NoError(e.t, err)
-	_, err = tx.Exec(ctx, "LOCK TABLE rules IN ACCESS EXCLUSIVE MODE")
+	_, err = tx.Exec(ctx, "LOCK TABLE rules, policy_change_horizon IN ACCESS EXCLUSIVE MODE")
 	require.NoError(e.t, err)
 	done := false
 	release = func() {
@@ -61,13 +63,15 @@ func (e *testEnv) stallPolicyLoads() (release func()) {
 	return release
 }
 
-// waitForStalledLoads waits until n queries wait for the rules lock.
+// waitForStalledLoads waits until n policy loads wait for a lock that
+// stallPolicyLoads holds.
 func (e *testEnv) waitForStalledLoads(n int) {
 	e.t.Helper()
 	require.Eventually(e.t, func() bool {
 		var waiting int
 		require.NoError(e.t, e.st.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM rules%'`).Scan(&waiting))
+			WHERE datname = current_database() AND wait_event_type = 'Lock'
+			  AND (query LIKE '%FROM rules%' OR query LIKE '%FROM policy_change_horizon%')`).Scan(&waiting))
 		return waiting >= n
 	}, 5*time.Second, 5*time.Millisecond, "no policy load reached the rules query")
 }

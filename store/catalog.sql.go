@@ -1068,16 +1068,25 @@ func (q *Queries) LockTool(ctx context.Context, arg LockToolParams) (Tool, error
 }
 
 const policyCategories = `-- name: PolicyCategories :many
-SELECT name, default_permission FROM categories WHERE org_id = $1
+SELECT id, name, default_permission FROM categories
+WHERE org_id = $1 AND ($2::boolean OR id = ANY($3::text[]))
 `
 
+type PolicyCategoriesParams struct {
+	OrgID string
+	Whole bool
+	Ids   []string
+}
+
 type PolicyCategoriesRow struct {
+	ID                string
 	Name              string
 	DefaultPermission *string
 }
 
-func (q *Queries) PolicyCategories(ctx context.Context, orgID string) ([]PolicyCategoriesRow, error) {
-	rows, err := q.db.Query(ctx, policyCategories, orgID)
+// The org's categories: all, or (whole false) those with an id in ids.
+func (q *Queries) PolicyCategories(ctx context.Context, arg PolicyCategoriesParams) ([]PolicyCategoriesRow, error) {
+	rows, err := q.db.Query(ctx, policyCategories, arg.OrgID, arg.Whole, arg.Ids)
 	if err != nil {
 		return nil, err
 	}
@@ -1085,7 +1094,60 @@ func (q *Queries) PolicyCategories(ctx context.Context, orgID string) ([]PolicyC
 	items := []PolicyCategoriesRow{}
 	for rows.Next() {
 		var i PolicyCategoriesRow
-		if err := rows.Scan(&i.Name, &i.DefaultPermission); err != nil {
+		if err := rows.Scan(&i.ID, &i.Name, &i.DefaultPermission); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const policyChangeHorizon = `-- name: PolicyChangeHorizon :one
+SELECT xid FROM policy_change_horizon
+`
+
+// Every pruned policy_changes row's xid is below this.
+func (q *Queries) PolicyChangeHorizon(ctx context.Context) (int64, error) {
+	row := q.db.QueryRow(ctx, policyChangeHorizon)
+	var xid int64
+	err := row.Scan(&xid)
+	return xid, err
+}
+
+const policyChangesSince = `-- name: PolicyChangesSince :many
+SELECT xid, kind, row_id FROM policy_changes
+WHERE org_id = $1 AND xid >= $2::bigint
+LIMIT $3::int
+`
+
+type PolicyChangesSinceParams struct {
+	OrgID   string
+	Since   int64
+	MaxRows int32
+}
+
+type PolicyChangesSinceRow struct {
+	Xid   int64
+	Kind  string
+	RowID string
+}
+
+// The rows of the org's policy that transactions with an id from @since on
+// changed (migration 023), as far as this transaction's snapshot sees
+// them; at most @max_rows.
+func (q *Queries) PolicyChangesSince(ctx context.Context, arg PolicyChangesSinceParams) ([]PolicyChangesSinceRow, error) {
+	rows, err := q.db.Query(ctx, policyChangesSince, arg.OrgID, arg.Since, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PolicyChangesSinceRow{}
+	for rows.Next() {
+		var i PolicyChangesSinceRow
+		if err := rows.Scan(&i.Xid, &i.Kind, &i.RowID); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -1097,17 +1159,32 @@ func (q *Queries) PolicyCategories(ctx context.Context, orgID string) ([]PolicyC
 }
 
 const policyRules = `-- name: PolicyRules :many
-SELECT r.id, coalesce(te.name, '')::text AS tenant, coalesce(re.name, '')::text AS resource,
+SELECT r.id, r.tenant_id, r.resource_id, r.tool_id,
+       coalesce(te.name, '')::text AS tenant, coalesce(re.name, '')::text AS resource,
        coalesce(t.name, '')::text AS tool, coalesce(r.method, '')::text AS method, r.permission
 FROM rules r
 LEFT JOIN tenants te ON te.id = r.tenant_id
 LEFT JOIN resources re ON re.id = r.resource_id
 LEFT JOIN tools t ON t.id = r.tool_id
 WHERE r.org_id = $1
+  AND ($2::boolean OR r.id = ANY($3::text[]) OR r.tool_id = ANY($4::text[])
+       OR r.tenant_id = ANY($5::text[]) OR r.resource_id = ANY($6::text[]))
 `
+
+type PolicyRulesParams struct {
+	OrgID       string
+	Whole       bool
+	Ids         []string
+	ToolIds     []string
+	TenantIds   []string
+	ResourceIds []string
+}
 
 type PolicyRulesRow struct {
 	ID         string
+	TenantID   *string
+	ResourceID *string
+	ToolID     *string
 	Tenant     string
 	Resource   string
 	Tool       string
@@ -1115,9 +1192,18 @@ type PolicyRulesRow struct {
 	Permission string
 }
 
-// The org's rules keyed by names, for compiling the resolver index.
-func (q *Queries) PolicyRules(ctx context.Context, orgID string) ([]PolicyRulesRow, error) {
-	rows, err := q.db.Query(ctx, policyRules, orgID)
+// The org's rules keyed by names, for compiling the resolver index: all, or
+// (whole false) those with an id in ids or naming a tool, tenant or resource
+// in tool_ids, tenant_ids, resource_ids (whose names a change may have moved).
+func (q *Queries) PolicyRules(ctx context.Context, arg PolicyRulesParams) ([]PolicyRulesRow, error) {
+	rows, err := q.db.Query(ctx, policyRules,
+		arg.OrgID,
+		arg.Whole,
+		arg.Ids,
+		arg.ToolIds,
+		arg.TenantIds,
+		arg.ResourceIds,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -1127,6 +1213,9 @@ func (q *Queries) PolicyRules(ctx context.Context, orgID string) ([]PolicyRulesR
 		var i PolicyRulesRow
 		if err := rows.Scan(
 			&i.ID,
+			&i.TenantID,
+			&i.ResourceID,
+			&i.ToolID,
 			&i.Tenant,
 			&i.Resource,
 			&i.Tool,
@@ -1183,16 +1272,25 @@ func (q *Queries) PolicySchemas(ctx context.Context, arg PolicySchemasParams) ([
 }
 
 const policyTools = `-- name: PolicyTools :many
-SELECT t.id, t.name, coalesce(c.name, '')::text AS category, t.default_permission, t.approved,
+SELECT t.id, t.name, t.category_id, coalesce(c.name, '')::text AS category, t.default_permission, t.approved,
        t.enabled, t.status, sha256(convert_to(nullif(t.parameter_schema, 'null'::jsonb)::text, 'UTF8')) AS schema_sha256,
        t.requires_second_approval, t.approval_timeout_seconds
 FROM tools t LEFT JOIN categories c ON c.id = t.category_id
 WHERE t.org_id = $1
+  AND ($2::boolean OR t.id = ANY($3::text[]) OR t.category_id = ANY($4::text[]))
 `
+
+type PolicyToolsParams struct {
+	OrgID       string
+	Whole       bool
+	Ids         []string
+	CategoryIds []string
+}
 
 type PolicyToolsRow struct {
 	ID                     string
 	Name                   string
+	CategoryID             *string
 	Category               string
 	DefaultPermission      *string
 	Approved               bool
@@ -1203,12 +1301,19 @@ type PolicyToolsRow struct {
 	ApprovalTimeoutSeconds *int32
 }
 
-// The org's tools with their category names, for compiling the resolver index.
+// The org's tools with their category names, for compiling the resolver index:
+// all of them, or (whole false) those with an id in ids or a category in
+// category_ids (what a change touched, see PolicyChangesSince).
 // Instead of the parameter schema, the SHA-256 of its text (NULL for none):
 // the compiler fetches only the schemas it has not compiled yet
 // (PolicySchemas), so a change does not move every schema of the org.
-func (q *Queries) PolicyTools(ctx context.Context, orgID string) ([]PolicyToolsRow, error) {
-	rows, err := q.db.Query(ctx, policyTools, orgID)
+func (q *Queries) PolicyTools(ctx context.Context, arg PolicyToolsParams) ([]PolicyToolsRow, error) {
+	rows, err := q.db.Query(ctx, policyTools,
+		arg.OrgID,
+		arg.Whole,
+		arg.Ids,
+		arg.CategoryIds,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -1219,6 +1324,7 @@ func (q *Queries) PolicyTools(ctx context.Context, orgID string) ([]PolicyToolsR
 		if err := rows.Scan(
 			&i.ID,
 			&i.Name,
+			&i.CategoryID,
 			&i.Category,
 			&i.DefaultPermission,
 			&i.Approved,
@@ -1236,6 +1342,28 @@ func (q *Queries) PolicyTools(ctx context.Context, orgID string) ([]PolicyToolsR
 		return nil, err
 	}
 	return items, nil
+}
+
+const prunePolicyChanges = `-- name: PrunePolicyChanges :one
+WITH gone AS (
+    DELETE FROM policy_changes
+    WHERE at < $1::timestamptz
+      AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+    RETURNING xid
+), raised AS (
+    UPDATE policy_change_horizon SET xid = greatest(xid, (SELECT max(xid) + 1 FROM gone))
+    WHERE EXISTS (SELECT FROM gone)
+)
+SELECT count(*)::int AS pruned FROM gone
+`
+
+// Deletes the policy_changes rows written before @before by transactions
+// that have ended, and raises the horizon above them. Returns how many.
+func (q *Queries) PrunePolicyChanges(ctx context.Context, before time.Time) (int32, error) {
+	row := q.db.QueryRow(ctx, prunePolicyChanges, before)
+	var pruned int32
+	err := row.Scan(&pruned)
+	return pruned, err
 }
 
 const setToolTimeout = `-- name: SetToolTimeout :exec

@@ -366,6 +366,19 @@ type Passkey struct {
 	LastUsedAt      *time.Time
 }
 
+type PolicyChange struct {
+	OrgID string
+	Xid   int64
+	Kind  string
+	RowID string
+	At    time.Time
+}
+
+type PolicyChangeHorizon struct {
+	OnlyRow bool
+	Xid     int64
+}
+
 type RecoveryCode struct {
 	UserID    string
 	Hash      []byte

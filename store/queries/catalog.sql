@@ -169,15 +169,18 @@ SELECT count(*)::bigint FROM rules
 WHERE org_id = $1 AND (tenant_id = @ref::text OR resource_id = @ref::text OR tool_id = @ref::text);
 
 -- name: PolicyTools :many
--- The org's tools with their category names, for compiling the resolver index.
+-- The org's tools with their category names, for compiling the resolver index:
+-- all of them, or (whole false) those with an id in ids or a category in
+-- category_ids (what a change touched, see PolicyChangesSince).
 -- Instead of the parameter schema, the SHA-256 of its text (NULL for none):
 -- the compiler fetches only the schemas it has not compiled yet
 -- (PolicySchemas), so a change does not move every schema of the org.
-SELECT t.id, t.name, coalesce(c.name, '')::text AS category, t.default_permission, t.approved,
+SELECT t.id, t.name, t.category_id, coalesce(c.name, '')::text AS category, t.default_permission, t.approved,
        t.enabled, t.status, sha256(convert_to(nullif(t.parameter_schema, 'null'::jsonb)::text, 'UTF8')) AS schema_sha256,
        t.requires_second_approval, t.approval_timeout_seconds
 FROM tools t LEFT JOIN categories c ON c.id = t.category_id
-WHERE t.org_id = $1;
+WHERE t.org_id = @org_id
+  AND (@whole::boolean OR t.id = ANY(@ids::text[]) OR t.category_id = ANY(@category_ids::text[]));
 
 -- name: PolicySchemas :many
 -- The org's parameter schemas whose SHA-256 (as PolicyTools computes it) is
@@ -193,17 +196,50 @@ WHERE s.schema_sha256 = ANY(@hashes::bytea[]);
 SELECT pg_current_snapshot()::text AS snapshot;
 
 -- name: PolicyCategories :many
-SELECT name, default_permission FROM categories WHERE org_id = $1;
+-- The org's categories: all, or (whole false) those with an id in ids.
+SELECT id, name, default_permission FROM categories
+WHERE org_id = @org_id AND (@whole::boolean OR id = ANY(@ids::text[]));
 
 -- name: PolicyRules :many
--- The org's rules keyed by names, for compiling the resolver index.
-SELECT r.id, coalesce(te.name, '')::text AS tenant, coalesce(re.name, '')::text AS resource,
+-- The org's rules keyed by names, for compiling the resolver index: all, or
+-- (whole false) those with an id in ids or naming a tool, tenant or resource
+-- in tool_ids, tenant_ids, resource_ids (whose names a change may have moved).
+SELECT r.id, r.tenant_id, r.resource_id, r.tool_id,
+       coalesce(te.name, '')::text AS tenant, coalesce(re.name, '')::text AS resource,
        coalesce(t.name, '')::text AS tool, coalesce(r.method, '')::text AS method, r.permission
 FROM rules r
 LEFT JOIN tenants te ON te.id = r.tenant_id
 LEFT JOIN resources re ON re.id = r.resource_id
 LEFT JOIN tools t ON t.id = r.tool_id
-WHERE r.org_id = $1;
+WHERE r.org_id = @org_id
+  AND (@whole::boolean OR r.id = ANY(@ids::text[]) OR r.tool_id = ANY(@tool_ids::text[])
+       OR r.tenant_id = ANY(@tenant_ids::text[]) OR r.resource_id = ANY(@resource_ids::text[]));
+
+-- name: PolicyChangesSince :many
+-- The rows of the org's policy that transactions with an id from @since on
+-- changed (migration 023), as far as this transaction's snapshot sees
+-- them; at most @max_rows.
+SELECT xid, kind, row_id FROM policy_changes
+WHERE org_id = @org_id AND xid >= @since::bigint
+LIMIT @max_rows::int;
+
+-- name: PolicyChangeHorizon :one
+-- Every pruned policy_changes row's xid is below this.
+SELECT xid FROM policy_change_horizon;
+
+-- name: PrunePolicyChanges :one
+-- Deletes the policy_changes rows written before @before by transactions
+-- that have ended, and raises the horizon above them. Returns how many.
+WITH gone AS (
+    DELETE FROM policy_changes
+    WHERE at < @before::timestamptz
+      AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+    RETURNING xid
+), raised AS (
+    UPDATE policy_change_horizon SET xid = greatest(xid, (SELECT max(xid) + 1 FROM gone))
+    WHERE EXISTS (SELECT FROM gone)
+)
+SELECT count(*)::int AS pruned FROM gone;
 
 -- name: LockOrgSettings :one
 -- The org row, locked for a read-modify-write of its settings.
