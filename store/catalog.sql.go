@@ -1346,9 +1346,7 @@ func (q *Queries) PolicyTools(ctx context.Context, arg PolicyToolsParams) ([]Pol
 
 const prunePolicyChanges = `-- name: PrunePolicyChanges :one
 WITH gone AS (
-    DELETE FROM policy_changes
-    WHERE at < $1::timestamptz
-      AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+    DELETE FROM policy_changes WHERE at < $1::timestamptz
     RETURNING xid
 ), raised AS (
     UPDATE policy_change_horizon SET xid = greatest(xid, (SELECT max(xid) + 1 FROM gone))
@@ -1357,8 +1355,9 @@ WITH gone AS (
 SELECT count(*)::int AS pruned FROM gone
 `
 
-// Deletes the policy_changes rows written before @before by transactions
-// that have ended, and raises the horizon above them. Returns how many.
+// Deletes the policy_changes rows written before @before (by committed
+// transactions: no other row is visible here), and raises the horizon above
+// them. Returns how many.
 func (q *Queries) PrunePolicyChanges(ctx context.Context, before time.Time) (int32, error) {
 	row := q.db.QueryRow(ctx, prunePolicyChanges, before)
 	var pruned int32

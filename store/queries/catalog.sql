@@ -228,12 +228,11 @@ LIMIT @max_rows::int;
 SELECT xid FROM policy_change_horizon;
 
 -- name: PrunePolicyChanges :one
--- Deletes the policy_changes rows written before @before by transactions
--- that have ended, and raises the horizon above them. Returns how many.
+-- Deletes the policy_changes rows written before @before (by committed
+-- transactions: no other row is visible here), and raises the horizon above
+-- them. Returns how many.
 WITH gone AS (
-    DELETE FROM policy_changes
-    WHERE at < @before::timestamptz
-      AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+    DELETE FROM policy_changes WHERE at < @before::timestamptz
     RETURNING xid
 ), raised AS (
     UPDATE policy_change_horizon SET xid = greatest(xid, (SELECT max(xid) + 1 FROM gone))
