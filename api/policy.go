@@ -147,8 +147,8 @@ func (c *PolicyCache) pruneLoop() {
 }
 
 // PruneChanges deletes the policy change log's rows written before before,
-// and returns how many. Policies read from
-// a snapshot that may not see a pruned change are read whole next time.
+// and returns how many. Policies read from a snapshot that may not see a
+// pruned change are read whole next time.
 func (c *PolicyCache) PruneChanges(ctx context.Context, before time.Time) (int, error) {
 	n, err := c.st.PrunePolicyChanges(ctx, before)
 	return int(n), err
