@@ -145,6 +145,7 @@ type Stack struct {
 	api       *api.Server
 	worker    *worker.Worker
 	creds     Credentials
+	publicURL string // links, OAuth issuer, passkeys: localhost (DashboardURL)
 	seeded    bool
 	billing   billing.Config
 	started   time.Time
@@ -260,6 +261,12 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 		}
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	// Links, the OAuth issuer and passkeys name localhost, not the address
+	// the API listens on: WebAuthn takes no IP address as relying party, so
+	// a browser sent to http://127.0.0.1 (the dashboard, Checkout's return,
+	// the MCP connector's sign-in) could enroll and use no passkey there.
+	publicURL := DashboardURL(port)
+	s.publicURL = publicURL
 	// One registry for the API's and the worker's series, served at /metrics.
 	reg := prometheus.NewRegistry()
 	metrics, err := activities.NewMetrics(reg)
@@ -267,7 +274,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 		return nil, err
 	}
 	acts, err := activities.New(activities.Deps{Store: s.st, Keyring: keyring, Temporal: s.tc, Notifier: notifier,
-		HTTPClient: hc, SecretBox: box, PublicURL: "http://" + addr, Metrics: metrics, Logger: logger.With("component", "activities")})
+		HTTPClient: hc, SecretBox: box, PublicURL: publicURL, Metrics: metrics, Logger: logger.With("component", "activities")})
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +288,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 	// The API. Mail goes to an in-process mailbox, shown on the log and at
 	// /dev/mailbox; anyone may sign up, as on the hosted product.
 	mailbox := mail.NewMailbox(logger.With("component", "mailbox"))
-	s.api, err = api.NewServer(api.Config{Addr: addr, PublicURL: "http://" + addr, AllowPrivateWebhooks: true,
+	s.api, err = api.NewServer(api.Config{Addr: addr, PublicURL: publicURL, AllowPrivateWebhooks: true,
 		Accounts: api.AccountsConfig{OpenSignUp: true}}, api.Deps{
 		Mailer: mailbox, DevMailbox: mailbox,
 		Store: s.st, Logger: logger.With("component", "api"),
@@ -378,12 +385,17 @@ func (s *Stack) Temporal() client.Client { return s.tc }
 // ReadyIn is how long Start took.
 func (s *Stack) ReadyIn() time.Duration { return s.ready }
 
+// DashboardURL is the dev environment's public URL for an API on port:
+// localhost, where browsers allow passkeys over plain http.
+func DashboardURL(port int) string { return "http://localhost:" + strconv.Itoa(port) }
+
 // PrintSummary tells the developer where everything is. Raw keys are
 // printed only on the run that created them.
 func (s *Stack) PrintSummary(w io.Writer) {
 	c := s.creds
 	fmt.Fprintf(w, "\noakallow dev environment ready in %s\n\n", s.ready.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "  API            %s   (docs: %s/docs)\n", c.APIURL, c.APIURL)
+	fmt.Fprintf(w, "  Dashboard      %s   (open it at localhost: passkeys refuse an IP address)\n", s.publicURL)
 	fmt.Fprintf(w, "  Mailbox        %s/dev/mailbox   (sign-in codes; sign in at POST /v1/auth/email/start)\n", c.APIURL)
 	fmt.Fprintf(w, "  Temporal       %s   namespace %s\n", c.TemporalAddress, c.TemporalNamespace)
 	if c.TemporalUIURL != "" {

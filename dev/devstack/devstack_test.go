@@ -104,8 +104,21 @@ func TestDevEnvironmentStartsSeedsAndRestarts(t *testing.T) {
 	env.PrintSummary(&summary)
 	require.Contains(t, summary.String(), creds.StandardKey)
 	require.Contains(t, summary.String(), filepath.Join(opts.Dir, "credentials.json"))
+	require.Contains(t, summary.String(), "Dashboard      "+DashboardURL(opts.Port))
 
-	status, body := get(t, creds.APIURL+"/readyz", "")
+	// Links and the OAuth issuer name localhost: a browser sent to the
+	// listening address 127.0.0.1 could use no passkey (WebAuthn takes no
+	// IP address as relying party), so neither the dashboard, Checkout's
+	// return nor the MCP connector's sign-in would work there.
+	status, body := get(t, creds.APIURL+"/.well-known/oauth-authorization-server", "")
+	require.Equal(t, http.StatusOK, status, string(body))
+	var meta struct {
+		Issuer string `json:"issuer"`
+	}
+	require.NoError(t, json.Unmarshal(body, &meta))
+	require.Equal(t, fmt.Sprintf("http://localhost:%d", opts.Port), meta.Issuer)
+
+	status, body = get(t, creds.APIURL+"/readyz", "")
 	require.Equal(t, http.StatusOK, status, string(body))
 	require.Contains(t, string(body), `"temporal":"ok"`)
 
