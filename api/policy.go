@@ -430,7 +430,7 @@ type policyRows struct {
 // those parameter schemas prev does not hold, in one snapshot: a load never
 // mixes the states before and after a change. With prev, it reads only the
 // rows that the transactions prev's snapshot does not see changed
-// (policy_changes, migration 025) and applies them to prev's rows.
+// (policy_changes, migration 026) and applies them to prev's rows.
 func readPolicy(ctx context.Context, st *store.Store, orgID string, prev *orgPolicy) (policyRows, error) {
 	var r policyRows
 	err := st.InSnapshot(ctx, func(q *store.Queries) error {

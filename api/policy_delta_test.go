@@ -14,7 +14,7 @@ import (
 )
 
 // TestPolicyDeltaMatchesWholeLoad: a load that applies only the rows changed
-// since the cached policy (policy_changes, migration 025) ends with exactly
+// since the cached policy (policy_changes, migration 026) ends with exactly
 // the rows, and the verdicts, that reading the org whole gives — for every
 // kind of change: inserts, updates, deletes (cascades included), a rule
 // moving to another level, renames of the tenants, resources, tools and

@@ -1136,7 +1136,7 @@ type PolicyChangesSinceRow struct {
 }
 
 // The rows of the org's policy that transactions with an id from @since on
-// changed (migration 025), as far as this transaction's snapshot sees
+// changed (migration 026), as far as this transaction's snapshot sees
 // them; at most @max_rows.
 func (q *Queries) PolicyChangesSince(ctx context.Context, arg PolicyChangesSinceParams) ([]PolicyChangesSinceRow, error) {
 	rows, err := q.db.Query(ctx, policyChangesSince, arg.OrgID, arg.Since, arg.MaxRows)

@@ -217,7 +217,7 @@ WHERE r.org_id = @org_id
 
 -- name: PolicyChangesSince :many
 -- The rows of the org's policy that transactions with an id from @since on
--- changed (migration 025), as far as this transaction's snapshot sees
+-- changed (migration 026), as far as this transaction's snapshot sees
 -- them; at most @max_rows.
 SELECT xid, kind, row_id FROM policy_changes
 WHERE org_id = @org_id AND xid >= @since::bigint
