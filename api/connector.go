@@ -22,6 +22,26 @@ func (s *Server) newConnector() (http.Handler, error) {
 	return mcp.NewHandler(mcp.Config{Version: Version}, mcp.Deps{Runtime: s.rt, Logger: s.log, RequestID: requestIDFrom})
 }
 
+// withMCPCORS lets browser-based MCP clients on any origin call /mcp: it
+// answers preflights itself, before authentication (a preflight carries no
+// credentials), and exposes the headers a client must read. The wildcard
+// origin never admits credentialed (cookie) requests, and /mcp accepts none.
+func withMCPCORS(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Expose-Headers", "Mcp-Session-Id, WWW-Authenticate")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type, Accept, Mcp-Protocol-Version, Mcp-Session-Id, Last-Event-ID")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next(w, r)
+	}
+}
+
 // serveMCP authenticates an MCP request through the same authenticator chain
 // as every REST operation (rate limits on failures included; a refusal is
 // the same problem document), then hands it to the connector with the

@@ -296,7 +296,11 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	s.api = humago.New(s.mux, hc)
 	s.api.UseMiddleware(s.countRequests, preventCaching, s.authenticate)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
-	s.mux.HandleFunc(mcpPath, s.serveMCP)
+	s.mux.HandleFunc(mcpPath, withMCPCORS(s.serveMCP))
+	// /mcp reads no cookie (sessions are not among its credentials), so a
+	// cross-origin call cannot ride on a person's session: browser-based MCP
+	// clients call it from their own origin with a Bearer token or key.
+	s.csrf.AddInsecureBypassPattern(mcpPath)
 	registerDocs(s.mux)
 	if deps.DevMailbox != nil {
 		s.mux.Handle("GET /dev/mailbox", deps.DevMailbox.Handler())

@@ -147,7 +147,11 @@ func run(ctx context.Context, modules, baselinePath, out string, verbose bool) e
 		return err
 	}
 
-	cmd := exec.CommandContext(ctx, s.node, s.cli, "authorization", "--url", creds.APIURL, "--client-id", clientID,
+	// A failed consent stops the suite, which would otherwise wait minutes
+	// for a callback that never comes.
+	suiteCtx, stopSuite := context.WithCancel(ctx)
+	defer stopSuite()
+	cmd := exec.CommandContext(suiteCtx, s.node, s.cli, "authorization", "--url", creds.APIURL, "--client-id", clientID,
 		"--resource", creds.APIURL+"/mcp", "--port", strconv.Itoa(callbackPort), "-o", out)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
@@ -163,7 +167,13 @@ func run(ctx context.Context, modules, baselinePath, out string, verbose bool) e
 		line := sc.Text()
 		fmt.Println(line)
 		if strings.HasPrefix(line, creds.APIURL+"/oauth/authorize?") {
-			go func() { consented <- b.consent(ctx, line) }()
+			go func() {
+				err := b.consent(ctx, line)
+				if err != nil {
+					stopSuite()
+				}
+				consented <- err
+			}()
 		}
 	}
 	// The suite exits non-zero on any failure; the baseline decides.
