@@ -151,8 +151,9 @@ func run(ctx context.Context, modules, baselinePath, out string, verbose bool) e
 	// for a callback that never comes.
 	suiteCtx, stopSuite := context.WithCancel(ctx)
 	defer stopSuite()
-	cmd := exec.CommandContext(suiteCtx, s.node, s.cli, "authorization", "--url", creds.APIURL, "--client-id", clientID,
-		"--resource", creds.APIURL+"/mcp", "--port", strconv.Itoa(callbackPort), "-o", out)
+	issuer := stack.PublicURL()
+	cmd := exec.CommandContext(suiteCtx, s.node, s.cli, "authorization", "--url", issuer, "--client-id", clientID,
+		"--resource", issuer+"/mcp", "--port", strconv.Itoa(callbackPort), "-o", out)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -166,7 +167,7 @@ func run(ctx context.Context, modules, baselinePath, out string, verbose bool) e
 	for sc.Scan() {
 		line := sc.Text()
 		fmt.Println(line)
-		if strings.HasPrefix(line, creds.APIURL+"/oauth/authorize?") {
+		if strings.HasPrefix(line, issuer+"/oauth/authorize?") {
 			go func() {
 				err := b.consent(ctx, line)
 				if err != nil {

@@ -107,3 +107,7 @@ func (s *Stack) call(ctx context.Context, path, token string, body, out any) err
 	}
 	return json.Unmarshal(raw, out)
 }
+
+// PublicURL is the API's external base URL: links, the OAuth issuer and the
+// passkeys' origin (localhost; the API listens on 127.0.0.1).
+func (s *Stack) PublicURL() string { return s.publicURL }
