@@ -46,11 +46,15 @@ type activityOutput struct {
 	}
 }
 
+const activityDescription = "The org's append-only audit log, newest first, filterable and cursor-paginated. Free. " +
+	"For an owner or admin session it also lists the team's entries that belong to no org: sign-ins, sessions, " +
+	"passkeys, recovery codes, invitations, memberships, deleted orgs and account deletions."
+
 func registerActivity(api huma.API, s *Server) {
 	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "list-activity", Method: http.MethodGet, Path: "/v1/activity",
 		Summary:     "Audit log",
-		Description: "The org's append-only audit log, newest first, filterable and cursor-paginated. Free.",
+		Description: activityDescription,
 		Tags:        []string{"Runtime"},
 	}, accessManageRead), func(ctx context.Context, in *activityInput) (*activityOutput, error) {
 		p := mustPrincipal(ctx)
@@ -59,7 +63,8 @@ func registerActivity(api huma.API, s *Server) {
 			return nil, err
 		}
 		params := store.ListAuditEventsParams{OrgID: p.OrgID, BeforeSeq: before, Kind: in.Kind, Tool: in.Tool,
-			Tenant: nameRef(in.Tenant), Outcome: in.Outcome, RowLimit: int32(in.Limit) + 1}
+			Tenant: nameRef(in.Tenant), Outcome: in.Outcome, RowLimit: int32(in.Limit) + 1,
+			WithTeam: seesTeamActivity(p), TeamID: p.TeamID}
 		if !in.Since.IsZero() {
 			params.Since = &in.Since
 		}
@@ -83,4 +88,12 @@ func registerActivity(api huma.API, s *Server) {
 		}
 		return out, nil
 	})
+}
+
+// seesTeamActivity tells whether p's activity includes the team-level
+// entries (org ""): about the team's people and memberships.
+// Only owner and admin sessions manage those; a key, an agent or a reviewer
+// sees its org's entries alone.
+func seesTeamActivity(p Principal) bool {
+	return p.Kind == PrincipalUser && (p.Role == RoleOwner || p.Role == RoleAdmin)
 }

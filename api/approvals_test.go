@@ -95,6 +95,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"mcp/approval-flow", testMCPApprovalFlow},
 		{"mcp/auto-discovery-delivers", testAutoDiscoveryDelivers},
 		{"people/account-deletion", testAccountDeletion},
+		{"people/identity-activity", testIdentityActivity},
 		{"dashboard/builder", testDashboardBuilder},
 		{"dashboard/settings", testDashboardSettings},
 		{"approvals/requester-cannot-decide", testRequesterCannotDecide},

@@ -29,7 +29,7 @@ func (e *testEnv) browserSession(user string) string {
 	require.NoError(e.t, e.srv.inTx(e.t.Context(), func(q *store.Queries) error {
 		var err error
 		is, err = e.srv.startSession(e.t.Context(), q, newSession{UserID: user, Method: sessionMethodEmailCode,
-			Client: sessionClientBrowser, TeamID: e.boot.TeamID})
+			Client: sessionClientBrowser})
 		return err
 	}))
 	return is.Token

@@ -432,31 +432,31 @@ func (s *Server) verifyEmailCode(ctx context.Context, in *emailVerifyInput) (iss
 			}
 			return err
 		}
-		userID, teamID, err := s.personFor(ctx, q, att, in.Body.Name, in.Body.TeamName, now)
+		userID, err := s.personFor(ctx, q, att, in.Body.Name, in.Body.TeamName, now)
 		if err != nil {
 			return err
 		}
 		is, err = s.startSession(ctx, q, newSession{UserID: userID, Method: sessionMethodEmailCode, Client: in.Body.Client,
-			UserAgent: client.userAgent, IP: client.ip, TeamID: teamID})
+			UserAgent: client.userAgent, IP: client.ip})
 		return err
 	})
 	return is, err
 }
 
 // personFor finds or creates the person an attempt signs in, and joins the
-// team of its invitation; it returns the user and the team to audit in.
-func (s *Server) personFor(ctx context.Context, q *store.Queries, att store.SignInAttempt, name, teamName string, now time.Time) (string, string, error) {
+// team of its invitation.
+func (s *Server) personFor(ctx context.Context, q *store.Queries, att store.SignInAttempt, name, teamName string, now time.Time) (string, error) {
 	switch att.Purpose {
 	case purposeSignIn:
 		u, err := q.GetUser(ctx, *att.UserID)
 		if err != nil || u.Status != "active" {
-			return "", "", invalidCode()
+			return "", invalidCode()
 		}
-		return u.ID, "", nil
+		return u.ID, nil
 	case purposeSignUp:
 		userID, err := s.findOrCreateUser(ctx, q, att.Email, name, now)
 		if err != nil {
-			return "", "", err
+			return "", err
 		}
 		teamID := store.NewID("team")
 		if teamName = strings.TrimSpace(teamName); teamName == "" {
@@ -466,33 +466,33 @@ func (s *Server) personFor(ctx context.Context, q *store.Queries, att store.Sign
 			teamName = att.Email
 		}
 		if err := createTeam(ctx, q, teamID, clip(teamName, 200), now); err != nil {
-			return "", "", err
+			return "", err
 		}
 		if _, err := q.AddMembership(ctx, store.AddMembershipParams{TeamID: teamID, UserID: userID, Role: RoleOwner, CreatedAt: now}); err != nil {
-			return "", "", err
+			return "", err
 		}
-		return userID, teamID, s.auditIdentity(ctx, q, identityEvent{Kind: kindUserSignedUp, TeamID: teamID, ActorID: userID,
+		return userID, s.auditIdentity(ctx, q, identityEvent{Kind: kindUserSignedUp, TeamID: teamID, ActorID: userID,
 			Subject: userID, Outcome: RoleOwner})
 	case purposeInvitation:
 		userID, err := s.findOrCreateUser(ctx, q, att.Email, name, now)
 		if err != nil {
-			return "", "", err
+			return "", err
 		}
 		inv, err := q.AcceptInvitation(ctx, store.AcceptInvitationParams{ID: *att.InvitationID, UserID: &userID, Now: now})
 		if errors.Is(err, store.ErrNotFound) {
-			return "", "", problem(http.StatusForbidden, CodeInvalidInvitation, "the invitation was used, revoked or expired meanwhile")
+			return "", problem(http.StatusForbidden, CodeInvalidInvitation, "the invitation was used, revoked or expired meanwhile")
 		}
 		if err != nil {
-			return "", "", err
+			return "", err
 		}
 		role, err := q.AddMembership(ctx, store.AddMembershipParams{TeamID: inv.TeamID, UserID: userID, Role: inv.Role, CreatedAt: now})
 		if err != nil {
-			return "", "", err
+			return "", err
 		}
-		return userID, inv.TeamID, s.auditIdentity(ctx, q, identityEvent{Kind: kindInvitationAccepted, TeamID: inv.TeamID, ActorID: userID,
+		return userID, s.auditIdentity(ctx, q, identityEvent{Kind: kindInvitationAccepted, TeamID: inv.TeamID, ActorID: userID,
 			Subject: *att.InvitationID, Outcome: role})
 	}
-	return "", "", invalidCode()
+	return "", invalidCode()
 }
 
 // findOrCreateUser returns the active user with the address, creating one.

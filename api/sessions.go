@@ -364,8 +364,6 @@ type newSession struct {
 	Client    string
 	UserAgent string
 	IP        netip.Addr
-	// TeamID names the team the sign-in is audited in ("" when none).
-	TeamID string
 }
 
 // issuedSession is a session just started (or upgraded), with its token —
@@ -397,7 +395,7 @@ func (s *Server) startSession(ctx context.Context, q *store.Queries, n newSessio
 		CreatedAt: now, ExpiresAt: is.ExpiresAt}); err != nil {
 		return issuedSession{}, fmt.Errorf("start session: %w", err)
 	}
-	err := s.auditIdentity(ctx, q, identityEvent{Kind: kindSessionStarted, TeamID: n.TeamID, ActorID: n.UserID,
+	err := s.auditIdentity(ctx, q, identityEvent{Kind: kindSessionStarted, ActorID: n.UserID,
 		Subject: is.ID, Outcome: st, Details: map[string]any{"method": n.Method, "client": n.Client, "client_ip": addrString(n.IP)}})
 	return is, err
 }
@@ -453,8 +451,11 @@ func (s *Server) sessionAnswer(is issuedSession) *sessionOutput {
 // identityEvent is an audit entry about people: sign-ins, sessions,
 // memberships, keys.
 type identityEvent struct {
-	Kind    string
-	OrgID   string
+	Kind  string
+	OrgID string
+	// TeamID is the team the event happened in. An event about a known
+	// person in no org and no team (a sign-in, a session) is written once
+	// in each of the person's teams, for its owners and admins to see.
 	TeamID  string
 	ActorID string // the person who acted ("" when nobody is known, e.g. a failed sign-in)
 	Subject string
@@ -479,9 +480,15 @@ func (s *Server) auditIdentity(ctx context.Context, q *store.Queries, ev identit
 	if ev.ActorID == "" {
 		actorKind = actorClientIP
 	}
-	if err := q.InsertAuditEvent(ctx, store.InsertAuditEventParams{ID: store.NewID("evt"), OrgID: ev.OrgID, TeamID: ev.TeamID,
+	row := store.InsertAuditEventParams{ID: store.NewID("evt"), OrgID: ev.OrgID, TeamID: ev.TeamID,
 		OccurredAt: s.now(), ActorKind: actorKind, ActorID: ev.ActorID, Kind: ev.Kind, Subject: ev.Subject,
-		Outcome: ev.Outcome, Details: raw}); err != nil {
+		Outcome: ev.Outcome, Details: raw}
+	if ev.OrgID == "" && ev.TeamID == "" && ev.ActorID != "" {
+		err = q.InsertPersonAuditEvent(ctx, ev.ActorID, row)
+	} else {
+		err = q.InsertAuditEvent(ctx, row)
+	}
+	if err != nil {
 		return fmt.Errorf("audit %s: %w", ev.Kind, err)
 	}
 	return nil

@@ -34,7 +34,7 @@ func (e *testEnv) signIn(user string, full bool) issuedSession {
 	require.NoError(e.t, e.srv.inTx(context.Background(), func(q *store.Queries) error {
 		var err error
 		is, err = e.srv.startSession(context.Background(), q, newSession{UserID: user, Full: full, Method: method,
-			Client: sessionClientApp, TeamID: e.boot.TeamID})
+			Client: sessionClientApp})
 		return err
 	}))
 	return is

@@ -262,7 +262,9 @@ func registerOrgs(api huma.API, s *Server) {
 				if err != nil {
 					return err
 				}
-				if err := s.auditTeam(ctx, q, p, p.OrgID, kindOrgDeleted, p.OrgID, "", map[string]any{"revoked_keys": keys}); err != nil {
+				// Team-level: no session can select a deleted org, so an entry
+				// in its own log would be seen by nobody.
+				if err := s.auditTeam(ctx, q, p, "", kindOrgDeleted, p.OrgID, "", map[string]any{"revoked_keys": keys}); err != nil {
 					return err
 				}
 				return q.NotifyChange(ctx, "keys")

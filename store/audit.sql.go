@@ -151,20 +151,35 @@ func (q *Queries) InsertAuditEvent(ctx context.Context, arg InsertAuditEventPara
 }
 
 const listAuditEvents = `-- name: ListAuditEvents :many
-SELECT seq, id, org_id, team_id, occurred_at, actor_kind, actor_id, kind, subject, outcome, tool, tenant, billable, cost_micros, details FROM audit_events
-WHERE org_id = $1
-  AND ($2::bigint = 0 OR seq < $2)
-  AND ($3::text = '' OR kind = $3)
-  AND ($4::text = '' OR tool = $4)
-  AND ($5::text = '' OR tenant = $5)
-  AND ($6::text = '' OR outcome = $6)
-  AND ($7::timestamptz IS NULL OR occurred_at >= $7)
-  AND ($8::timestamptz IS NULL OR occurred_at < $8)
+(SELECT o.seq, o.id, o.org_id, o.team_id, o.occurred_at, o.actor_kind, o.actor_id, o.kind, o.subject, o.outcome, o.tool, o.tenant, o.billable, o.cost_micros, o.details FROM audit_events o
+   WHERE o.org_id = $2 AND $2::text <> ''
+    AND o.seq < CASE WHEN $3::bigint = 0 THEN 9223372036854775807 ELSE $3::bigint END
+    AND ($4::text = '' OR o.kind = $4)
+    AND ($5::text = '' OR o.tool = $5)
+    AND ($6::text = '' OR o.tenant = $6)
+    AND ($7::text = '' OR o.outcome = $7)
+    AND ($8::timestamptz IS NULL OR o.occurred_at >= $8)
+    AND ($9::timestamptz IS NULL OR o.occurred_at < $9)
+   ORDER BY o.seq DESC
+   LIMIT $1)
+UNION ALL
+(SELECT t.seq, t.id, t.org_id, t.team_id, t.occurred_at, t.actor_kind, t.actor_id, t.kind, t.subject, t.outcome, t.tool, t.tenant, t.billable, t.cost_micros, t.details FROM audit_events t
+   WHERE $10::boolean AND t.team_id = $11 AND $11::text <> '' AND t.org_id = ''
+    AND -t.seq > -CASE WHEN $3::bigint = 0 THEN 9223372036854775807 ELSE $3::bigint END
+    AND ($4::text = '' OR t.kind = $4)
+    AND ($5::text = '' OR t.tool = $5)
+    AND ($6::text = '' OR t.tenant = $6)
+    AND ($7::text = '' OR t.outcome = $7)
+    AND ($8::timestamptz IS NULL OR t.occurred_at >= $8)
+    AND ($9::timestamptz IS NULL OR t.occurred_at < $9)
+   ORDER BY -t.seq
+   LIMIT $1)
 ORDER BY seq DESC
-LIMIT $9
+LIMIT $1
 `
 
 type ListAuditEventsParams struct {
+	RowLimit  int32
 	OrgID     string
 	BeforeSeq int64
 	Kind      string
@@ -173,12 +188,20 @@ type ListAuditEventsParams struct {
 	Outcome   string
 	Since     *time.Time
 	Until     *time.Time
-	RowLimit  int32
+	WithTeam  bool
+	TeamID    string
 }
 
-// Newest first; cursor is the seq of the last row of the previous page.
+// Newest first; cursor is the seq of the last row of the previous page (0 for
+// the first page; the CASE keeps the bound an index condition). The org's
+// entries and, when @with_team is set (owner and admin sessions only), the
+// team-level entries of @team_id: those that belong to no org (about its
+// people, memberships and invitations). Each branch walks its own index newest
+// first (audit_events_org_seq_idx, audit_events_team_level_seq_idx) and
+// stops at @row_limit rows, so a page costs the same on any size of log.
 func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams) ([]AuditEvent, error) {
 	rows, err := q.db.Query(ctx, listAuditEvents,
+		arg.RowLimit,
 		arg.OrgID,
 		arg.BeforeSeq,
 		arg.Kind,
@@ -187,7 +210,8 @@ func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams
 		arg.Outcome,
 		arg.Since,
 		arg.Until,
-		arg.RowLimit,
+		arg.WithTeam,
+		arg.TeamID,
 	)
 	if err != nil {
 		return nil, err
@@ -216,6 +240,31 @@ func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams
 			return nil, err
 		}
 		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listUserTeamIDs = `-- name: ListUserTeamIDs :many
+SELECT team_id FROM memberships WHERE user_id = $1 ORDER BY team_id
+`
+
+// The teams a person belongs to now: where an entry about them is audited.
+func (q *Queries) ListUserTeamIDs(ctx context.Context, userID string) ([]string, error) {
+	rows, err := q.db.Query(ctx, listUserTeamIDs, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var team_id string
+		if err := rows.Scan(&team_id); err != nil {
+			return nil, err
+		}
+		items = append(items, team_id)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

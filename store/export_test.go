@@ -32,3 +32,6 @@ func MigrateBefore(ctx context.Context, databaseURL, name string) error {
 	}
 	return fmt.Errorf("no migration named %s", name)
 }
+
+// ListAuditEventsSQL is ListAuditEvents' statement, for tests that EXPLAIN it.
+const ListAuditEventsSQL = listAuditEvents

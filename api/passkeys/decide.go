@@ -67,7 +67,7 @@ func (s *Service) FinishDecision(ctx context.Context, userID, ceremonyID string,
 	}
 	cred, err := s.wa.ValidateLogin(u, sd, parsed)
 	if err != nil {
-		s.auditFailure(ctx, u, KindDecisionRefused, "assertion_invalid")
+		s.auditDecisionRefused(ctx, c, "assertion_invalid")
 		return Evidence{}, errAssertion
 	}
 	k, ok := u.passkeyByCredential(cred.ID)
@@ -76,7 +76,7 @@ func (s *Service) FinishDecision(ctx context.Context, userID, ceremonyID string,
 	}
 	err = s.inTx(ctx, func(q *store.Queries) error { return s.recordUse(ctx, q, k, cred) })
 	if errors.Is(err, errClone) {
-		s.auditFailure(ctx, u, KindDecisionRefused, CodeCloneWarning)
+		s.auditDecisionRefused(ctx, c, CodeCloneWarning)
 	}
 	if err != nil {
 		return Evidence{}, err
@@ -94,6 +94,30 @@ func (s *Service) FinishDecision(ctx context.Context, userID, ceremonyID string,
 		return Evidence{}, errAssertion
 	}
 	return ev, nil
+}
+
+// auditDecisionRefused records a refused decision assertion in the org of
+// the approval the ceremony c was started for (its owners and admins see it
+// with the approval's other entries). It is best effort: the refusal stands
+// whether or not the entry could be written.
+func (s *Service) auditDecisionRefused(ctx context.Context, c store.WebauthnCeremony, reason string) {
+	if c.OrgID == nil || c.UserID == nil || c.ApprovalID == nil || c.Level == nil || c.Decision == nil {
+		return // FinishDecision refuses such a ceremony before any assertion
+	}
+	_ = s.inTx(ctx, func(q *store.Queries) error {
+		org, err := q.GetOrg(ctx, *c.OrgID)
+		if err != nil {
+			return err
+		}
+		raw, err := jsonDetails(map[string]any{"reason": reason, "level": *c.Level, "decision": *c.Decision})
+		if err != nil {
+			return err
+		}
+		return q.InsertAuditEvent(ctx, store.InsertAuditEventParams{
+			ID: store.NewID("evt"), OrgID: org.ID, TeamID: org.TeamID, OccurredAt: s.now(), ActorKind: "user", ActorID: *c.UserID,
+			Kind: KindDecisionRefused, Subject: *c.ApprovalID, Outcome: "refused", Details: raw,
+		})
+	})
 }
 
 // StoreEvidence keeps a verified decision assertion under the decide's

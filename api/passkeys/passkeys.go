@@ -260,13 +260,14 @@ func (s *Service) SweepCeremonies(ctx context.Context) (int64, error) {
 }
 
 // audit writes one audit entry about a person in q's transaction. People
-// belong to no single team, so these entries name none.
+// belong to no single org, so the entry is written once in each of the
+// person's teams, where its owners and admins see it.
 func (s *Service) audit(ctx context.Context, q *store.Queries, userID, kind, subject, outcome string, details map[string]any) error {
 	raw, err := jsonDetails(details)
 	if err != nil {
 		return err
 	}
-	if err := q.InsertAuditEvent(ctx, store.InsertAuditEventParams{
+	if err := q.InsertPersonAuditEvent(ctx, userID, store.InsertAuditEventParams{
 		ID: store.NewID("evt"), OccurredAt: s.now(),
 		ActorKind: "user", ActorID: userID, Kind: kind, Subject: subject, Outcome: outcome, Details: raw,
 	}); err != nil {

@@ -9,18 +9,42 @@ ON CONFLICT (id) DO NOTHING;
 SELECT * FROM audit_events WHERE org_id = $1 AND id = $2;
 
 -- name: ListAuditEvents :many
--- Newest first; cursor is the seq of the last row of the previous page.
-SELECT * FROM audit_events
-WHERE org_id = @org_id
-  AND (@before_seq::bigint = 0 OR seq < @before_seq)
-  AND (@kind::text = '' OR kind = @kind)
-  AND (@tool::text = '' OR tool = @tool)
-  AND (@tenant::text = '' OR tenant = @tenant)
-  AND (@outcome::text = '' OR outcome = @outcome)
-  AND (sqlc.narg('since')::timestamptz IS NULL OR occurred_at >= sqlc.narg('since'))
-  AND (sqlc.narg('until')::timestamptz IS NULL OR occurred_at < sqlc.narg('until'))
+-- Newest first; cursor is the seq of the last row of the previous page (0 for
+-- the first page; the CASE keeps the bound an index condition). The org's
+-- entries and, when @with_team is set (owner and admin sessions only), the
+-- team-level entries of @team_id: those that belong to no org (about its
+-- people, memberships and invitations). Each branch walks its own index newest
+-- first (audit_events_org_seq_idx, audit_events_team_level_seq_idx) and
+-- stops at @row_limit rows, so a page costs the same on any size of log.
+(SELECT o.* FROM audit_events o
+   WHERE o.org_id = @org_id AND @org_id::text <> ''
+    AND o.seq < CASE WHEN @before_seq::bigint = 0 THEN 9223372036854775807 ELSE @before_seq::bigint END
+    AND (@kind::text = '' OR o.kind = @kind)
+    AND (@tool::text = '' OR o.tool = @tool)
+    AND (@tenant::text = '' OR o.tenant = @tenant)
+    AND (@outcome::text = '' OR o.outcome = @outcome)
+    AND (sqlc.narg('since')::timestamptz IS NULL OR o.occurred_at >= sqlc.narg('since'))
+    AND (sqlc.narg('until')::timestamptz IS NULL OR o.occurred_at < sqlc.narg('until'))
+   ORDER BY o.seq DESC
+   LIMIT @row_limit)
+UNION ALL
+(SELECT t.* FROM audit_events t
+   WHERE @with_team::boolean AND t.team_id = @team_id AND @team_id::text <> '' AND t.org_id = ''
+    AND -t.seq > -CASE WHEN @before_seq::bigint = 0 THEN 9223372036854775807 ELSE @before_seq::bigint END
+    AND (@kind::text = '' OR t.kind = @kind)
+    AND (@tool::text = '' OR t.tool = @tool)
+    AND (@tenant::text = '' OR t.tenant = @tenant)
+    AND (@outcome::text = '' OR t.outcome = @outcome)
+    AND (sqlc.narg('since')::timestamptz IS NULL OR t.occurred_at >= sqlc.narg('since'))
+    AND (sqlc.narg('until')::timestamptz IS NULL OR t.occurred_at < sqlc.narg('until'))
+   ORDER BY -t.seq
+   LIMIT @row_limit)
 ORDER BY seq DESC
 LIMIT @row_limit;
+
+-- name: ListUserTeamIDs :many
+-- The teams a person belongs to now: where an entry about them is audited.
+SELECT team_id FROM memberships WHERE user_id = $1 ORDER BY team_id;
 
 -- name: BillingTotals :one
 -- Billable audit rows not refunded, and their cost, for a team: must equal
