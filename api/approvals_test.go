@@ -12,10 +12,13 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -69,6 +72,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/of-their-requester", testApprovalsOfTheirRequester},
 		{"approvals/bad-input-is-4xx", testApprovalBadInput},
 		{"approvals/start-failure", testApprovalStartFailure},
+		{"approvals/late-start", testApprovalLateStart},
 		{"approvals/workflow-gone", testApprovalWorkflowGone},
 		{"approvals/exact-numbers", testApprovalBindsExactNumbers},
 		{"approvals/deep-input", testApprovalAndVerifyRefuseDeepInput},
@@ -711,6 +715,76 @@ func testApprovalStartFailure(t *testing.T, s *approvalSuite) {
 	again, err := e.st.GetTeamBalance(ctx, e.boot.TeamID)
 	require.NoError(t, err)
 	require.Equal(t, final, again, "a replayed answer costs nothing")
+}
+
+// lateStarter is a Temporal client whose start reports a failure although
+// the workflow started and has already run its first task: the answer of
+// an overloaded server that accepted the start too late. Neither Describe
+// nor Terminate get through.
+type lateStarter struct {
+	client.Client
+	pool       *pgxpool.Pool
+	terminated atomic.Int32
+}
+
+func (l *lateStarter) ExecuteWorkflow(ctx context.Context, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	if _, err := l.Client.ExecuteWorkflow(ctx, o, wf, args...); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var touched bool
+		err := l.pool.QueryRow(ctx, `SELECT a.projection_seq > 0 OR EXISTS (SELECT 1 FROM workflow_effects e WHERE e.approval_id = a.id)
+			FROM approvals a WHERE a.reference = $1`, o.ID).Scan(&touched)
+		if err == nil && touched {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil, serviceerror.NewDeadlineExceeded("context deadline exceeded")
+}
+
+func (l *lateStarter) DescribeWorkflowExecution(context.Context, string, string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	return nil, serviceerror.NewUnavailable("temporal is overloaded")
+}
+
+func (l *lateStarter) TerminateWorkflow(context.Context, string, string, string, ...any) error {
+	l.terminated.Add(1)
+	return serviceerror.NewUnavailable("temporal is overloaded")
+}
+
+// testApprovalLateStart: a start that fails after the workflow ran is not
+// answered "nothing was created" while the approval lives — the caller is
+// told it was created, it is billed once, and PostgreSQL and Temporal agree
+// that it is pending.
+func testApprovalLateStart(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	e.seedTool("send_email", "", nil)
+	ctx := context.Background()
+	before, err := e.st.GetTeamBalance(ctx, e.boot.TeamID)
+	require.NoError(t, err)
+	late := &lateStarter{Client: s.tc, pool: e.st.Pool}
+	slow := e.on(s.startServer(t, func(d *Deps) { d.Temporal = late }))
+	slow.waitForKey(e.boot.StandardKey)
+
+	created := expect[ApprovalCreated](slow, http.StatusCreated, http.MethodPost, "/v1/approvals", e.boot.StandardKey,
+		map[string]any{"tool": "send_email", "reasoning": "r"})
+	require.Equal(t, "pending", created.Status)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM approvals WHERE org_id = $1 AND id = $2 AND status = 'pending'`, created.ID))
+	require.Zero(t, e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'approval.start_failed'`))
+	require.Zero(t, e.count(`SELECT count(*) FROM call_refunds WHERE org_id = $1`), "a created approval is billed")
+	require.Zero(t, late.terminated.Load(), "the running approval is not terminated")
+	desc, err := s.tc.DescribeWorkflowExecution(ctx, created.Reference, "")
+	require.NoError(t, err)
+	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.GetWorkflowExecutionInfo().GetStatus())
+	after, err := e.st.GetTeamBalance(ctx, e.boot.TeamID)
+	require.NoError(t, err)
+	require.Equal(t, before.BilledCalls+1, after.BilledCalls)
+
+	// It is a real approval: deciding it through a healthy server works.
+	e.allowDecide(true)
+	expect[Approval](e, http.StatusOK, http.MethodPost, "/v1/approvals/"+created.ID+"/decide", e.boot.ManagementKey,
+		map[string]any{"decision": "deny"})
 }
 
 func TestJSONHasNUL(t *testing.T) {

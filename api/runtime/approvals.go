@@ -42,6 +42,8 @@ const (
 	defaultApprovalTimeoutSeconds = 3600
 	// startTimeout bounds starting the workflow.
 	startTimeout = 10 * time.Second
+	// abortTimeout bounds withdrawing an approval whose start failed.
+	abortTimeout = 15 * time.Second
 )
 
 // Approval timeouts are clamped, not refused (SPEC §1: any value clamped to
@@ -325,10 +327,15 @@ func (s *Service) RequestApproval(ctx context.Context, c Caller, req *ApprovalRe
 	sctx, scancel := context.WithTimeout(wctx, startTimeout)
 	_, err = s.d.Temporal.ExecuteWorkflow(sctx, workflows.StartWorkflowOptions(in), workflows.ApprovalWorkflowName, in)
 	scancel()
-	if err != nil && !s.startedAnyway(wctx, ref, err) {
-		return ApprovalCreated{}, s.abortApproval(wctx, c, id, ref, req.Tool, chargeID, err)
+	created := ApprovalCreated{ID: id, Reference: ref, Status: string(workflows.StatusPending), Level: 1, Levels: levels, ExpiresAt: expires}
+	if err != nil && !s.startedAnyway(ctx, ref, err) {
+		if aborted, abortErr := s.abortApproval(ctx, c, id, ref, req.Tool, chargeID, err); aborted {
+			return ApprovalCreated{}, abortErr
+		}
+		// The workflow started late and already runs the approval: it was
+		// created, and is billed like any other.
 	}
-	return ApprovalCreated{ID: id, Reference: ref, Status: string(workflows.StatusPending), Level: 1, Levels: levels, ExpiresAt: expires}, nil
+	return created, nil
 }
 
 // startedAnyway reports whether the approval's workflow runs although
@@ -338,47 +345,64 @@ func (s *Service) startedAnyway(ctx context.Context, ref string, cause error) bo
 	if errors.As(cause, &dup) {
 		return false // a REF collision with another approval's closed workflow
 	}
-	dctx, cancel := context.WithTimeout(ctx, startTimeout)
+	// A fresh deadline: the start may have used all of its own.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
 	defer cancel()
 	desc, err := s.d.Temporal.DescribeWorkflowExecution(dctx, ref, "")
 	return err == nil && desc.GetWorkflowExecutionInfo().GetType().GetName() == workflows.ApprovalWorkflowName
 }
 
-// abortApproval undoes an approval whose workflow could not be started: a
-// workflow that did start despite the error is terminated, and the row is
-// deleted, so nothing is left pending that no workflow will ever end (a
-// late-starting workflow then fails on its first projection). The call's
-// charge (chargeID) is given back in the same transaction: a call that
-// failed after being charged is not billed (SPEC §9), so a retry with the
-// same Idempotency-Key — the failure is not kept for it — pays once. The
-// failure is audited and refused as unavailable.
-func (s *Service) abortApproval(ctx context.Context, c Caller, id, ref, tool, chargeID string, cause error) error {
+// abortApproval withdraws an approval whose workflow could not be started
+// and reports whether it did. The row is deleted only while no workflow has
+// touched it, in the same transaction that gives the call's charge
+// (chargeID) back — a call that failed after being charged is not billed
+// (SPEC §9), so a retry with the same Idempotency-Key pays once — and
+// audits the failure; then a workflow that may have started despite the
+// error is terminated (one starting later fails on its first projection,
+// as its row is gone). When a workflow has already projected the row, it
+// runs the approval: nothing is withdrawn or refunded and the caller is
+// told it was created (aborted false). When the withdrawal itself fails,
+// the answer says the approval may exist rather than that nothing was
+// created. It runs on its own deadline: the failed start may have used
+// the request's.
+func (s *Service) abortApproval(ctx context.Context, c Caller, id, ref, tool, chargeID string, cause error) (aborted bool, err error) {
 	s.d.Logger.ErrorContext(ctx, "start approval workflow", "request_id", s.d.RequestID(ctx), "reference", ref, "err", cause)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	now := s.now()
+	withdrawn := false
+	err = s.inTx(actx, func(q *store.Queries) error {
+		n, err := q.DeleteUnstartedApproval(actx, store.DeleteUnstartedApprovalParams{OrgID: c.OrgID, ID: id})
+		if err != nil || n == 0 {
+			return err
+		}
+		withdrawn = true
+		if err := s.d.Recorder.Refund(actx, q, chargeID, KindApprovalStartFailed, now); err != nil {
+			return err
+		}
+		_, err = RecordChange(actx, q, c, now, Change{Kind: KindApprovalStartFailed, Subject: id, Tool: tool,
+			Details: map[string]any{"reference": ref, "refunded_charge": chargeID}})
+		return err
+	})
+	if err != nil {
+		s.d.Logger.ErrorContext(ctx, "abort approval", "request_id", s.d.RequestID(ctx), "reference", ref, "err", err)
+		return true, refusef(KindUnavailable, CodeUnavailable,
+			"the approval workflow could not be started and approval %s could not be withdrawn: it may exist; read it with GET /v1/approvals/%s before retrying", ref, ref)
+	}
+	if !withdrawn {
+		s.d.Logger.WarnContext(ctx, "approval workflow started despite the error", "request_id", s.d.RequestID(ctx), "reference", ref)
+		return false, nil
+	}
 	var dup *serviceerror.WorkflowExecutionAlreadyStarted
 	if !errors.As(cause, &dup) {
-		if err := s.d.Temporal.TerminateWorkflow(ctx, ref, "", "oakallow: start failed; approval aborted"); err != nil {
+		if err := s.d.Temporal.TerminateWorkflow(actx, ref, "", "oakallow: start failed; approval aborted"); err != nil {
 			var nf *serviceerror.NotFound
 			if !errors.As(err, &nf) {
 				s.d.Logger.WarnContext(ctx, "terminate unstarted approval workflow", "reference", ref, "err", err)
 			}
 		}
 	}
-	now := s.now()
-	err := s.inTx(ctx, func(q *store.Queries) error {
-		if _, err := q.DeleteUnstartedApproval(ctx, store.DeleteUnstartedApprovalParams{OrgID: c.OrgID, ID: id}); err != nil {
-			return err
-		}
-		if err := s.d.Recorder.Refund(ctx, q, chargeID, KindApprovalStartFailed, now); err != nil {
-			return err
-		}
-		_, err := RecordChange(ctx, q, c, now, Change{Kind: KindApprovalStartFailed, Subject: id, Tool: tool,
-			Details: map[string]any{"reference": ref, "refunded_charge": chargeID}})
-		return err
-	})
-	if err != nil {
-		s.d.Logger.ErrorContext(ctx, "abort approval", "request_id", s.d.RequestID(ctx), "reference", ref, "err", err)
-	}
-	return refuse(KindUnavailable, CodeUnavailable, "the approval workflow could not be started; nothing was created, retry later")
+	return true, refuse(KindUnavailable, CodeUnavailable, "the approval workflow could not be started; nothing was created, retry later")
 }
 
 // refundCharge gives back the charge of an approval request that created
