@@ -332,7 +332,8 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	if err := s.newOAuth(); err != nil {
 		return nil, err
 	}
-	if s.web, err = web.New(web.Config{API: s.mux, Logger: deps.Logger, Now: deps.Now, PublicURL: cfg.PublicURL, SecureCookies: s.secureCookies}); err != nil {
+	if s.web, err = web.New(web.Config{API: s.mux, Logger: deps.Logger, Now: deps.Now, PublicURL: cfg.PublicURL, SecureCookies: s.secureCookies,
+		SlackInstall: deps.Slack != nil}); err != nil {
 		return nil, err
 	}
 	s.web.Register(s.mux)

@@ -33,13 +33,16 @@ import (
 // client MUST implement CSRF protection for its redirection URI … The
 // binding value used for CSRF protection MUST contain a non-guessable
 // value"). Here it is 192 random bits that bind the callback to the org,
-// the key that started the install and the channel to create. Only its
+// the key or session that started the install and the channel to create. Only its
 // SHA-256 is stored; it expires after slackStateTTL and is spent by the
 // first callback that presents it, whatever the outcome (RFC 9700 §4.7.1:
-// one-time-use CSRF tokens). Because the install is started through the
-// API rather than from a browser session, the state cannot also be bound
-// to the installer's browser: the authorize URL must be handed only to the
-// person meant to install.
+// one-time-use CSRF tokens). An install started with a management key
+// cannot be bound to the installer's browser: its authorize URL must be
+// handed only to the person meant to install. An install started by an
+// owner's or admin's session (the dashboard's "Add to Slack") is bound to
+// that session: the callback completes it only when it carries the same
+// live session cookie, still of an owner or admin of the org, and then
+// sends the browser back to the dashboard's Settings page.
 
 // SlackCallbackPath is the install callback; the Slack app's redirect URL
 // is the server's public URL followed by this path.
@@ -60,6 +63,10 @@ const (
 	maxSlackCallbackParam = 512
 	// slackViaOAuth marks channels created by the install in the audit log.
 	slackViaOAuth = "slack_oauth"
+	// SlackInstalledRedirect is where a session-started install sends the
+	// browser once the channel is saved: the dashboard's Settings page,
+	// with its "Slack added" notice.
+	SlackInstalledRedirect = "/settings?done=slack-installed"
 )
 
 // SlackInstallStarted answers POST /v1/channels/slack/install.
@@ -92,6 +99,8 @@ type slackCallbackInput struct {
 	Code  string `query:"code" doc:"The authorization code Slack issued."`
 	State string `query:"state" doc:"The state from the authorize URL."`
 	Error string `query:"error" doc:"Set by Slack instead of code when the install did not happen, e.g. access_denied."`
+	// Cookie carries the session of an install started from the dashboard.
+	Cookie string `header:"Cookie" hidden:"true"`
 }
 
 // slackCallbackOutput is an HTML page. The callback URL carries the code
@@ -104,6 +113,7 @@ type slackCallbackOutput struct {
 	CSP            string `header:"Content-Security-Policy"`
 	ReferrerPolicy string `header:"Referrer-Policy"`
 	NoSniff        string `header:"X-Content-Type-Options"`
+	Location       string `header:"Location"`
 	Body           []byte
 }
 
@@ -140,12 +150,15 @@ func registerSlackInstall(api huma.API, s *Server) error {
 	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "start-slack-install", Method: http.MethodPost, Path: "/v1/channels/slack/install",
 		Summary: "Start an \"Add to Slack\" install",
+		// Owner and admin sessions may start it too: the dashboard's
+		// Settings page does, and the state is then bound to the session.
 		Description: "Returns Slack's OAuth v2 authorize URL (scope incoming-webhook only). When the installer approves it in Slack, " +
 			"Slack redirects to " + SlackCallbackPath + " and oakallow creates a Slack channel with the given name and scope; its " +
 			"incoming-webhook URL is encrypted at rest and never returned. The URL works once, for 10 minutes. " +
+			"Started by an owner's or admin's session, the install completes only in the browser holding that session. " +
 			"503 slack_not_configured when the server has no Slack app credentials.",
 		Tags: []string{tagChannels}, Errors: append(manageWriteErrors, http.StatusTooManyRequests, http.StatusServiceUnavailable),
-	}, accessManageWriteKey), func(ctx context.Context, in *slackInstallInput) (*slackInstallOutput, error) {
+	}, accessManageWrite), func(ctx context.Context, in *slackInstallInput) (*slackInstallOutput, error) {
 		status, body, replayed, err := idempotent(ctx, s, in.IdempotencyKey, "start-slack-install", in.Body,
 			func(ctx context.Context) (int, SlackInstallStarted, error) {
 				res, err := si.start(ctx, mustPrincipal(ctx), &in.Body)
@@ -212,7 +225,7 @@ func (si *slackInstaller) start(ctx context.Context, p Principal, req *slackInst
 				n, slackStateTTL))
 		}
 		return q.CreateSlackOAuthState(ctx, store.CreateSlackOAuthStateParams{StateHash: hash[:], OrgID: p.OrgID,
-			TeamID: p.TeamID, KeyID: p.KeyID, ChannelName: req.Name, Scope: scope, CreatedAt: now, ExpiresAt: expires})
+			TeamID: p.TeamID, KeyID: p.KeyID, SessionID: p.SessionID, ChannelName: req.Name, Scope: scope, CreatedAt: now, ExpiresAt: expires})
 	})
 	if err != nil {
 		return SlackInstallStarted{}, err
@@ -225,6 +238,9 @@ type pendingInstall struct {
 	principal Principal
 	name      string
 	scope     string
+	// sessionID is set when a session started the install; principal is
+	// then completed from the callback's session (bySession).
+	sessionID string
 }
 
 // Reasons a state does not authorize a callback; each is a plain 400 page.
@@ -232,12 +248,14 @@ var (
 	errSlackStateUnknown = errors.New("unknown or already used state")
 	errSlackStateExpired = errors.New("expired state")
 	errSlackStateRevoked = errors.New("state of a revoked key")
+	errSlackStateSession = errors.New("state of another or ended session")
 )
 
 // stateRefused reports whether err is one of the state refusals rather
 // than a failure to check the state.
 func stateRefused(err error) bool {
-	return errors.Is(err, errSlackStateUnknown) || errors.Is(err, errSlackStateExpired) || errors.Is(err, errSlackStateRevoked)
+	return errors.Is(err, errSlackStateUnknown) || errors.Is(err, errSlackStateExpired) || errors.Is(err, errSlackStateRevoked) ||
+		errors.Is(err, errSlackStateSession)
 }
 
 // consume spends state and returns what it was bound to.
@@ -254,6 +272,9 @@ func (si *slackInstaller) consume(ctx context.Context, state string) (pendingIns
 		return pendingInstall{}, fmt.Errorf("consume slack state: %w", err)
 	case !si.s.now().Before(row.ExpiresAt):
 		return pendingInstall{}, errSlackStateExpired
+	case row.SessionID != "":
+		return pendingInstall{principal: Principal{Kind: PrincipalUser, SessionID: row.SessionID, OrgID: row.OrgID, TeamID: row.TeamID},
+			name: row.ChannelName, scope: row.Scope, sessionID: row.SessionID}, nil
 	case !row.KeyActive:
 		return pendingInstall{}, errSlackStateRevoked
 	}
@@ -262,6 +283,34 @@ func (si *slackInstaller) consume(ctx context.Context, state string) (pendingIns
 		name:      row.ChannelName,
 		scope:     row.Scope,
 	}, nil
+}
+
+// bySession checks that the callback comes from the live session that
+// started the install, still of an owner or admin of its org, and completes
+// the install's principal with that person.
+func (si *slackInstaller) bySession(ctx context.Context, pending pendingInstall, cookie string) (pendingInstall, error) {
+	s := si.s
+	raw := cookieValue(cookie, s.sessionCookieName())
+	if !wellFormedSessionToken(raw) {
+		return pendingInstall{}, errSlackStateSession
+	}
+	now := s.now()
+	hash := sha256.Sum256([]byte(raw))
+	rows, err := s.deps.Store.AuthenticateSession(ctx, store.AuthenticateSessionParams{TokenHash: hash[:], Now: now,
+		IdleCutoff: now.Add(-s.cfg.Sessions.Idle), OrgID: pending.principal.OrgID, TeamID: pending.principal.TeamID})
+	if err != nil {
+		return pendingInstall{}, fmt.Errorf("slack install session: %w", err)
+	}
+	if len(rows) == 0 {
+		return pendingInstall{}, errSlackStateSession
+	}
+	r := rows[0]
+	if r.ID != pending.sessionID || r.State != sessionStateFull || r.OrgID != pending.principal.OrgID ||
+		(r.Role != RoleOwner && r.Role != RoleAdmin) {
+		return pendingInstall{}, errSlackStateSession
+	}
+	pending.principal.UserID, pending.principal.Role = r.UserID, r.Role
+	return pending, nil
 }
 
 // callback completes an install and renders the page the installer sees.
@@ -315,6 +364,14 @@ func (si *slackInstaller) callback(ctx context.Context, in *slackCallbackInput) 
 	case errors.Is(err, errSlackStateRevoked):
 		return slackPage(http.StatusBadRequest, "Slack install failed",
 			"The API key that started this install has been revoked. "+restart, rid)
+	case err == nil && pending.sessionID != "":
+		if pending, err = si.bySession(ctx, pending, in.Cookie); errors.Is(err, errSlackStateSession) {
+			return slackPage(http.StatusBadRequest, "Slack install failed",
+				"This install was started in another browser session, or that session has ended or lost its admin role. "+
+					"Sign in and click \"Add to Slack\" on the Settings page again.", rid)
+		}
+	}
+	switch {
 	case err != nil:
 		log.ErrorContext(ctx, "slack install callback", "request_id", rid, "err", err)
 		return slackPage(http.StatusInternalServerError, "Slack install failed", "An internal error occurred. "+restart, rid)
@@ -350,6 +407,12 @@ func (si *slackInstaller) callback(ctx context.Context, in *slackCallbackInput) 
 			"Slack approved the install but oakallow could not save the channel. "+restart, rid)
 	}
 	log.InfoContext(ctx, "slack channel installed", "request_id", rid, "org_id", c.OrgID, "channel_id", c.ID)
+	if pending.sessionID != "" {
+		// Back to the dashboard, which lists the new channel.
+		out := slackPage(http.StatusSeeOther, "Slack connected", "The channel was added; continue to the Settings page.", rid)
+		out.Location = SlackInstalledRedirect
+		return out
+	}
 	where := "its channel"
 	if inst.Channel != "" {
 		where = cleanSlackText(inst.Channel, 200)
@@ -378,12 +441,18 @@ func (si *slackInstaller) createChannel(ctx context.Context, pending pendingInst
 	if err != nil {
 		return store.NotificationChannel{}, err
 	}
+	name := pending.name
+	if pending.sessionID != "" && inst.Channel != "" {
+		// The dashboard's button asks for no name: the channel is named
+		// after the Slack channel picked on Slack's page.
+		name = "Slack " + cleanSlackText(inst.Channel, 190)
+	}
 	now := s.now()
 	var c store.NotificationChannel
 	err = s.inTx(ctx, func(q *store.Queries) error {
 		var err error
 		c, err = q.CreateChannel(ctx, store.CreateChannelParams{ID: id, OrgID: pending.principal.OrgID, Kind: activities.ChannelSlack,
-			Name: pending.name, Scope: pending.scope, Config: config, SecretCiphertext: sealedURL, Enabled: true, CreatedAt: now})
+			Name: name, Scope: pending.scope, Config: config, SecretCiphertext: sealedURL, Enabled: true, CreatedAt: now})
 		if err != nil {
 			return err
 		}

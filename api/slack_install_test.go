@@ -430,3 +430,117 @@ func TestSlackAppConfigurationIsCheckedAtStart(t *testing.T) {
 		Deps{Store: st, Keyring: testKeyring, SecretBox: testSecretBox, Slack: &notify.SlackApp{ClientID: "1.2", ClientSecret: "s"}})
 	require.NoError(t, err)
 }
+
+// cookie is the session cookie as this server names it (its public URL is
+// not localhost, so the Secure name).
+func (e *slackEnv) cookie(session string) map[string]string {
+	if session == "" {
+		return map[string]string{}
+	}
+	return map[string]string{"Cookie": e.srv.sessionCookieName() + "=" + session}
+}
+
+// get is the browser opening a dashboard page with session, not
+// following redirects.
+func (e *slackEnv) get(path, session string) (int, http.Header, string) {
+	e.t.Helper()
+	status, hdr, body := e.sendVia(noRedirects, http.MethodGet, path, "", e.cookie(session), nil)
+	return status, hdr, string(body)
+}
+
+// sessionCallback is the installer's browser, holding session, arriving
+// from Slack.
+func (e *slackEnv) sessionCallback(q url.Values, session string) (int, http.Header, string) {
+	e.t.Helper()
+	status, hdr, body := e.sendVia(noRedirects, http.MethodGet, SlackCallbackPath+"?"+q.Encode(), "", e.cookie(session), nil)
+	return status, hdr, string(body)
+}
+
+// startFromSettings clicks "Add to Slack" on Settings and follows the
+// redirect to Slack's authorize page, returning its query.
+func (e *slackEnv) startFromSettings(session string) url.Values {
+	e.t.Helper()
+	status, _, body := e.get("/settings", session)
+	require.Equal(e.t, http.StatusOK, status, body)
+	require.Contains(e.t, body, `href="/settings/slack">Add to Slack</a>`)
+	status, hdr, body := e.get("/settings/slack", session)
+	require.Equal(e.t, http.StatusSeeOther, status, body)
+	u, err := url.Parse(hdr.Get("Location"))
+	require.NoError(e.t, err)
+	require.Equal(e.t, "https://slack.example/oauth/v2/authorize", u.Scheme+"://"+u.Host+u.Path)
+	return u.Query()
+}
+
+func TestSlackInstallFromDashboardSession(t *testing.T) {
+	t.Parallel()
+	e := newSlackEnv(t, slackEnvOptions{})
+	adminID := e.person(RoleAdmin)
+	admin := e.signIn(adminID, true).Token
+	other := e.signIn(e.person(RoleOwner), true).Token
+
+	// Start → Slack's authorize page → callback → back on Settings.
+	authorize := e.startFromSettings(admin)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM slack_oauth_states WHERE org_id = $1 AND session_id IS NOT NULL AND key_id IS NULL`))
+	status, hdr, page := e.sessionCallback(e.approve(authorize), admin)
+	require.Equal(t, http.StatusSeeOther, status, page)
+	require.Equal(t, SlackInstalledRedirect, hdr.Get("Location"))
+	require.Equal(t, 1, e.slack.Exchanges())
+	status, _, page = e.get(hdr.Get("Location"), admin)
+	require.Equal(t, http.StatusOK, status, page)
+	require.Contains(t, page, "Slack added")
+	require.Contains(t, page, "<b>Slack "+e.slack.Channel+"</b>")
+	require.NotContains(t, page, e.slack.WebhookURL())
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'channel.created'
+		AND actor_kind = 'user' AND actor_id = $2 AND details->>'via' = 'slack_oauth'`, adminID), "audited as the admin's install")
+
+	// Reuse of a spent state: refused, nothing stored.
+	status, _, page = e.sessionCallback(e.approve(authorize), admin)
+	require.Equal(t, http.StatusBadRequest, status, page)
+	require.Contains(t, page, "already been used")
+
+	// Another person's session (or none) cannot complete it; the state is spent.
+	authorize = e.startFromSettings(admin)
+	status, _, page = e.sessionCallback(e.approve(authorize), other)
+	require.Equal(t, http.StatusBadRequest, status, page)
+	require.Contains(t, page, "another browser session")
+	status, _, page = e.sessionCallback(e.approve(authorize), admin)
+	require.Equal(t, http.StatusBadRequest, status, "spent by the refused callback: %s", page)
+	authorize = e.startFromSettings(admin)
+	status, _, page = e.sessionCallback(e.approve(authorize), "")
+	require.Equal(t, http.StatusBadRequest, status, page)
+
+	// Expired.
+	authorize = e.startFromSettings(admin)
+	e.skew.Add(int64(slackStateTTL + time.Second))
+	status, _, page = e.sessionCallback(e.approve(authorize), admin)
+	e.skew.Store(0)
+	require.Equal(t, http.StatusBadRequest, status, page)
+	require.Contains(t, page, "expired")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM notification_channels WHERE org_id = $1`), "only the first install stored a channel")
+	require.Equal(t, 1, e.slack.Exchanges(), "refused callbacks never reach Slack")
+
+	// Reviewers neither see the button nor may start an install.
+	reviewer := e.signIn(e.person(RoleReviewer), true).Token
+	status, _, page = e.get("/settings", reviewer)
+	require.Equal(t, http.StatusForbidden, status)
+	require.NotContains(t, page, "Add to Slack</a>")
+	status, _, _ = e.get("/settings/slack", reviewer)
+	require.Equal(t, http.StatusForbidden, status)
+	// A cross-site navigation cannot start one either.
+	st, _, _ := e.sendVia(noRedirects, http.MethodGet, "/settings/slack", "", with(e.cookie(admin), "Sec-Fetch-Site", "cross-site"), nil)
+	require.Equal(t, http.StatusForbidden, st)
+	require.Equal(t, 0, e.count(`SELECT count(*) FROM slack_oauth_states WHERE org_id = $1 AND expires_at > now()`))
+}
+
+func TestSlackInstallButtonNeedsSlackApp(t *testing.T) {
+	t.Parallel()
+	e := newSlackEnv(t, slackEnvOptions{noSlack: true})
+	owner := e.signIn(e.boot.UserID, true).Token
+	status, _, page := e.get("/settings", owner)
+	require.Equal(t, http.StatusOK, status, page)
+	require.NotContains(t, page, "Add to Slack</a>")
+	require.Contains(t, page, "SLACK_CLIENT_ID")
+	require.Contains(t, page, "http://oakallow.test:8080"+SlackCallbackPath)
+	status, _, page = e.get("/settings/slack", owner)
+	require.Equal(t, http.StatusServiceUnavailable, status, page)
+}

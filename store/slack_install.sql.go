@@ -12,17 +12,19 @@ import (
 
 const consumeSlackOAuthState = `-- name: ConsumeSlackOAuthState :one
 WITH spent AS (
-    DELETE FROM slack_oauth_states WHERE state_hash = $1 RETURNING state_hash, org_id, team_id, key_id, channel_name, scope, created_at, expires_at
+    DELETE FROM slack_oauth_states WHERE state_hash = $1 RETURNING state_hash, org_id, team_id, key_id, channel_name, scope, created_at, expires_at, session_id
 )
-SELECT spent.org_id, spent.team_id, spent.key_id, spent.channel_name, spent.scope, spent.created_at, spent.expires_at,
-       (k.revoked_at IS NULL AND k.org_id = spent.org_id)::boolean AS key_active
-FROM spent JOIN api_keys k ON k.id = spent.key_id
+SELECT spent.org_id, spent.team_id, coalesce(spent.key_id, '')::text AS key_id, coalesce(spent.session_id, '')::text AS session_id,
+       spent.channel_name, spent.scope, spent.created_at, spent.expires_at,
+       coalesce(k.revoked_at IS NULL AND k.org_id = spent.org_id, false)::boolean AS key_active
+FROM spent LEFT JOIN api_keys k ON k.id = spent.key_id
 `
 
 type ConsumeSlackOAuthStateRow struct {
 	OrgID       string
 	TeamID      string
 	KeyID       string
+	SessionID   string
 	ChannelName string
 	Scope       string
 	CreatedAt   time.Time
@@ -31,8 +33,9 @@ type ConsumeSlackOAuthStateRow struct {
 }
 
 // Spends a state: the row is deleted whatever the outcome, so a state works
-// at most once even when two callbacks race. key_active tells whether the
-// key that started the install is still valid.
+// at most once even when two callbacks race. key_id or session_id (” for
+// the other) says who started it; key_active tells whether a starting key
+// is still valid (a session is checked against the callback's cookie).
 func (q *Queries) ConsumeSlackOAuthState(ctx context.Context, stateHash []byte) (ConsumeSlackOAuthStateRow, error) {
 	row := q.db.QueryRow(ctx, consumeSlackOAuthState, stateHash)
 	var i ConsumeSlackOAuthStateRow
@@ -40,6 +43,7 @@ func (q *Queries) ConsumeSlackOAuthState(ctx context.Context, stateHash []byte) 
 		&i.OrgID,
 		&i.TeamID,
 		&i.KeyID,
+		&i.SessionID,
 		&i.ChannelName,
 		&i.Scope,
 		&i.CreatedAt,
@@ -67,8 +71,9 @@ func (q *Queries) CountPendingSlackOAuthStates(ctx context.Context, arg CountPen
 }
 
 const createSlackOAuthState = `-- name: CreateSlackOAuthState :exec
-INSERT INTO slack_oauth_states (state_hash, org_id, team_id, key_id, channel_name, scope, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO slack_oauth_states (state_hash, org_id, team_id, key_id, session_id, channel_name, scope, created_at, expires_at)
+VALUES ($1, $2, $3, nullif($4::text, ''), nullif($5::text, ''), $6, $7,
+        $8, $9)
 `
 
 type CreateSlackOAuthStateParams struct {
@@ -76,20 +81,24 @@ type CreateSlackOAuthStateParams struct {
 	OrgID       string
 	TeamID      string
 	KeyID       string
+	SessionID   string
 	ChannelName string
 	Scope       string
 	CreatedAt   time.Time
 	ExpiresAt   time.Time
 }
 
-// Records an "Add to Slack" install in progress (migration 005). state_hash
-// is the SHA-256 of the state sent to Slack; the state itself is never stored.
+// Records an "Add to Slack" install in progress (migrations 004, 027),
+// started by a management key (@key_id) or a session (@session_id); the
+// other is ”. state_hash is the SHA-256 of the state sent to Slack; the
+// state itself is never stored.
 func (q *Queries) CreateSlackOAuthState(ctx context.Context, arg CreateSlackOAuthStateParams) error {
 	_, err := q.db.Exec(ctx, createSlackOAuthState,
 		arg.StateHash,
 		arg.OrgID,
 		arg.TeamID,
 		arg.KeyID,
+		arg.SessionID,
 		arg.ChannelName,
 		arg.Scope,
 		arg.CreatedAt,

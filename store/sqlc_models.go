@@ -442,11 +442,12 @@ type SlackOauthState struct {
 	StateHash   []byte
 	OrgID       string
 	TeamID      string
-	KeyID       string
+	KeyID       *string
 	ChannelName string
 	Scope       string
 	CreatedAt   time.Time
 	ExpiresAt   time.Time
+	SessionID   *string
 }
 
 type SpentNonce struct {

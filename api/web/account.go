@@ -15,6 +15,7 @@ func (d *Dashboard) registerAccount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /settings", d.settingsSave)
 	mux.HandleFunc("POST /settings/webhook/rotate", d.settingsRotate)
 	mux.HandleFunc("POST /settings/channels", d.channelCreate)
+	mux.HandleFunc("GET /settings/slack", d.slackInstall)
 	mux.HandleFunc("POST /settings/channels/{id}/test", d.channelTest)
 	mux.HandleFunc("POST /settings/channels/{id}/delete", d.channelDelete)
 	mux.HandleFunc("GET /team", d.adminGet(d.teamSpec()))
@@ -78,11 +79,17 @@ type settingsView struct {
 	Secret   *shownOnce
 	// Tested is the outcome of a channel's Test.
 	Tested string
+	// SlackInstall: the server can do "Add to Slack".
+	SlackInstall bool
+	// SlackCallback is the redirect URL a Slack app must list
+	// (api.SlackCallbackPath on the public URL).
+	SlackCallback string
 }
 
 func (d *Dashboard) settingsSpec(extra func(*settingsView)) adminPage {
 	return adminPage{name: "settings", title: "Settings", load: func(w http.ResponseWriter, r *http.Request, m *me) (any, bool) {
-		v := settingsView{Presets: timeoutPresets, Custom: true}
+		v := settingsView{Presets: timeoutPresets, Custom: true, SlackInstall: d.cfg.SlackInstall,
+			SlackCallback: d.cfg.PublicURL + "/v1/integrations/slack/callback"}
 		if !d.adminFetch(w, r, m, "/v1/settings", nil, &v.S) {
 			return nil, false
 		}
@@ -101,6 +108,41 @@ func (d *Dashboard) settingsSpec(extra func(*settingsView)) adminPage {
 		}
 		return v, true
 	}}
+}
+
+// slackInstall is "Add to Slack": a plain link (the page's CSP allows
+// forms to post only to us, so a form could not follow the redirect to
+// Slack) to this GET, which starts an install bound to the session and the
+// chosen org through the API — owners and admins only — and sends the
+// browser on to Slack's authorize page. A cross-site navigation is refused
+// so another site cannot start installs in the person's name.
+func (d *Dashboard) slackInstall(w http.ResponseWriter, r *http.Request) {
+	m := d.person(w, r)
+	if m == nil {
+		return
+	}
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		d.render(w, r, http.StatusForbidden, "problem", view{Title: "Not allowed", Me: m,
+			Error: "\"Add to Slack\" must be started from the Settings page."})
+		return
+	}
+	var out struct {
+		AuthorizeURL string `json:"authorize_url"`
+	}
+	a, err := d.call(r.Context(), r, http.MethodPost, "/v1/channels/slack/install", nil,
+		map[string]string{"name": "Slack", "scope": "all"}, &out)
+	if err != nil {
+		d.log.ErrorContext(r.Context(), "start slack install", "err", err)
+		d.fail(w, r)
+		return
+	}
+	if a.problem != nil {
+		d.problemPage(w, r, m, a.problem)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, out.AuthorizeURL, http.StatusSeeOther)
 }
 
 // formInt is a whole-number form field; ok is false when it is not one.

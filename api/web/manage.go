@@ -90,7 +90,8 @@ var notices = map[string]string{
 	"key-revoked":    "Key revoked: it stops working within a second.",
 	"agent-revoked":  "Agent revoked: its credential stops working within a second.",
 	"settings-saved": "Settings saved.", "channel-created": "Channel added.", "channel-deleted": "Channel removed.",
-	"invited": "Invitation sent.", "invitation-revoked": "Invitation revoked.", "role-changed": "Role changed.",
+	"slack-installed": "Slack added: the new channel is listed under Alert channels.",
+	"invited":         "Invitation sent.", "invitation-revoked": "Invitation revoked.", "role-changed": "Role changed.",
 	"member-removed": "Member removed.", "group-saved": "Approver group saved.",
 }
 

@@ -47,6 +47,9 @@ type Config struct {
 	// Quickstart and written into generated scripts. Default
 	// http://localhost:8080.
 	PublicURL string
+	// SlackInstall says the server has a Slack app (SLACK_CLIENT_ID,
+	// SLACK_CLIENT_SECRET), so Settings offers "Add to Slack".
+	SlackInstall bool
 }
 
 // Validate fills defaults and checks values.
