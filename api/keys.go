@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,6 +145,10 @@ type KeyCache struct {
 	// reload holds one pending reload request: requests that arrive while
 	// a reload runs cost one more reload after it, not one each.
 	reload chan struct{}
+	// reloading serialises Reload: without it a reload that read the
+	// database before a revocation committed could store its table after
+	// the revoking request's own reload, bringing the key back.
+	reloading sync.Mutex
 	// minute is the current Unix minute, kept by TrackUse (0: not tracked),
 	// so a lookup marks its key used without reading the clock.
 	minute atomic.Int64
@@ -201,6 +206,8 @@ func (c *KeyCache) ReloadLoop(ctx context.Context, log *slog.Logger) {
 // Reload replaces the table with the database's current active keys and
 // agent identities.
 func (c *KeyCache) Reload(ctx context.Context) error {
+	c.reloading.Lock()
+	defer c.reloading.Unlock()
 	rows, err := c.st.LoadActiveAPIKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("load api keys: %w", err)
