@@ -122,6 +122,10 @@ func testApprovalsOfTheirRequester(t *testing.T, s *approvalSuite) {
 				bodies[i] = raw
 				status, raw = e.agentDo(http.MethodPost, "/v1/tokens/mint", cred, map[string]any{"approval_id": ref})
 				requireStatusCode(t, http.StatusNotFound, CodeNotFound, status, raw)
+				// The evidence names the tool, the parameters' hash and the
+				// reviewers: another's is not found either.
+				status, raw = e.agentDo(http.MethodGet, "/v1/approvals/"+ref+"/evidence", cred, nil)
+				requireStatusCode(t, http.StatusNotFound, CodeNotFound, status, raw)
 			}
 			require.Equal(t, decodeAs[Problem](t, bodies[1]).Detail,
 				strings.ReplaceAll(decodeAs[Problem](t, bodies[0]).Detail, other, missing))
@@ -159,6 +163,9 @@ func testApprovalsOfTheirRequester(t *testing.T, s *approvalSuite) {
 	status, raw := e.agentDo(http.MethodGet, "/v1/approvals/"+refA, agentA.Secret, nil)
 	require.Equal(t, http.StatusOK, status, string(raw))
 	require.Equal(t, st["token"], decodeAs[Approval](t, raw).Token)
+	status, raw = e.agentDo(http.MethodGet, "/v1/approvals/"+refA+"/evidence", agentA.Secret, nil)
+	require.Equal(t, http.StatusOK, status, string(raw))
+	require.Len(t, decodeAs[evidenceAnswer](t, raw).ManagementKeyDecisions, 1)
 	status, raw = e.agentDo(http.MethodPost, "/v1/tokens/mint", agentA.Secret, map[string]any{"approval_id": idA})
 	require.Equal(t, http.StatusOK, status, string(raw))
 	require.Equal(t, st["token"], decodeAs[MintedToken](t, raw).Token)

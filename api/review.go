@@ -95,31 +95,25 @@ func registerReview(api huma.API, s *Server) {
 			"decisions are listed apart: they have no such evidence.",
 		Tags: []string{tagApprovals}, Errors: manageReadErrors,
 	}, accessApprovalsRead), func(ctx context.Context, in *approvalRefInput) (*evidenceOutput, error) {
-		p := mustPrincipal(ctx)
-		if err := lookupRef("approval", in.ID); err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		row, err := s.deps.Store.GetApprovalByRef(ctx, store.GetApprovalByRefParams{OrgID: p.OrgID, Ref: in.ID})
+		// Read as GET /v1/approvals/{id} reads it: a standard key, an agent
+		// or an OAuth grant finds only its own approvals, and another's
+		// evidence (tool, parameters hash, reviewers) answers not found.
+		a, err := s.rt.GetApproval(ctx, mustPrincipal(ctx).caller(), in.ID, false)
 		if err != nil {
-			return nil, toProblem(ctx, s.log, notFoundIf(err, "approval", in.ID))
+			return nil, toProblem(ctx, s.log, err)
 		}
 		items := []passkeys.Evidence{}
 		if s.rp != nil {
-			if items, err = s.rp.ListEvidence(ctx, row.ID); err != nil {
+			if items, err = s.rp.ListEvidence(ctx, a.ID); err != nil {
 				return nil, toProblem(ctx, s.log, err)
 			}
 		}
-		ds, err := s.deps.Store.ListDecisionsOfApproval(ctx, row.ID)
-		if err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
 		out := &evidenceOutput{}
 		out.Body.Items, out.Body.ManagementKeyDecisions = items, []UnsignedDecision{}
-		for _, d := range ds {
-			if d.DeciderKind == string(workflows.DeciderManagementKey) {
-				out.Body.ManagementKeyDecisions = append(out.Body.ManagementKeyDecisions, UnsignedDecision{
-					Level: int(d.Level), Decision: d.Decision,
-					Decider: DeciderIdentity{Kind: d.DeciderKind, ID: d.DeciderID, Display: d.DeciderDisplay}})
+		for _, d := range a.Decisions {
+			if d.Decider.Kind == string(workflows.DeciderManagementKey) {
+				out.Body.ManagementKeyDecisions = append(out.Body.ManagementKeyDecisions,
+					UnsignedDecision{Level: d.Level, Decision: d.Decision, Decider: d.Decider})
 			}
 		}
 		return out, nil
