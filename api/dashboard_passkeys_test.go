@@ -258,3 +258,50 @@ func TestDashboardOrgSwitcher(t *testing.T) {
 	require.Len(t, c, 1)
 	require.Equal(t, -1, c[0].MaxAge)
 }
+
+// TestDashboardFirstOrg: a person who signed up on their own owns a team
+// with no org, and every page sends them to the switcher; the switcher
+// creates their first org, acts in it and leads to the Quickstart. A
+// reviewer gets no such form, and the API refuses one forged for a team
+// that is not the person's.
+func TestDashboardFirstOrg(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	ctx, now := context.Background(), time.Now()
+	team, user := store.NewID("team"), store.NewID("usr")
+	require.NoError(t, e.st.CreateTeam(ctx, store.CreateTeamParams{ID: team, Name: "ada@example.com", CreatedAt: now}))
+	require.NoError(t, e.st.CreateUser(ctx, store.CreateUserParams{ID: user, Email: user + "@example.com", Name: "Ada", CreatedAt: now}))
+	require.NoError(t, e.st.CreateMembership(ctx, store.CreateMembershipParams{TeamID: team, UserID: user, Role: RoleOwner, CreatedAt: now}))
+	ada := e.signIn(user, true)
+
+	status, h, _ := e.page("/quickstart", ada.Token)
+	require.Equal(t, http.StatusSeeOther, status)
+	require.Equal(t, "/orgs?next=%2Fquickstart", h.Get("Location"))
+	status, _, body := e.page("/orgs?next=%2Fquickstart", ada.Token)
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, "This team has no org yet.")
+	require.Contains(t, body, `action="/orgs/new"`, "the empty switcher offers to create the first org")
+
+	status, _, body = e.form("/orgs/new", ada.Token, url.Values{"team": {team}, "name": {"  "}})
+	require.Equal(t, http.StatusUnprocessableEntity, status, body)
+	require.Contains(t, body, `role="alert"`)
+	status, _, body = e.form("/orgs/new", ada.Token, url.Values{"team": {e.boot.TeamID}, "name": {"not mine"}})
+	require.Equal(t, http.StatusForbidden, status, "another team's: %s", body)
+
+	status, h, body = e.form("/orgs/new", ada.Token, url.Values{"team": {team}, "name": {"production"}, "next": {"/quickstart"}})
+	require.Equal(t, http.StatusSeeOther, status, body)
+	require.Equal(t, "/quickstart", h.Get("Location"))
+	c := (&http.Response{Header: h}).Cookies()
+	require.Len(t, c, 1)
+	var org string
+	require.NoError(t, e.st.Pool.QueryRow(ctx, `SELECT id FROM orgs WHERE team_id = $1 AND name = 'production'`, team).Scan(&org))
+	require.Equal(t, org, c[0].Value, "the dashboard acts in the new org")
+	status, _, body = e.page("/quickstart", ada.Token)
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, org)
+
+	reviewer := e.signIn(e.person(RoleReviewer), true)
+	status, _, body = e.page("/orgs", reviewer.Token)
+	require.Equal(t, http.StatusOK, status, body)
+	require.NotContains(t, body, `action="/orgs/new"`)
+}

@@ -40,10 +40,15 @@ type orgItem struct {
 
 // teamOrgs is one team's orgs on the switcher page.
 type teamOrgs struct {
-	Team string
-	Role string
-	Orgs []orgItem
+	TeamID string
+	Team   string
+	Role   string
+	Orgs   []orgItem
 }
+
+// Manages says whether the person may add an org to the team (the API
+// decides again when they do).
+func (t teamOrgs) Manages() bool { return t.Role == "owner" || t.Role == "admin" }
 
 // orgsView is the switcher page.
 type orgsView struct {
@@ -57,7 +62,13 @@ func (d *Dashboard) orgsPage(w http.ResponseWriter, r *http.Request) {
 	if m == nil {
 		return
 	}
-	v := orgsView{Selected: selectedOrg(r), Next: safeNext(r.URL.Query().Get("next"))}
+	d.showOrgs(w, r, m, http.StatusOK, "", safeNext(r.URL.Query().Get("next")))
+}
+
+// showOrgs renders the switcher with every team's orgs read afresh, and a
+// refusal of the last form when status ≥ 400.
+func (d *Dashboard) showOrgs(w http.ResponseWriter, r *http.Request, m *me, status int, refusal, next string) {
+	v := orgsView{Selected: selectedOrg(r), Next: next}
 	for _, ms := range m.Memberships {
 		var out struct {
 			Items []orgItem `json:"items"`
@@ -73,9 +84,36 @@ func (d *Dashboard) orgsPage(w http.ResponseWriter, r *http.Request) {
 			d.problemPage(w, r, m, a.problem)
 			return
 		}
-		v.Teams = append(v.Teams, teamOrgs{Team: ms.TeamName, Role: ms.Role, Orgs: out.Items})
+		v.Teams = append(v.Teams, teamOrgs{TeamID: ms.TeamID, Team: ms.TeamName, Role: ms.Role, Orgs: out.Items})
 	}
-	d.render(w, r, http.StatusOK, "orgs", view{Title: "Choose an org", Nav: "orgs", Me: m, Data: v})
+	d.render(w, r, status, "orgs", view{Title: "Choose an org", Nav: "orgs", Me: m, Error: refusal, Data: v})
+}
+
+// createOrg adds an org to one of the person's teams and makes it the one
+// the dashboard acts in. A new sign-up's team has no org, and nothing else
+// in the dashboard works without one, so this is where a first org is made;
+// its next stop is the Quickstart, which sets an empty org up.
+func (d *Dashboard) createOrg(w http.ResponseWriter, r *http.Request) {
+	m := d.person(w, r)
+	if m == nil {
+		return
+	}
+	team, next := r.PostFormValue("team"), safeNext(r.PostFormValue("next"))
+	var o orgItem
+	// The API checks that the team is the person's and that they manage it.
+	a, err := d.call(inScope(r.Context(), scope{team: team}), r, http.MethodPost, "/v1/orgs", nil,
+		map[string]string{"name": r.PostFormValue("name")}, &o)
+	if err != nil {
+		d.log.ErrorContext(r.Context(), "create an org", "err", err)
+		d.fail(w, r)
+		return
+	}
+	if a.problem != nil {
+		d.showOrgs(w, r, m, formStatus(a.status), a.problem.Detail, next)
+		return
+	}
+	d.setOrgCookie(w, o.ID)
+	http.Redirect(w, r, "/quickstart", http.StatusSeeOther)
 }
 
 // selectOrg remembers the org the person chose, once the API confirmed

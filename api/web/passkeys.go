@@ -23,6 +23,7 @@ func (d *Dashboard) registerAuth(mux *http.ServeMux) {
 	mux.HandleFunc("POST /approvals/{ref}/decide", d.decide)
 	mux.HandleFunc("GET /orgs", d.orgsPage)
 	mux.HandleFunc("POST /orgs", d.selectOrg)
+	mux.HandleFunc("POST /orgs/new", d.createOrg)
 	mux.HandleFunc("GET /security", d.securityGet)
 	mux.HandleFunc("POST /security/passkeys/{id}/remove", d.removePasskey)
 	mux.HandleFunc("POST /security/recovery-codes", d.regenerateCodes)
