@@ -9,11 +9,15 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// Versioning. changeApprovalFlow is read once, at the start of every run, and kept in
+// Versioning. A run's flow is chosen once, at its start (chooseFlow), and kept in
 // approval.flow. A change to the order or set of commands the workflow issues adds a new
 // flowV constant, raises flowMax to it and branches on a.flow where the old and new
 // orders differ; the old branch stays until no run started before the change can still be
 // open (2 × MaxLevelTimeout plus retention), and a new history is recorded in testdata/.
+// Runs of flowV1 to flowV4 recorded their flow with workflow.GetVersion (changeApprovalFlow);
+// flowV5 runs record nothing (see flowV5), so the next flow must leave a mark that tells
+// its runs from flowV5's — GetVersion(changeApprovalFlow) in a fresh run again, at the
+// price flowV5 saves, or another recorded difference — and chooseFlow must read it.
 const (
 	changeApprovalFlow = "approval-flow"
 	// flowV1: regular activities; every transition upserts its search attributes.
@@ -34,9 +38,33 @@ const (
 	// writes no visibility record for it (the close record carries the attributes); with
 	// the upsert in the accepting task, the run was still open when the visibility queue
 	// processed it, which cost every approval one visibility write more than flowV2.
-	flowV4  workflow.Version = 4
-	flowMax                  = flowV4
+	flowV4 workflow.Version = 4
+	// flowV5: the run's flow is no longer recorded by workflow.GetVersion. Its marker came
+	// with an upsert of the TemporalChangeVersion search attribute in the run's first
+	// workflow task, and the server wrote a visibility record for that upsert (the run is
+	// open then): one of three visibility writes per approval, and the two history events
+	// of the marker and the upsert. A fresh run takes flowMax without recording it; a
+	// replayed run reads the marker back if it has one (a run started on flowV1–flowV4), and
+	// a run without one is a flowV5 run. The commands are flowV4's.
+	flowV5  workflow.Version = 5
+	flowMax                  = flowV5
 )
+
+// chooseFlow returns the run's flow; see flowV5. Only a replay looks for the marker: in a
+// run's first execution there is none to find, and GetVersion would record one. A replay
+// that finds none records nothing either (the SDK adds a marker only outside replay), so
+// the choice is the same however often the run is replayed. A worker older than flowV5
+// replaying a flowV5 run finds no marker, which its GetVersion refuses: the workflow task
+// fails and is retried until a worker that knows flowV5 takes it.
+func chooseFlow(ctx workflow.Context) workflow.Version {
+	if !workflow.IsReplaying(ctx) {
+		return flowMax
+	}
+	if v := workflow.GetVersion(ctx, changeApprovalFlow, workflow.DefaultVersion, flowV4); v != workflow.DefaultVersion {
+		return v
+	}
+	return flowV5
+}
 
 // transition is one change of the approval's state, queued by whoever caused it (the start,
 // the decide handler, the deadline, a cancellation) and carried out in order by the main
@@ -72,6 +100,12 @@ type approval struct {
 // package documentation for the flow, the contract with activities and the deadline rule.
 // It returns the final [State].
 func ApprovalWorkflow(ctx workflow.Context, in ApprovalInput) (State, error) {
+	return runApproval(ctx, in, chooseFlow)
+}
+
+// runApproval is [ApprovalWorkflow] with the choice of flow as a parameter, so tests can
+// run the branches of older flows that a fresh run no longer takes.
+func runApproval(ctx workflow.Context, in ApprovalInput, flow func(workflow.Context) workflow.Version) (State, error) {
 	if err := in.Validate(); err != nil {
 		return State{}, temporal.NewNonRetryableApplicationError(
 			"invalid approval input: "+err.Error(), ErrorTypeValidation, nil)
@@ -104,7 +138,7 @@ func ApprovalWorkflow(ctx workflow.Context, in ApprovalInput) (State, error) {
 		}); err != nil {
 		return State{}, fmt.Errorf("register update %s: %w", UpdateDecide, err)
 	}
-	a.flow = workflow.GetVersion(ctx, changeApprovalFlow, flowV1, flowMax)
+	a.flow = flow(ctx)
 	a.logger = log.With(a.logger, "flow_version", a.flow)
 
 	err := a.run(ctx)

@@ -400,14 +400,14 @@ func TestDecisionSearchAttributesFollowItsEffects(t *testing.T) {
 		flow workflow.Version
 		want []string
 	}{
+		{name: "flowV5", flow: flowV5, want: concat(created, approvedKeys(1), []string{"upsert status=approved level=0"})},
 		{name: "flowV4", flow: flowV4, want: concat(created, approvedKeys(1), []string{"upsert status=approved level=0"})},
 		{name: "flowV3", flow: flowV3, want: concat(created, []string{"upsert status=approved level=0"}, approvedKeys(1))},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t)
-			h.env.OnGetVersion(changeApprovalFlow, flowV1, flowMax).Return(tc.flow)
+			h := newFlowHarness(t, tc.flow)
 			in := testInput(false)
 			require.NoError(t, h.env.SetTypedSearchAttributesOnStart(StartSearchAttributes(in)))
 			h.decideAt(10*time.Minute, decideReq(1, Approve, alice, "r1"))

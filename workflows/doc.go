@@ -96,15 +96,17 @@
 // # Changing the workflow
 //
 // Running approvals replay against new code for up to 14 days. Any change to the commands
-// the workflow issues (activities, their order, timers, upserts) must be guarded with
-// workflow.GetVersion: the run reads changeApprovalFlow once at its start (see approval.go
-// for the procedure). TestReplay replays histories of the current version recorded from a
-// real server — approve at both levels, deny at level 1 and at level 2, expiry at level 1
-// and after an escalation, cancellation (testdata/approval_*.json) — and
-// approval_two_level_v1.json, approval_two_level_v2.json and approval_two_level_v3.json,
-// of flowV1 (regular activities instead of local ones), flowV2 (every effect local) and
-// flowV3 (search attributes upserted with each acceptance), kept while such runs can
-// exist.
+// the workflow issues (activities, their order, timers, upserts) must be versioned: the run
+// chooses its flow once at its start (see approval.go for the procedure). Runs up to flowV4
+// recorded it with workflow.GetVersion(changeApprovalFlow); from flowV5 on a fresh run
+// records nothing (GetVersion's marker cost a search attribute upsert and a visibility
+// write) and a replay reads the marker back where there is one. TestReplay replays
+// histories of the current version recorded from a real server — approve at both levels,
+// deny at level 1 and at level 2, expiry at level 1 and after an escalation, cancellation
+// (testdata/approval_*.json) — and approval_two_level_v1.json to approval_two_level_v4.json,
+// of flowV1 (regular activities instead of local ones), flowV2 (every effect local), flowV3
+// (search attributes upserted with each acceptance) and flowV4 (the same commands as
+// flowV5, with the version marker), kept while such runs can exist.
 // Re-record the current one after a versioned change with
 //
 //	go test -tags record -run TestRecord ./workflows/

@@ -202,11 +202,25 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessFor(t, ApprovalWorkflow)
+}
+
+// newFlowHarness is a harness whose runs take the branches of flow, as runs started on
+// that flow do when they are replayed.
+func newFlowHarness(t *testing.T, flow workflow.Version) *harness {
+	t.Helper()
+	return newHarnessFor(t, func(ctx workflow.Context, in ApprovalInput) (State, error) {
+		return runApproval(ctx, in, func(workflow.Context) workflow.Version { return flow })
+	})
+}
+
+func newHarnessFor(t *testing.T, wf func(workflow.Context, ApprovalInput) (State, error)) *harness {
+	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetStartTime(t0)
-	env.RegisterWorkflowWithOptions(ApprovalWorkflow, workflow.RegisterOptions{Name: ApprovalWorkflowName})
+	env.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: ApprovalWorkflowName})
 	acts := &fakeActivities{}
 	env.RegisterActivityWithOptions(acts.ProjectApproval, activity.RegisterOptions{Name: ActivityProjectApproval})
 	env.RegisterActivityWithOptions(acts.EnqueueNotifications, activity.RegisterOptions{Name: ActivityEnqueueNotifications})

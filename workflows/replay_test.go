@@ -31,10 +31,83 @@ func TestReplay(t *testing.T) {
 		// deletion: the history is an AccountDeletionWorkflow's (otherwise an
 		// ApprovalWorkflow's).
 		deletion bool
+		// unversioned: a run started on flowV5 or later records no version marker and no
+		// TemporalChangeVersion upsert.
+		unversioned bool
 	}{
 		{
-			name: "flowV4: approve level 1 then level 2, each decision's search attributes after its effects",
+			name: "flowV5: approve level 1 then level 2, no version marker",
 			file: "testdata/approval_two_level.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            2, // the two decisions' projections
+				enumspb.EVENT_TYPE_MARKER_RECORDED:                    6, // 6 local activities
+				enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:  2, // escalated and approved; none at creation
+				enumspb.EVENT_TYPE_TIMER_STARTED:                      2,
+				enumspb.EVENT_TYPE_TIMER_CANCELED:                     2,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+			lastUpsertAfterActivity: true,
+			unversioned:             true,
+		},
+		{
+			name: "flowV5: deny at level 1",
+			file: "testdata/approval_deny_l1.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 1,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            1,
+				enumspb.EVENT_TYPE_TIMER_CANCELED:                     1,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+			lastUpsertAfterActivity: true,
+			unversioned:             true,
+		},
+		{
+			name: "flowV5: approve level 1, deny level 2",
+			file: "testdata/approval_deny_l2.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            2,
+				enumspb.EVENT_TYPE_TIMER_CANCELED:                     2,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+			unversioned: true,
+		},
+		{
+			name: "flowV5: level 1 expires",
+			file: "testdata/approval_expired_l1.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 0,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            0,
+				enumspb.EVENT_TYPE_TIMER_FIRED:                        1,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+			unversioned: true,
+		},
+		{
+			name: "flowV5: escalated, then level 2 expires",
+			file: "testdata/approval_expired_l2.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 1,
+				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            1,
+				enumspb.EVENT_TYPE_TIMER_CANCELED:                     1,
+				enumspb.EVENT_TYPE_TIMER_FIRED:                        1,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
+			},
+			unversioned: true,
+		},
+		{
+			name: "flowV5: cancelled while pending",
+			file: "testdata/approval_cancelled.json",
+			wantEvents: map[enumspb.EventType]int{
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED: 1,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:         1,
+			},
+			unversioned: true,
+		},
+		{
+			name: "flowV4: approve level 1 then level 2, the flow in a version marker",
+			file: "testdata/approval_two_level_v4.json",
 			wantEvents: map[enumspb.EventType]int{
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
 				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            2, // the two decisions' projections
@@ -45,56 +118,6 @@ func TestReplay(t *testing.T) {
 				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
 			},
 			lastUpsertAfterActivity: true,
-		},
-		{
-			name: "flowV4: deny at level 1",
-			file: "testdata/approval_deny_l1.json",
-			wantEvents: map[enumspb.EventType]int{
-				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 1,
-				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            1,
-				enumspb.EVENT_TYPE_TIMER_CANCELED:                     1,
-				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
-			},
-			lastUpsertAfterActivity: true,
-		},
-		{
-			name: "flowV4: approve level 1, deny level 2",
-			file: "testdata/approval_deny_l2.json",
-			wantEvents: map[enumspb.EventType]int{
-				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 2,
-				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            2,
-				enumspb.EVENT_TYPE_TIMER_CANCELED:                     2,
-				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
-			},
-		},
-		{
-			name: "flowV4: level 1 expires",
-			file: "testdata/approval_expired_l1.json",
-			wantEvents: map[enumspb.EventType]int{
-				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 0,
-				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            0,
-				enumspb.EVENT_TYPE_TIMER_FIRED:                        1,
-				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
-			},
-		},
-		{
-			name: "flowV4: escalated, then level 2 expires",
-			file: "testdata/approval_expired_l2.json",
-			wantEvents: map[enumspb.EventType]int{
-				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: 1,
-				enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:            1,
-				enumspb.EVENT_TYPE_TIMER_CANCELED:                     1,
-				enumspb.EVENT_TYPE_TIMER_FIRED:                        1,
-				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:       1,
-			},
-		},
-		{
-			name: "flowV4: cancelled while pending",
-			file: "testdata/approval_cancelled.json",
-			wantEvents: map[enumspb.EventType]int{
-				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED: 1,
-				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:         1,
-			},
 		},
 		{
 			name: "flowV3: approve level 1 then level 2, search attributes upserted with each acceptance",
@@ -163,6 +186,17 @@ func TestReplay(t *testing.T) {
 			for typ, n := range tc.wantEvents {
 				require.Equal(t, n, counts[typ], "%s events in %s", typ, tc.file)
 			}
+			if tc.unversioned {
+				for _, ev := range hist.GetEvents() {
+					if m := ev.GetMarkerRecordedEventAttributes(); m != nil {
+						require.NotEqual(t, "Version", m.GetMarkerName(), "event %d of %s is a version marker", ev.GetEventId(), tc.file)
+					}
+					if u := ev.GetUpsertWorkflowSearchAttributesEventAttributes(); u != nil {
+						require.NotContains(t, u.GetSearchAttributes().GetIndexedFields(), "TemporalChangeVersion",
+							"event %d of %s upserts the change version", ev.GetEventId(), tc.file)
+					}
+				}
+			}
 			if tc.lastUpsertAfterActivity {
 				lastUpsert, lastActivity := 0, 0
 				for i, ev := range hist.GetEvents() {
@@ -223,6 +257,23 @@ func TestReplayRejectsChangedCommandOrder(t *testing.T) {
 	err := replayer.ReplayWorkflowHistoryFromJSONFile(quietLogger(), "testdata/approval_two_level_v1.json")
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "TMPRL1100", "a non-determinism error")
+}
+
+// TestReplayOfUnversionedRunNeedsFlowV5: a worker from before flowV5, whose only way to
+// choose a flow was GetVersion from flowV1 on, refuses a flowV5 run (it has no version
+// marker) instead of running it on a flow of its own choosing; and the current worker
+// replays it (TestReplay).
+func TestReplayOfUnversionedRunNeedsFlowV5(t *testing.T) {
+	t.Parallel()
+	beforeV5 := func(ctx workflow.Context, in ApprovalInput) (State, error) {
+		return runApproval(ctx, in, func(ctx workflow.Context) workflow.Version {
+			return workflow.GetVersion(ctx, changeApprovalFlow, flowV1, flowV4)
+		})
+	}
+	replayer := worker.NewWorkflowReplayer()
+	replayer.RegisterWorkflowWithOptions(beforeV5, workflow.RegisterOptions{Name: ApprovalWorkflowName})
+	err := replayer.ReplayWorkflowHistoryFromJSONFile(quietLogger(), "testdata/approval_two_level.json")
+	require.ErrorContains(t, err, `removed support of version -1. for "approval-flow"`)
 }
 
 func quietLogger() log.Logger {
