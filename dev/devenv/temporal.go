@@ -276,6 +276,9 @@ func (t *Temporal) start(ctx context.Context, cfg TemporalConfig) error {
 		if err := setUpTemporalSchema(sqlCfg); err != nil {
 			return fmt.Errorf("temporal schema in %s: %w", dbPath, err)
 		}
+		if err := slimVisibilityIndexes(ctx, dbPath); err != nil {
+			return fmt.Errorf("temporal visibility indexes in %s: %w", dbPath, err)
+		}
 	}
 	// Creating the namespace before the server starts, with its search attributes, means every
 	// service loads it at start-up: nothing to wait for. On a restart this is a no-op and
