@@ -108,6 +108,7 @@ func TestDashboardRulesAndExplain(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, status, body)
 	require.Contains(t, body, `role="alert"`)
 	require.Contains(t, body, `no tenant &#34;nobody&#34; in this org`)
+	require.NotContains(t, body, `in this org: no tenant`, "the reason is said once")
 	require.Contains(t, body, `value="nobody"`)
 
 	status, _, body = e.form("/rules", owner, url.Values{"tenant": {"acme"}, "tool": {"send_email"}, "method": {"Send"},

@@ -164,14 +164,21 @@ func refusalText(p *problem) string {
 	if msg == "" {
 		msg = http.StatusText(p.Status)
 	}
-	for i, e := range p.Errors {
-		if i == 3 {
+	n := 0
+	for _, e := range p.Errors {
+		if n == 3 {
 			break
 		}
+		// A field problem of the API repeats its detail as the field's
+		// message: say it once.
+		if e.Message == p.Detail {
+			continue
+		}
 		sep := "; "
-		if i == 0 {
+		if n == 0 {
 			sep = ": "
 		}
+		n++
 		field := strings.TrimPrefix(strings.TrimPrefix(e.Location, "body."), "query.")
 		if field == "" || strings.Contains(e.Message, field) {
 			msg += sep + e.Message
