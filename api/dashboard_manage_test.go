@@ -55,7 +55,7 @@ func TestDashboardAdminPagesByRole(t *testing.T) {
 			require.True(t, strings.HasPrefix(h.Get("Location"), "/sign-in?next="), h.Get("Location"))
 			status, h, _ = e.page(path, enrolling.Token)
 			require.Equal(t, http.StatusSeeOther, status)
-			require.Equal(t, "/enroll", h.Get("Location"))
+			require.Equal(t, "/enroll?next="+url.QueryEscape(strings.Split(path, "?")[0]), h.Get("Location"), "enrollment goes on to the page asked for")
 		})
 	}
 	status, _, body := e.page("/approvals", reviewer.Token)

@@ -64,10 +64,12 @@ func TestDashboardPasskeyForms(t *testing.T) {
 	opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/me/passkeys/options", cookie(enrolling), nil)
 	resp, err := auth.Create(opts.PublicKey)
 	require.NoError(t, err)
-	status, h, body := e.form("/enroll", enrolling, url.Values{"ceremony_id": {opts.CeremonyID}, "credential": {string(resp)}, "name": {"laptop"}})
+	status, h, body := e.form("/enroll", enrolling, url.Values{"ceremony_id": {opts.CeremonyID}, "credential": {string(resp)}, "name": {"laptop"},
+		"next": {"/approvals/REF-0000ABCD-EF12"}})
 	require.Equal(t, http.StatusOK, status, body)
 	codes := recoveryCodeItem.FindAllStringSubmatch(body, -1)
 	require.Len(t, codes, 10, body)
+	require.Contains(t, body, `<a class="button" href="/approvals/REF-0000ABCD-EF12">`, "after the codes, on to the page asked for")
 	full := sessionSet(h)
 	require.NotEmpty(t, full)
 	status, _, _ = e.page("/approvals", full)

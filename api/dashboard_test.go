@@ -124,7 +124,8 @@ func TestDashboardEmailSignIn(t *testing.T) {
 	status, h, body := form("/sign-in/code", url.Values{"attempt": {attempt[1]}, "code": {code}, "email": {"ada@example.com"},
 		"next": {"/approvals/REF-0000ABCD-EF12"}})
 	require.Equal(t, http.StatusSeeOther, status, body)
-	require.Equal(t, "/enroll", h.Get("Location"), "a code alone gives an enrollment-only session")
+	require.Equal(t, "/enroll?next=%2Fapprovals%2FREF-0000ABCD-EF12", h.Get("Location"),
+		"a code alone gives an enrollment-only session, which goes on to the alert's approval once a passkey confirms it")
 	var session string
 	for _, c := range (&http.Response{Header: h}).Cookies() {
 		if c.Name == sessionCookiePlain {
@@ -133,9 +134,11 @@ func TestDashboardEmailSignIn(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, session, "the session cookie reached the browser")
-	status, _, body = m.page("/enroll", session)
+	status, _, body = m.page("/enroll?next=%2Fapprovals%2FREF-0000ABCD-EF12", session)
 	require.Equal(t, http.StatusOK, status, body)
 	require.Contains(t, body, "ada@example.com")
+	require.Equal(t, 2, strings.Count(body, `name="next" value="/approvals/REF-0000ABCD-EF12"`),
+		"both the enrollment and the passkey sign-in carry the approval on")
 }
 
 // testDashboardApprovals: an alert's link opens the approval with its

@@ -109,7 +109,11 @@ func (d *Dashboard) person(w http.ResponseWriter, r *http.Request) *me {
 		return nil
 	}
 	if m.State != "full" && r.URL.Path != "/enroll" {
-		http.Redirect(w, r, "/enroll", http.StatusSeeOther)
+		next := "/approvals"
+		if r.Method == http.MethodGet {
+			next = r.URL.Path
+		}
+		http.Redirect(w, r, enrollURL(next), http.StatusSeeOther)
 		return nil
 	}
 	return &m
@@ -231,10 +235,20 @@ func (d *Dashboard) signInCode(w http.ResponseWriter, r *http.Request) {
 	}
 	passCookies(w, a)
 	if out.State != "full" {
-		http.Redirect(w, r, "/enroll", http.StatusSeeOther)
+		http.Redirect(w, r, enrollURL(f.Next), http.StatusSeeOther)
 		return
 	}
 	http.Redirect(w, r, f.Next, http.StatusSeeOther)
+}
+
+// enrollURL is the passkey enrollment page, which goes on to next once a
+// passkey confirms the session: an alert's link followed by someone whose
+// first sign-in is an e-mail code still ends at the approval it names.
+func enrollURL(next string) string {
+	if next = safeNext(next); next == "/approvals" {
+		return "/enroll"
+	}
+	return "/enroll?" + url.Values{"next": {next}}.Encode()
 }
 
 func (d *Dashboard) signOut(w http.ResponseWriter, r *http.Request) {
@@ -253,11 +267,18 @@ func (d *Dashboard) enrollPage(w http.ResponseWriter, r *http.Request) {
 	if m == nil {
 		return
 	}
+	next := safeNext(r.URL.Query().Get("next"))
 	if m.State == "full" {
-		http.Redirect(w, r, "/approvals", http.StatusSeeOther)
+		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
-	d.render(w, r, http.StatusOK, "enroll", view{Title: "Passkey required", Me: m})
+	d.render(w, r, http.StatusOK, "enroll", view{Title: "Passkey required", Me: m, Data: enrollView{Next: next}})
+}
+
+// enrollView is the enrollment page's data.
+type enrollView struct {
+	// Next is where the person goes once a passkey confirms the session.
+	Next string
 }
 
 // approvalList is GET /v1/approvals's answer.

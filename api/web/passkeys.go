@@ -151,13 +151,13 @@ func (d *Dashboard) enrollPasskey(w http.ResponseWriter, r *http.Request) {
 	if m == nil {
 		return
 	}
-	page, title, next := "enroll", "Passkey required", "/approvals"
+	page, title, next := "enroll", "Passkey required", safeNext(r.PostFormValue("next"))
 	if m.State == "full" {
 		page, title, next = "", "Security", "/security"
 	}
 	c, ok := readCeremony(r)
 	if !ok {
-		d.enrollRefused(w, r, m, page, title, http.StatusUnprocessableEntity, noCeremony)
+		d.enrollRefused(w, r, m, page, title, next, http.StatusUnprocessableEntity, noCeremony)
 		return
 	}
 	var out enrolled
@@ -167,7 +167,7 @@ func (d *Dashboard) enrollPasskey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.problem != nil {
-		d.enrollRefused(w, r, m, page, title, formStatus(a.status), a.problem.Detail)
+		d.enrollRefused(w, r, m, page, title, next, formStatus(a.status), a.problem.Detail)
 		return
 	}
 	passCookies(w, a)
@@ -181,10 +181,10 @@ func (d *Dashboard) enrollPasskey(w http.ResponseWriter, r *http.Request) {
 
 // enrollRefused shows the page a passkey was enrolled from again, with why
 // it was refused.
-func (d *Dashboard) enrollRefused(w http.ResponseWriter, r *http.Request, m *me, page, title string, status int, msg string) {
+func (d *Dashboard) enrollRefused(w http.ResponseWriter, r *http.Request, m *me, page, title, next string, status int, msg string) {
 	if page == "" {
 		d.securityPage(w, r, m, status, msg)
 		return
 	}
-	d.render(w, r, status, page, view{Title: title, Me: m, Error: msg})
+	d.render(w, r, status, page, view{Title: title, Me: m, Error: msg, Data: enrollView{Next: next}})
 }
