@@ -509,3 +509,35 @@ func TestOAuthAuthorizationServer(t *testing.T) {
 		require.Equal(t, "invalid_grant", re.ErrorCode)
 	})
 }
+
+// TestRecoveryRevokesOAuthGrants: a recovery code is redeemed when a passkey
+// is lost, perhaps to someone else, and every session ends. Whoever held the
+// passkey may also have authorized an MCP client of their own; its grant
+// ends with the sessions, or it would keep acting (and refreshing) for the
+// person's org for as long as it likes.
+func TestRecoveryRevokesOAuthGrants(t *testing.T) {
+	t.Parallel()
+	o := newOAuthEnv(t, ratelimit.Limit{N: 12, Per: time.Hour})
+	cfg := o.oauth2Config(o.register(testRedirect), "mcp:read", "mcp:write")
+	tok := o.authorized(cfg, o.boot.OrgID, "mcp:read mcp:write")
+	status, _ := o.mcpStatus(tok.AccessToken, listTools)
+	require.Equal(t, http.StatusOK, status)
+
+	codes := expectAs[struct {
+		Codes []string `json:"recovery_codes"`
+	}](o.testEnv, http.StatusOK, http.MethodPost, "/v1/me/recovery-codes", bearer(o.session), nil)
+	var email string
+	require.NoError(t, o.st.Pool.QueryRow(context.Background(), `SELECT email FROM users WHERE id = $1`, o.boot.UserID).Scan(&email))
+	expectAs[SessionInfo](o.testEnv, http.StatusOK, http.MethodPost, "/v1/auth/recovery", nil,
+		map[string]any{"email": email, "code": codes.Codes[0], "client": "app"})
+
+	status, challenge := o.mcpStatus(tok.AccessToken, listTools)
+	require.Equal(t, http.StatusUnauthorized, status)
+	require.Contains(t, challenge, `error="invalid_token"`)
+	_, err := cfg.TokenSource(o.ctx(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	var re *oauth2.RetrieveError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, "invalid_grant", re.ErrorCode)
+	require.Equal(t, 1, o.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'oauth.revoked'
+		AND details->>'reason' = 'account_recovered'`))
+}

@@ -175,7 +175,8 @@ func registerPasskeys(api huma.API, s *Server) {
 		OperationID: "recovery-sign-in", Method: http.MethodPost, Path: "/v1/auth/recovery",
 		Summary: "Sign in with a recovery code",
 		Description: "Spends one recovery code, revokes every passkey of the account (the lost one may be in someone else's " +
-			"hands) and starts an enrollment-only session: enroll a new passkey next. The other recovery codes stay valid.",
+			"hands), every other session and every MCP client the person authorized, and starts an enrollment-only session: " +
+			"enroll a new passkey next. The other recovery codes stay valid.",
 		Tags: []string{tagPasskeys}, Errors: passkeyErrors,
 	}, accessPublic), func(ctx context.Context, in *recoveryInput) (*sessionOutput, error) {
 		ua, ip := s.clientOf(in.Caller.hctx)
@@ -187,7 +188,8 @@ func registerPasskeys(api huma.API, s *Server) {
 			s.authFailedAt(ip, err)
 			return nil, toProblem(ctx, s.log, err)
 		}
-		// Whoever holds the lost passkey may hold a session too: all of them end.
+		// Whoever holds the lost passkey may hold a session, or have
+		// authorized an MCP client, too: all of them end.
 		return s.signedIn(ctx, newSession{UserID: who.UserID, Method: sessionMethodRecoveryCode,
 			Client: in.Body.Client, UserAgent: ua, IP: ip}, true)
 	})
@@ -318,7 +320,8 @@ func (s *Server) authFailedAt(ip netip.Addr, err error) {
 }
 
 // signedIn starts the session of a verified sign-in (after revoking every
-// other session of the person when revokeOthers) and answers it.
+// other session of the person, and every MCP client they authorized, when
+// revokeOthers: an account recovery) and answers it.
 func (s *Server) signedIn(ctx context.Context, n newSession, revokeOthers bool) (*sessionOutput, error) {
 	var is issuedSession
 	err := s.inTx(ctx, func(q *store.Queries) error {
@@ -326,6 +329,11 @@ func (s *Server) signedIn(ctx context.Context, n newSession, revokeOthers bool) 
 			s.sessions.forgetUser(n.UserID)
 			if _, err := q.RevokeUserSessions(ctx, store.RevokeUserSessionsParams{UserID: n.UserID, Now: s.now()}); err != nil {
 				return err
+			}
+			if s.oauth != nil {
+				if err := s.oauth.RevokeUserGrants(ctx, q, n.UserID, "account_recovered"); err != nil {
+					return err
+				}
 			}
 		}
 		var err error

@@ -440,6 +440,54 @@ func (q *Queries) RevokeOAuthGrant(ctx context.Context, arg RevokeOAuthGrantPara
 	return i, err
 }
 
+const revokeUserOAuthGrants = `-- name: RevokeUserOAuthGrants :many
+UPDATE oauth_grants SET revoked_at = $1, revoked_reason = $2
+WHERE user_id = $3 AND revoked_at IS NULL
+RETURNING id, client_id, user_id, org_id, team_id
+`
+
+type RevokeUserOAuthGrantsParams struct {
+	Now    *time.Time
+	Reason string
+	UserID string
+}
+
+type RevokeUserOAuthGrantsRow struct {
+	ID       string
+	ClientID string
+	UserID   string
+	OrgID    string
+	TeamID   string
+}
+
+// Revokes every standing grant of a person (their account was recovered:
+// whoever held the lost passkey may have authorized a client).
+func (q *Queries) RevokeUserOAuthGrants(ctx context.Context, arg RevokeUserOAuthGrantsParams) ([]RevokeUserOAuthGrantsRow, error) {
+	rows, err := q.db.Query(ctx, revokeUserOAuthGrants, arg.Now, arg.Reason, arg.UserID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RevokeUserOAuthGrantsRow{}
+	for rows.Next() {
+		var i RevokeUserOAuthGrantsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.ClientID,
+			&i.UserID,
+			&i.OrgID,
+			&i.TeamID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const sweepOAuthCodes = `-- name: SweepOAuthCodes :exec
 DELETE FROM oauth_codes WHERE expires_at < $1
 `

@@ -67,6 +67,13 @@ UPDATE oauth_grants SET revoked_at = @now, revoked_reason = @reason
 WHERE id = @id AND revoked_at IS NULL
 RETURNING id, client_id, user_id, org_id, team_id;
 
+-- name: RevokeUserOAuthGrants :many
+-- Revokes every standing grant of a person (their account was recovered:
+-- whoever held the lost passkey may have authorized a client).
+UPDATE oauth_grants SET revoked_at = @now, revoked_reason = @reason
+WHERE user_id = @user_id AND revoked_at IS NULL
+RETURNING id, client_id, user_id, org_id, team_id;
+
 -- name: CreateOAuthToken :exec
 INSERT INTO oauth_tokens (token_hash, grant_id, kind, scopes, created_at, expires_at)
 VALUES (@token_hash, @grant_id, @kind, @scopes, @created_at, @expires_at);
