@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"oakallow/api/mail"
 )
 
 // The dashboard (api/web) over the real server: who reaches which page,
@@ -106,8 +108,12 @@ func TestDashboardEmailSignIn(t *testing.T) {
 			map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"}, []byte(v.Encode()))
 		return status, h, string(raw)
 	}
-	status, _, body := form("/sign-in", url.Values{"email": {"ada@example.com"}, "next": {"/approvals/REF-0000ABCD-EF12"}})
+	status, _, body := m.page("/sign-in", "")
 	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, "New here? Enter your address: the code creates your account.", "open sign-up needs no invitation")
+	status, _, body = form("/sign-in", url.Values{"email": {"ada@example.com"}, "next": {"/approvals/REF-0000ABCD-EF12"}})
+	require.Equal(t, http.StatusOK, status, body)
+	require.NotContains(t, body, "dev-mailbox", "a real server's codes go by mail")
 	attempt := regexp.MustCompile(`name="attempt" value="(oak_att_[A-Za-z0-9_-]+)"`).FindStringSubmatch(body)
 	require.NotNil(t, attempt, "the attempt travels in the form body: %s", body)
 	code := m.code("ada@example.com", 1)
@@ -208,4 +214,26 @@ func testDashboardApprovals(t *testing.T, s *approvalSuite) {
 			break
 		}
 	}
+}
+
+// TestDashboardDevMailboxCode: on a development server (go run ./dev) no
+// code reaches an inbox, so the code page points at the mailbox that holds
+// it; without open sign-up the sign-in page says a new person needs an
+// invitation.
+func TestDashboardDevMailboxCode(t *testing.T) {
+	t.Parallel()
+	st, boot := bootstrappedStore(t)
+	mb := mail.NewMailbox(testLogger())
+	e := startEnvWith(t, testConfig(), Deps{Store: st, Mailer: mb, DevMailbox: mb}, boot)
+	status, _, body := e.page("/sign-in", "")
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, "The same code signs you up when you were invited.")
+	status, _, body = e.form("/sign-in", "", url.Values{"email": {"owner@example.com"}})
+	require.Equal(t, http.StatusOK, status, body)
+	link := regexp.MustCompile(`id="dev-mailbox">[^<]*<a href="([^"]+)"`).FindStringSubmatch(body)
+	require.NotNil(t, link, "the code page points at the dev mailbox: %s", body)
+	status, _, box := e.page(link[1], "")
+	require.Equal(t, http.StatusOK, status, box)
+	require.Len(t, mb.Messages(), 1)
+	require.Regexp(t, `Your oakallow code: \d{6}`, box, "the mailbox shows the code")
 }

@@ -303,7 +303,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	s.csrf.AddInsecureBypassPattern(mcpPath)
 	registerDocs(s.mux)
 	if deps.DevMailbox != nil {
-		s.mux.Handle("GET /dev/mailbox", deps.DevMailbox.Handler())
+		s.mux.Handle("GET "+devMailboxPath(deps.DevMailbox), deps.DevMailbox.Handler())
 	}
 
 	registerHealth(s.api, s)
@@ -333,7 +333,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	if s.web, err = web.New(web.Config{API: s.mux, Logger: deps.Logger, Now: deps.Now, PublicURL: cfg.PublicURL, SecureCookies: s.secureCookies,
-		SlackInstall: deps.Slack != nil}); err != nil {
+		SlackInstall: deps.Slack != nil, OpenSignUp: cfg.Accounts.OpenSignUp, DevMailbox: devMailboxPath(deps.DevMailbox)}); err != nil {
 		return nil, err
 	}
 	s.web.Register(s.mux)
@@ -480,4 +480,12 @@ func passkeyConfig(cfg Config) passkeys.Config {
 		pc.Origins = []string{origin}
 	}
 	return pc
+}
+
+// devMailboxPath is where the dev mailbox is served, "" without one.
+func devMailboxPath(m *mail.Mailbox) string {
+	if m == nil {
+		return ""
+	}
+	return "/dev/mailbox"
 }

@@ -147,6 +147,16 @@ type signInForm struct {
 	// name the invited person gives.
 	Invitation string
 	Name       string
+	// OpenSignUp and DevMailbox are the dashboard's settings of the same
+	// names (Config).
+	OpenSignUp bool
+	DevMailbox string
+}
+
+// signInForm is a sign-in form with the dashboard's settings filled in.
+func (d *Dashboard) signInForm(f signInForm) signInForm {
+	f.OpenSignUp, f.DevMailbox = d.cfg.OpenSignUp, d.cfg.DevMailbox
+	return f
 }
 
 func (d *Dashboard) signInPage(w http.ResponseWriter, r *http.Request) {
@@ -160,7 +170,7 @@ func (d *Dashboard) signInPage(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	d.render(w, r, http.StatusOK, "signin", view{Title: "Sign in", Data: signInForm{Next: next}})
+	d.render(w, r, http.StatusOK, "signin", view{Title: "Sign in", Data: d.signInForm(signInForm{Next: next})})
 }
 
 // signUpPage is where an invitation link leads (/sign-up?invitation=…): the
@@ -171,7 +181,7 @@ func (d *Dashboard) signUpPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/sign-in", http.StatusSeeOther)
 		return
 	}
-	d.render(w, r, http.StatusOK, "signin", view{Title: "Sign up", Data: signInForm{Next: "/approvals", Invitation: inv}})
+	d.render(w, r, http.StatusOK, "signin", view{Title: "Sign up", Data: d.signInForm(signInForm{Next: "/approvals", Invitation: inv})})
 }
 
 func (d *Dashboard) signInStart(w http.ResponseWriter, r *http.Request) {
@@ -195,13 +205,13 @@ func (d *Dashboard) signInStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Attempt = out.Attempt
-	d.render(w, r, http.StatusOK, "code", view{Title: "Enter your code", Data: f})
+	d.render(w, r, http.StatusOK, "code", view{Title: "Enter your code", Data: d.signInForm(f)})
 }
 
 // signInRefused shows a sign-in form again with the API's refusal: the
 // API's 4xx, else 502.
 func (d *Dashboard) signInRefused(w http.ResponseWriter, r *http.Request, a *answer, page, title string, f signInForm) {
-	d.render(w, r, formStatus(a.status), page, view{Title: title, Error: a.problem.Detail, Data: f})
+	d.render(w, r, formStatus(a.status), page, view{Title: title, Error: a.problem.Detail, Data: d.signInForm(f)})
 }
 
 // formStatus is the status of a form page re-shown after the API refused

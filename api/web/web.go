@@ -50,6 +50,13 @@ type Config struct {
 	// SlackInstall says the server has a Slack app (SLACK_CLIENT_ID,
 	// SLACK_CLIENT_SECRET), so Settings offers "Add to Slack".
 	SlackInstall bool
+	// OpenSignUp says anyone may sign up with an e-mail code (a team of
+	// their own), so the sign-in page tells a new person so.
+	OpenSignUp bool
+	// DevMailbox is the path where a development server shows the mail it
+	// "sends" ("" on a real one): the code page points there, since no code
+	// reaches an inbox.
+	DevMailbox string
 }
 
 // Validate fills defaults and checks values.

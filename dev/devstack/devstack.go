@@ -396,9 +396,9 @@ func DashboardURL(port int) string { return "http://localhost:" + strconv.Itoa(p
 func (s *Stack) PrintSummary(w io.Writer) {
 	c := s.creds
 	fmt.Fprintf(w, "\noakallow dev environment ready in %s\n\n", s.ready.Round(10*time.Millisecond))
+	fmt.Fprintf(w, "  Dashboard      %s   (start here: sign up with any e-mail address; open it at localhost, passkeys refuse an IP address)\n", s.publicURL)
+	fmt.Fprintf(w, "  Mailbox        %s/dev/mailbox   (the e-mailed sign-in codes: no mail leaves the dev stack)\n", s.publicURL)
 	fmt.Fprintf(w, "  API            %s   (docs: %s/docs)\n", c.APIURL, c.APIURL)
-	fmt.Fprintf(w, "  Dashboard      %s   (open it at localhost: passkeys refuse an IP address)\n", s.publicURL)
-	fmt.Fprintf(w, "  Mailbox        %s/dev/mailbox   (sign-in codes; sign in at POST /v1/auth/email/start)\n", c.APIURL)
 	fmt.Fprintf(w, "  Temporal       %s   namespace %s\n", c.TemporalAddress, c.TemporalNamespace)
 	if c.TemporalUIURL != "" {
 		fmt.Fprintf(w, "  Temporal UI    %s\n", c.TemporalUIURL)
