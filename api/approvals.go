@@ -307,7 +307,7 @@ func (s *Server) decideApproval(ctx context.Context, p Principal, ref, idemKey s
 		Decision:  workflows.DecisionValue(req.Decision),
 		Decider:   workflows.Decider{Kind: workflows.DeciderManagementKey, ID: p.KeyID, Display: key.Prefix},
 		Note:      req.Note,
-		RequestID: decideRequestID(p.KeyID, idemKey),
+		RequestID: decideRequestID(p.KeyID, row.ID, idemKey),
 	}
 	return s.submitDecision(ctx, p, row, dr, idemKey)
 }
@@ -447,16 +447,19 @@ func (s *Server) sendDecision(ctx context.Context, workflowID string, dr workflo
 }
 
 // decideRequestID is the decide Update's id. With an Idempotency-Key it is
-// derived from the caller and the key, so a retry is deduplicated by
-// Temporal and the workflow even if the stored answer was lost; without one
-// every request is new.
-func decideRequestID(keyID, idemKey string) string {
+// derived from the caller, the approval and the key, so a retry is
+// deduplicated by Temporal and the workflow even if the stored answer was
+// lost; without one every request is new. The approval is part of it
+// because the id also keys the decision's note and passkey evidence, which
+// are kept across approvals: a key used again on another approval once its
+// answer is no longer kept (24 h) must not find the other decision's.
+func decideRequestID(keyID, approvalID, idemKey string) string {
 	if idemKey == "" {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		return "req-" + hex.EncodeToString(b[:])
 	}
-	h := sha256.Sum256([]byte(keyID + "\x00" + idemKey))
+	h := sha256.Sum256([]byte(keyID + "\x00" + approvalID + "\x00" + idemKey))
 	return "idem-" + hex.EncodeToString(h[:16])
 }
 

@@ -103,6 +103,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"dashboard/builder", testDashboardBuilder},
 		{"dashboard/settings", testDashboardSettings},
 		{"approvals/requester-cannot-decide", testRequesterCannotDecide},
+		{"approvals/reviewer-idempotency-key-per-approval", testReviewerIdempotencyKeyPerApproval},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

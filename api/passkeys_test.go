@@ -323,3 +323,40 @@ func testRequesterCannotDecide(t *testing.T, s *approvalSuite) {
 	status, raw = e.decideWithPasskey(other, created.ID, "approve")
 	require.Equal(t, http.StatusOK, status, string(raw))
 }
+
+// testReviewerIdempotencyKeyPerApproval: an Idempotency-Key is free again
+// once its first answer is no longer kept (24 h). A reviewer who uses it
+// again on another approval makes another decision, and that decision keeps
+// its own passkey evidence: the evidence of a decision is never the one of
+// another approval, nor missing.
+func testReviewerIdempotencyKeyPerApproval(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	e.seedTool("wire_money", "", nil)
+	r := e.enrolledReviewer(RoleReviewer)
+	decide := func(id string) {
+		t.Helper()
+		opts := expectAs[decideOptionsAnswer](e, http.StatusOK, http.MethodPost, "/v1/approvals/"+id+"/decide/options", r.hdr,
+			map[string]any{"decision": "approve"})
+		resp, err := r.auth.Get(opts.PublicKey)
+		require.NoError(t, err)
+		got := expectAs[Approval](e, http.StatusOK, http.MethodPost, "/v1/approvals/"+id+"/decide", with(r.hdr, "Idempotency-Key", "decide-once"),
+			map[string]any{"decision": "approve", "ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp)})
+		require.Equal(t, "approved", got.Status)
+	}
+	first := e.requestApproval(map[string]any{"tool": "wire_money", "reasoning": "pay", "parameters": map[string]any{"amount": 1}})
+	second := e.requestApproval(map[string]any{"tool": "wire_money", "reasoning": "pay", "parameters": map[string]any{"amount": 2}})
+	decide(first.ID)
+	// A day later the key counts as unused.
+	_, err := s.st.Pool.Exec(context.Background(), `UPDATE idempotency_keys SET created_at = created_at - interval '25 hours'
+		WHERE key = 'decide-once' AND principal_id = $1`, r.id+"/"+e.boot.OrgID)
+	require.NoError(t, err)
+	decide(second.ID)
+	for _, a := range []ApprovalCreated{first, second} {
+		ev := expect[evidenceAnswer](e, http.StatusOK, http.MethodGet, "/v1/approvals/"+a.ID+"/evidence", e.boot.ManagementKey, nil)
+		require.Len(t, ev.Items, 1, a.ID)
+		got, err := passkeys.VerifyEvidence(ev.Items[0], ev.Items[0].PublicKey)
+		require.NoError(t, err)
+		require.Equal(t, a.ID, got.ApprovalID)
+		require.Equal(t, r.id, ev.Items[0].UserID)
+	}
+}

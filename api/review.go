@@ -197,7 +197,7 @@ func (s *Server) decideAsReviewer(ctx context.Context, p Principal, ref, idemKey
 		// notifications and the Temporal UI).
 		Decider:   workflows.Decider{Kind: workflows.DeciderUser, ID: p.UserID, Display: clip(u.Name, workflows.MaxDisplayRunes)},
 		Note:      req.Note,
-		RequestID: decideRequestID(p.UserID, idemKey),
+		RequestID: decideRequestID(p.UserID, row.ID, idemKey),
 	}
 	// The evidence is kept before the Update is sent, under its request id;
 	// it is served only if the workflow accepts this very request.
