@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // The org switcher. A person may belong to several teams, each with several
@@ -113,6 +114,12 @@ func (d *Dashboard) createOrg(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.setOrgCookie(w, o.ID)
+	// A person who came from an application's consent page (which had no
+	// org to offer) goes back to it; anyone else sets the new org up.
+	if strings.HasPrefix(next, "/oauth/consent/") {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
 	http.Redirect(w, r, "/quickstart", http.StatusSeeOther)
 }
 
