@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,27 +16,17 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
-	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
 	"oakallow/api/mail"
 	"oakallow/api/mail/mailtest"
+	"oakallow/dev/devtest"
 	"oakallow/store"
 )
 
 // The dashboard in a real headless Chromium (Debian's chromium package;
 // .ci/run installs it) against the real server, worker and Temporal.
-
-// chromiumPath is the browser the tests drive, or "" when none is installed.
-func chromiumPath() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
 
 // browser is one headless Chromium tab, with every page error and CSP
 // violation collected.
@@ -51,16 +40,7 @@ type browser struct {
 
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
-	path := chromiumPath()
-	if path == "" {
-		t.Skip("no chromium installed (apt-get install chromium); .ci/run installs it")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path),
-		chromedp.NoSandbox, chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1280, 900))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel2 := chromedp.NewContext(actx)
-	t.Cleanup(cancel2)
+	ctx := devtest.ChromiumTab(t)
 	b := &browser{t: t, ctx: ctx, shots: os.Getenv("OAKALLOW_SCREENSHOTS")}
 	if b.shots == "" {
 		b.shots = t.TempDir()
@@ -163,13 +143,7 @@ func (s *approvalSuite) browserEnv(t *testing.T, e *testEnv) (*testEnv, *mailtes
 // the user at once.
 func (b *browser) passkeyAuthenticator() {
 	b.t.Helper()
-	b.run(webauthn.Enable().WithEnableUI(false), chromedp.ActionFunc(func(ctx context.Context) error {
-		_, err := webauthn.AddVirtualAuthenticator(&webauthn.VirtualAuthenticatorOptions{
-			Protocol: webauthn.AuthenticatorProtocolCtap2, Ctap2version: webauthn.Ctap2versionCtap21,
-			Transport: webauthn.AuthenticatorTransportInternal, HasResidentKey: true, HasUserVerification: true,
-			IsUserVerified: true, AutomaticPresenceSimulation: true}).Do(ctx)
-		return err
-	}))
+	b.run(devtest.PasskeyAuthenticator())
 }
 
 // inviteAt creates an invitation of e's team for email at now and returns its token.

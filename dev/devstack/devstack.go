@@ -118,7 +118,12 @@ func ExitCode(err error) int {
 // Credentials is written to Dir/credentials.json on first run and reused
 // afterwards; the README's quickstart reads it.
 type Credentials struct {
-	APIURL            string `json:"api_url"`
+	APIURL string `json:"api_url"`
+	// MCPURL is the MCP connector's URL for clients: at localhost, as the
+	// OAuth resource and issuer are (a client that connects to 127.0.0.1
+	// finds the protected-resource metadata naming another resource and
+	// refuses to sign in, RFC 9728 §3.3).
+	MCPURL            string `json:"mcp_url"`
 	OrgID             string `json:"org_id"`
 	ManagementKey     string `json:"management_key"`
 	StandardKey       string `json:"standard_key"`
@@ -317,6 +322,7 @@ func Start(ctx context.Context, o Options, logger *slog.Logger) (_ *Stack, err e
 		s.creds = Credentials{OrgID: res.OrgID, ManagementKey: res.ManagementKey, StandardKey: res.StandardKey}
 	}
 	s.creds.APIURL = "http://" + addr
+	s.creds.MCPURL = publicURL + "/mcp"
 	s.creds.TemporalAddress = s.temporal.Address()
 	s.creds.TemporalNamespace = s.temporal.Namespace()
 	s.creds.TemporalUIURL = s.temporal.UIURL()
@@ -399,6 +405,7 @@ func (s *Stack) PrintSummary(w io.Writer) {
 	fmt.Fprintf(w, "  Dashboard      %s   (start here: sign up with any e-mail address; open it at localhost, passkeys refuse an IP address)\n", s.publicURL)
 	fmt.Fprintf(w, "  Mailbox        %s/dev/mailbox   (the e-mailed sign-in codes: no mail leaves the dev stack)\n", s.publicURL)
 	fmt.Fprintf(w, "  API            %s   (docs: %s/docs)\n", c.APIURL, c.APIURL)
+	fmt.Fprintf(w, "  MCP            %s   (connect MCP clients here, at localhost: the OAuth issuer and resource name it)\n", c.MCPURL)
 	fmt.Fprintf(w, "  Temporal       %s   namespace %s\n", c.TemporalAddress, c.TemporalNamespace)
 	if c.TemporalUIURL != "" {
 		fmt.Fprintf(w, "  Temporal UI    %s\n", c.TemporalUIURL)

@@ -105,6 +105,9 @@ func TestDevEnvironmentStartsSeedsAndRestarts(t *testing.T) {
 	require.Contains(t, summary.String(), creds.StandardKey)
 	require.Contains(t, summary.String(), filepath.Join(opts.Dir, "credentials.json"))
 	require.Contains(t, summary.String(), "Dashboard      "+DashboardURL(opts.Port))
+	// MCP clients are pointed at localhost, the resource the OAuth metadata names.
+	require.Equal(t, DashboardURL(opts.Port)+"/mcp", creds.MCPURL)
+	require.Contains(t, summary.String(), "MCP            "+creds.MCPURL)
 
 	// Links and the OAuth issuer name localhost: a browser sent to the
 	// listening address 127.0.0.1 could use no passkey (WebAuthn takes no
