@@ -534,8 +534,8 @@ func (s *Server) codeFailed(ctx context.Context, ipSubject []byte, att *store.Si
 	return invalidCode()
 }
 
-// sweepSignInLoop deletes spent attempts and old attempt-limit windows every
-// hour until ctx ends (any replica may; the deletes are idempotent).
+// sweepSignInLoop deletes spent attempts, old attempt-limit windows and
+// expired passkey ceremonies every hour until ctx ends (any replica may; the deletes are idempotent).
 func (s *Server) sweepSignInLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -545,12 +545,25 @@ func (s *Server) sweepSignInLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		cutoff := s.now().Add(-24 * time.Hour)
-		if err := s.deps.Store.SweepSignInAttempts(ctx, cutoff); err != nil && ctx.Err() == nil {
-			s.log.Warn("sweep sign-in attempts", "err", err)
-		}
-		if err := s.deps.Store.SweepAuthLimits(ctx, cutoff); err != nil && ctx.Err() == nil {
-			s.log.Warn("sweep attempt limits", "err", err)
+		s.sweepSignIn(ctx)
+	}
+}
+
+// sweepSignIn deletes what sign-in leaves behind once it can no longer be
+// used: attempts and limit windows a day old, and expired passkey
+// ceremonies — every public POST /v1/auth/passkey/options adds one, and an
+// abandoned one would otherwise stay for ever.
+func (s *Server) sweepSignIn(ctx context.Context) {
+	cutoff := s.now().Add(-24 * time.Hour)
+	if err := s.deps.Store.SweepSignInAttempts(ctx, cutoff); err != nil && ctx.Err() == nil {
+		s.log.Warn("sweep sign-in attempts", "err", err)
+	}
+	if err := s.deps.Store.SweepAuthLimits(ctx, cutoff); err != nil && ctx.Err() == nil {
+		s.log.Warn("sweep attempt limits", "err", err)
+	}
+	if s.rp != nil {
+		if _, err := s.rp.SweepCeremonies(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep passkey ceremonies", "err", err)
 		}
 	}
 }

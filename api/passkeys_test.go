@@ -360,3 +360,24 @@ func testReviewerIdempotencyKeyPerApproval(t *testing.T, s *approvalSuite) {
 		require.Equal(t, r.id, ev.Items[0].UserID)
 	}
 }
+
+// TestExpiredCeremoniesAreSwept: every passkey sign-in page asks for options
+// (a public call), and each leaves a ceremony behind unless it is finished.
+// Expired ones are deleted by the server's sweep, live ones kept.
+func TestExpiredCeremoniesAreSwept(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	stale := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/auth/passkey/options", nil, nil)
+	live := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/auth/passkey/options", nil, nil)
+	_, err := e.st.Pool.Exec(context.Background(),
+		`UPDATE webauthn_ceremonies SET expires_at = now() - interval '1 minute' WHERE id = $1`, stale.CeremonyID)
+	require.NoError(t, err)
+	e.srv.sweepSignIn(context.Background())
+	count := func(id string) int {
+		var n int
+		require.NoError(t, e.st.Pool.QueryRow(context.Background(), `SELECT count(*) FROM webauthn_ceremonies WHERE id = $1`, id).Scan(&n))
+		return n
+	}
+	require.Zero(t, count(stale.CeremonyID), "an expired ceremony is deleted")
+	require.Equal(t, 1, count(live.CeremonyID), "a live one stays")
+}
