@@ -41,11 +41,11 @@ const (
 	flowV4 workflow.Version = 4
 	// flowV5: the run's flow is no longer recorded by workflow.GetVersion. Its marker came
 	// with an upsert of the TemporalChangeVersion search attribute in the run's first
-	// workflow task, and the server wrote a visibility record for that upsert (the run is
-	// open then): one of three visibility writes per approval, and the two history events
-	// of the marker and the upsert. A fresh run takes flowMax without recording it; a
-	// replayed run reads the marker back if it has one (a run started on flowV1–flowV4), and
-	// a run without one is a flowV5 run. The commands are flowV4's.
+	// workflow task: two history events, and a search attribute the server had to apply
+	// and index. (The visibility write of that task stays: the server itself sets BuildIds
+	// when a run's first workflow task completes.) A fresh run takes flowMax without
+	// recording it; a replayed run reads the marker back if it has one (a run started on
+	// flowV1–flowV4), and a run without one is a flowV5 run. The commands are flowV4's.
 	flowV5  workflow.Version = 5
 	flowMax                  = flowV5
 )
