@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -25,15 +26,29 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
+// mcpProtocol is the MCP version the tests' client speaks unless a test
+// chooses: 2025-11-25, what deployed clients speak, whose tools/calls the
+// connector answers on its direct path (api/mcp/direct.go).
+// TestMCPConnector also runs at the go-sdk client's default, 2026-07-28,
+// which the SDK serves.
+const mcpProtocol = "2025-11-25"
+
 // mcpSession connects the official go-sdk client to the server's /mcp over
-// Streamable HTTP with key as the bearer credential.
+// Streamable HTTP with key as the bearer credential, speaking mcpProtocol.
 func (e *testEnv) mcpSession(key string) *sdk.ClientSession {
+	e.t.Helper()
+	return e.mcpSessionAt(key, mcpProtocol)
+}
+
+// mcpSessionAt is mcpSession speaking protocol version (the client's
+// default when empty).
+func (e *testEnv) mcpSessionAt(key, version string) *sdk.ClientSession {
 	e.t.Helper()
 	c := sdk.NewClient(&sdk.Implementation{Name: "oakallow-test", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), hangDeadline)
 	defer cancel()
 	s, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: e.base + mcpPath,
-		HTTPClient: &http.Client{Transport: bearerTransport{key}}}, nil)
+		HTTPClient: &http.Client{Transport: bearerTransport{key}}}, &sdk.ClientSessionOptions{ProtocolVersion: version})
 	require.NoError(e.t, err)
 	e.t.Cleanup(func() { _ = s.Close() })
 	return s
@@ -76,11 +91,20 @@ func readResource(t *testing.T, s *sdk.ClientSession, uri string) map[string]any
 
 func TestMCPConnector(t *testing.T) {
 	t.Parallel()
+	for _, version := range []string{mcpProtocol, ""} {
+		t.Run("protocol="+cmp.Or(version, "default"), func(t *testing.T) {
+			t.Parallel()
+			testMCPConnector(t, version)
+		})
+	}
+}
+
+func testMCPConnector(t *testing.T, version string) {
 	e := newTestEnv(t)
 	allowed := "allowed"
 	e.seedTool("read_file", `{"type":"object","properties":{"path":{"type":"string"}},"required":["path"]}`, &allowed)
 	e.seedTool("send_email", "", nil)
-	s := e.mcpSession(e.boot.StandardKey)
+	s := e.mcpSessionAt(e.boot.StandardKey, version)
 
 	t.Run("tools carry accurate annotations and schemas", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), hangDeadline)
@@ -186,7 +210,7 @@ func TestMCPConnector(t *testing.T) {
 	})
 
 	t.Run("a read-only credential cannot bill", func(t *testing.T) {
-		ro := e.mcpSession(e.boot.ManagementKey)
+		ro := e.mcpSessionAt(e.boot.ManagementKey, version)
 		before := e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1`)
 		wantToolError(t, ro, "check_permission", map[string]any{"tool": "read_file"}, "insufficient_scope")
 		wantToolError(t, ro, "request_approval", map[string]any{"tool": "send_email", "reasoning": "r"}, "insufficient_scope")
@@ -221,7 +245,7 @@ func TestMCPConnector(t *testing.T) {
 			require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 		}
 		key := e.newKey(TierStandard)
-		rs := e.mcpSession(key)
+		rs := e.mcpSessionAt(key, version)
 		callTool(t, rs, "list_my_tools", nil)
 		_, err := e.st.Pool.Exec(context.Background(), `UPDATE api_keys SET revoked_at = now() WHERE hash = sha256($1::bytea)`, []byte(key))
 		require.NoError(t, err)

@@ -39,6 +39,9 @@ type Deps struct {
 type connector struct {
 	cfg Config
 	d   Deps
+	// onDirect, when set (by tests), is called for each request the direct
+	// path serves.
+	onDirect func()
 }
 
 // NewHandler returns the Streamable HTTP handler of the connector. Requests
@@ -57,22 +60,37 @@ func NewHandler(cfg Config, deps Deps) (http.Handler, error) {
 		cfg.Version = "dev"
 	}
 	c := &connector{cfg: cfg, d: deps}
-	srv := sdk.NewServer(&sdk.Implementation{Name: "oakallow", Title: "oakallow", Version: cfg.Version},
+	return c.httpHandler(c.toolDefs(), true), nil
+}
+
+// httpHandler serves defs and the resources over Streamable HTTP; with
+// direct, a plain tools/call is answered without the SDK (direct.go).
+func (c *connector) httpHandler(defs []toolDef, direct bool) http.Handler {
+	srv := sdk.NewServer(&sdk.Implementation{Name: "oakallow", Title: "oakallow", Version: c.cfg.Version},
 		&sdk.ServerOptions{
 			Instructions: "oakallow decides whether this agent may run a tool. Before every tool call, call " +
 				"check_permission. allowed: mint_token with the check_id and pass the token to the tool. " +
 				"requires_approval: request_approval, then poll check_approval_status with the reference until " +
 				"it is approved (the answer then carries the token) or denied/expired (do not run the tool). " +
 				"disabled: do not run the tool.",
-			Logger: deps.Logger,
+			Logger: c.d.Logger,
 		})
-	c.addTools(srv)
+	// One handler per tool, shared by the SDK and the direct path, so the
+	// two cannot differ in what a call does.
+	handlers := make(map[string]sdk.ToolHandler, len(defs))
+	for _, d := range defs {
+		handlers[d.tool.Name] = c.handler(d)
+		srv.AddTool(d.tool, handlers[d.tool.Name])
+	}
+	if !direct {
+		handlers = nil
+	}
 	c.addResources(srv)
 	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return srv }, &sdk.StreamableHTTPOptions{
 		// Each POST stands alone: no session pins a client to a replica.
 		Stateless:    true,
 		JSONResponse: true,
-		Logger:       deps.Logger,
+		Logger:       c.d.Logger,
 		// DNS-rebinding protection refuses loopback requests whose Host is
 		// not localhost, which is every request a reverse proxy on the same
 		// machine forwards. It guards servers that trust ambient
@@ -85,8 +103,11 @@ func NewHandler(cfg Config, deps Deps) (http.Handler, error) {
 			http.Error(w, "unauthenticated", http.StatusUnauthorized)
 			return
 		}
+		if handlers != nil && c.serveDirect(w, r, handlers) {
+			return
+		}
 		h.ServeHTTP(w, r)
-	}), nil
+	})
 }
 
 // Limits of the tools' inputs, the same as the REST operations'.
@@ -107,12 +128,6 @@ type toolDef struct {
 }
 
 func boolPtr(b bool) *bool { return &b }
-
-func (c *connector) addTools(srv *sdk.Server) {
-	for _, d := range c.toolDefs() {
-		srv.AddTool(d.tool, c.handler(d))
-	}
-}
 
 // toolDefs are the connector's tools.
 func (c *connector) toolDefs() []toolDef {
