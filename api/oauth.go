@@ -91,14 +91,16 @@ func (s *Server) authenticateOAuth(ctx huma.Context, next func(huma.Context), ac
 
 // challengeWriter adds the RFC 9728 §5.1 challenge to a 401 of /mcp, so a
 // client that has no token (or a dead one) discovers the authorization server.
+// The challenge is built only for a 401, not for every call that succeeds.
 type challengeWriter struct {
 	http.ResponseWriter
-	challenge string
+	oauth *oauth.Server
+	code  string
 }
 
 func (c challengeWriter) WriteHeader(status int) {
 	if status == http.StatusUnauthorized {
-		c.Header().Set("WWW-Authenticate", c.challenge)
+		c.Header().Set("WWW-Authenticate", c.oauth.Challenge(c.code, ""))
 	}
 	c.ResponseWriter.WriteHeader(status)
 }
@@ -112,7 +114,7 @@ func (s *Server) mcpWriter(w http.ResponseWriter, r *http.Request) http.Response
 	if r.Header.Get("Authorization") != "" || r.Header.Get("X-API-Key") != "" {
 		code = "invalid_token"
 	}
-	return challengeWriter{ResponseWriter: w, challenge: s.oauth.Challenge(code, "")}
+	return challengeWriter{ResponseWriter: w, oauth: s.oauth, code: code}
 }
 
 // mcpScopes are the MCP scopes of a principal.

@@ -144,31 +144,73 @@ func directHeaders(h http.Header) bool {
 // parseDirect decodes body as one tools/call request of a known tool whose
 // params hold only its name and arguments; ok is false for anything else.
 func parseDirect(body []byte, handlers map[string]sdk.ToolHandler) (req directRequest, ok bool) {
-	var msg map[string]json.RawMessage
-	if !utf8.Valid(body) || json.Unmarshal(body, &msg) != nil || len(msg) != 4 ||
-		!bytes.Equal(msg["jsonrpc"], []byte(`"2.0"`)) || !bytes.Equal(msg["method"], []byte(`"tools/call"`)) {
+	var msg struct {
+		JSONRPC json.RawMessage `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Method  json.RawMessage `json:"method"`
+		Params  json.RawMessage `json:"params"`
+	}
+	if !utf8.Valid(body) || json.Unmarshal(body, &msg) != nil ||
+		!plainKeys(body, "jsonrpc", "id", "method", "params") || msg.ID == nil || msg.Params == nil ||
+		!bytes.Equal(msg.JSONRPC, []byte(`"2.0"`)) || !bytes.Equal(msg.Method, []byte(`"tools/call"`)) {
 		return req, false
 	}
-	if req.idOut, ok = directID(msg["id"]); !ok {
+	if req.idOut, ok = directID(msg.ID); !ok {
 		return req, false
 	}
-	var params map[string]json.RawMessage
-	if json.Unmarshal(msg["params"], &params) != nil || params == nil {
-		return req, false
+	var params struct {
+		Name      *string         `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
 	}
-	for k := range params {
-		if k != "name" && k != "arguments" {
-			return req, false // _meta, inputResponses, requestState: the SDK's
-		}
+	if json.Unmarshal(msg.Params, &params) != nil || params.Name == nil ||
+		!plainKeys(msg.Params, "name", "arguments") {
+		return req, false // _meta, inputResponses, requestState: the SDK's
 	}
-	if json.Unmarshal(params["name"], &req.tool) != nil {
-		return req, false
-	}
+	req.tool, req.args = *params.Name, params.Arguments
 	if req.handle, ok = handlers[req.tool]; !ok {
 		return req, false // the SDK answers an unknown tool
 	}
-	req.args = params["arguments"]
 	return req, true
+}
+
+// plainKeys reports whether the valid JSON object obj has only keys among
+// allowed, each spelled exactly so and without escapes. (encoding/json
+// matches struct fields case-insensitively; the SDK's decoder does not.)
+func plainKeys(obj []byte, allowed ...string) bool {
+	obj = bytes.TrimLeft(obj, " \t\r\n")
+	if len(obj) == 0 || obj[0] != '{' {
+		return false
+	}
+	depth := 0
+	for i := 0; i < len(obj); i++ {
+		switch obj[i] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case '"':
+			start, escaped := i+1, false
+			for i++; obj[i] != '"'; i++ {
+				if obj[i] == '\\' {
+					escaped = true
+					i++
+				}
+			}
+			if depth != 1 || !followedByColon(obj[i+1:]) {
+				continue // a value, or inside one
+			}
+			if escaped || !slices.ContainsFunc(allowed, func(k string) bool { return k == string(obj[start:i]) }) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// followedByColon reports whether b starts with a colon after whitespace.
+func followedByColon(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == ':'
 }
 
 // maxExactID is the largest integer id the SDK's float64 decoding keeps
