@@ -329,3 +329,59 @@ func (q *Queries) RecordAuditBatch(ctx context.Context, arg RecordAuditBatchPara
 	err := row.Scan(&charged)
 	return charged, err
 }
+
+const recordAuditOne = `-- name: RecordAuditOne :one
+SELECT oakallow_record_audit_one(
+    $1::text, $2::text, $3::text, $4::timestamptz,
+    $5::text, $6::text, $7::text, $8::text,
+    $9::text, $10::text, $11::text, $12::boolean,
+    $13::jsonb, $14::bigint, $15::timestamptz, $16::boolean, $17::bigint
+)::boolean AS charged
+`
+
+type RecordAuditOneParams struct {
+	ID           string
+	OrgID        string
+	TeamID       string
+	OccurredAt   time.Time
+	ActorKind    string
+	ActorID      string
+	Kind         string
+	Subject      string
+	Outcome      string
+	Tool         string
+	Tenant       string
+	Billable     bool
+	Details      json.RawMessage
+	Cost         int64
+	Now          time.Time
+	Enforce      bool
+	LowThreshold int64
+}
+
+// A group commit of one entry (every commit at concurrency 1): see
+// migrations/029_record_audit_one.sql, which fences it as well.
+func (q *Queries) RecordAuditOne(ctx context.Context, arg RecordAuditOneParams) (bool, error) {
+	row := q.db.QueryRow(ctx, recordAuditOne,
+		arg.ID,
+		arg.OrgID,
+		arg.TeamID,
+		arg.OccurredAt,
+		arg.ActorKind,
+		arg.ActorID,
+		arg.Kind,
+		arg.Subject,
+		arg.Outcome,
+		arg.Tool,
+		arg.Tenant,
+		arg.Billable,
+		arg.Details,
+		arg.Cost,
+		arg.Now,
+		arg.Enforce,
+		arg.LowThreshold,
+	)
+	var charged bool
+	err := row.Scan(&charged)
+	return charged, err
+}

@@ -11,7 +11,9 @@ import (
 
 // auditBatch is one group commit's parameters to RecordAuditBatch's
 // statement, written in PostgreSQL's text format: each column as the array
-// literal its $n::type[] parses, the scalars as their text. They go to the
+// literal its $n::type[] parses, the scalars as their text — or, for a
+// batch of one entry, to RecordAuditOne's, each column as the entry's value
+// in text. They go to the
 // server as they are (pgconn's ExecStatement), without pgx's encoding of Go
 // values, which boxes every argument and every array element in an
 // interface. One auditBatch belongs to each commit slot and is reused by
@@ -73,6 +75,32 @@ func (a *auditBatch) reset() {
 	a.charged = a.charged[:0]
 }
 
+// one writes the batch's only entry as RecordAuditOne's parameters (text,
+// unquoted; finishOne completes them).
+func (a *auditBatch) one(e *Entry) {
+	ev := &e.Event
+	a.ids = append(a.ids, ev.ID)
+	for i, s := range texts(ev) {
+		if i != colOccurredAt {
+			a.cols[i] = append(a.cols[i], s...)
+		}
+	}
+	a.cols[colOccurredAt] = appendTimestamp(a.cols[colOccurredAt], ev.OccurredAt)
+	a.cols[colBillable] = append(a.cols[colBillable], boolText(e.Billable)...)
+	if len(ev.Details) == 0 {
+		a.cols[colDetails] = append(a.cols[colDetails], "{}"...)
+	} else {
+		a.cols[colDetails] = append(a.cols[colDetails], ev.Details...)
+	}
+}
+
+// appendTimestamp appends t in timestamptz's text format, truncated to the
+// microsecond as pgx's binary encoding sent it (PostgreSQL keeps no more,
+// and would round the text's nanoseconds).
+func appendTimestamp(b []byte, t time.Time) []byte {
+	return t.UTC().Truncate(time.Microsecond).AppendFormat(b, "2006-01-02 15:04:05.999999Z07:00")
+}
+
 // add appends one entry to every column.
 func (a *auditBatch) add(e *Entry) {
 	ev := &e.Event
@@ -84,11 +112,8 @@ func (a *auditBatch) add(e *Entry) {
 		a.quoted(i, s)
 	}
 	a.sep(colOccurredAt)
-	// Microseconds, truncated, as pgx's binary encoding sent them;
-	// PostgreSQL keeps no more.
 	b := append(a.cols[colOccurredAt], '"')
-	b = ev.OccurredAt.UTC().Truncate(time.Microsecond).AppendFormat(b, "2006-01-02 15:04:05.999999Z07:00")
-	a.cols[colOccurredAt] = append(b, '"')
+	a.cols[colOccurredAt] = append(appendTimestamp(b, ev.OccurredAt), '"')
 	a.sep(colBillable)
 	a.cols[colBillable] = append(a.cols[colBillable], boolText(e.Billable)...)
 	details := string(ev.Details)
@@ -138,12 +163,21 @@ func (a *auditBatch) quoted(col int, s string) {
 func (a *auditBatch) finish(cost int64, now time.Time, enforce bool, lowThreshold int64) [][]byte {
 	for c := range a.cols {
 		a.cols[c] = append(a.cols[c], '}')
+	}
+	return a.finishOne(cost, now, enforce, lowThreshold)
+}
+
+// finishOne writes the scalar parameters as finish does, after columns
+// that need no closing (one's).
+func (a *auditBatch) finishOne(cost int64, now time.Time, enforce bool, lowThreshold int64) [][]byte {
+	for c := range a.cols {
 		a.params[c] = a.cols[c]
+		if a.params[c] == nil {
+			a.params[c] = []byte{} // the empty text; nil would be NULL
+		}
 	}
 	a.scalars[0] = strconv.AppendInt(a.scalars[0], cost, 10)
-	// Truncated to the microsecond as pgx's binary encoding sent it
-	// (PostgreSQL would round the text's nanoseconds).
-	a.scalars[1] = now.UTC().Truncate(time.Microsecond).AppendFormat(a.scalars[1], "2006-01-02 15:04:05.999999Z07:00")
+	a.scalars[1] = appendTimestamp(a.scalars[1], now)
 	a.scalars[2] = append(a.scalars[2], boolText(enforce)...)
 	a.scalars[3] = strconv.AppendInt(a.scalars[3], lowThreshold, 10)
 	for i, s := range a.scalars {
@@ -152,12 +186,16 @@ func (a *auditBatch) finish(cost int64, now time.Time, enforce bool, lowThreshol
 	return a.params[:]
 }
 
-// recordAuditBatchStatement names RecordAuditBatch's statement on each
+// The names of RecordAuditBatch's and RecordAuditOne's statements on each
 // connection the recorder commits on.
-const recordAuditBatchStatement = "oakallow_record_audit_batch"
+const (
+	recordAuditBatchStatement = "oakallow_record_audit_batch"
+	recordAuditOneStatement   = "oakallow_record_audit_one"
+)
 
-// recordAuditBatch runs RecordAuditBatch's statement with a's parameters on
-// a connection of the pool, and returns whether each entry was charged
+// recordAuditBatch runs RecordAuditBatch's statement — RecordAuditOne's for
+// a batch of one entry, written by one — with a's parameters on a
+// connection of the pool, and returns whether each entry was charged
 // (a.charged). The statement is prepared once per connection; its
 // parameters and its answer travel in text format.
 func (s *Store) recordAuditBatch(ctx context.Context, a *auditBatch, params [][]byte) ([]bool, error) {
@@ -166,7 +204,11 @@ func (s *Store) recordAuditBatch(ctx context.Context, a *auditBatch, params [][]
 		return nil, translateErr(fmt.Errorf("acquire: %w", err))
 	}
 	defer conn.Release()
-	sd, err := conn.Conn().Prepare(ctx, recordAuditBatchStatement, recordAuditBatch)
+	name, sql := recordAuditBatchStatement, recordAuditBatch
+	if len(a.ids) == 1 {
+		name, sql = recordAuditOneStatement, recordAuditOne
+	}
+	sd, err := conn.Conn().Prepare(ctx, name, sql)
 	if err != nil {
 		return nil, translateErr(fmt.Errorf("prepare: %w", err))
 	}
@@ -175,7 +217,11 @@ func (s *Store) recordAuditBatch(ctx context.Context, a *auditBatch, params [][]
 	rows := 0
 	for rr.NextRow() {
 		rows++
-		a.charged, parseErr = appendBoolArray(a.charged[:0], rr.Values()[0])
+		if len(a.ids) == 1 {
+			a.charged, parseErr = appendBool(a.charged[:0], rr.Values()[0])
+		} else {
+			a.charged, parseErr = appendBoolArray(a.charged[:0], rr.Values()[0])
+		}
 	}
 	if _, err := rr.Close(); err != nil {
 		return nil, translateErr(err)
@@ -187,6 +233,17 @@ func (s *Store) recordAuditBatch(ctx context.Context, a *auditBatch, params [][]
 		return nil, parseErr
 	}
 	return a.charged, nil
+}
+
+// appendBool appends a boolean in PostgreSQL's text format ("t") to dst.
+func appendBool(dst []bool, text []byte) ([]bool, error) {
+	switch string(text) {
+	case "t":
+		return append(dst, true), nil
+	case "f":
+		return append(dst, false), nil
+	}
+	return dst, fmt.Errorf("audit commit answer %q is not a boolean", text)
 }
 
 // appendBoolArray appends the elements of a boolean[] in PostgreSQL's text

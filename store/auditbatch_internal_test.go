@@ -29,3 +29,18 @@ func TestAppendBoolArray(t *testing.T) {
 		require.Error(t, err, "%q", bad)
 	}
 }
+
+// The one-entry statement answers one boolean in text format: t or f, and
+// nothing else is taken for either.
+func TestAppendBool(t *testing.T) {
+	t.Parallel()
+	got, err := appendBool(nil, []byte("t"))
+	require.NoError(t, err)
+	got, err = appendBool(got, []byte("f"))
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, false}, got)
+	for _, bad := range []string{"", "true", "false", "T", "1", "0", "{t}", "tt", "NULL"} {
+		_, err := appendBool(nil, []byte(bad))
+		require.Error(t, err, "%q", bad)
+	}
+}

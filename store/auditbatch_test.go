@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 )
 
 // TestRecorderStoresEntriesExactly: a group commit writes its columns as
-// PostgreSQL array literals, so every text that array syntax gives a meaning
+// PostgreSQL array literals (a commit of one entry, as plain text values), so every text that array syntax gives a meaning
 // to — quotes, backslashes, braces, commas, white space, the word NULL, the
 // empty string — and JSON full of escapes must arrive as it was sent, and
 // times to the microsecond, whatever their zone.
@@ -43,12 +44,19 @@ func TestRecorderStoresEntriesExactly(t *testing.T) {
 	entries = append(entries, store.Entry{Event: store.AuditRecord{ID: store.NewID("chk"), OrgID: "org_1", TeamID: "team_1",
 		OccurredAt: time.Now(), ActorKind: "system", ActorID: "x", Kind: "permission.check"}}) // no details: {}
 
-	// Concurrently, so that most share a commit.
+	// Concurrently, so that most share a commit (RecordAuditBatch's array
+	// literals); then each again, with new ids, alone (RecordAuditOne's
+	// scalars).
 	var wg sync.WaitGroup
 	for _, e := range entries {
 		wg.Go(func() { require.NoError(t, rec.Record(ctx, e)) })
 	}
 	wg.Wait()
+	for _, e := range slices.Clone(entries) {
+		e.Event.ID = store.NewID("chk")
+		require.NoError(t, rec.Record(ctx, e))
+		entries = append(entries, e)
+	}
 
 	for _, e := range entries {
 		var got store.AuditRecord

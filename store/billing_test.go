@@ -129,7 +129,8 @@ func TestRecorderLowBalanceAlertOncePerCrossing(t *testing.T) {
 // one billable call committed alone must be charged, refused, metered and
 // alerted exactly as the same call in a batch of two, which takes the
 // general path (the second entry, another team's and not billable, changes
-// no charge).
+// no charge) — and as RecordAuditOne (migration 029), the recorder's
+// statement for every one-entry commit, charges it.
 func TestOneEntryBatchChargesAsTheGeneralPath(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -181,11 +182,21 @@ VALUES ($1, $2, $3, $4, $5)`, team, b.free, b.expires, b.purchased, b.alerted)
 		for range others {
 			add(store.NewID("chk"), "team_other", false)
 		}
-		charged, err := s.RecordAuditBatch(ctx, p)
-		require.NoError(t, err)
-		require.Len(t, charged, 1+others)
-		o := outcome{Charged: charged[0]}
-		err = s.Pool.QueryRow(ctx, `SELECT free_micros, purchased_micros, billed_calls, billed_micros, low_balance_alerted
+		var o outcome
+		if others < 0 { // the one-entry statement
+			var err error
+			o.Charged, err = s.RecordAuditOne(ctx, store.RecordAuditOneParams{ID: id, OrgID: p.OrgIds[0], TeamID: team,
+				OccurredAt: now, ActorKind: p.ActorKinds[0], ActorID: p.ActorIds[0], Kind: p.Kinds[0], Subject: p.Subjects[0],
+				Outcome: p.Outcomes[0], Tool: p.Tools[0], Tenant: p.Tenants[0], Billable: true, Details: p.Details[0],
+				Cost: cost, Now: now, Enforce: enforce, LowThreshold: threshold})
+			require.NoError(t, err)
+		} else {
+			charged, err := s.RecordAuditBatch(ctx, p)
+			require.NoError(t, err)
+			require.Len(t, charged, 1+others)
+			o.Charged = charged[0]
+		}
+		err := s.Pool.QueryRow(ctx, `SELECT free_micros, purchased_micros, billed_calls, billed_micros, low_balance_alerted
 FROM team_balances WHERE team_id = $1`, team).Scan(&o.Free, &o.Purchased, &o.Calls, &o.Spent, &o.Alerted)
 		if b == nil && enforce {
 			require.ErrorIs(t, err, pgx.ErrNoRows)
@@ -214,7 +225,9 @@ FROM credit_alerts WHERE team_id = $1`, team, id, now)
 					n++
 					alone := commit(fmt.Sprintf("team_a%d", n), b, cost, enforce, threshold, 0)
 					inBatch := commit(fmt.Sprintf("team_b%d", n), b, cost, enforce, threshold, 1)
+					one := commit(fmt.Sprintf("team_c%d", n), b, cost, enforce, threshold, -1)
 					require.Equal(t, inBatch, alone, "balance %+v, cost %d, enforce %v, threshold %d", b, cost, enforce, threshold)
+					require.Equal(t, inBatch, one, "RecordAuditOne: balance %+v, cost %d, enforce %v, threshold %d", b, cost, enforce, threshold)
 				}
 			}
 		}

@@ -362,10 +362,16 @@ func (r *Recorder) commit(slot *commitSlot, batch []pending) {
 	n := len(batch)
 	a := &slot.args
 	a.reset()
-	for i := range batch {
-		a.add(&batch[i].entry)
+	var params [][]byte
+	if n == 1 {
+		a.one(&batch[0].entry)
+		params = a.finishOne(r.cfg.CostMicros, r.cfg.Now(), !r.cfg.MeterOnly, r.cfg.LowBalanceMicros)
+	} else {
+		for i := range batch {
+			a.add(&batch[i].entry)
+		}
+		params = a.finish(r.cfg.CostMicros, r.cfg.Now(), !r.cfg.MeterOnly, r.cfg.LowBalanceMicros)
 	}
-	params := a.finish(r.cfg.CostMicros, r.cfg.Now(), !r.cfg.MeterOnly, r.cfg.LowBalanceMicros)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	charged, err := r.st.recordAuditBatch(ctx, a, params)

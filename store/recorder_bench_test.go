@@ -2,7 +2,11 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,24 +19,17 @@ import (
 // off, so this measures the commit's CPU and round trip, not the WAL flush.
 func BenchmarkRecordSerial(b *testing.B) {
 	ctx := context.Background()
-	s := devtest.Store(b)
-	now := time.Now()
-	require := func(err error) {
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	require(s.CreateTeam(ctx, store.CreateTeamParams{ID: "team_1", Name: "t", CreatedAt: now}))
-	require(s.CreateOrg(ctx, store.CreateOrgParams{ID: "org_1", TeamID: "team_1", Name: "o", CreatedAt: now}))
-	_, err := s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
-		AmountMicros: 1 << 50, Source: "g", CreatedAt: now})
-	require(err)
+	s := benchStore(b)
 	rec, err := store.NewRecorder(s, store.RecorderConfig{})
-	require(err)
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer rec.Stop()
 	b.ReportAllocs()
 	for b.Loop() {
-		require(rec.Record(ctx, checkEntry(store.NewID("chk"), true)))
+		if err := rec.Record(ctx, checkEntry(store.NewID("chk"), true)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -42,18 +39,8 @@ func BenchmarkRecordBatch(b *testing.B) {
 	for _, n := range []int{1, 16, 64} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ctx := context.Background()
-			s := devtest.Store(b)
+			s := benchStore(b)
 			now := time.Now()
-			if err := s.CreateTeam(ctx, store.CreateTeamParams{ID: "team_1", Name: "t", CreatedAt: now}); err != nil {
-				b.Fatal(err)
-			}
-			if err := s.CreateOrg(ctx, store.CreateOrgParams{ID: "org_1", TeamID: "team_1", Name: "o", CreatedAt: now}); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
-				AmountMicros: 1 << 50, Source: "g", CreatedAt: now}); err != nil {
-				b.Fatal(err)
-			}
 			details := []byte(`{"level":3,"level_name":"org_tool_method","scope":"org","rule_id":"rule_abcdefghijklmnopqrst","method":"send","reason":"load test","parameters_hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","parameters":{"n":17}}`)
 			for b.Loop() {
 				p := store.RecordAuditBatchParams{Cost: 5000, Now: now, Enforce: true}
@@ -87,18 +74,7 @@ func BenchmarkRecordParallel(b *testing.B) {
 	for _, committers := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("committers=%d", committers), func(b *testing.B) {
 			ctx := context.Background()
-			s := devtest.Store(b)
-			now := time.Now()
-			if err := s.CreateTeam(ctx, store.CreateTeamParams{ID: "team_1", Name: "t", CreatedAt: now}); err != nil {
-				b.Fatal(err)
-			}
-			if err := s.CreateOrg(ctx, store.CreateOrgParams{ID: "org_1", TeamID: "team_1", Name: "o", CreatedAt: now}); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
-				AmountMicros: 1 << 50, Source: "g", CreatedAt: now}); err != nil {
-				b.Fatal(err)
-			}
+			s := benchStore(b)
 			rec, err := store.NewRecorder(s, store.RecorderConfig{Committers: committers})
 			if err != nil {
 				b.Fatal(err)
@@ -115,4 +91,109 @@ func BenchmarkRecordParallel(b *testing.B) {
 			})
 		})
 	}
+}
+
+// benchStore is a test database with team_1 (org_1) holding credit for
+// any benchmark's calls.
+func benchStore(b *testing.B) *store.Store {
+	b.Helper()
+	ctx := context.Background()
+	s := devtest.Store(b)
+	now := time.Now()
+	if err := s.CreateTeam(ctx, store.CreateTeamParams{ID: "team_1", Name: "t", CreatedAt: now}); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.CreateOrg(ctx, store.CreateOrgParams{ID: "org_1", TeamID: "team_1", Name: "o", CreatedAt: now}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.CreateCreditGrant(ctx, store.CreateCreditGrantParams{ID: "g", TeamID: "team_1", Kind: "purchased",
+		AmountMicros: 1 << 50, Source: "g", CreatedAt: now}); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkOneEntryCommit compares the two statements a one-entry commit
+// can take, on one connection, by what they cost PostgreSQL: the server
+// process's CPU per commit (backend-µs/op, read from /proc, so only when the
+// server runs on this machine and its /proc is readable) and the WAL each
+// commit writes (wal-B/op). The test cluster runs with fsync off, so this
+// is the statement without the WAL flush, which is the same for both.
+//
+//	go test ./store -run '^$' -bench BenchmarkOneEntryCommit -benchtime 3000x -count 3
+func BenchmarkOneEntryCommit(b *testing.B) {
+	details := []byte(`{"level":3,"level_name":"org_tool_method","scope":"org","rule_id":"rule_abcdefghijklmnopqrst","method":"send","reason":"load test","parameters_hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","parameters":{"n":17}}`)
+	for _, form := range []string{"RecordAuditBatch", "RecordAuditOne"} {
+		b.Run(form, func(b *testing.B) {
+			ctx := context.Background()
+			s := benchStore(b)
+			conn, err := s.Pool.Acquire(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Release()
+			q := store.New(store.DB(conn))
+			var pid int
+			if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+				b.Fatal(err)
+			}
+			wal := func() (lsn int64) {
+				if err := conn.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn() - '0/0'`).Scan(&lsn); err != nil {
+					b.Fatal(err)
+				}
+				return lsn
+			}
+			commit := func(id string, now time.Time) error {
+				if form == "RecordAuditOne" {
+					_, err := q.RecordAuditOne(ctx, store.RecordAuditOneParams{ID: id, OrgID: "org_1", TeamID: "team_1",
+						OccurredAt: now, ActorKind: "api_key", ActorID: "key_1", Kind: "permission.check", Subject: "send_email",
+						Outcome: "allowed", Tool: "send_email", Tenant: "tenant_001", Billable: true, Details: details,
+						Cost: 5000, Now: now, Enforce: true})
+					return err
+				}
+				_, err := q.RecordAuditBatch(ctx, store.RecordAuditBatchParams{Ids: []string{id}, OrgIds: []string{"org_1"},
+					TeamIds: []string{"team_1"}, OccurredAt: []time.Time{now}, ActorKinds: []string{"api_key"},
+					ActorIds: []string{"key_1"}, Kinds: []string{"permission.check"}, Subjects: []string{"send_email"},
+					Outcomes: []string{"allowed"}, Tools: []string{"send_email"}, Tenants: []string{"tenant_001"},
+					Billable: []bool{true}, Details: []json.RawMessage{details}, Cost: 5000, Now: now, Enforce: true})
+				return err
+			}
+			if err := commit(store.NewID("chk"), time.Now()); err != nil { // prepares the statement
+				b.Fatal(err)
+			}
+			cpu0, cpuOK := processCPU(pid)
+			wal0 := wal()
+			for b.Loop() {
+				if err := commit(store.NewID("chk"), time.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			walBytes := wal() - wal0
+			if cpu1, ok := processCPU(pid); ok && cpuOK {
+				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "backend-µs/op")
+			}
+			b.ReportMetric(float64(walBytes)/float64(b.N), "wal-B/op")
+		})
+	}
+}
+
+// processCPU is the user and system CPU process pid has used, from
+// /proc/<pid>/stat (in clock ticks of 10 ms); false when unreadable.
+func processCPU(pid int) (time.Duration, bool) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	text := string(raw)
+	fields := strings.Fields(text[strings.LastIndexByte(text, ')')+1:])
+	if len(fields) < 13 {
+		return 0, false
+	}
+	user, err1 := strconv.ParseInt(fields[11], 10, 64)
+	system, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(user+system) * 10 * time.Millisecond, true
 }

@@ -320,17 +320,129 @@ func TestRecorderResolvesALostCommit(t *testing.T) {
 // still had queued when the client's connection broke.
 func TestFencedBatchNeverCommits(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		commit func(*store.Store, store.AuditRecord) error
+	}{
+		{"a batch (RecordAuditBatch)", recordBatchOf},
+		{"one entry (RecordAuditOne)", recordOne},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := devtest.Store(t)
+			seedTeam(t, s, time.Now())
+			e := checkEntry(store.NewID("chk"), false).Event
+			require.NoError(t, s.FenceAuditBatch(t.Context(), e.ID))
+			require.ErrorIs(t, tc.commit(s, e), store.ErrConflict)
+			rows, err := s.AuditBillableByIDs(t.Context(), []string{e.ID})
+			require.NoError(t, err)
+			require.Empty(t, rows, "the fenced batch left no audit row")
+		})
+	}
+}
+
+// A one-entry commit fences itself with a lock rather than a row, and reads
+// the recorder's fence once it holds that lock: one that starts while the
+// recorder is fencing its id waits for the fence's transaction, sees the
+// fence and fails, and one that runs when the recorder fences makes the
+// recorder wait for its end. Either way the recorder's look-up afterwards is
+// final.
+func TestOneEntryCommitAndFenceOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := devtest.Store(t)
+	seedTeam(t, s, time.Now())
+	grant(t, s, "grant_paid", "purchased", 100*5000, nil, time.Now())
+	waitingOnLock := func(kind string) bool {
+		var n int
+		require.NoError(t, s.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = $1`, kind).Scan(&n))
+		return n == 1
+	}
+
+	t.Run("fence first: the commit waits, then fails", func(t *testing.T) {
+		e := checkEntry(store.NewID("chk"), true).Event
+		fence, err := s.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer fence.Rollback(ctx) //nolint:errcheck
+		require.NoError(t, store.New(store.DB(fence)).FenceAuditBatch(ctx, e.ID))
+		result := make(chan error, 1)
+		go func() { result <- recordOne(s, e) }()
+		require.Eventually(t, func() bool { return waitingOnLock("advisory") }, 10*time.Second, 10*time.Millisecond,
+			"the commit waits for the fence's transaction")
+		require.NoError(t, fence.Commit(ctx))
+		select {
+		case err := <-result:
+			require.ErrorIs(t, err, store.ErrConflict)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the commit did not return")
+		}
+		rows, err := s.AuditBillableByIDs(ctx, []string{e.ID})
+		require.NoError(t, err)
+		require.Empty(t, rows)
+	})
+
+	t.Run("commit first: the fence waits for it, then finds it", func(t *testing.T) {
+		e := checkEntry(store.NewID("chk"), true).Event
+		row, err := s.Pool.Begin(ctx) // holds the balance row: the commit stops there, holding its lock
+		require.NoError(t, err)
+		defer row.Rollback(ctx) //nolint:errcheck
+		_, err = row.Exec(ctx, `SELECT 1 FROM team_balances WHERE team_id = 'team_1' FOR UPDATE`)
+		require.NoError(t, err)
+		committed := make(chan error, 1)
+		go func() { committed <- recordOne(s, e) }()
+		require.Eventually(t, func() bool { return waitingOnLock("transactionid") }, 10*time.Second, 10*time.Millisecond,
+			"the commit waits on the balance row")
+		fenced := make(chan error, 1)
+		go func() { fenced <- s.FenceAuditBatch(ctx, e.ID) }()
+		require.Eventually(t, func() bool { return waitingOnLock("advisory") }, 10*time.Second, 10*time.Millisecond,
+			"the fence waits for the commit")
+		select {
+		case err := <-fenced:
+			t.Fatalf("the fence returned while the commit ran: %v", err)
+		default:
+		}
+		require.NoError(t, row.Commit(ctx))
+		require.NoError(t, <-committed)
+		require.NoError(t, <-fenced)
+		rows, err := s.AuditBillableByIDs(ctx, []string{e.ID})
+		require.NoError(t, err)
+		require.Len(t, rows, 1)
+		require.True(t, rows[0].Billable)
+	})
+}
+
+// The one-entry commit's fence look-up needs READ COMMITTED's statement
+// snapshots; in a transaction that keeps one snapshot it refuses to run.
+func TestOneEntryCommitRefusesASingleSnapshot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
 	s := devtest.Store(t)
 	seedTeam(t, s, time.Now())
 	e := checkEntry(store.NewID("chk"), false).Event
-	require.NoError(t, s.FenceAuditBatch(t.Context(), e.ID))
-	_, err := s.RecordAuditBatch(t.Context(), store.RecordAuditBatchParams{
+	tx, err := s.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck
+	_, err = store.New(store.DB(tx)).RecordAuditOne(ctx, recordOneParams(e))
+	require.ErrorContains(t, err, "needs READ COMMITTED")
+}
+
+func recordBatchOf(s *store.Store, e store.AuditRecord) error {
+	_, err := s.RecordAuditBatch(context.Background(), store.RecordAuditBatchParams{
 		Ids: []string{e.ID}, OrgIds: []string{e.OrgID}, TeamIds: []string{e.TeamID}, OccurredAt: []time.Time{e.OccurredAt},
 		ActorKinds: []string{e.ActorKind}, ActorIds: []string{e.ActorID}, Kinds: []string{e.Kind}, Subjects: []string{""},
 		Outcomes: []string{e.Outcome}, Tools: []string{""}, Tenants: []string{""}, Billable: []bool{false},
 		Details: []json.RawMessage{e.Details}, Cost: 5000, Now: e.OccurredAt})
-	require.ErrorIs(t, err, store.ErrConflict)
-	rows, err := s.AuditBillableByIDs(t.Context(), []string{e.ID})
-	require.NoError(t, err)
-	require.Empty(t, rows, "the fenced batch left no audit row")
+	return err
+}
+
+func recordOneParams(e store.AuditRecord) store.RecordAuditOneParams {
+	return store.RecordAuditOneParams{ID: e.ID, OrgID: e.OrgID, TeamID: e.TeamID, OccurredAt: e.OccurredAt,
+		ActorKind: e.ActorKind, ActorID: e.ActorID, Kind: e.Kind, Outcome: e.Outcome, Billable: true,
+		Details: e.Details, Cost: 5000, Now: e.OccurredAt, Enforce: true}
+}
+
+func recordOne(s *store.Store, e store.AuditRecord) error {
+	_, err := s.RecordAuditOne(context.Background(), recordOneParams(e))
+	return err
 }

@@ -65,6 +65,16 @@ SELECT oakallow_record_audit_batch(
     @details::jsonb[], @cost::bigint, @now::timestamptz, @enforce::boolean, @low_threshold::bigint
 )::boolean[] AS charged FROM opened;
 
+-- name: RecordAuditOne :one
+-- A group commit of one entry (every commit at concurrency 1): see
+-- migrations/029_record_audit_one.sql, which fences it as well.
+SELECT oakallow_record_audit_one(
+    @id::text, @org_id::text, @team_id::text, @occurred_at::timestamptz,
+    @actor_kind::text, @actor_id::text, @kind::text, @subject::text,
+    @outcome::text, @tool::text, @tenant::text, @billable::boolean,
+    @details::jsonb, @cost::bigint, @now::timestamptz, @enforce::boolean, @low_threshold::bigint
+)::boolean AS charged;
+
 -- name: AuditBillableByIDs :many
 -- Which of @ids are in the audit log, and whether each was charged: how the
 -- recorder learns the outcome of a group commit whose reply was lost.
