@@ -227,7 +227,13 @@ func registerPasskeys(api huma.API, s *Server) {
 		Tags: []string{tagPasskeys}, DefaultStatus: http.StatusCreated, Errors: append(passkeyErrors, http.StatusConflict),
 	}, accessEnrollment), func(ctx context.Context, in *finishEnrollmentInput) (*finishEnrollmentOutput, error) {
 		p := mustPrincipal(ctx)
-		e, err := s.rp.FinishEnrollment(ctx, p.UserID, in.Body.CeremonyID, in.Body.Credential, in.Body.Name)
+		finish := s.rp.FinishEnrollment
+		if p.Enrollment {
+			// Options may have been taken before another session enrolled
+			// the account's first passkey: check again when finishing.
+			finish = s.rp.FinishFirstEnrollment
+		}
+		e, err := finish(ctx, p.UserID, in.Body.CeremonyID, in.Body.Credential, in.Body.Name)
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}

@@ -381,3 +381,25 @@ func TestExpiredCeremoniesAreSwept(t *testing.T) {
 	require.Zero(t, count(stale.CeremonyID), "an expired ceremony is deleted")
 	require.Equal(t, 1, count(live.CeremonyID), "a live one stays")
 }
+
+// TestEmailCodeEnrollsOnlyTheFirstPasskey: an enrollment-only session (an
+// e-mail code) may enroll only while the account has no passkey. Options
+// taken before someone else enrolled the first one do not let it add a
+// second one afterwards.
+func TestEmailCodeEnrollsOnlyTheFirstPasskey(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	user := e.person(RoleReviewer)
+	owner, other := passkeystest.New("localhost", testOrigin), passkeystest.New("localhost", testOrigin)
+	late := bearer(e.signIn(user, false).Token)
+	opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/me/passkeys/options", late, nil)
+	status, raw := e.enrollREST(owner, bearer(e.signIn(user, false).Token))
+	require.Equal(t, http.StatusCreated, status, string(raw))
+
+	resp, err := other.Create(opts.PublicKey)
+	require.NoError(t, err)
+	status, raw = e.asSession(http.MethodPost, "/v1/me/passkeys", late,
+		map[string]any{"ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp), "name": "late"})
+	requireStatusCode(t, http.StatusForbidden, CodePasskeyRequired, status, raw)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM passkeys WHERE user_id = $2 AND $1 <> ''`, user))
+}

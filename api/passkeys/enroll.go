@@ -75,6 +75,18 @@ type Enrolled struct {
 // ceremony and stores the passkey. The first enrollment of a user that has
 // no recovery codes yet also generates their codes.
 func (s *Service) FinishEnrollment(ctx context.Context, userID, ceremonyID string, response []byte, name string) (Enrolled, error) {
+	return s.finishEnrollment(ctx, userID, ceremonyID, response, name, false)
+}
+
+// FinishFirstEnrollment is FinishEnrollment for a caller that may only add
+// the account's first passkey (an enrollment-only session: an e-mail or
+// recovery code). It refuses once the account has a passkey, even if the
+// ceremony was started before that one was enrolled.
+func (s *Service) FinishFirstEnrollment(ctx context.Context, userID, ceremonyID string, response []byte, name string) (Enrolled, error) {
+	return s.finishEnrollment(ctx, userID, ceremonyID, response, name, true)
+}
+
+func (s *Service) finishEnrollment(ctx context.Context, userID, ceremonyID string, response []byte, name string, firstOnly bool) (Enrolled, error) {
 	name = strings.TrimSpace(name)
 	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxNameRunes {
 		return Enrolled{}, refuse(Invalid, CodeInvalid, fmt.Sprintf("the passkey name must be valid text of at most %d characters", maxNameRunes))
@@ -98,6 +110,9 @@ func (s *Service) FinishEnrollment(ctx context.Context, userID, ceremonyID strin
 		u, err := loadUser(ctx, q, userID)
 		if err != nil {
 			return err
+		}
+		if firstOnly && len(u.keys) > 0 {
+			return refuse(Forbidden, "passkey_required", "this account already has a passkey: sign in with it to add another")
 		}
 		cred, err := s.wa.CreateCredential(u, sd, parsed)
 		if err != nil {
