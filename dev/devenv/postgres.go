@@ -39,7 +39,10 @@ type PostgresConfig struct {
 	// BinDir holds initdb and postgres. "" searches with FindPostgresBin.
 	BinDir string
 	// Fast turns off fsync and full-page writes: for throwaway test clusters
-	// only, never for data that must survive a machine crash.
+	// only, never for data that must survive a machine crash. Commits stay
+	// synchronous (written to the kernel before they are acknowledged, if
+	// not synced), so a server process that dies — and is restarted by
+	// supervise — loses nothing that was committed.
 	Fast bool
 	// Logger receives lifecycle messages. nil discards them.
 	Logger *slog.Logger
@@ -173,7 +176,12 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 		"-c", "shared_buffers=128MB",
 	}
 	if cfg.Fast {
-		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off")
+		// Not synchronous_commit=off: a commit would then wait in shared
+		// memory for the WAL writer, and a killed server would come back
+		// without the last ones (the dev stack's freshly seeded keys, whose
+		// holders would then count as failed authentications). With fsync
+		// off a synchronous commit costs one write(2), no sync.
+		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off")
 	}
 	p := &Postgres{port: port, dir: dir, bin: bin, args: args, cred: cred, logPath: filepath.Join(dir, "server.log"),
 		logger: logger, stop: make(chan struct{})}

@@ -68,8 +68,8 @@ type Options struct {
 	// PostgresBin is the directory holding initdb and postgres; "" searches
 	// PATH and the usual places (`go run ./dev` reads OAKALLOW_PG_BIN).
 	PostgresBin string
-	// FastPostgres turns off fsync, full-page writes and synchronous commit in
-	// the cluster Start runs. For tests only; never for measurements, whose
+	// FastPostgres turns off fsync and full-page writes in the cluster Start
+	// runs (commits stay synchronous, so a killed server loses none). For tests only; never for measurements, whose
 	// figures must be those of a durable database.
 	FastPostgres bool
 	// MaxDBConns bounds the store's connection pool. 0 is the store's
