@@ -140,21 +140,50 @@ func testDashboardBuilder(t *testing.T, s *approvalSuite) {
 	require.NoError(t, err)
 	require.Empty(t, entries, "text from the org ran as code")
 
-	// The snippets check a call and request an approval with a standard key.
+	// The snippets check a call, request an approval with a standard key and
+	// wait, as an agent polls, for the decision: approved, they print the
+	// execution token; denied, none.
+	e.allowDecide(true)
 	key := []string{"OAKALLOW_URL=" + e.base, "OAKALLOW_KEY=" + e.boot.StandardKey}
-	out = runScript(t, "bash", script("bash-call"), key...)
+	out = runDecided(t, e, "bash", script("bash-call"), "approve", key...)
 	require.Contains(t, out, `"permission":"requires_approval","level":10,"level_name":"category_default"`)
 	require.Contains(t, out, `"status":"pending"`)
-	refs := regexp.MustCompile(`/approvals/(REF-[0-9A-Z-]+)`).FindStringSubmatch(out)
-	require.NotNil(t, refs, out)
-	a := expect[Approval](e, http.StatusOK, http.MethodGet, "/v1/approvals/"+refs[1], e.boot.StandardKey, nil)
-	require.Equal(t, "send_email", a.Tool)
-	require.Equal(t, "pending", a.Status)
+	require.Regexp(t, `\nstatus: approved\nexecution token: oak_tok_[A-Za-z0-9_.-]+\n$`, out)
+	out = runDecided(t, e, "bash", script("bash-call"), "deny", key...)
+	require.Regexp(t, `\nstatus: denied\n$`, out)
 	if python != "" {
-		out = runScript(t, python, script("python-call"), key...)
+		out = runDecided(t, e, python, script("python-call"), "approve", key...)
 		require.Regexp(t, `check: requires_approval at level 10 category_default\napproval: REF-[0-9A-Z-]+ pending\n`, out)
+		require.Regexp(t, `\nstatus: approved\nexecution token: oak_tok_[A-Za-z0-9_.-]+\n$`, out)
 	}
 	if python == "" {
 		t.Log("python3 is not installed: the Python scripts were not run")
 	}
+}
+
+// runDecided runs a check-and-approval snippet, which waits for the
+// decision: once it names its approval, that approval is decided with the
+// org's management key; the snippet must then end by itself, successfully.
+func runDecided(t *testing.T, e *testEnv, interpreter, script, decision string, env ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "script")
+	require.NoError(t, os.WriteFile(path, []byte(script), 0o600))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, interpreter, path)
+	cmd.Env = append(os.Environ(), env...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	var ref []string
+	require.Eventually(t, func() bool {
+		ref = regexp.MustCompile(`/approvals/(REF-[0-9A-Z-]+)\n`).FindStringSubmatch(out.String())
+		return ref != nil
+	}, hangDeadline, 20*time.Millisecond, "the snippet never named its approval")
+	a := expect[Approval](e, http.StatusOK, http.MethodGet, "/v1/approvals/"+ref[1], e.boot.StandardKey, nil)
+	require.Equal(t, "pending", a.Status, "the snippet waits while the approval is pending")
+	expect[Approval](e, http.StatusOK, http.MethodPost, "/v1/approvals/"+a.ID+"/decide", e.boot.ManagementKey,
+		map[string]any{"decision": decision})
+	require.NoError(t, cmd.Wait(), "%s %s:\n%s", interpreter, script, out.String())
+	return out.String()
 }

@@ -402,7 +402,8 @@ func sampleCall(c *seedCatalog) (check, approval map[string]any) {
 func bashCall(base string, c *seedCatalog) string {
 	check, approval := sampleCall(c)
 	return `#!/usr/bin/env bash
-# A permission check and an approval request with a standard key.
+# A permission check and an approval request with a standard key; waits for
+# the reviewer's decision and prints the execution token once approved.
 # Run: OAKALLOW_KEY=oak_live_… bash call.sh
 set -euo pipefail
 [ -n "${OAKALLOW_URL:-}" ] || OAKALLOW_URL=` + shellQuote(base) + `
@@ -416,10 +417,13 @@ echo "approval:"
 approval="$(call POST /v1/approvals ` + shellQuote(jsonText(approval)) + `)"
 echo "$approval"
 ref="$(printf '%s' "$approval" | sed -n 's/.*"reference":"\([^"]*\)".*/\1/p')"
-echo "status:"
-call GET "/v1/approvals/$ref"
-echo
 echo "A reviewer decides it at $OAKALLOW_URL/approvals/$ref"
+echo "waiting for the decision (as an agent would poll; Ctrl-C stops waiting, the approval stays open)…"
+while [[ "$approval" == *'"status":"pending"'* ]]; do sleep 2; approval="$(call GET "/v1/approvals/$ref")"; done
+status="$(printf '%s' "$approval" | sed -n 's/.*"status":"\([^"]*\)".*/\1/p')"
+token="$(printf '%s' "$approval" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
+echo "status: $status"
+if [ -n "$token" ]; then echo "execution token: $token"; fi
 `
 }
 
@@ -427,11 +431,13 @@ echo "A reviewer decides it at $OAKALLOW_URL/approvals/$ref"
 func pythonCall(base string, c *seedCatalog) string {
 	check, approval := sampleCall(c)
 	return `#!/usr/bin/env python3
-# A permission check and an approval request with a standard key.
+# A permission check and an approval request with a standard key; waits for
+# the reviewer's decision and prints the execution token once approved.
 # Run: OAKALLOW_KEY=oak_live_… python3 call.py
 import json
 import os
 import sys
+import time
 import urllib.request
 
 URL = os.environ.get("OAKALLOW_URL", ` + jsonText(base) + `).rstrip("/")
@@ -449,9 +455,15 @@ def call(method, path, body=None):
 verdict = call("POST", "/v1/permissions/check", json.loads(` + jsonText(jsonText(check)) + `))
 print("check:", verdict["permission"], "at level", verdict["level"], verdict["level_name"])
 approval = call("POST", "/v1/approvals", json.loads(` + jsonText(jsonText(approval)) + `))
-status = call("GET", "/v1/approvals/" + approval["reference"])
-print("approval:", approval["reference"], status["status"])
+print("approval:", approval["reference"], approval["status"])
 print("A reviewer decides it at %s/approvals/%s" % (URL, approval["reference"]))
+print("waiting for the decision (as an agent would poll; Ctrl-C stops waiting, the approval stays open)...", flush=True)
+while approval["status"] == "pending":
+    time.sleep(2)
+    approval = call("GET", "/v1/approvals/" + approval["reference"])
+print("status:", approval["status"])
+if approval.get("token"):
+    print("execution token:", approval["token"])
 `
 }
 

@@ -109,14 +109,70 @@ func sh(t *testing.T, interpreter, script string, env ...string) string {
 	return string(out)
 }
 
+// script is a script copied from the dashboard, running in the background
+// as a waiting agent does.
+type script struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  strings.Builder
+	done chan error
+}
+
+func (s *script) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.Write(p)
+}
+
+func (s *script) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.String()
+}
+
+func startScript(t *testing.T, interpreter, text string, env ...string) *script {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "script")
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*walkDeadline)
+	s := &script{t: t, cmd: exec.CommandContext(ctx, interpreter, path), done: make(chan error, 1)}
+	s.cmd.Env = append(os.Environ(), env...)
+	s.cmd.Stdout, s.cmd.Stderr = s, s
+	require.NoError(t, s.cmd.Start())
+	go func() { s.done <- s.cmd.Wait(); cancel() }()
+	t.Cleanup(func() { _ = s.cmd.Process.Kill() })
+	return s
+}
+
+// waitFor waits until the output matches pattern and returns the match.
+func (s *script) waitFor(pattern string) []string {
+	s.t.Helper()
+	re := regexp.MustCompile(pattern)
+	var m []string
+	require.Eventually(s.t, func() bool {
+		m = re.FindStringSubmatch(s.output())
+		return m != nil
+	}, walkDeadline, 20*time.Millisecond, "no %q in:\n%s", pattern, s.output())
+	return m
+}
+
+// wait waits for the script to end, requires success, and returns its output.
+func (s *script) wait() string {
+	s.t.Helper()
+	require.NoError(s.t, <-s.done, s.output())
+	return s.output()
+}
+
 // TestNewUserWalk is `make dev` as a new user meets it, in a real headless
 // Chromium: open the dashboard, sign up with an e-mail code read from the
 // dev mailbox the code page points to, enroll a passkey, see the recovery
 // codes, create an org, two keys, a tool that needs approval, a tenant and a
 // rule, add a webhook channel; run the API Builder's check-and-approval
-// script exactly as the page shows it; the open queue shows the approval,
-// the webhook's link opens it after a passkey sign-in, the passkey approves
-// it and the agent gets its token; another is denied and gets none.
+// script exactly as the page shows it, which waits like an agent; the open
+// queue shows the approval, the webhook's link opens it after a passkey
+// sign-in, the passkey approves it and the script prints the agent's token;
+// another is denied and the script ends without one.
 func TestNewUserWalk(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("curl"); err != nil {
@@ -208,9 +264,8 @@ func TestNewUserWalk(t *testing.T) {
 	out := sh(t, "bash", seed, "OAKALLOW_MANAGEMENT_KEY="+mk)
 	require.Contains(t, out, "exists  /v1/rules (kept)")
 	w.do(chromedp.Navigate(base+"/approvals"), chromedp.WaitVisible(`#queue`))
-	out = sh(t, "bash", call, "OAKALLOW_KEY="+sk)
-	link := regexp.MustCompile(`A reviewer decides it at (\S+/approvals/(REF-[0-9A-Z-]+))`).FindStringSubmatch(out)
-	require.NotNil(t, link, out)
+	agent := startScript(t, "bash", call, "OAKALLOW_KEY="+sk)
+	link := agent.waitFor(`A reviewer decides it at (\S+/approvals/(REF-[0-9A-Z-]+))\n`)
 	require.Equal(t, base+"/approvals/"+link[2], link[1], "the script names the approval's dashboard page")
 	ref := link[2]
 	w.do(chromedp.WaitVisible(`#queue a[href="/approvals/` + ref + `"]`))
@@ -249,17 +304,18 @@ func TestNewUserWalk(t *testing.T) {
 	status, token := approval(ref)
 	require.Equal(t, "approved", status)
 	require.True(t, strings.HasPrefix(token, "oak_tok_"), "the agent gets its token")
+	require.Contains(t, agent.wait(), "\nstatus: approved\nexecution token: "+token+"\n", "the waiting script prints it")
 
 	// Another request, denied: no token.
-	out = sh(t, "bash", call, "OAKALLOW_KEY="+sk)
-	link = regexp.MustCompile(`/approvals/(REF-[0-9A-Z-]+)`).FindStringSubmatch(out)
-	require.NotNil(t, link, out)
+	agent = startScript(t, "bash", call, "OAKALLOW_KEY="+sk)
+	link = agent.waitFor(`/approvals/(REF-[0-9A-Z-]+)\n`)
 	w.do(chromedp.Navigate(base+"/approvals/"+link[1]), chromedp.WaitVisible(`#deny`), chromedp.SendKeys(`#note`, "not now"),
 		chromedp.Click(`#deny`), chromedp.WaitVisible(`ul.evidence`))
 	w.shot("denied")
 	status, token = approval(link[1])
 	require.Equal(t, "denied", status)
 	require.Empty(t, token)
+	require.True(t, strings.HasSuffix(agent.wait(), "\nstatus: denied\n"), "no token")
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
