@@ -197,14 +197,16 @@ func run(duration, warmup time.Duration, concList, opaBin string, agreeN int) er
 	}
 	line, meterErr := loadgen.CheckMetering(ctx, st, boot.TeamID, okChecks.Load(), loadCredit, 5000)
 
-	fmt.Printf("\nfsync of the database's disk (8 KiB write + fdatasync, %d times, as a WAL flush): p50 %s, p99 %s\n", fsync.n, fsync.p50, fsync.p99)
+	fmt.Printf("\nfsync of the database's disk, %d times each, alternating:\n", fsync.wal.n)
+	fmt.Printf("  as a WAL flush (8 KiB overwrite in a preallocated 16 MiB file + fdatasync): p50 %s, p99 %s  ← the target's basis\n", fsync.wal.p50, fsync.wal.p99)
+	fmt.Printf("  as an append (8 KiB appended + fdatasync, also a journal commit of the size): p50 %s, p99 %s\n", fsync.appended.p50, fsync.appended.p99)
 	for i, p := range results {
 		c := levels[i]
 		fmt.Printf("concurrency %2d: oakallow/OPA throughput %.2f× · p50 %s vs %s · p99 %s vs %s\n",
 			c, p.oak.RPS/p.opa.RPS, p.oak.P50, p.opa.P50, p.oak.P99, p.opa.P99)
 		if c == 1 {
-			floor := fsync.p50 + 250*time.Microsecond
-			fmt.Printf("  c=1 target p50 ≤ fsync p50 + 0.25 ms = %s: %s\n", floor, verdict(p.oak.P50 <= floor))
+			floor := fsync.wal.p50 + 250*time.Microsecond
+			fmt.Printf("  c=1 target p50 ≤ WAL-flush fsync p50 + 0.25 ms = %s: %s\n", floor, verdict(p.oak.P50 <= floor))
 		}
 		if c == 16 {
 			fmt.Printf("  c=16 target ≥ 1.2× OPA's decisions/s: %s\n", verdict(p.oak.RPS >= 1.2*p.opa.RPS))

@@ -92,28 +92,119 @@ type fsyncLatency struct {
 	p50, p99 time.Duration
 }
 
-// measureFsync appends 8 KiB (a WAL page) to a file in dir and fdatasyncs
-// it, n times, as PostgreSQL's WAL flush does (wal_sync_method fdatasync,
-// the Linux default), and reports the latency of each write + sync.
-func measureFsync(dir string, n int) (fsyncLatency, error) {
-	f, err := os.CreateTemp(dir, "fsync-")
+func latencyOf(lat []time.Duration) fsyncLatency {
+	slices.Sort(lat)
+	n := len(lat)
+	return fsyncLatency{n: n, p50: lat[n/2].Round(time.Microsecond), p99: lat[n*99/100].Round(time.Microsecond)}
+}
+
+// walSegmentBytes and walPageBytes are a PostgreSQL WAL segment's size (the
+// default wal_segment_size) and one WAL page (XLOG_BLCKSZ).
+const (
+	walSegmentBytes = 16 << 20
+	walPageBytes    = 8192
+)
+
+// fsyncProbe is the disk's cost of a durable write, measured two ways in
+// alternation: as PostgreSQL's WAL flush makes it, and as an append.
+type fsyncProbe struct {
+	// wal: an 8 KiB page overwritten in place, in sequence (wrapping), in a
+	// 16 MiB file zero-filled and fsynced beforehand, then fdatasync — what a
+	// commit's WAL flush does (wal_sync_method fdatasync, the Linux default):
+	// PostgreSQL zero-fills each segment before use (wal_init_zero) and
+	// recycles old ones, so a flush never changes the file's size, and
+	// fdatasync writes the data without a journal commit. This is the floor
+	// of a durable answer, and the c=1 target's basis.
+	wal fsyncLatency
+	// appended: the same page appended instead, so each fdatasync also
+	// commits the file's new size to the file system's journal (ext4:
+	// several times the overwrite's cost). No WAL flush pays that; shown only
+	// because earlier runs reported it as the floor.
+	appended fsyncLatency
+}
+
+// walFile writes as PostgreSQL writes a WAL segment: into a file
+// zero-filled and made durable before use, page after page in place,
+// wrapping at its end (as a recycled segment is reused).
+type walFile struct {
+	f    *os.File
+	size int64 // bytes, a multiple of walPageBytes
+	next int64 // offset of the next page
+}
+
+// newWALFile creates a zero-filled file of size bytes in dir and fsyncs it.
+// Zeros are written (not a sparse file or fallocate, whose unwritten
+// extents the first overwrite would convert: a metadata change), as
+// wal_init_zero does.
+func newWALFile(dir string, size int64) (*walFile, error) {
+	f, err := os.CreateTemp(dir, "fsync-wal-")
 	if err != nil {
-		return fsyncLatency{}, err
+		return nil, err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	page := make([]byte, 8192)
-	lat := make([]time.Duration, n)
+	w := &walFile{f: f, size: size}
+	zeros := make([]byte, min(size, 1<<20))
+	for off := int64(0); off < size; off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), size-off)], off); err != nil {
+			w.close()
+			return nil, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		w.close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// flush overwrites the next page with page and makes it durable with
+// fdatasync: the file's size never changes, so there is no metadata to
+// commit.
+func (w *walFile) flush(page []byte) error {
+	if _, err := w.f.WriteAt(page, w.next); err != nil {
+		return err
+	}
+	w.next = (w.next + int64(len(page))) % w.size
+	return fdatasync(w.f)
+}
+
+func (w *walFile) close() {
+	_ = w.f.Close()
+	_ = os.Remove(w.f.Name())
+}
+
+// measureFsync runs n writes + fdatasync of each kind, alternating, on
+// files in dir (the database's file system).
+func measureFsync(dir string, n int) (fsyncProbe, error) {
+	seg, err := newWALFile(dir, walSegmentBytes)
+	if err != nil {
+		return fsyncProbe{}, err
+	}
+	defer seg.close()
+	app, err := os.CreateTemp(dir, "fsync-append-")
+	if err != nil {
+		return fsyncProbe{}, err
+	}
+	defer os.Remove(app.Name())
+	defer app.Close()
+	page := make([]byte, walPageBytes)
+	for i := range page {
+		page[i] = byte(i*7 + 1) // WAL data, not zeros
+	}
+	wal, appended := make([]time.Duration, n), make([]time.Duration, n)
 	for i := range n {
 		t0 := time.Now()
-		if _, err := f.Write(page); err != nil {
-			return fsyncLatency{}, err
+		if err := seg.flush(page); err != nil {
+			return fsyncProbe{}, err
 		}
-		if err := fdatasync(f); err != nil {
-			return fsyncLatency{}, err
+		wal[i] = time.Since(t0)
+		t0 = time.Now()
+		if _, err := app.Write(page); err != nil {
+			return fsyncProbe{}, err
 		}
-		lat[i] = time.Since(t0)
+		if err := fdatasync(app); err != nil {
+			return fsyncProbe{}, err
+		}
+		appended[i] = time.Since(t0)
 	}
-	slices.Sort(lat)
-	return fsyncLatency{n: n, p50: lat[n/2].Round(time.Microsecond), p99: lat[n*99/100].Round(time.Microsecond)}, nil
+	return fsyncProbe{wal: latencyOf(wal), appended: latencyOf(appended)}, nil
 }
