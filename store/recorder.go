@@ -49,6 +49,12 @@ type RecorderConfig struct {
 	Now func() time.Time
 	// Logger for commit failures. Default: discard.
 	Logger *slog.Logger
+	// ObserveRecord, when set, is called as every Record returns, with how
+	// long the call took: queueing, the commit it ran or waited for (round
+	// trip, statement, WAL flush), the answer. For measurements such as
+	// dev/loadpeers' split of a check's latency; unset, Record reads no
+	// clock for it.
+	ObserveRecord func(took time.Duration)
 }
 
 func (c *RecorderConfig) validate() error {
@@ -163,6 +169,16 @@ func (r *Recorder) CostMicros() int64 { return r.cfg.CostMicros }
 // resolve, for up to ResolveTimeout), so a batch that did commit is reported
 // as committed.
 func (r *Recorder) Record(ctx context.Context, e Entry) error {
+	if observe := r.cfg.ObserveRecord; observe != nil {
+		t0 := time.Now()
+		err := r.record(ctx, e)
+		observe(time.Since(t0))
+		return err
+	}
+	return r.record(ctx, e)
+}
+
+func (r *Recorder) record(ctx context.Context, e Entry) error {
 	select {
 	case <-r.stop:
 		return ErrRecorderStopped

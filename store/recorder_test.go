@@ -446,3 +446,29 @@ func recordOne(s *store.Store, e store.AuditRecord) error {
 	_, err := s.RecordAuditOne(context.Background(), recordOneParams(e))
 	return err
 }
+
+// ObserveRecord sees every Record once, after its commit, with its outcome
+// already decided — also a refused one — and a duration covering the commit.
+func TestRecorderObserveRecordTimesEveryCall(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := devtest.Store(t)
+	seedTeam(t, s, time.Now())
+	var mu sync.Mutex
+	var took []time.Duration
+	rec, err := store.NewRecorder(s, store.RecorderConfig{ObserveRecord: func(d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		took = append(took, d)
+	}})
+	require.NoError(t, err)
+	defer rec.Stop()
+	require.NoError(t, rec.Record(ctx, checkEntry("chk_free", false)))
+	require.ErrorIs(t, rec.Record(ctx, checkEntry("chk_unpaid", true)), store.ErrInsufficientCredits)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, took, 2)
+	for _, d := range took {
+		require.Positive(t, d)
+	}
+}

@@ -19,8 +19,9 @@ type Result struct {
 	Elapsed time.Duration
 	// RPS is successful calls per second.
 	RPS float64
-	// P50 and P99 are latency percentiles of the successful calls.
-	P50, P99 time.Duration
+	// P50 and P99 are latency percentiles of the successful calls, Mean
+	// their average.
+	P50, P99, Mean time.Duration
 }
 
 // Drive calls fn from conc goroutines, each as soon as its previous call
@@ -59,6 +60,11 @@ func Drive(fn func(*rand.Rand) bool, conc int, d time.Duration) Result {
 	res.RPS = float64(len(lat)) / res.Elapsed.Seconds()
 	if len(lat) > 0 {
 		slices.Sort(lat)
+		var sum time.Duration
+		for _, l := range lat {
+			sum += l
+		}
+		res.Mean = (sum / time.Duration(len(lat))).Round(time.Microsecond)
 		res.P50 = lat[len(lat)/2].Round(time.Microsecond)
 		res.P99 = lat[len(lat)*99/100].Round(time.Microsecond)
 	}

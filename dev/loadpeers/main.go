@@ -31,6 +31,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -129,11 +130,17 @@ func run(duration, warmup time.Duration, concList, opaBin string, agreeN int) er
 		return err
 	}
 
+	// PostgreSQL times its own WAL writes and flushes for the split
+	// (pg_stat_wal; two clock readings per write and per flush).
+	if _, err := st.Pool.Exec(ctx, "ALTER DATABASE loadpeers SET track_wal_io_timing = on"); err != nil {
+		return err
+	}
 	oak, err := startOakallow(dbURL, boot.StandardKey)
 	if err != nil {
 		return err
 	}
 	defer oak.stop()
+	oak.db = st
 	opa, err := startOPA(ctx, opaBin, dir, org)
 	if err != nil {
 		return err
@@ -141,6 +148,10 @@ func run(duration, warmup time.Duration, concList, opaBin string, agreeN int) er
 	defer opa.stop()
 
 	fsync, err := measureFsync(dir, 500)
+	if err != nil {
+		return err
+	}
+	flush, err := measureCommitFlush(ctx, st, 400)
 	if err != nil {
 		return err
 	}
@@ -207,6 +218,7 @@ func run(duration, warmup time.Duration, concList, opaBin string, agreeN int) er
 		if c == 1 {
 			floor := fsync.wal.p50 + 250*time.Microsecond
 			fmt.Printf("  c=1 target p50 ≤ WAL-flush fsync p50 + 0.25 ms = %s: %s\n", floor, verdict(p.oak.P50 <= floor))
+			printSplit(p.oak, flush)
 		}
 		if c == 16 {
 			fmt.Printf("  c=16 target ≥ 1.2× OPA's decisions/s: %s\n", verdict(p.oak.RPS >= 1.2*p.opa.RPS))
@@ -293,6 +305,11 @@ type phase struct {
 	allocs     float64 // heap allocations per successful request, server process
 	cpu, pgCPU float64 // CPU µs per successful request: server process; PostgreSQL
 	noAllocs   bool    // the server's /metrics did not say
+	// split is the server process's timings of the phase (oakallow).
+	split split
+	// wal is PostgreSQL's own count and timing of its WAL writes and
+	// flushes during the phase (oakallow).
+	wal walStats
 }
 
 func (p phase) print(engine string, conc int) {
@@ -309,6 +326,16 @@ func (p phase) print(engine string, conc int) {
 // measure drives s with fn and reads the server's allocations and CPU (and
 // PostgreSQL's, for oakallow) before and after.
 func measure(s *server, fn func(*rand.Rand) bool, conc int, d time.Duration) (phase, error) {
+	var wal0 walStats
+	if s.timings != "" {
+		if err := resetSplit(http.DefaultClient, s.timings); err != nil {
+			return phase{}, err
+		}
+		var err error
+		if wal0, err = readWALStats(s.db); err != nil {
+			return phase{}, err
+		}
+	}
 	m0, okM0 := s.mallocs()
 	c0, pg0 := cpuTicks(s.cmd.Process.Pid), 0.0
 	if s.withPG {
@@ -321,6 +348,17 @@ func measure(s *server, fn func(*rand.Rand) bool, conc int, d time.Duration) (ph
 	if res.OK == 0 {
 		return p, fmt.Errorf("%s answered no request at concurrency %d", s.name, conc)
 	}
+	if s.timings != "" {
+		var err error
+		if p.split, err = fetchSplit(http.DefaultClient, s.timings); err != nil {
+			return p, err
+		}
+		wal1, err := readWALStats(s.db)
+		if err != nil {
+			return p, err
+		}
+		p.wal = wal1.since(wal0)
+	}
 	n := float64(res.OK)
 	p.allocs = (m1 - m0) / n
 	p.cpu = (c1 - c0) * ticksToMicros / n
@@ -332,11 +370,17 @@ func measure(s *server, fn func(*rand.Rand) bool, conc int, d time.Duration) (ph
 
 // server is one engine's server process.
 type server struct {
-	name   string
-	cmd    *exec.Cmd
-	base   string
-	key    string // API key, oakallow only
-	withPG bool   // its CPU per request includes PostgreSQL's
+	name string
+	cmd  *exec.Cmd
+	base string
+	key  string // API key, oakallow only
+	// timings is the base URL of the server process's timings (split.go),
+	// oakallow only.
+	timings string
+	// db is the run's database, to read pg_stat_wal around a phase
+	// (oakallow only).
+	db     *store.Store
+	withPG bool // its CPU per request includes PostgreSQL's
 	// logFile is where OPA writes its log, decision log included.
 	logFile string
 	done    chan struct{}
@@ -405,18 +449,21 @@ func startOakallow(dbURL, key string) (*server, error) {
 		s.stop()
 		return nil, errors.New("the oakallow server did not start")
 	}
-	addr, ok := strings.CutPrefix(sc.Text(), "listening on ")
-	if !ok {
+	addrs, ok := strings.CutPrefix(sc.Text(), "listening on ")
+	addr, timingsAddr, ok2 := strings.Cut(addrs, " timings ")
+	if !ok || !ok2 {
 		s.stop()
 		return nil, fmt.Errorf("the oakallow server's greeting: %q", sc.Text())
 	}
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	s.base, s.key = "http://"+addr, key
+	s.base, s.key, s.timings = "http://"+addr, key, "http://"+timingsAddr
 	return s, nil
 }
 
 // serve is the oakallow server process: it serves the API on a loopback
-// port, prints "listening on <address>" on standard output, and stops, draining its audit commits, when standard
+// port, timing each request at its socket and each audit commit (split.go),
+// prints "listening on <address> timings <address>" on standard output,
+// and stops, draining its audit commits, when standard
 // input closes or on SIGTERM.
 func serve() error {
 	ctx := context.Background()
@@ -430,14 +477,25 @@ func serve() error {
 	if err != nil {
 		return err
 	}
-	srv, err := api.NewServer(api.Config{Addr: "127.0.0.1:0"}, api.Deps{Store: st, Keyring: kr, SecretBox: box, Logger: logger})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	tln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	t := &timings{}
+	go t.serveTimings(tln)
+	srv, err := api.NewServer(api.Config{Addr: ln.Addr().String(), Listener: timedListener{Listener: ln, t: t}},
+		api.Deps{Store: st, Keyring: kr, SecretBox: box, Logger: logger, Recorder: store.RecorderConfig{ObserveRecord: t.observeRecord}})
 	if err != nil {
 		return err
 	}
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
-	fmt.Println("listening on " + srv.Addr())
+	fmt.Println("listening on " + srv.Addr() + " timings " + tln.Addr().String())
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	eof := make(chan struct{})
