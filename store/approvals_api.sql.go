@@ -11,6 +11,80 @@ import (
 	"time"
 )
 
+const claimUnstartedApprovals = `-- name: ClaimUnstartedApprovals :many
+UPDATE approvals SET updated_at = $1
+WHERE id IN (
+    SELECT u.id FROM approvals u
+    WHERE u.projection_seq = 0 AND u.status = 'pending' AND u.updated_at < $2
+    ORDER BY u.updated_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, org_id, reference, tool_id, tool_name, tenant_id, tenant_name, resource, method, parameters, params_hash, reasoning, context, reference_id, status, level, two_levels, level_timeout_seconds, expires_at, created_at, updated_at, decided_at, workflow_id, workflow_run_id, projection_seq, created_by_kind, created_by_id, token_id
+`
+
+type ClaimUnstartedApprovalsParams struct {
+	ClaimedAt time.Time
+	Before    time.Time
+	RowLimit  int32
+}
+
+// Claims up to @row_limit approvals that no workflow has projected yet and
+// that nothing touched since @before (oldest first), for the worker's start
+// reconciler: claiming moves updated_at to @claimed_at, so other workers
+// skip them (and SKIP LOCKED skips rows another worker is claiming) until
+// the claim is as old as @before is now. A worker that dies after claiming
+// delays the rows by one pass, and loses none. A projection that commits
+// first takes the row out of the predicate, which FOR UPDATE re-checks.
+func (q *Queries) ClaimUnstartedApprovals(ctx context.Context, arg ClaimUnstartedApprovalsParams) ([]Approval, error) {
+	rows, err := q.db.Query(ctx, claimUnstartedApprovals, arg.ClaimedAt, arg.Before, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Approval{}
+	for rows.Next() {
+		var i Approval
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrgID,
+			&i.Reference,
+			&i.ToolID,
+			&i.ToolName,
+			&i.TenantID,
+			&i.TenantName,
+			&i.Resource,
+			&i.Method,
+			&i.Parameters,
+			&i.ParamsHash,
+			&i.Reasoning,
+			&i.Context,
+			&i.ReferenceID,
+			&i.Status,
+			&i.Level,
+			&i.TwoLevels,
+			&i.LevelTimeoutSeconds,
+			&i.ExpiresAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.DecidedAt,
+			&i.WorkflowID,
+			&i.WorkflowRunID,
+			&i.ProjectionSeq,
+			&i.CreatedByKind,
+			&i.CreatedByID,
+			&i.TokenID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const completeIdempotencyKey = `-- name: CompleteIdempotencyKey :exec
 UPDATE idempotency_keys SET status_code = $3, response = $4
 WHERE principal_id = $1 AND key = $2 AND status_code = 0
@@ -98,6 +172,37 @@ type DeleteUnstartedApprovalParams struct {
 // workflow has touched (still pending, nothing projected, no decision) goes.
 func (q *Queries) DeleteUnstartedApproval(ctx context.Context, arg DeleteUnstartedApprovalParams) (int64, error) {
 	result, err := q.db.Exec(ctx, deleteUnstartedApproval, arg.OrgID, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const endUnstartedApproval = `-- name: EndUnstartedApproval :execrows
+UPDATE approvals SET status = 'expired', decided_at = $1::timestamptz, updated_at = $1::timestamptz, projection_seq = $2
+WHERE org_id = $3 AND id = $4 AND projection_seq = 0 AND status = 'pending'
+`
+
+type EndUnstartedApprovalParams struct {
+	EndedAt time.Time
+	Seq     int32
+	OrgID   string
+	ID      string
+}
+
+// Ends, as expired, an approval whose workflow closed without ever
+// projecting it (terminated or failed before its first projection): no
+// workflow will ever decide it, so the tool must not run. projection_seq
+// moves to the final transitions' sequence, so a late projection of the
+// creation (a reset run) cannot make it pending again. Only a row still
+// unprojected changes.
+func (q *Queries) EndUnstartedApproval(ctx context.Context, arg EndUnstartedApprovalParams) (int64, error) {
+	result, err := q.db.Exec(ctx, endUnstartedApproval,
+		arg.EndedAt,
+		arg.Seq,
+		arg.OrgID,
+		arg.ID,
+	)
 	if err != nil {
 		return 0, err
 	}

@@ -63,12 +63,23 @@ const (
 	sweepBatch    = 500
 )
 
+// Start reconciler settings: on the same ticks the worker starts the workflows of
+// approvals that were committed but never started and that nothing touched for
+// StartRecoveryAfter (activities.RecoverUnstartedApprovals). StartRecoveryAfter is
+// well above the longest the API may still be starting or withdrawing an approval
+// after committing it (runtime: the start, a describe and the withdrawal, each on its
+// own deadline, about 40 s in all), so a start under way is never raced.
+const (
+	StartRecoveryAfter = 2 * time.Minute
+	recoverBatch       = 100
+)
+
 // DrainTimeout bounds how long Stop waits for the direct delivery attempts under
 // way (activities.Activities.Close); those still running are left to the sweep.
 const DrainTimeout = 10 * time.Second
 
 // WithSweepInterval changes how often the worker sweeps stranded
-// deliveries (tests); 0 turns the sweeper off.
+// deliveries and unstarted approvals (tests); 0 turns the sweeper off.
 func WithSweepInterval(d time.Duration) Option {
 	return func(o *options) { o.sweep = &d }
 }
@@ -143,9 +154,11 @@ func (w *Worker) Start() error {
 }
 
 // sweepLoop periodically starts the delivery workflows of stranded
-// deliveries (see activities.SweepStrandedDeliveries). Several workers
-// sweeping at once is harmless: each claims its rows exclusively, and starting
-// a delivery workflow is idempotent.
+// deliveries (see activities.SweepStrandedDeliveries) and the approval
+// workflows of approvals committed but never started (see
+// activities.RecoverUnstartedApprovals). Several workers sweeping at once is
+// harmless: each claims its rows exclusively, starting a delivery workflow is
+// idempotent, and an approval's workflow is created by one start only.
 func (w *Worker) sweepLoop(ctx context.Context) {
 	defer close(w.swept)
 	if w.sweep <= 0 {
@@ -161,6 +174,10 @@ func (w *Worker) sweepLoop(ctx context.Context) {
 			n, err := w.acts.SweepStrandedDeliveries(ctx, SweepAfter, sweepBatch)
 			if err != nil && ctx.Err() == nil {
 				w.logger.Warn("Delivery sweep", "looked_at", n, "error", err)
+			}
+			n, err = w.acts.RecoverUnstartedApprovals(ctx, StartRecoveryAfter, recoverBatch)
+			if err != nil && ctx.Err() == nil {
+				w.logger.Warn("Unstarted approval sweep", "looked_at", n, "error", err)
 			}
 		}
 	}

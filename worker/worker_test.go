@@ -112,12 +112,18 @@ func newWorld(t *testing.T) *world {
 // gets new ones: Worker.Stop closes the old ones' direct attempts).
 func (w *world) newActivities() *activities.Activities {
 	w.t.Helper()
+	return w.newActivitiesOn(w.tc)
+}
+
+// newActivitiesOn is newActivities whose Temporal calls go to tc.
+func (w *world) newActivitiesOn(tc client.Client) *activities.Activities {
+	w.t.Helper()
 	hc, err := notify.NewHTTPClient(notify.HTTPClientConfig{AllowInsecure: true, AllowPrivateAddresses: true})
 	require.NoError(w.t, err)
 	n, err := notify.New(notify.Config{HTTPClient: hc, Scrub: pii.Scrub})
 	require.NoError(w.t, err)
 	acts, err := activities.New(activities.Deps{
-		Store: w.st, Keyring: w.kr, Temporal: w.tc, Notifier: n, HTTPClient: hc, SecretBox: w.box,
+		Store: w.st, Keyring: w.kr, Temporal: tc, Notifier: n, HTTPClient: hc, SecretBox: w.box,
 		PublicURL: "https://oak.example.com", TaskQueue: w.queue,
 		DeliveryRetry: workflows.DeliveryInput{InitialInterval: 200 * time.Millisecond, MaximumInterval: time.Second},
 	})
@@ -173,9 +179,22 @@ func (w *world) startApproval() (workflows.ApprovalInput, client.WorkflowRun) {
 // deadline: it was created an hour before it.
 func (w *world) startApprovalExpiring(deadline time.Time) (workflows.ApprovalInput, client.WorkflowRun) {
 	w.t.Helper()
+	in := w.insertApproval(deadline.Add(-time.Hour), time.Hour)
+	opts := workflows.StartWorkflowOptions(in)
+	opts.TaskQueue = w.queue
+	run, err := w.tc.ExecuteWorkflow(context.Background(), opts, workflows.ApprovalWorkflowName, in)
+	require.NoError(w.t, err)
+	return in, run
+}
+
+// insertApproval inserts a pending approval created at createdAt, waiting timeout per
+// level, as the API does before it starts the workflow, and returns the workflow input
+// the API builds for it.
+func (w *world) insertApproval(createdAt time.Time, timeout time.Duration) workflows.ApprovalInput {
+	w.t.Helper()
 	in := workflows.ApprovalInput{
 		ApprovalID: store.NewID("apr"), Reference: newRef(), OrgID: w.orgID, ToolName: "refund_payment",
-		TenantID: w.tenant, LevelTimeout: time.Hour, CreatedAt: deadline.Add(-time.Hour).UTC().Truncate(time.Millisecond),
+		TenantID: w.tenant, LevelTimeout: timeout, CreatedAt: createdAt.UTC().Truncate(time.Millisecond),
 	}
 	params := json.RawMessage(`{"customer":"` + secretParam + `","amount":125}`)
 	hash, err := tokens.HashParameters(params)
@@ -184,14 +203,10 @@ func (w *world) startApprovalExpiring(deadline time.Time) (workflows.ApprovalInp
 		parameters, params_hash, reasoning, status, level, two_levels, level_timeout_seconds, expires_at,
 		created_at, updated_at, workflow_id, created_by_kind, created_by_id)
 		VALUES ($1, $2, $3, $4, 'refund_payment', $5, $6, 'payments-db', 'write', $7, $8, $9, 'pending', 1, false,
-		3600, $10, $11, $11, $3, 'api_key', 'key_1')`,
+		$10, $11, $12, $12, $3, 'api_key', 'key_1')`,
 		in.ApprovalID, w.orgID, in.Reference, w.toolID, w.tenant, tenantName, params, hash, reason,
-		in.CreatedAt.Add(in.LevelTimeout), in.CreatedAt)
-	opts := workflows.StartWorkflowOptions(in)
-	opts.TaskQueue = w.queue
-	run, err := w.tc.ExecuteWorkflow(context.Background(), opts, workflows.ApprovalWorkflowName, in)
-	require.NoError(w.t, err)
-	return in, run
+		int32(timeout/time.Second), in.CreatedAt.Add(in.LevelTimeout), in.CreatedAt)
+	return in
 }
 
 func newRef() string {

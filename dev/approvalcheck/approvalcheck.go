@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
@@ -36,6 +37,12 @@ type Report struct {
 	// Events counts the workflow's history events by type (what the approval cost
 	// Temporal; dev/loadapprovals prints the totals).
 	Events map[enumspb.EventType]int
+	// Unstarted is set when PostgreSQL holds the approval but no workflow ever ran it:
+	// its row was committed and its workflow never started (the API's process was lost
+	// in between, or the start failed and so did the withdrawal). The worker's start
+	// reconciler starts such a workflow once the row is worker.StartRecoveryAfter old;
+	// until then it is a problem, reported at once rather than waited for.
+	Unstarted bool
 }
 
 // Err is nil when the invariant holds, else an error listing every problem.
@@ -55,6 +62,16 @@ func (r *Report) problem(format string, args ...any) {
 // are in the Report.
 func Check(ctx context.Context, db *pgxpool.Pool, tc client.Client, ref string) (Report, error) {
 	rep := Report{Reference: ref}
+	unstarted, err := isUnstarted(ctx, db, tc, ref)
+	if err != nil {
+		return rep, err
+	}
+	if unstarted {
+		// There is no workflow to wait for, and none will close by itself.
+		rep.Unstarted = true
+		rep.problem("PostgreSQL holds a pending approval that no workflow ever ran: its row was committed and its workflow never started (the worker's start reconciler starts it)")
+		return rep, nil
+	}
 	if err := tc.GetWorkflow(ctx, ref, "").Get(ctx, &rep.State); err != nil {
 		if ctx.Err() != nil {
 			return rep, fmt.Errorf("wait for workflow %s: %w", ref, err)
@@ -74,6 +91,28 @@ func Check(ctx context.Context, db *pgxpool.Pool, tc client.Client, ref string) 
 	}
 	compare(&rep, accepted, pg)
 	return rep, nil
+}
+
+// isUnstarted reports whether ref's row is pending and unprojected while Temporal has
+// no workflow with its id.
+func isUnstarted(ctx context.Context, db *pgxpool.Pool, tc client.Client, ref string) (bool, error) {
+	var unprojected bool
+	err := db.QueryRow(ctx, `SELECT projection_seq = 0 AND status = 'pending' FROM approvals WHERE reference = $1`, ref).Scan(&unprojected)
+	if err != nil {
+		return false, fmt.Errorf("load approval %s: %w", ref, err)
+	}
+	if !unprojected {
+		return false, nil
+	}
+	_, err = tc.DescribeWorkflowExecution(ctx, ref, "")
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("describe workflow %s: %w", ref, err)
+	}
+	return false, nil
 }
 
 // acceptedDecisions are the decide Updates the workflow's history accepted, in order.

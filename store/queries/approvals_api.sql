@@ -169,3 +169,31 @@ RETURNING principal_id;
 
 -- name: GetTokenOfOrg :one
 SELECT * FROM execution_tokens WHERE org_id = $1 AND id = $2;
+
+-- name: ClaimUnstartedApprovals :many
+-- Claims up to @row_limit approvals that no workflow has projected yet and
+-- that nothing touched since @before (oldest first), for the worker's start
+-- reconciler: claiming moves updated_at to @claimed_at, so other workers
+-- skip them (and SKIP LOCKED skips rows another worker is claiming) until
+-- the claim is as old as @before is now. A worker that dies after claiming
+-- delays the rows by one pass, and loses none. A projection that commits
+-- first takes the row out of the predicate, which FOR UPDATE re-checks.
+UPDATE approvals SET updated_at = @claimed_at
+WHERE id IN (
+    SELECT u.id FROM approvals u
+    WHERE u.projection_seq = 0 AND u.status = 'pending' AND u.updated_at < @before
+    ORDER BY u.updated_at
+    LIMIT @row_limit
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING *;
+
+-- name: EndUnstartedApproval :execrows
+-- Ends, as expired, an approval whose workflow closed without ever
+-- projecting it (terminated or failed before its first projection): no
+-- workflow will ever decide it, so the tool must not run. projection_seq
+-- moves to the final transitions' sequence, so a late projection of the
+-- creation (a reset run) cannot make it pending again. Only a row still
+-- unprojected changes.
+UPDATE approvals SET status = 'expired', decided_at = @ended_at::timestamptz, updated_at = @ended_at::timestamptz, projection_seq = @seq
+WHERE org_id = @org_id AND id = @id AND projection_seq = 0 AND status = 'pending';
