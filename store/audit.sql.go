@@ -304,7 +304,8 @@ type RecordAuditBatchParams struct {
 
 // One group commit: see migrations/003_record_audit_batch.sql, fenced first
 // as migrations/010_fence_audit_batches.sql explains (a CTE calling a volatile
-// function is evaluated once, before the outer query reads its row).
+// function is evaluated once, before the outer query reads its row); each
+// team's calls charged by migrations/031_charge_calls.sql.
 func (q *Queries) RecordAuditBatch(ctx context.Context, arg RecordAuditBatchParams) ([]bool, error) {
 	row := q.db.QueryRow(ctx, recordAuditBatch,
 		arg.Ids,
@@ -360,7 +361,8 @@ type RecordAuditOneParams struct {
 }
 
 // A group commit of one entry (every commit at concurrency 1): see
-// migrations/029_record_audit_one.sql, which fences it as well.
+// migrations/029_record_audit_one.sql, which fences it as well; charged by
+// migrations/031_charge_calls.sql, as a batch's calls are.
 func (q *Queries) RecordAuditOne(ctx context.Context, arg RecordAuditOneParams) (bool, error) {
 	row := q.db.QueryRow(ctx, recordAuditOne,
 		arg.ID,

@@ -2,11 +2,9 @@ package store_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"oakallow/dev/devtest"
@@ -122,114 +120,4 @@ func TestRecorderLowBalanceAlertOncePerCrossing(t *testing.T) {
 	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT balance_micros, threshold_micros FROM credit_alerts WHERE team_id = 'team_1' ORDER BY created_at DESC, id LIMIT 1").Scan(&balance, &threshold))
 	require.Equal(t, int64(2*5000), balance)
 	require.Equal(t, int64(3*5000), threshold)
-}
-
-// A batch of one entry takes its own path in oakallow_record_audit_batch
-// (migration 024: no grouping by team). For every state a balance can be in,
-// one billable call committed alone must be charged, refused, metered and
-// alerted exactly as the same call in a batch of two, which takes the
-// general path (the second entry, another team's and not billable, changes
-// no charge) — and as RecordAuditOne (migration 029), the recorder's
-// statement for every one-entry commit, charges it.
-func TestOneEntryBatchChargesAsTheGeneralPath(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	s := devtest.Store(t)
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	require.NoError(t, s.CreateTeam(ctx, store.CreateTeamParams{ID: "team_other", Name: "o", CreatedAt: now}))
-	type balance struct {
-		free, purchased int64
-		expires         time.Time
-		alerted         bool
-	}
-	var balances []*balance // nil: no balance row
-	balances = append(balances, nil)
-	for _, free := range []int64{0, 4999, 5000, 12000} {
-		for _, expires := range []time.Time{now.Add(-time.Second), now, now.Add(time.Hour)} {
-			for _, purchased := range []int64{-7000, 0, 4999, 5000, 9000} {
-				for _, alerted := range []bool{false, true} {
-					balances = append(balances, &balance{free, purchased, expires, alerted})
-				}
-			}
-		}
-	}
-	type outcome struct {
-		Charged                       bool
-		Free, Purchased, Calls, Spent int64
-		Alerted                       bool
-		Outcome                       string
-		Billable                      bool
-		Cost                          int64
-		Alerts                        []string
-	}
-	commit := func(team string, b *balance, cost int64, enforce bool, threshold int64, others int) outcome {
-		require.NoError(t, s.CreateTeam(ctx, store.CreateTeamParams{ID: team, Name: "t", CreatedAt: now}))
-		if b != nil {
-			_, err := s.Pool.Exec(ctx, `INSERT INTO team_balances (team_id, free_micros, free_expires_at, purchased_micros, low_balance_alerted)
-VALUES ($1, $2, $3, $4, $5)`, team, b.free, b.expires, b.purchased, b.alerted)
-			require.NoError(t, err)
-		}
-		id := store.NewID("chk")
-		p := store.RecordAuditBatchParams{Cost: cost, Now: now, Enforce: enforce, LowThreshold: threshold}
-		add := func(id, team string, billable bool) {
-			p.Ids, p.OrgIds, p.TeamIds = append(p.Ids, id), append(p.OrgIds, "org_x"), append(p.TeamIds, team)
-			p.OccurredAt, p.ActorKinds, p.ActorIds = append(p.OccurredAt, now), append(p.ActorKinds, "api_key"), append(p.ActorIds, "key_1")
-			p.Kinds, p.Subjects, p.Outcomes = append(p.Kinds, "permission.check"), append(p.Subjects, "s"), append(p.Outcomes, "allowed")
-			p.Tools, p.Tenants, p.Billable = append(p.Tools, "t"), append(p.Tenants, "acme"), append(p.Billable, billable)
-			p.Details = append(p.Details, []byte(`{"n":1}`))
-		}
-		add(id, team, true)
-		for range others {
-			add(store.NewID("chk"), "team_other", false)
-		}
-		var o outcome
-		if others < 0 { // the one-entry statement
-			var err error
-			o.Charged, err = s.RecordAuditOne(ctx, store.RecordAuditOneParams{ID: id, OrgID: p.OrgIds[0], TeamID: team,
-				OccurredAt: now, ActorKind: p.ActorKinds[0], ActorID: p.ActorIds[0], Kind: p.Kinds[0], Subject: p.Subjects[0],
-				Outcome: p.Outcomes[0], Tool: p.Tools[0], Tenant: p.Tenants[0], Billable: true, Details: p.Details[0],
-				Cost: cost, Now: now, Enforce: enforce, LowThreshold: threshold})
-			require.NoError(t, err)
-		} else {
-			charged, err := s.RecordAuditBatch(ctx, p)
-			require.NoError(t, err)
-			require.Len(t, charged, 1+others)
-			o.Charged = charged[0]
-		}
-		err := s.Pool.QueryRow(ctx, `SELECT free_micros, purchased_micros, billed_calls, billed_micros, low_balance_alerted
-FROM team_balances WHERE team_id = $1`, team).Scan(&o.Free, &o.Purchased, &o.Calls, &o.Spent, &o.Alerted)
-		if b == nil && enforce {
-			require.ErrorIs(t, err, pgx.ErrNoRows)
-		} else {
-			require.NoError(t, err)
-		}
-		require.NoError(t, s.Pool.QueryRow(ctx, `SELECT outcome, billable, cost_micros FROM audit_events WHERE id = $1`, id).
-			Scan(&o.Outcome, &o.Billable, &o.Cost))
-		rows, err := s.Pool.Query(ctx, `SELECT id = 'cal_' || md5($2) || '', balance_micros, threshold_micros, created_at = $3
-FROM credit_alerts WHERE team_id = $1`, team, id, now)
-		require.NoError(t, err)
-		for rows.Next() {
-			var sameID, sameTime bool
-			var bal, thr int64
-			require.NoError(t, rows.Scan(&sameID, &bal, &thr, &sameTime))
-			o.Alerts = append(o.Alerts, fmt.Sprint(sameID, bal, thr, sameTime))
-		}
-		require.NoError(t, rows.Err())
-		return o
-	}
-	n := 0
-	for _, b := range balances {
-		for _, cost := range []int64{0, 5000} {
-			for _, enforce := range []bool{true, false} {
-				for _, threshold := range []int64{0, 5000, 10000} {
-					n++
-					alone := commit(fmt.Sprintf("team_a%d", n), b, cost, enforce, threshold, 0)
-					inBatch := commit(fmt.Sprintf("team_b%d", n), b, cost, enforce, threshold, 1)
-					one := commit(fmt.Sprintf("team_c%d", n), b, cost, enforce, threshold, -1)
-					require.Equal(t, inBatch, alone, "balance %+v, cost %d, enforce %v, threshold %d", b, cost, enforce, threshold)
-					require.Equal(t, inBatch, one, "RecordAuditOne: balance %+v, cost %d, enforce %v, threshold %d", b, cost, enforce, threshold)
-				}
-			}
-		}
-	}
 }

@@ -201,7 +201,8 @@ type CreateCreditGrantParams struct {
 
 // Prepaid credit: credit_grants records every credit added (free or
 // purchased); team_balances holds what is spendable now and what has been
-// billed. Charging happens in oakallow_record_audit_batch.
+// billed. Charging happens in oakallow_charge_calls (migrations/031_charge_calls.sql),
+// called by the audit commit.
 // Records a grant (deduplicated by source, e.g. a Checkout) and adds it to
 // the team's balance, in one statement; 0 rows when the source was granted
 // already. Free credit: the bucket keeps the unexpired amount plus the new

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"oakallow/dev/devtest"
 	"oakallow/store"
 )
@@ -34,15 +36,24 @@ func BenchmarkRecordSerial(b *testing.B) {
 }
 
 // BenchmarkRecordBatch measures one group commit of n billable entries
-// (fsync off: the statement's own cost).
+// (fsync off: the statement's own cost), on one connection, with what each
+// costs PostgreSQL (see meterBackend).
+//
+//	go test -p 1 ./store -run '^$' -bench 'BenchmarkOneEntryCommit|BenchmarkRecordBatch' -benchtime 3000x -count 3
 func BenchmarkRecordBatch(b *testing.B) {
 	for _, n := range []int{1, 16, 64} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ctx := context.Background()
 			s := benchStore(b)
-			now := time.Now()
+			conn, err := s.Pool.Acquire(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Release()
+			q := store.New(store.DB(conn))
 			details := []byte(`{"level":3,"level_name":"org_tool_method","scope":"org","rule_id":"rule_abcdefghijklmnopqrst","method":"send","reason":"load test","parameters_hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","parameters":{"n":17}}`)
-			for b.Loop() {
+			commit := func() {
+				now := time.Now()
 				p := store.RecordAuditBatchParams{Cost: 5000, Now: now, Enforce: true}
 				for range n {
 					p.Ids = append(p.Ids, store.NewID("chk"))
@@ -59,10 +70,17 @@ func BenchmarkRecordBatch(b *testing.B) {
 					p.Billable = append(p.Billable, true)
 					p.Details = append(p.Details, details)
 				}
-				if _, err := s.RecordAuditBatch(ctx, p); err != nil {
+				if _, err := q.RecordAuditBatch(ctx, p); err != nil {
 					b.Fatal(err)
 				}
 			}
+			commit() // prepares the statement
+			report := meterBackend(b, conn)
+			for b.Loop() {
+				commit()
+			}
+			b.StopTimer()
+			report()
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/entry")
 		})
 	}
@@ -114,13 +132,11 @@ func benchStore(b *testing.B) *store.Store {
 }
 
 // BenchmarkOneEntryCommit compares the two statements a one-entry commit
-// can take, on one connection, by what they cost PostgreSQL: the server
-// process's CPU per commit (backend-µs/op, read from /proc, so only when the
-// server runs on this machine and its /proc is readable) and the WAL each
-// commit writes (wal-B/op). The test cluster runs with fsync off, so this
-// is the statement without the WAL flush, which is the same for both.
+// can take, on one connection, by what they cost PostgreSQL (see
+// meterBackend). The test cluster runs with fsync off, so this is the
+// statement without the WAL flush, which is the same for both.
 //
-//	go test ./store -run '^$' -bench BenchmarkOneEntryCommit -benchtime 3000x -count 3
+//	go test -p 1 ./store -run '^$' -bench 'BenchmarkOneEntryCommit|BenchmarkRecordBatch' -benchtime 3000x -count 3
 func BenchmarkOneEntryCommit(b *testing.B) {
 	details := []byte(`{"level":3,"level_name":"org_tool_method","scope":"org","rule_id":"rule_abcdefghijklmnopqrst","method":"send","reason":"load test","parameters_hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","parameters":{"n":17}}`)
 	for _, form := range []string{"RecordAuditBatch", "RecordAuditOne"} {
@@ -133,16 +149,6 @@ func BenchmarkOneEntryCommit(b *testing.B) {
 			}
 			defer conn.Release()
 			q := store.New(store.DB(conn))
-			var pid int
-			if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
-				b.Fatal(err)
-			}
-			wal := func() (lsn int64) {
-				if err := conn.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn() - '0/0'`).Scan(&lsn); err != nil {
-					b.Fatal(err)
-				}
-				return lsn
-			}
 			commit := func(id string, now time.Time) error {
 				if form == "RecordAuditOne" {
 					_, err := q.RecordAuditOne(ctx, store.RecordAuditOneParams{ID: id, OrgID: "org_1", TeamID: "team_1",
@@ -161,20 +167,43 @@ func BenchmarkOneEntryCommit(b *testing.B) {
 			if err := commit(store.NewID("chk"), time.Now()); err != nil { // prepares the statement
 				b.Fatal(err)
 			}
-			cpu0, cpuOK := processCPU(pid)
-			wal0 := wal()
+			report := meterBackend(b, conn)
 			for b.Loop() {
 				if err := commit(store.NewID("chk"), time.Now()); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.StopTimer()
-			walBytes := wal() - wal0
-			if cpu1, ok := processCPU(pid); ok && cpuOK {
-				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "backend-µs/op")
-			}
-			b.ReportMetric(float64(walBytes)/float64(b.N), "wal-B/op")
+			report()
 		})
+	}
+}
+
+// meterBackend starts measuring what the operations on conn cost
+// PostgreSQL; the function it returns reports, per op since then, the
+// server process's CPU (backend-µs/op, read from /proc, so only when the
+// server runs on this machine and its /proc is readable) and the WAL
+// written (wal-B/op).
+func meterBackend(b *testing.B, conn *pgxpool.Conn) (report func()) {
+	ctx := context.Background()
+	var pid int
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		b.Fatal(err)
+	}
+	wal := func() (lsn int64) {
+		if err := conn.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn() - '0/0'`).Scan(&lsn); err != nil {
+			b.Fatal(err)
+		}
+		return lsn
+	}
+	cpu0, cpuOK := processCPU(pid)
+	wal0 := wal()
+	return func() {
+		walBytes := wal() - wal0
+		if cpu1, ok := processCPU(pid); ok && cpuOK {
+			b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "backend-µs/op")
+		}
+		b.ReportMetric(float64(walBytes)/float64(b.N), "wal-B/op")
 	}
 }
 

@@ -56,7 +56,8 @@ FROM audit_events a WHERE a.team_id = $1 AND a.billable
 -- name: RecordAuditBatch :one
 -- One group commit: see migrations/003_record_audit_batch.sql, fenced first
 -- as migrations/010_fence_audit_batches.sql explains (a CTE calling a volatile
--- function is evaluated once, before the outer query reads its row).
+-- function is evaluated once, before the outer query reads its row); each
+-- team's calls charged by migrations/031_charge_calls.sql.
 WITH opened AS (SELECT oakallow_open_audit_batch((@ids::text[])[1]))
 SELECT oakallow_record_audit_batch(
     @ids::text[], @org_ids::text[], @team_ids::text[], @occurred_at::timestamptz[],
@@ -67,7 +68,8 @@ SELECT oakallow_record_audit_batch(
 
 -- name: RecordAuditOne :one
 -- A group commit of one entry (every commit at concurrency 1): see
--- migrations/029_record_audit_one.sql, which fences it as well.
+-- migrations/029_record_audit_one.sql, which fences it as well; charged by
+-- migrations/031_charge_calls.sql, as a batch's calls are.
 SELECT oakallow_record_audit_one(
     @id::text, @org_id::text, @team_id::text, @occurred_at::timestamptz,
     @actor_kind::text, @actor_id::text, @kind::text, @subject::text,

@@ -1,6 +1,7 @@
 -- Prepaid credit: credit_grants records every credit added (free or
 -- purchased); team_balances holds what is spendable now and what has been
--- billed. Charging happens in oakallow_record_audit_batch.
+-- billed. Charging happens in oakallow_charge_calls (migrations/031_charge_calls.sql),
+-- called by the audit commit.
 
 -- name: CreateCreditGrant :execrows
 -- Records a grant (deduplicated by source, e.g. a Checkout) and adds it to
