@@ -363,8 +363,9 @@ func (s *Service) startedAnyway(ctx context.Context, ref string, cause error) bo
 // runs the approval: nothing is withdrawn or refunded and the caller is
 // told it was created (aborted false). When the withdrawal itself fails,
 // the answer says the approval may exist rather than that nothing was
-// created. It runs on its own deadline: the failed start may have used
-// the request's.
+// created; the row then stays pending with no workflow until the worker's
+// start reconciler (activities.RecoverUnstartedApprovals) starts it. It
+// runs on its own deadline: the failed start may have used the request's.
 func (s *Service) abortApproval(ctx context.Context, c Caller, id, ref, tool, chargeID string, cause error) (aborted bool, err error) {
 	s.d.Logger.ErrorContext(ctx, "start approval workflow", "request_id", s.d.RequestID(ctx), "reference", ref, "err", cause)
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
