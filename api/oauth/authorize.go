@@ -124,9 +124,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Exact string match against a registered URI (OAuth 2.1 §4.1.1,
-	// §7.5.3): no prefix, no normalisation, no wildcard. redirect_uri is
-	// required, so the code can never go anywhere the client did not name.
-	if redirectURI == "" || !slices.Contains(client.RedirectUris, redirectURI) {
+	// §7.5.3): no prefix, no normalisation, no wildcard, except the port of
+	// a loopback IP URI (redirectRegistered). redirect_uri is required, so
+	// the code can never go anywhere the client did not name.
+	if redirectURI == "" || !redirectRegistered(client.RedirectUris, redirectURI) {
 		authorizePage(w, http.StatusBadRequest, "The redirect URI is not one this client registered.")
 		return
 	}

@@ -15,7 +15,7 @@
 //     loopback host (RFC 8252 §7.3).
 //   - The authorization code grant with PKCE S256 only (RFC 7636; no plain
 //     method, no implicit or password grant: OAuth 2.1), exact redirect URI
-//     match, and a consent step on our own pages after a passkey sign-in where
+//     match (any port on a loopback IP literal, RFC 8252 §7.3), and a consent step on our own pages after a passkey sign-in where
 //     the person picks the org and the scopes mcp:read / mcp:write.
 //   - Codes that live 60 s and work once; a second exchange revokes every
 //     token the code yielded (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).

@@ -181,6 +181,60 @@ func validRedirectURI(raw string) error {
 	return nil
 }
 
+// redirectRegistered reports whether the authorization response may go to
+// requested for a client that registered uris: one of them exactly, or —
+// RFC 8252 §7.3, OAuth 2.1 §8.4.2 — one on a loopback IP literal
+// (http://127.0.0.1 or http://[::1]) that differs only in its port, since a
+// native client listens on whatever port the OS gives it on each run.
+// Scheme, host, path and query must still match byte for byte. A
+// "localhost" URI keeps the exact match: RFC 8252 §8.3 advises against it
+// (the name may resolve off the machine), so it gets no latitude.
+func redirectRegistered(uris []string, requested string) bool {
+	if slices.Contains(uris, requested) {
+		return true
+	}
+	host, rest, ok := splitLoopbackRedirect(requested)
+	if !ok {
+		return false
+	}
+	return slices.ContainsFunc(uris, func(u string) bool {
+		h, r, ok := splitLoopbackRedirect(u)
+		return ok && h == host && r == rest
+	})
+}
+
+// splitLoopbackRedirect splits an http URI on a loopback IP literal into
+// its host and what follows the authority (path and query), leaving out the
+// port, which must be absent or a number from 1 to 65535. Anything else —
+// another scheme or host, user info, a fragment, a malformed port — is not
+// such a URI. No parsing or normalisation: the parts are compared as sent.
+func splitLoopbackRedirect(raw string) (host, rest string, ok bool) {
+	after, found := strings.CutPrefix(raw, "http://")
+	if !found || len(raw) > maxURILen || strings.ContainsRune(raw, '#') || hasControl(raw) || !utf8.ValidString(raw) {
+		return "", "", false
+	}
+	end := strings.IndexAny(after, "/?")
+	if end < 0 {
+		end = len(after)
+	}
+	authority, rest := after[:end], after[end:]
+	for _, h := range [...]string{"127.0.0.1", "[::1]"} {
+		port, found := strings.CutPrefix(authority, h)
+		if !found {
+			continue
+		}
+		if port == "" {
+			return h, rest, true
+		}
+		digits, found := strings.CutPrefix(port, ":")
+		if n, err := strconv.Atoi(digits); !found || err != nil || len(digits) > 5 || n < 1 || n > 65535 || digits[0] < '0' || digits[0] > '9' {
+			return "", "", false
+		}
+		return h, rest, true
+	}
+	return "", "", false
+}
+
 func hasControl(v string) bool {
 	for _, r := range v {
 		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
