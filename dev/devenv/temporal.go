@@ -550,6 +550,11 @@ func temporalServerOptions(cfg TemporalConfig, ports temporalPorts, sqlCfg *conf
 		dynamicconfig.TransferProcessorMaxPollRPS.Key():   1000,
 		dynamicconfig.TimerProcessorMaxPollRPS.Key():      1000,
 		dynamicconfig.VisibilityProcessorMaxPollRPS.Key(): 1000,
+		// External payloads (the SDK's external storage) are not used here. With the
+		// feature on, history walks every payload of every event batch it persists to
+		// total their external sizes, a statistic nothing reads: 1–2 % of the process's
+		// CPU under dev/loadapprovals (docs/PERFORMANCE.md).
+		dynamicconfig.ExternalPayloadsEnabled.Key(): false,
 	}
 
 	hosts := map[primitives.ServiceName]static.Hosts{
