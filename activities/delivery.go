@@ -8,7 +8,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -245,15 +244,13 @@ const attemptRecordTimeout = 5 * time.Second
 // beginAttempt records an attempt of row at url before it is sent (no outcome yet) and
 // counts it on the delivery; it returns the attempt's seq for finishAttempt.
 func (a *Activities) beginAttempt(ctx context.Context, row store.WebhookDelivery, url string, at time.Time) (int64, error) {
-	var seq int64
-	err := a.st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
-		var err error
-		if seq, err = q.InsertWebhookAttempt(ctx, store.InsertWebhookAttemptParams{DeliveryID: row.ID, AttemptedAt: at}); err != nil {
-			return fmt.Errorf("record attempt: %w", err)
-		}
-		return q.CountWebhookAttempt(ctx, store.CountWebhookAttemptParams{ID: row.ID, Url: url, UpdatedAt: a.now()})
+	seq, err := a.st.BeginWebhookAttempt(ctx, store.BeginWebhookAttemptParams{
+		DeliveryID: row.ID, AttemptedAt: at, Url: url, UpdatedAt: a.now(),
 	})
-	return seq, err
+	if err != nil {
+		return 0, fmt.Errorf("record attempt: %w", err)
+	}
+	return seq, nil
 }
 
 // finishAttempt records the outcome of attempt seq of delivery id, marking the delivery
@@ -262,30 +259,24 @@ func (a *Activities) finishAttempt(ctx context.Context, id string, seq int64, at
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptRecordTimeout)
 	defer cancel()
 	now := a.now()
-	return a.st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
-		if err := q.FinishWebhookAttempt(ctx, store.FinishWebhookAttemptParams{
-			Seq: seq, StatusCode: int32(att.StatusCode), LatencyMs: latencyMs(att), Error: att.Error, FinishedAt: &now,
-		}); err != nil {
-			return fmt.Errorf("record attempt outcome: %w", err)
-		}
-		if !att.OK() {
-			return nil
-		}
-		return q.MarkWebhookDeliveryDelivered(ctx, store.MarkWebhookDeliveryDeliveredParams{ID: id, DeliveredAt: &now})
-	})
+	if err := a.st.FinishWebhookAttempt(ctx, store.FinishWebhookAttemptParams{
+		Seq: seq, StatusCode: int32(att.StatusCode), LatencyMs: latencyMs(att), Error: att.Error, FinishedAt: &now,
+		DeliveryID: id, Delivered: att.OK(),
+	}); err != nil {
+		return fmt.Errorf("record attempt outcome: %w", err)
+	}
+	return nil
 }
 
 // recordUnsentAttempt records, whole, an attempt that sent nothing, and counts it.
 func (a *Activities) recordUnsentAttempt(ctx context.Context, row store.WebhookDelivery, url string, at time.Time, att notify.Attempt) error {
-	return a.st.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
-		if _, err := q.InsertWebhookAttempt(ctx, store.InsertWebhookAttemptParams{
-			DeliveryID: row.ID, AttemptedAt: at, StatusCode: int32(att.StatusCode), LatencyMs: latencyMs(att),
-			Error: att.Error, FinishedAt: &at,
-		}); err != nil {
-			return fmt.Errorf("insert attempt: %w", err)
-		}
-		return q.CountWebhookAttempt(ctx, store.CountWebhookAttemptParams{ID: row.ID, Url: url, UpdatedAt: a.now()})
-	})
+	if _, err := a.st.BeginWebhookAttempt(ctx, store.BeginWebhookAttemptParams{
+		DeliveryID: row.ID, AttemptedAt: at, StatusCode: int32(att.StatusCode), LatencyMs: latencyMs(att),
+		Error: att.Error, FinishedAt: &at, Url: url, UpdatedAt: a.now(),
+	}); err != nil {
+		return fmt.Errorf("insert attempt: %w", err)
+	}
+	return nil
 }
 
 func latencyMs(att notify.Attempt) int32 {

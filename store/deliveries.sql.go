@@ -11,6 +11,47 @@ import (
 	"time"
 )
 
+const beginWebhookAttempt = `-- name: BeginWebhookAttempt :one
+WITH counted AS (
+    UPDATE webhook_deliveries SET attempts = attempts + 1, url = $7, updated_at = $8
+    WHERE id = $1 AND status = 'pending'
+)
+INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error, finished_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING seq
+`
+
+type BeginWebhookAttemptParams struct {
+	DeliveryID  string
+	AttemptedAt time.Time
+	StatusCode  int32
+	LatencyMs   int32
+	Error       string
+	FinishedAt  *time.Time
+	Url         string
+	UpdatedAt   time.Time
+}
+
+// Records an attempt — before it is sent (finished_at NULL, no outcome yet, see
+// FinishWebhookAttempt), or whole when nothing could be sent — and counts it
+// on the delivery, if still pending, with the URL it goes to. One statement,
+// so both happen or neither, in one round trip.
+func (q *Queries) BeginWebhookAttempt(ctx context.Context, arg BeginWebhookAttemptParams) (int64, error) {
+	row := q.db.QueryRow(ctx, beginWebhookAttempt,
+		arg.DeliveryID,
+		arg.AttemptedAt,
+		arg.StatusCode,
+		arg.LatencyMs,
+		arg.Error,
+		arg.FinishedAt,
+		arg.Url,
+		arg.UpdatedAt,
+	)
+	var seq int64
+	err := row.Scan(&seq)
+	return seq, err
+}
+
 const claimStrandedDeliveries = `-- name: ClaimStrandedDeliveries :many
 UPDATE webhook_deliveries SET updated_at = $1
 WHERE id IN (
@@ -60,44 +101,38 @@ func (q *Queries) ClaimStrandedDeliveries(ctx context.Context, arg ClaimStranded
 	return items, nil
 }
 
-const countWebhookAttempt = `-- name: CountWebhookAttempt :exec
-UPDATE webhook_deliveries SET attempts = attempts + 1, url = $1, updated_at = $2
-WHERE id = $3 AND status = 'pending'
-`
-
-type CountWebhookAttemptParams struct {
-	Url       string
-	UpdatedAt time.Time
-	ID        string
-}
-
-// Counts an attempt on a pending delivery and records the URL it goes to.
-func (q *Queries) CountWebhookAttempt(ctx context.Context, arg CountWebhookAttemptParams) error {
-	_, err := q.db.Exec(ctx, countWebhookAttempt, arg.Url, arg.UpdatedAt, arg.ID)
-	return err
-}
-
 const finishWebhookAttempt = `-- name: FinishWebhookAttempt :exec
-UPDATE webhook_attempts SET status_code = $2, latency_ms = $3, error = $4, finished_at = $5
-WHERE seq = $1 AND finished_at IS NULL
+WITH finished AS (
+    UPDATE webhook_attempts SET status_code = $4, latency_ms = $5, error = $6,
+        finished_at = $1
+    WHERE seq = $7 AND finished_at IS NULL
+)
+UPDATE webhook_deliveries SET status = 'delivered', delivered_at = $1, updated_at = $1
+WHERE id = $2 AND status = 'pending' AND $3::boolean
 `
 
 type FinishWebhookAttemptParams struct {
-	Seq        int64
+	FinishedAt *time.Time
+	DeliveryID string
+	Delivered  bool
 	StatusCode int32
 	LatencyMs  int32
 	Error      string
-	FinishedAt *time.Time
+	Seq        int64
 }
 
-// Records the outcome of an attempt recorded before it was sent.
+// Records the outcome of attempt @seq, recorded before it was sent, and when
+// @delivered marks its delivery delivered if still pending. One statement, so
+// both happen or neither, in one round trip.
 func (q *Queries) FinishWebhookAttempt(ctx context.Context, arg FinishWebhookAttemptParams) error {
 	_, err := q.db.Exec(ctx, finishWebhookAttempt,
-		arg.Seq,
+		arg.FinishedAt,
+		arg.DeliveryID,
+		arg.Delivered,
 		arg.StatusCode,
 		arg.LatencyMs,
 		arg.Error,
-		arg.FinishedAt,
+		arg.Seq,
 	)
 	return err
 }
@@ -181,37 +216,6 @@ func (q *Queries) GetWebhookDeliveryByID(ctx context.Context, id string) (Webhoo
 		&i.HandedOffAt,
 	)
 	return i, err
-}
-
-const insertWebhookAttempt = `-- name: InsertWebhookAttempt :one
-INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error, finished_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING seq
-`
-
-type InsertWebhookAttemptParams struct {
-	DeliveryID  string
-	AttemptedAt time.Time
-	StatusCode  int32
-	LatencyMs   int32
-	Error       string
-	FinishedAt  *time.Time
-}
-
-// Records an attempt: before it is sent (finished_at NULL, no outcome yet, see
-// FinishWebhookAttempt), or whole when nothing could be sent.
-func (q *Queries) InsertWebhookAttempt(ctx context.Context, arg InsertWebhookAttemptParams) (int64, error) {
-	row := q.db.QueryRow(ctx, insertWebhookAttempt,
-		arg.DeliveryID,
-		arg.AttemptedAt,
-		arg.StatusCode,
-		arg.LatencyMs,
-		arg.Error,
-		arg.FinishedAt,
-	)
-	var seq int64
-	err := row.Scan(&seq)
-	return seq, err
 }
 
 const insertWebhookDelivery = `-- name: InsertWebhookDelivery :execrows
@@ -305,22 +309,6 @@ type MarkWebhookDeliveriesHandedOffParams struct {
 // already keeps its first time.
 func (q *Queries) MarkWebhookDeliveriesHandedOff(ctx context.Context, arg MarkWebhookDeliveriesHandedOffParams) error {
 	_, err := q.db.Exec(ctx, markWebhookDeliveriesHandedOff, arg.HandedOffAt, arg.Ids)
-	return err
-}
-
-const markWebhookDeliveryDelivered = `-- name: MarkWebhookDeliveryDelivered :exec
-UPDATE webhook_deliveries SET status = 'delivered', delivered_at = $1, updated_at = $1
-WHERE id = $2 AND status = 'pending'
-`
-
-type MarkWebhookDeliveryDeliveredParams struct {
-	DeliveredAt *time.Time
-	ID          string
-}
-
-// A pending delivery whose attempt succeeded.
-func (q *Queries) MarkWebhookDeliveryDelivered(ctx context.Context, arg MarkWebhookDeliveryDeliveredParams) error {
-	_, err := q.db.Exec(ctx, markWebhookDeliveryDelivered, arg.DeliveredAt, arg.ID)
 	return err
 }
 

@@ -13,27 +13,30 @@ SELECT * FROM webhook_deliveries WHERE dedup_key = $1;
 -- name: GetWebhookDeliveryByID :one
 SELECT * FROM webhook_deliveries WHERE id = $1;
 
--- name: InsertWebhookAttempt :one
--- Records an attempt: before it is sent (finished_at NULL, no outcome yet, see
--- FinishWebhookAttempt), or whole when nothing could be sent.
+-- name: BeginWebhookAttempt :one
+-- Records an attempt — before it is sent (finished_at NULL, no outcome yet, see
+-- FinishWebhookAttempt), or whole when nothing could be sent — and counts it
+-- on the delivery, if still pending, with the URL it goes to. One statement,
+-- so both happen or neither, in one round trip.
+WITH counted AS (
+    UPDATE webhook_deliveries SET attempts = attempts + 1, url = @url, updated_at = @updated_at
+    WHERE id = @delivery_id AND status = 'pending'
+)
 INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error, finished_at)
-VALUES ($1, $2, $3, $4, $5, $6)
+VALUES (@delivery_id, @attempted_at, @status_code, @latency_ms, @error, @finished_at)
 RETURNING seq;
 
 -- name: FinishWebhookAttempt :exec
--- Records the outcome of an attempt recorded before it was sent.
-UPDATE webhook_attempts SET status_code = $2, latency_ms = $3, error = $4, finished_at = $5
-WHERE seq = $1 AND finished_at IS NULL;
-
--- name: CountWebhookAttempt :exec
--- Counts an attempt on a pending delivery and records the URL it goes to.
-UPDATE webhook_deliveries SET attempts = attempts + 1, url = @url, updated_at = @updated_at
-WHERE id = @id AND status = 'pending';
-
--- name: MarkWebhookDeliveryDelivered :exec
--- A pending delivery whose attempt succeeded.
-UPDATE webhook_deliveries SET status = 'delivered', delivered_at = @delivered_at, updated_at = @delivered_at
-WHERE id = @id AND status = 'pending';
+-- Records the outcome of attempt @seq, recorded before it was sent, and when
+-- @delivered marks its delivery delivered if still pending. One statement, so
+-- both happen or neither, in one round trip.
+WITH finished AS (
+    UPDATE webhook_attempts SET status_code = @status_code, latency_ms = @latency_ms, error = @error,
+        finished_at = @finished_at
+    WHERE seq = @seq AND finished_at IS NULL
+)
+UPDATE webhook_deliveries SET status = 'delivered', delivered_at = @finished_at, updated_at = @finished_at
+WHERE id = @delivery_id AND status = 'pending' AND @delivered::boolean;
 
 -- name: MarkWebhookDeliveryFailed :execrows
 UPDATE webhook_deliveries SET status = 'failed', updated_at = $2
