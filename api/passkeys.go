@@ -141,9 +141,20 @@ func registerPasskeys(api huma.API, s *Server) {
 		OperationID: "passkey-sign-in-options", Method: http.MethodPost, Path: "/v1/auth/passkey/options",
 		Summary: "Start a passkey sign-in",
 		Description: "Options for navigator.credentials.get() for a discoverable (usernameless) sign-in: the authenticator offers " +
-			"the passkeys it holds for this site. Finish with POST /v1/auth/passkey within 5 minutes.",
-		Tags: []string{tagPasskeys}, Errors: []int{http.StatusServiceUnavailable},
+			"the passkeys it holds for this site. Finish with POST /v1/auth/passkey within 5 minutes. Each start is kept " +
+			"until it expires, so starts are limited per client address (429 with Retry-After past the limit).",
+		Tags: []string{tagPasskeys}, Errors: []int{http.StatusTooManyRequests, http.StatusServiceUnavailable},
+		Middlewares: huma.Middlewares{s.withClient},
 	}, accessPublic), func(ctx context.Context, _ *struct{}) (*passkeyOptionsOutput, error) {
+		// Public and stateful: without a bound, one address could fill the
+		// ceremony table faster than it is swept.
+		ip := requestClient(ctx).ip
+		if over, secs, err := s.hitLimit(ctx, limitPasskeyOptions, subjectOf(addrString(ip)), s.cfg.Accounts.PasskeyOptionsPerIP); err != nil || over {
+			if err != nil {
+				return nil, toProblem(ctx, s.log, err)
+			}
+			return nil, limitedProblem(secs, "too many passkey sign-ins started from this address")
+		}
 		o, err := s.rp.BeginSignIn(ctx)
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
