@@ -166,19 +166,32 @@ func withNoSniff(next http.Handler) http.Handler {
 
 // noStoreOperations are the operations whose answers may carry a token or a
 // secret: an execution token (minted, or returned with an approved approval
-// and with the decision that approved it) or a signing secret shown once (org
-// webhook set or rotated, webhook channel created or its secret regenerated).
+// and with the decision that approved it), a signing secret shown once (org
+// webhook set or rotated, webhook channel created or its secret regenerated),
+// or a credential shown once (an API key, an agent identity's secret,
+// recovery codes, an invitation link, a session token for an app, an OAuth
+// consent's CSRF token or the redirect carrying its authorization code).
 // They are sent with Cache-Control: no-store (RFC 9111 §5.2.2.5), so neither
 // a shared cache nor the client's own keeps a copy; so are their problems and
 // their idempotent replays. TestNoStoreOperationsExist keeps the ids honest.
 var noStoreOperations = map[string]bool{
-	"mint-token":            true,
-	"get-approval":          true,
-	"decide-approval":       true,
-	"rotate-webhook-secret": true,
-	"update-settings":       true,
-	"create-channel":        true,
-	"update-channel":        true,
+	"mint-token":                true,
+	"get-approval":              true,
+	"decide-approval":           true,
+	"rotate-webhook-secret":     true,
+	"update-settings":           true,
+	"create-channel":            true,
+	"update-channel":            true,
+	"create-api-key":            true,
+	"create-agent-identity":     true,
+	"regenerate-recovery-codes": true,
+	"enroll-passkey":            true,
+	"create-invitation":         true,
+	"email-sign-in-verify":      true,
+	"passkey-sign-in":           true,
+	"recovery-sign-in":          true,
+	"get-oauth-consent":         true,
+	"decide-oauth-consent":      true,
 }
 
 // preventCaching applies noStoreOperations.
