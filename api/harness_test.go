@@ -127,7 +127,8 @@ func testBox(t testing.TB) *sealed.Box {
 func testConfig() Config {
 	off := ratelimit.Limit{Off: true}
 	return Config{Addr: "127.0.0.1:0", AllowPrivateWebhooks: true, Accounts: AccountsConfig{PasskeyOptionsPerIP: off},
-		Limits: LimitsConfig{AuthFailuresPerIP: off, VerifyFailuresPerIP: off}}
+		Limits: LimitsConfig{AuthFailuresPerIP: off, VerifyFailuresPerIP: off,
+			OAuthAuthorizePerIP: off, OAuthAuthorizeAll: off, PasskeyOptionsPerIP: off, PasskeyOptionsAll: off}}
 }
 
 // startEnv starts another API server on an existing database (replicas).

@@ -19,7 +19,9 @@ import (
 	"oakallow/store"
 )
 
-// Rate limits on failed authentication and on token verification.
+// Rate limits on failed authentication, on token verification, and on the
+// unauthenticated writes that store a row (OAuth authorization requests,
+// passkey ceremonies).
 //
 // The buckets live in each replica's memory (package ratelimit): a limit
 // applies per replica, so N replicas behind a load balancer let through up
@@ -55,6 +57,22 @@ type LimitsConfig struct {
 	// VerifiesPerKey caps all verifications made with one API key. Default
 	// 100 per second.
 	VerifiesPerKey ratelimit.Limit
+	// OAuthAuthorizePerIP: requests to the OAuth authorization endpoint
+	// (GET /oauth/authorize) from one client address. Anyone may call it,
+	// and each valid request stores an authorization request until it is
+	// answered or expires. Default 30 per minute.
+	OAuthAuthorizePerIP ratelimit.Limit
+	// OAuthAuthorizeAll: the same from every address together: how fast a
+	// flood from many addresses can add authorization requests. Default 600
+	// per minute.
+	OAuthAuthorizeAll ratelimit.Limit
+	// PasskeyOptionsPerIP: passkey sign-in and enrollment options from one
+	// client address; each stores a WebAuthn ceremony until it is finished
+	// or expires. Default 30 per minute.
+	PasskeyOptionsPerIP ratelimit.Limit
+	// PasskeyOptionsAll: the same from every address together. Default 1200
+	// per minute.
+	PasskeyOptionsAll ratelimit.Limit
 	// MaxTracked is how many addresses or keys each limit keeps state for
 	// (at least 64). Full buckets are not kept; past the bound the fullest
 	// of a few sampled buckets is forgotten. Default 65536.
@@ -75,6 +93,10 @@ var (
 	defaultVerifyFailuresPerIP  = ratelimit.Limit{N: 300, Per: time.Minute}
 	defaultVerifyFailuresPerKey = ratelimit.Limit{N: 120, Per: time.Minute}
 	defaultVerifiesPerKey       = ratelimit.Limit{N: 100, Per: time.Second}
+	defaultOAuthAuthorizePerIP  = ratelimit.Limit{N: 30, Per: time.Minute}
+	defaultOAuthAuthorizeAll    = ratelimit.Limit{N: 600, Per: time.Minute}
+	defaultPasskeyOptionsPerIP  = ratelimit.Limit{N: 30, Per: time.Minute}
+	defaultPasskeyOptionsAll    = ratelimit.Limit{N: 1200, Per: time.Minute}
 )
 
 const defaultMaxTracked = 65536
@@ -91,6 +113,10 @@ func (c *LimitsConfig) Validate() error {
 		{"VerifyFailuresPerIP", &c.VerifyFailuresPerIP, defaultVerifyFailuresPerIP},
 		{"VerifyFailuresPerKey", &c.VerifyFailuresPerKey, defaultVerifyFailuresPerKey},
 		{"VerifiesPerKey", &c.VerifiesPerKey, defaultVerifiesPerKey},
+		{"OAuthAuthorizePerIP", &c.OAuthAuthorizePerIP, defaultOAuthAuthorizePerIP},
+		{"OAuthAuthorizeAll", &c.OAuthAuthorizeAll, defaultOAuthAuthorizeAll},
+		{"PasskeyOptionsPerIP", &c.PasskeyOptionsPerIP, defaultPasskeyOptionsPerIP},
+		{"PasskeyOptionsAll", &c.PasskeyOptionsAll, defaultPasskeyOptionsAll},
 	} {
 		if *f.l == (ratelimit.Limit{}) {
 			*f.l = f.def
@@ -148,7 +174,16 @@ const (
 	limitVerifyFailuresPerIP  = "verify_failures_per_ip"
 	limitVerifyFailuresPerKey = "verify_failures_per_key"
 	limitVerifiesPerKey       = "verifies_per_key"
+	limitOAuthAuthorizePerIP  = "oauth_authorize_per_ip"
+	limitOAuthAuthorizeAll    = "oauth_authorize_all"
+	limitPasskeyOptionsPerIP  = "passkey_options_per_ip"
+	limitPasskeyOptionsAll    = "passkey_options_all"
 )
+
+// limitNames are every limit's name, for the metrics' labels.
+var limitNames = []string{limitAuthFailuresPerIP, limitAuthFailuresPerKey, limitVerifyFailuresPerIP,
+	limitVerifyFailuresPerKey, limitVerifiesPerKey, limitOAuthAuthorizePerIP, limitOAuthAuthorizeAll,
+	limitPasskeyOptionsPerIP, limitPasskeyOptionsAll}
 
 // kindRateLimited is the audit kind written once when a limit is crossed.
 const kindRateLimited = "rate_limit.exceeded"
@@ -160,7 +195,45 @@ type limits struct {
 	verifyFailIP  *ratelimit.Limiter[netip.Addr]
 	verifyFailKey *ratelimit.Limiter[string]
 	verifyKey     *ratelimit.Limiter[string]
-	trusted       []netip.Prefix
+	// Unauthenticated writes that store a row: OAuth authorization
+	// requests and passkey ceremonies.
+	authorize      writeLimit
+	passkeyOptions writeLimit
+	trusted        []netip.Prefix
+}
+
+// writeLimit bounds a write anyone may make: per client address, and for
+// every address together, so that neither one address nor a flood from
+// many can store rows faster than the limits allow (the rows expire and
+// are swept, so the table stays bounded too).
+type writeLimit struct {
+	ipName, allName string
+	ip              *ratelimit.Limiter[netip.Addr]
+	all             *ratelimit.Limiter[struct{}]
+}
+
+func newWriteLimit(ipName string, perIP ratelimit.Limit, allName string, all ratelimit.Limit, maxTracked int) (writeLimit, error) {
+	w := writeLimit{ipName: ipName, allName: allName}
+	var err error
+	if w.ip, err = ratelimit.New[netip.Addr](perIP, maxTracked); err != nil {
+		return w, err
+	}
+	// One key: the smallest table a limiter may have.
+	w.all, err = ratelimit.New[struct{}](all, ratelimit.MinTracked)
+	return w, err
+}
+
+// spend takes one event of ip from the address's budget, then from
+// everyone's, and returns the refusing limit's name and verdict, if any. An
+// address past its own budget spends nothing of everyone's.
+func (w writeLimit) spend(ip netip.Addr, now time.Time) (string, ratelimit.Verdict) {
+	if v := w.ip.Spend(ip, now); v.Limited {
+		return w.ipName, v
+	}
+	if v := w.all.Spend(struct{}{}, now); v.Limited {
+		return w.allName, v
+	}
+	return "", ratelimit.Verdict{}
 }
 
 // newLimits builds the limiters of a validated configuration and registers
@@ -183,10 +256,19 @@ func newLimits(c LimitsConfig, reg *prometheus.Registry) (*limits, error) {
 	if l.verifyKey, err = ratelimit.New[string](c.VerifiesPerKey, c.MaxTracked); err != nil {
 		return nil, err
 	}
+	if l.authorize, err = newWriteLimit(limitOAuthAuthorizePerIP, c.OAuthAuthorizePerIP,
+		limitOAuthAuthorizeAll, c.OAuthAuthorizeAll, c.MaxTracked); err != nil {
+		return nil, err
+	}
+	if l.passkeyOptions, err = newWriteLimit(limitPasskeyOptionsPerIP, c.PasskeyOptionsPerIP,
+		limitPasskeyOptionsAll, c.PasskeyOptionsAll, c.MaxTracked); err != nil {
+		return nil, err
+	}
 	for name, tracked := range map[string]func() int{
 		limitAuthFailuresPerIP: l.authIP.Tracked, limitAuthFailuresPerKey: l.authKey.Tracked,
 		limitVerifyFailuresPerIP: l.verifyFailIP.Tracked, limitVerifyFailuresPerKey: l.verifyFailKey.Tracked,
-		limitVerifiesPerKey: l.verifyKey.Tracked,
+		limitVerifiesPerKey: l.verifyKey.Tracked, limitOAuthAuthorizePerIP: l.authorize.ip.Tracked,
+		limitPasskeyOptionsPerIP: l.passkeyOptions.ip.Tracked,
 	} {
 		err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "oakallow_rate_limit_tracked_keys",
@@ -219,6 +301,10 @@ func (l *limits) sweepLoop(ctx context.Context, now func() time.Time) {
 			l.verifyFailIP.Sweep(n)
 			l.verifyFailKey.Sweep(n)
 			l.verifyKey.Sweep(n)
+			for _, w := range []writeLimit{l.authorize, l.passkeyOptions} {
+				w.ip.Sweep(n)
+				w.all.Sweep(n)
+			}
 		}
 	}
 }
@@ -348,8 +434,40 @@ func (s *Server) limitOf(name string) ratelimit.Limit {
 		return s.limits.verifyFailIP.Limit()
 	case limitVerifyFailuresPerKey:
 		return s.limits.verifyFailKey.Limit()
+	case limitOAuthAuthorizePerIP:
+		return s.limits.authorize.ip.Limit()
+	case limitOAuthAuthorizeAll:
+		return s.limits.authorize.all.Limit()
+	case limitPasskeyOptionsPerIP:
+		return s.limits.passkeyOptions.ip.Limit()
+	case limitPasskeyOptionsAll:
+		return s.limits.passkeyOptions.all.Limit()
 	}
 	return s.limits.verifyKey.Limit()
+}
+
+// admitWrite spends one event of the client ip against w. Past either
+// limit it counts and audits the refusal like refuse does and returns the
+// 429 problem (with Retry-After) to answer — what is refused is named in
+// its detail — and the seconds until a retry may succeed.
+func (s *Server) admitWrite(ctx context.Context, w writeLimit, ip netip.Addr, what string) (int, *Problem) {
+	name, v := w.spend(ip, s.deps.Now())
+	if !v.Limited {
+		return 0, nil
+	}
+	s.metrics.rateLimited.WithLabelValues(name).Inc()
+	if v.Crossed {
+		s.metrics.limitCrossings.WithLabelValues(name).Inc()
+		s.auditCrossing(ctx, name, v, limited{ip: ip})
+	}
+	from := "from this address"
+	if name == w.allName {
+		from = "from all addresses together; the server is under a flood"
+	}
+	secs := v.RetryAfterSeconds()
+	p := problem(http.StatusTooManyRequests, CodeRateLimited, fmt.Sprintf("too many %s %s; retry after %d s", what, from, secs))
+	p.headers = http.Header{"Retry-After": []string{strconv.Itoa(secs)}}
+	return secs, p
 }
 
 // crossingDetails are the audit details of a crossed limit.

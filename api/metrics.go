@@ -56,8 +56,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		Name: "oakallow_rate_limit_crossings_total",
 		Help: "Rate limits crossed (the first refusal since a client's budget was last full; each is audited once), by limit.",
 	}, []string{"limit"})
-	for _, l := range []string{limitAuthFailuresPerIP, limitAuthFailuresPerKey, limitVerifyFailuresPerIP,
-		limitVerifyFailuresPerKey, limitVerifiesPerKey} {
+	for _, l := range limitNames {
 		m.rateLimited.WithLabelValues(l)
 		m.limitCrossings.WithLabelValues(l)
 	}

@@ -41,6 +41,14 @@ func (s *Server) newOAuth() error {
 		oauth.Deps{Store: s.deps.Store, Logger: s.log, Now: s.deps.Now, RequestID: requestIDFrom,
 			ClientIP: func(r *http.Request) netip.Addr {
 				return s.limits.clientIP(humago.NewContext(nil, r, nil))
+			},
+			AdmitAuthorization: func(r *http.Request) (int, string) {
+				ip := s.limits.clientIP(humago.NewContext(nil, r, nil))
+				secs, p := s.admitWrite(r.Context(), s.limits.authorize, ip, "authorization requests")
+				if p == nil {
+					return 0, ""
+				}
+				return secs, p.Detail
 			}})
 	if errors.Is(err, oauth.ErrIssuer) {
 		// Derived from a PublicURL that cannot host it (plain http elsewhere

@@ -44,6 +44,20 @@ type passkeyOptionsOutput struct {
 	Body passkeys.Options
 }
 
+// passkeyOptionsInput is a request for ceremony options: its client's
+// address is counted against the passkey options limits.
+type passkeyOptionsInput struct {
+	Caller callerFacts
+}
+
+// passkeyOptionsLimited spends one ceremony of the client's budgets
+// (LimitsConfig.PasskeyOptionsPerIP, PasskeyOptionsAll): every options call
+// stores a ceremony row until it is finished or expires.
+func (s *Server) passkeyOptionsLimited(ctx context.Context, c callerFacts) *Problem {
+	_, p := s.admitWrite(ctx, s.limits.passkeyOptions, s.limits.clientIP(c.hctx), "passkey ceremonies started")
+	return p
+}
+
 type finishEnrollmentInput struct {
 	Body struct {
 		_          struct{}   `additionalProperties:"false"`
@@ -142,12 +156,18 @@ func registerPasskeys(api huma.API, s *Server) {
 		Summary: "Start a passkey sign-in",
 		Description: "Options for navigator.credentials.get() for a discoverable (usernameless) sign-in: the authenticator offers " +
 			"the passkeys it holds for this site. Finish with POST /v1/auth/passkey within 5 minutes. Each start is kept " +
-			"until it expires, so starts are limited per client address (429 with Retry-After past the limit).",
+			"until it expires, so starts are limited per client address and for all addresses together (429 rate_limited " +
+			"with Retry-After past a limit).",
 		Tags: []string{tagPasskeys}, Errors: []int{http.StatusTooManyRequests, http.StatusServiceUnavailable},
 		Middlewares: huma.Middlewares{s.withClient},
-	}, accessPublic), func(ctx context.Context, _ *struct{}) (*passkeyOptionsOutput, error) {
-		// Public and stateful: without a bound, one address could fill the
-		// ceremony table faster than it is swept.
+	}, accessPublic), func(ctx context.Context, in *passkeyOptionsInput) (*passkeyOptionsOutput, error) {
+		// Public and stateful: without a bound, one address — or a flood
+		// from many — could fill the ceremony table faster than it is
+		// swept. The in-memory budgets come first, so a flood they refuse
+		// costs no database write.
+		if pr := s.passkeyOptionsLimited(ctx, in.Caller); pr != nil {
+			return nil, pr
+		}
 		ip := requestClient(ctx).ip
 		if over, secs, err := s.hitLimit(ctx, limitPasskeyOptions, subjectOf(addrString(ip)), s.cfg.Accounts.PasskeyOptionsPerIP); err != nil || over {
 			if err != nil {
@@ -209,9 +229,12 @@ func registerPasskeys(api huma.API, s *Server) {
 		OperationID: "passkey-enrollment-options", Method: http.MethodPost, Path: "/v1/me/passkeys/options",
 		Summary: "Start enrolling a passkey",
 		Description: "Options for navigator.credentials.create(). An enrollment-only session may call it only while the " +
-			"account has no passkey: whoever has one must sign in with it before adding another.",
-		Tags: []string{tagPasskeys}, Errors: passkeyErrors,
-	}, accessEnrollment), func(ctx context.Context, _ *struct{}) (*passkeyOptionsOutput, error) {
+			"account has no passkey: whoever has one must sign in with it before adding another. Limited like sign-in options.",
+		Tags: []string{tagPasskeys}, Errors: append(passkeyErrors, http.StatusTooManyRequests),
+	}, accessEnrollment), func(ctx context.Context, in *passkeyOptionsInput) (*passkeyOptionsOutput, error) {
+		if pr := s.passkeyOptionsLimited(ctx, in.Caller); pr != nil {
+			return nil, pr
+		}
 		p := mustPrincipal(ctx)
 		if p.Enrollment {
 			has, err := s.rp.HasPasskey(ctx, p.UserID)

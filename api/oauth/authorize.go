@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -95,6 +96,20 @@ func singleParams(vs url.Values) (map[string]string, string) {
 // client, redirect URI not registered) is answered here, never redirected
 // (§4.1.2.1).
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	// Anyone may call this endpoint and a valid request is stored: the
+	// client's address, and all of them together, have a budget. The
+	// refusal is a page, not a redirect: nothing of the request has been
+	// checked yet, so it cannot be trusted to redirect (§4.1.2.1).
+	if secs, why := s.d.AdmitAuthorization(r); secs > 0 {
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Retry-After", strconv.Itoa(secs))
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = fmt.Fprintf(w, "error: rate_limited\n%s.\nNothing was authorized; start again from the application in %d s.\n", why, secs)
+		return
+	}
 	if len(r.URL.RawQuery) > maxQueryLen {
 		authorizePage(w, http.StatusRequestURITooLong, "The authorization request is too long.")
 		return

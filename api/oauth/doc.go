@@ -13,6 +13,9 @@
 //     (token_endpoint_auth_method none), rate-limited per client address
 //     across replicas, with redirect URIs that are https, or http on a
 //     loopback host (RFC 8252 §7.3).
+//   - Authorization requests limited per client address and for all
+//     addresses together (Deps.AdmitAuthorization): each valid one is
+//     stored until it is answered or expires, and swept after.
 //   - The authorization code grant with PKCE S256 only (RFC 7636; no plain
 //     method, no implicit or password grant: OAuth 2.1), exact redirect URI
 //     match (any port on a loopback IP literal, RFC 8252 §7.3), and a consent step on our own pages after a passkey sign-in where

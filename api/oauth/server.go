@@ -142,6 +142,12 @@ type Deps struct {
 	ClientIP func(*http.Request) netip.Addr
 	// RequestID names the request in log lines and audit details. Optional.
 	RequestID func(context.Context) string
+	// AdmitAuthorization spends one authorization request of the client's
+	// budget before anything else is done with it: each valid request
+	// stores a row until it is answered or expires. It returns 0 to go on,
+	// or the seconds after which a retry may succeed and why it may not
+	// now. Default: no limit.
+	AdmitAuthorization func(*http.Request) (retryAfter int, why string)
 }
 
 // Server is the authorization server.
@@ -170,6 +176,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if deps.RequestID == nil {
 		deps.RequestID = func(context.Context) string { return "" }
+	}
+	if deps.AdmitAuthorization == nil {
+		deps.AdmitAuthorization = func(*http.Request) (int, string) { return 0, "" }
 	}
 	return &Server{cfg: cfg, d: deps, log: deps.Logger}, nil
 }
