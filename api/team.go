@@ -177,6 +177,7 @@ func registerTeam(api huma.API, s *Server) {
 	registerOrgs(api, s)
 	registerKeys(api, s)
 	registerAgents(api, s)
+	registerConnections(api, s)
 	registerInvitations(api, s)
 	registerMembers(api, s)
 }

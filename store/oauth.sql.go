@@ -11,7 +11,7 @@ import (
 )
 
 const authenticateOAuthToken = `-- name: AuthenticateOAuthToken :one
-SELECT g.id AS grant_id, g.client_id, g.user_id, g.org_id, g.team_id, g.resource, t.scopes, t.expires_at
+SELECT g.id AS grant_id, g.client_id, g.user_id, g.org_id, g.team_id, g.resource, t.scopes, t.expires_at, g.last_used_at
 FROM oauth_tokens t
 JOIN oauth_grants g ON g.id = t.grant_id AND g.revoked_at IS NULL
 JOIN orgs o ON o.id = g.org_id AND o.deleted_at IS NULL
@@ -26,14 +26,15 @@ type AuthenticateOAuthTokenParams struct {
 }
 
 type AuthenticateOAuthTokenRow struct {
-	GrantID   string
-	ClientID  string
-	UserID    string
-	OrgID     string
-	TeamID    string
-	Resource  string
-	Scopes    []string
-	ExpiresAt time.Time
+	GrantID    string
+	ClientID   string
+	UserID     string
+	OrgID      string
+	TeamID     string
+	Resource   string
+	Scopes     []string
+	ExpiresAt  time.Time
+	LastUsedAt *time.Time
 }
 
 // A live access token whose grant stands and whose person is still an active
@@ -50,6 +51,7 @@ func (q *Queries) AuthenticateOAuthToken(ctx context.Context, arg AuthenticateOA
 		&i.Resource,
 		&i.Scopes,
 		&i.ExpiresAt,
+		&i.LastUsedAt,
 	)
 	return i, err
 }
@@ -363,6 +365,72 @@ func (q *Queries) GetOAuthToken(ctx context.Context, tokenHash []byte) (GetOAuth
 	return i, err
 }
 
+const listOrgOAuthGrants = `-- name: ListOrgOAuthGrants :many
+SELECT g.id, g.client_id, c.name AS client_name, c.client_uri, c.redirect_uris, g.user_id, u.email AS user_email,
+    g.scopes, g.created_at, g.last_used_at
+FROM oauth_grants g
+JOIN oauth_clients c ON c.id = g.client_id
+JOIN users u ON u.id = g.user_id
+WHERE g.org_id = $1 AND g.revoked_at IS NULL
+  AND EXISTS (SELECT 1 FROM oauth_tokens t WHERE t.grant_id = g.id AND t.expires_at > $2
+      AND (t.kind = 'access' OR t.used_at IS NULL))
+ORDER BY g.created_at DESC, g.id DESC
+LIMIT $3
+`
+
+type ListOrgOAuthGrantsParams struct {
+	OrgID   string
+	Now     time.Time
+	MaxRows int32
+}
+
+type ListOrgOAuthGrantsRow struct {
+	ID           string
+	ClientID     string
+	ClientName   string
+	ClientUri    string
+	RedirectUris []string
+	UserID       string
+	UserEmail    string
+	Scopes       []string
+	CreatedAt    time.Time
+	LastUsedAt   *time.Time
+}
+
+// The org's connected clients: standing grants with a token that still
+// works (an unexpired access token, or an unused unexpired refresh token),
+// newest first, with their client and the person who consented.
+func (q *Queries) ListOrgOAuthGrants(ctx context.Context, arg ListOrgOAuthGrantsParams) ([]ListOrgOAuthGrantsRow, error) {
+	rows, err := q.db.Query(ctx, listOrgOAuthGrants, arg.OrgID, arg.Now, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListOrgOAuthGrantsRow{}
+	for rows.Next() {
+		var i ListOrgOAuthGrantsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.ClientID,
+			&i.ClientName,
+			&i.ClientUri,
+			&i.RedirectUris,
+			&i.UserID,
+			&i.UserEmail,
+			&i.Scopes,
+			&i.CreatedAt,
+			&i.LastUsedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listUserOrgs = `-- name: ListUserOrgs :many
 SELECT o.id, o.name, o.team_id, t.name AS team_name
 FROM memberships m
@@ -430,6 +498,47 @@ type RevokeOAuthGrantRow struct {
 func (q *Queries) RevokeOAuthGrant(ctx context.Context, arg RevokeOAuthGrantParams) (RevokeOAuthGrantRow, error) {
 	row := q.db.QueryRow(ctx, revokeOAuthGrant, arg.Now, arg.Reason, arg.ID)
 	var i RevokeOAuthGrantRow
+	err := row.Scan(
+		&i.ID,
+		&i.ClientID,
+		&i.UserID,
+		&i.OrgID,
+		&i.TeamID,
+	)
+	return i, err
+}
+
+const revokeOrgOAuthGrant = `-- name: RevokeOrgOAuthGrant :one
+UPDATE oauth_grants SET revoked_at = $1, revoked_reason = $2
+WHERE id = $3 AND org_id = $4 AND revoked_at IS NULL
+RETURNING id, client_id, user_id, org_id, team_id
+`
+
+type RevokeOrgOAuthGrantParams struct {
+	Now    *time.Time
+	Reason string
+	ID     string
+	OrgID  string
+}
+
+type RevokeOrgOAuthGrantRow struct {
+	ID       string
+	ClientID string
+	UserID   string
+	OrgID    string
+	TeamID   string
+}
+
+// Revokes one standing grant of an org (its owners and admins revoke a
+// connected client).
+func (q *Queries) RevokeOrgOAuthGrant(ctx context.Context, arg RevokeOrgOAuthGrantParams) (RevokeOrgOAuthGrantRow, error) {
+	row := q.db.QueryRow(ctx, revokeOrgOAuthGrant,
+		arg.Now,
+		arg.Reason,
+		arg.ID,
+		arg.OrgID,
+	)
+	var i RevokeOrgOAuthGrantRow
 	err := row.Scan(
 		&i.ID,
 		&i.ClientID,
@@ -512,6 +621,24 @@ DELETE FROM oauth_tokens WHERE expires_at < $1
 
 func (q *Queries) SweepOAuthTokens(ctx context.Context, cutoff time.Time) error {
 	_, err := q.db.Exec(ctx, sweepOAuthTokens, cutoff)
+	return err
+}
+
+const touchOAuthGrant = `-- name: TouchOAuthGrant :exec
+UPDATE oauth_grants SET last_used_at = $1
+WHERE id = $2 AND revoked_at IS NULL AND (last_used_at IS NULL OR last_used_at < $3)
+`
+
+type TouchOAuthGrantParams struct {
+	Now         *time.Time
+	ID          string
+	StaleBefore *time.Time
+}
+
+// Records that a grant authenticated a request, unless a use after
+// stale_before is already recorded.
+func (q *Queries) TouchOAuthGrant(ctx context.Context, arg TouchOAuthGrantParams) error {
+	_, err := q.db.Exec(ctx, touchOAuthGrant, arg.Now, arg.ID, arg.StaleBefore)
 	return err
 }
 

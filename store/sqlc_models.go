@@ -304,6 +304,7 @@ type OauthGrant struct {
 	CreatedAt     time.Time
 	RevokedAt     *time.Time
 	RevokedReason string
+	LastUsedAt    *time.Time
 }
 
 type OauthRequest struct {

@@ -413,6 +413,82 @@ func (s *Server) Authenticate(ctx context.Context, token string) (Principal, err
 	if row.Resource != s.cfg.Resource() {
 		return Principal{}, ErrInvalidToken
 	}
+	if now := s.d.Now(); row.LastUsedAt == nil || row.LastUsedAt.Before(now.Add(-grantUseResolution)) {
+		// When a client was last used is shown to the org's admins; a write
+		// a minute per grant is enough for that. Best effort: the request
+		// is not refused for a failure to record it.
+		if err := s.d.Store.TouchOAuthGrant(ctx, store.TouchOAuthGrantParams{ID: row.GrantID, Now: &now,
+			StaleBefore: ptrTime(now.Add(-grantUseResolution))}); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "record an OAuth grant's use", "request_id", s.d.RequestID(ctx), "err", err)
+		}
+	}
 	return Principal{GrantID: row.GrantID, ClientID: row.ClientID, UserID: row.UserID, OrgID: row.OrgID,
 		TeamID: row.TeamID, Scopes: row.Scopes}, nil
+}
+
+// grantUseResolution is how precisely a grant's last use is recorded.
+const grantUseResolution = time.Minute
+
+func ptrTime(t time.Time) *time.Time { return &t }
+
+// ErrGrantNotFound: no standing grant of that id in the org.
+var ErrGrantNotFound = errors.New("oauth: no such connected client in this org")
+
+// Connection is a client connected to an org: one standing grant, with a
+// token that still works.
+type Connection struct {
+	GrantID      string     `json:"id" doc:"The grant's id (grt_…): one person's consent for this client in this org. Revoke by it."`
+	ClientID     string     `json:"client_id" doc:"The client's id (cli_…)."`
+	ClientName   string     `json:"client_name" doc:"The name the client registered with (unverified)."`
+	ClientURI    string     `json:"client_uri,omitempty" doc:"The client's home page, as it registered it (unverified)."`
+	RedirectURIs []string   `json:"redirect_uris" doc:"Where the client registered to receive authorization codes."`
+	UserID       string     `json:"authorized_by" doc:"User id of the person who authorized it."`
+	UserEmail    string     `json:"authorized_by_email" doc:"Their e-mail address."`
+	Scopes       []string   `json:"scopes" doc:"The scopes granted (mcp:read, mcp:write)."`
+	CreatedAt    time.Time  `json:"authorized_at" doc:"When it was authorized."`
+	LastUsedAt   *time.Time `json:"last_used_at,omitempty" doc:"When it last called /mcp (to the minute); absent: never."`
+}
+
+// MaxConnections bounds the clients ListConnections returns.
+const MaxConnections = 500
+
+// ListConnections lists the clients connected to org, newest first: its
+// standing grants with a token that still works, at most MaxConnections.
+func (s *Server) ListConnections(ctx context.Context, orgID string) ([]Connection, error) {
+	rows, err := s.d.Store.ListOrgOAuthGrants(ctx, store.ListOrgOAuthGrantsParams{OrgID: orgID, Now: s.d.Now(), MaxRows: MaxConnections})
+	if err != nil {
+		return nil, fmt.Errorf("list connected clients: %w", err)
+	}
+	out := make([]Connection, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, Connection{GrantID: r.ID, ClientID: r.ClientID, ClientName: r.ClientName, ClientURI: r.ClientUri,
+			RedirectURIs: r.RedirectUris, UserID: r.UserID, UserEmail: r.UserEmail, Scopes: r.Scopes, CreatedAt: r.CreatedAt,
+			LastUsedAt: r.LastUsedAt})
+	}
+	return out, nil
+}
+
+// RevokeConnection revokes the grant grantID of org orgID for the person
+// userID (an owner or admin of the org), in q's transaction: its refresh
+// token and every access token stop working with the commit — the next
+// call to /mcp with one is refused with 401 — and it is audited as
+// oauth.revoked. ErrGrantNotFound: no standing grant of that id in the org.
+func (s *Server) RevokeConnection(ctx context.Context, q *store.Queries, orgID, grantID, userID string, details map[string]any) error {
+	if !validID(grantID) {
+		return ErrGrantNotFound
+	}
+	now := s.d.Now()
+	g, err := q.RevokeOrgOAuthGrant(ctx, store.RevokeOrgOAuthGrantParams{Now: &now, Reason: "revoked_by_admin", ID: grantID, OrgID: orgID})
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrGrantNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("revoke grant: %w", err)
+	}
+	a := audit{kind: KindRevoked, orgID: g.OrgID, teamID: g.TeamID, actorKind: actorUser, actorID: userID,
+		subject: g.ID, outcome: "revoked", details: map[string]any{"client_id": g.ClientID, "user_id": g.UserID, "reason": "revoked_by_admin"}}
+	for k, v := range details {
+		a.details[k] = v
+	}
+	return s.audit(ctx, q, a)
 }

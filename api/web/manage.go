@@ -36,6 +36,8 @@ func (d *Dashboard) registerManage(mux *http.ServeMux) {
 	mux.HandleFunc("GET /agents", d.agentsPage)
 	mux.HandleFunc("POST /agents", d.agentsCreate)
 	mux.HandleFunc("POST /agents/{id}/revoke", d.agentsRevoke)
+	mux.HandleFunc("GET /mcp-clients", d.connectionsPage)
+	mux.HandleFunc("POST /mcp-clients/{id}/revoke", d.connectionsRevoke)
 	mux.HandleFunc("GET /activity", d.activityPage)
 	d.registerSetup(mux)
 	d.registerAccount(mux)
@@ -87,9 +89,10 @@ var notices = map[string]string{
 	"tool-annotated": "Annotations saved and acknowledged.", "tool-disabled": "Tool disabled: every check of it answers disabled.",
 	"tenant-created": "Tenant created.", "tenant-deleted": "Tenant deleted.",
 	"resource-created": "Resource created.", "resource-deleted": "Resource deleted.",
-	"key-revoked":    "Key revoked: it stops working within a second.",
-	"agent-revoked":  "Agent revoked: its credential stops working within a second.",
-	"settings-saved": "Settings saved.", "channel-created": "Channel added.", "channel-deleted": "Channel removed.",
+	"key-revoked":        "Key revoked: it stops working within a second.",
+	"agent-revoked":      "Agent revoked: its credential stops working within a second.",
+	"mcp-client-revoked": "Client revoked: its access and refresh tokens no longer work.",
+	"settings-saved":     "Settings saved.", "channel-created": "Channel added.", "channel-deleted": "Channel removed.",
 	"slack-installed": "Slack added: the new channel is listed under Alert channels.",
 	"invited":         "Invitation sent.", "invitation-revoked": "Invitation revoked.", "role-changed": "Role changed.",
 	"member-removed": "Member removed.", "group-saved": "Approver group saved.",

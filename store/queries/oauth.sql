@@ -95,7 +95,7 @@ WHERE t.token_hash = @token_hash;
 -- name: AuthenticateOAuthToken :one
 -- A live access token whose grant stands and whose person is still an active
 -- member of the org's team.
-SELECT g.id AS grant_id, g.client_id, g.user_id, g.org_id, g.team_id, g.resource, t.scopes, t.expires_at
+SELECT g.id AS grant_id, g.client_id, g.user_id, g.org_id, g.team_id, g.resource, t.scopes, t.expires_at, g.last_used_at
 FROM oauth_tokens t
 JOIN oauth_grants g ON g.id = t.grant_id AND g.revoked_at IS NULL
 JOIN orgs o ON o.id = g.org_id AND o.deleted_at IS NULL
@@ -111,3 +111,31 @@ DELETE FROM oauth_codes WHERE expires_at < @cutoff;
 
 -- name: SweepOAuthTokens :exec
 DELETE FROM oauth_tokens WHERE expires_at < @cutoff;
+
+-- name: TouchOAuthGrant :exec
+-- Records that a grant authenticated a request, unless a use after
+-- stale_before is already recorded.
+UPDATE oauth_grants SET last_used_at = @now
+WHERE id = @id AND revoked_at IS NULL AND (last_used_at IS NULL OR last_used_at < @stale_before);
+
+-- name: ListOrgOAuthGrants :many
+-- The org's connected clients: standing grants with a token that still
+-- works (an unexpired access token, or an unused unexpired refresh token),
+-- newest first, with their client and the person who consented.
+SELECT g.id, g.client_id, c.name AS client_name, c.client_uri, c.redirect_uris, g.user_id, u.email AS user_email,
+    g.scopes, g.created_at, g.last_used_at
+FROM oauth_grants g
+JOIN oauth_clients c ON c.id = g.client_id
+JOIN users u ON u.id = g.user_id
+WHERE g.org_id = @org_id AND g.revoked_at IS NULL
+  AND EXISTS (SELECT 1 FROM oauth_tokens t WHERE t.grant_id = g.id AND t.expires_at > @now
+      AND (t.kind = 'access' OR t.used_at IS NULL))
+ORDER BY g.created_at DESC, g.id DESC
+LIMIT @max_rows;
+
+-- name: RevokeOrgOAuthGrant :one
+-- Revokes one standing grant of an org (its owners and admins revoke a
+-- connected client).
+UPDATE oauth_grants SET revoked_at = @now, revoked_reason = @reason
+WHERE id = @id AND org_id = @org_id AND revoked_at IS NULL
+RETURNING id, client_id, user_id, org_id, team_id;
