@@ -561,7 +561,29 @@ func (s *Server) authFailed(ctx huma.Context, raw string, ip netip.Addr) {
 		}
 		s.limits.authKey.Fail(h, now)
 	}
-	writeProblem(s.api, ctx, problem(http.StatusUnauthorized, CodeInvalidKey, "missing, unknown or revoked API key"))
+	writeProblem(s.api, ctx, s.unauthenticated(ctx))
+}
+
+// CodeInvalidToken is the problem code of a /mcp request without a usable
+// credential (RFC 6750's error of the same name is in its challenge).
+const CodeInvalidToken = "invalid_token"
+
+// unauthenticated is the 401 of a request without a usable credential. On
+// /mcp it speaks to an MCP client first (SPEC §7): OAuth 2.1, discovered
+// from the protected resource metadata its WWW-Authenticate names (RFC
+// 9728 §5.1), with agent identities and API keys as the alternative.
+func (s *Server) unauthenticated(ctx huma.Context) *Problem {
+	if ctx.Operation() != &mcpOperation {
+		return problem(http.StatusUnauthorized, CodeInvalidKey, "missing, unknown or revoked API key")
+	}
+	if s.oauth == nil {
+		return problem(http.StatusUnauthorized, CodeInvalidToken, "this MCP server needs a bearer credential: an agent identity "+
+			"(Authorization: Bearer oak_agent_…) or an API key (oak_live_…); OAuth is off on this server")
+	}
+	return problem(http.StatusUnauthorized, CodeInvalidToken, "this MCP server needs an OAuth 2.1 access token "+
+		"(Authorization: Bearer): read the protected resource metadata at "+s.oauth.Config().ResourceMetadataURL()+
+		" (RFC 9728, also named by WWW-Authenticate) to find the authorization server and sign in. Alternatively, send an "+
+		"agent identity (oak_agent_…) or an API key (oak_live_…) as the bearer")
 }
 
 // verifyIPKey carries the client address from limitVerifies to the handler.
