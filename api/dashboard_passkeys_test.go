@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -140,6 +141,31 @@ func TestDashboardPasskeyForms(t *testing.T) {
 	status, h, _ = e.page("/approvals", sessionSet(h))
 	require.Equal(t, http.StatusSeeOther, status)
 	require.Equal(t, "/enroll", h.Get("Location"))
+
+	// A recovery sign-in keeps where the person was going (an alert's
+	// link), as a passkey sign-in does: the sign-in page's link carries it,
+	// the form carries it on, and enrollment goes there after. Only a
+	// same-origin path survives.
+	const ref = "/approvals/REF-ABCDEFGH-JKMN"
+	status, _, body = e.page("/sign-in?next="+url.QueryEscape(ref), "")
+	require.Equal(t, http.StatusOK, status, body)
+	link := regexp.MustCompile(`href="(/sign-in/recovery[^"]*)"`).FindStringSubmatch(body)
+	require.NotNil(t, link, body)
+	status, _, body = e.page(html.UnescapeString(link[1]), "")
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, `name="next" value="`+ref+`"`)
+	status, h, body = e.form("/sign-in/recovery", "", url.Values{"email": {email}, "code": {fresh[3][1]}, "next": {ref}})
+	require.Equal(t, http.StatusSeeOther, status, body)
+	require.Equal(t, "/enroll?next="+url.QueryEscape(ref), h.Get("Location"))
+	status, _, body = e.page(h.Get("Location"), sessionSet(h))
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, `value="`+ref+`"`, "enrollment goes on to the approval")
+	for _, bad := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example"} {
+		status, h, body = e.form("/sign-in/recovery", "", url.Values{"email": {email}, "code": {fresh[4][1]}, "next": {bad}})
+		require.Equal(t, http.StatusSeeOther, status, body)
+		require.Equal(t, "/enroll", h.Get("Location"), bad)
+		fresh = fresh[1:]
+	}
 }
 
 // expectBody is GET /v1/me's body for the session.

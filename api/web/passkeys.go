@@ -103,20 +103,24 @@ func (d *Dashboard) endPreviousSession(r *http.Request) {
 	}
 }
 
-// recoveryForm is the data of the recovery-code sign-in page.
+// recoveryForm is the data of the recovery-code sign-in page. Next is
+// where the person was going (same-origin paths only, safeNext): after the
+// new passkey is enrolled they land there, as after a passkey sign-in.
 type recoveryForm struct {
 	Email string
+	Next  string
 }
 
 func (d *Dashboard) recoveryPage(w http.ResponseWriter, r *http.Request) {
-	d.render(w, r, http.StatusOK, "recovery", view{Title: "Sign in with a recovery code", Data: recoveryForm{}})
+	d.render(w, r, http.StatusOK, "recovery", view{Title: "Sign in with a recovery code",
+		Data: recoveryForm{Next: safeNext(r.URL.Query().Get("next"))}})
 }
 
 // recoverySignIn spends a recovery code: the API revokes the account's
 // passkeys and sessions and starts an enrollment-only session, so the next
 // page enrolls a new passkey.
 func (d *Dashboard) recoverySignIn(w http.ResponseWriter, r *http.Request) {
-	f := recoveryForm{Email: strings.TrimSpace(r.PostFormValue("email"))}
+	f := recoveryForm{Email: strings.TrimSpace(r.PostFormValue("email")), Next: safeNext(r.PostFormValue("next"))}
 	a, ok := d.callOrFail(w, r, "recovery sign-in", http.MethodPost, "/v1/auth/recovery", map[string]string{
 		"email": f.Email, "code": strings.TrimSpace(r.PostFormValue("code")), "client": "browser"}, nil)
 	if !ok {
@@ -127,7 +131,7 @@ func (d *Dashboard) recoverySignIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	passCookies(w, a)
-	http.Redirect(w, r, "/enroll", http.StatusSeeOther)
+	http.Redirect(w, r, enrollURL(f.Next), http.StatusSeeOther)
 }
 
 // enrolled is POST /v1/me/passkeys's answer.
