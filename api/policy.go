@@ -540,8 +540,13 @@ func readPolicyDelta(ctx context.Context, q *store.Queries, orgID string, prev *
 	if horizon < 0 || uint64(horizon) > since {
 		return nil, nil // pruned changes prev may not see
 	}
+	running := make([]int64, len(prev.snapshot.running))
+	for i, x := range prev.snapshot.running {
+		running[i] = int64(x)
+	}
 	changes, err := q.PolicyChangesSince(ctx, store.PolicyChangesSinceParams{
-		OrgID: orgID, Since: int64(since), MaxRows: maxDeltaRows + 1})
+		OrgID: orgID, Since: int64(since), Until: int64(prev.snapshot.xmax), Running: running,
+		MaxRows: maxDeltaRows + 1})
 	if err != nil {
 		return nil, fmt.Errorf("load policy changes: %w", err)
 	}

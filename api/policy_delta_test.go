@@ -142,12 +142,22 @@ func TestPolicyDeltaMatchesWholeLoad(t *testing.T) {
 	require.Same(t, before.src, p.src)
 	require.Same(t, before.index, p.index)
 
-	// More changed rows than a delta applies.
+	// More changed rows than a delta applies. A transaction left open from
+	// before the bulk insert (here, as any session anywhere in the cluster
+	// may) holds the snapshots' xmin below it: the next load must still
+	// apply only the one later change, not count the bulk rows its
+	// previous snapshot saw.
+	older, err := e.st.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = older.Rollback(ctx) }()
+	_, err = older.Exec(ctx, "SELECT pg_current_xact_id()")
+	require.NoError(t, err)
 	exec("INSERT INTO rules (id, org_id, tool_id, method, permission, created_at, updated_at) " +
 		"SELECT 'bulk' || n, $1, 'tl2', 'm' || n, 'allowed', now(), now() FROM generate_series(1, 1001) n")
 	reload("a bulk insert", false)
 	exec("UPDATE rules SET permission = 'disabled' WHERE id = 'bulk7'")
-	reload("after the bulk insert", true)
+	reload("after the bulk insert, an older transaction still open", true)
+	require.NoError(t, older.Rollback(ctx))
 
 	// Past the horizon: the pruned changes may be ones the policy does not see.
 	exec("UPDATE rules SET permission = 'allowed' WHERE id = 'ru3'")

@@ -1120,12 +1120,15 @@ func (q *Queries) PolicyChangeHorizon(ctx context.Context) (int64, error) {
 const policyChangesSince = `-- name: PolicyChangesSince :many
 SELECT xid, kind, row_id FROM policy_changes
 WHERE org_id = $1 AND xid >= $2::bigint
-LIMIT $3::int
+  AND (xid >= $3::bigint OR xid = ANY($4::bigint[]))
+LIMIT $5::int
 `
 
 type PolicyChangesSinceParams struct {
 	OrgID   string
 	Since   int64
+	Until   int64
+	Running []int64
 	MaxRows int32
 }
 
@@ -1135,11 +1138,20 @@ type PolicyChangesSinceRow struct {
 	RowID string
 }
 
-// The rows of the org's policy that transactions with an id from @since on
-// changed (migration 026), as far as this transaction's snapshot sees
-// them; at most @max_rows.
+// The rows of the org's policy changed (migration 026) by transactions a
+// snapshot (xmin @since, xmax @until, still running @running) did not see,
+// as far as this transaction's snapshot sees them; at most @max_rows. The
+// seen ones are left out here, not after the limit: a transaction that
+// stays open anywhere in the cluster holds every snapshot's xmin back, and
+// a bulk change the snapshot already saw must not count against the limit.
 func (q *Queries) PolicyChangesSince(ctx context.Context, arg PolicyChangesSinceParams) ([]PolicyChangesSinceRow, error) {
-	rows, err := q.db.Query(ctx, policyChangesSince, arg.OrgID, arg.Since, arg.MaxRows)
+	rows, err := q.db.Query(ctx, policyChangesSince,
+		arg.OrgID,
+		arg.Since,
+		arg.Until,
+		arg.Running,
+		arg.MaxRows,
+	)
 	if err != nil {
 		return nil, err
 	}

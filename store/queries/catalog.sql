@@ -216,11 +216,15 @@ WHERE r.org_id = @org_id
        OR r.tenant_id = ANY(@tenant_ids::text[]) OR r.resource_id = ANY(@resource_ids::text[]));
 
 -- name: PolicyChangesSince :many
--- The rows of the org's policy that transactions with an id from @since on
--- changed (migration 026), as far as this transaction's snapshot sees
--- them; at most @max_rows.
+-- The rows of the org's policy changed (migration 026) by transactions a
+-- snapshot (xmin @since, xmax @until, still running @running) did not see,
+-- as far as this transaction's snapshot sees them; at most @max_rows. The
+-- seen ones are left out here, not after the limit: a transaction that
+-- stays open anywhere in the cluster holds every snapshot's xmin back, and
+-- a bulk change the snapshot already saw must not count against the limit.
 SELECT xid, kind, row_id FROM policy_changes
 WHERE org_id = @org_id AND xid >= @since::bigint
+  AND (xid >= @until::bigint OR xid = ANY(@running::bigint[]))
 LIMIT @max_rows::int;
 
 -- name: PolicyChangeHorizon :one
