@@ -38,6 +38,13 @@ func (t *timings) add(series *[]time.Duration, d time.Duration) {
 
 func (t *timings) observeRecord(d time.Duration) { t.add(&t.record, d) }
 
+// split summarises the samples so far.
+func (t *timings) split() split {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return split{Server: summarise(t.server), Record: summarise(t.record)}
+}
+
 // splitSeries summarises one series.
 type splitSeries struct {
 	N    int           `json:"n"`
@@ -79,10 +86,7 @@ func (t *timings) serveTimings(ln net.Listener) {
 		t.mu.Unlock()
 	})
 	mux.HandleFunc("GET /split", func(w http.ResponseWriter, _ *http.Request) {
-		t.mu.Lock()
-		sp := split{Server: summarise(t.server), Record: summarise(t.record)}
-		t.mu.Unlock()
-		_ = json.NewEncoder(w).Encode(sp)
+		_ = json.NewEncoder(w).Encode(t.split())
 	})
 	_ = http.Serve(ln, mux)
 }

@@ -34,7 +34,10 @@ func TestTimedListenerTimesEachRequest(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		require.NoError(t, resp.Body.Close())
 	}
-	sp := summarise(tm.server)
+	// A request's sample is added once its response's write returns, which
+	// may be after the client has read the response.
+	require.Eventually(t, func() bool { return tm.split().Server.N >= requests }, 10*time.Second, time.Millisecond)
+	sp := tm.split().Server
 	require.Equal(t, requests, sp.N)
 	require.Positive(t, sp.P50)
 }
