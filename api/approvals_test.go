@@ -74,6 +74,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/start-failure", testApprovalStartFailure},
 		{"approvals/late-start", testApprovalLateStart},
 		{"approvals/workflow-gone", testApprovalWorkflowGone},
+		{"approvals/token-follows-its-decision", testApprovalTokenFollowsItsDecision},
 		{"approvals/unstarted-is-recovered", testApprovalUnstartedIsRecovered},
 		{"approvals/exact-numbers", testApprovalBindsExactNumbers},
 		{"approvals/deep-input", testApprovalAndVerifyRefuseDeepInput},

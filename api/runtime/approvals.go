@@ -460,19 +460,69 @@ func (s *Service) GetApproval(ctx context.Context, c Caller, ref string, withTok
 	a.ToolAnnotations = ToolAnnotations{ReadOnly: ann.ReadOnly, Destructive: ann.Destructive, Idempotent: ann.Idempotent,
 		OpenWorld: ann.OpenWorld, Acknowledged: ann.AnnotationsAcknowledged, RiskLevel: ann.RiskLevel}
 	if withToken && row.Status == string(workflows.StatusApproved) {
-		tok, err := st.GetTokenBySource(ctx, store.GetTokenBySourceParams{OrgID: orgID, SourceKind: activities.SourceApproval, SourceID: row.ID})
-		switch {
-		case err == nil:
+		tok, found, err := s.approvalToken(ctx, row)
+		if err != nil {
+			return Approval{}, err
+		}
+		if found {
 			m, err := activities.OpenToken(s.d.SecretBox, tok)
 			if err != nil {
 				return Approval{}, err
 			}
 			a.TokenID, a.Token, a.TokenExpiresAt = m.ID, m.Token, &m.ExpiresAt
-		case !errors.Is(err, store.ErrNotFound):
-			return Approval{}, fmt.Errorf("load token: %w", err)
 		}
 	}
 	return a, nil
+}
+
+const (
+	// tokenWait bounds how long reading an approved approval waits for its
+	// token to be minted.
+	tokenWait = 5 * time.Second
+	// tokenWaitAfterDecision is how long after the decision a missing token is
+	// still waited for: the workflow notifies (bounded by
+	// workflows.NotifyScheduleToClose) before it mints.
+	tokenWaitAfterDecision = workflows.NotifyScheduleToClose + time.Minute
+)
+
+// approvalToken finds the execution token of an approved approval. The
+// workflow projects the decision first and mints after notifying, so for a
+// moment an approval reads approved while its token is being minted. An agent
+// polling for the decision must not read "approved" without the token and
+// stop, so a recent decision waits for the token (up to tokenWait, within
+// ctx). Past that — a mint held up by an outage — the approval is answered
+// without a token, and polling again finds it once minted.
+func (s *Service) approvalToken(ctx context.Context, row store.Approval) (store.ExecutionToken, bool, error) {
+	arg := store.GetTokenBySourceParams{OrgID: row.OrgID, SourceKind: activities.SourceApproval, SourceID: row.ID}
+	var deadline time.Time
+	pause := 10 * time.Millisecond
+	for {
+		tok, err := s.d.Store.GetTokenBySource(ctx, arg)
+		if err == nil {
+			return tok, true, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return store.ExecutionToken{}, false, fmt.Errorf("load token: %w", err)
+		}
+		now := s.now()
+		if deadline.IsZero() {
+			if row.DecidedAt == nil || now.Sub(*row.DecidedAt) > tokenWaitAfterDecision {
+				return store.ExecutionToken{}, false, nil
+			}
+			deadline = now.Add(tokenWait)
+		}
+		if !now.Add(pause).Before(deadline) {
+			return store.ExecutionToken{}, false, nil
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return store.ExecutionToken{}, false, ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, 250*time.Millisecond)
+	}
 }
 
 // ApprovalView is a stored approval and its decisions as the runtime shows them.

@@ -419,7 +419,10 @@ echo "$approval"
 ref="$(printf '%s' "$approval" | sed -n 's/.*"reference":"\([^"]*\)".*/\1/p')"
 echo "A reviewer decides it at $OAKALLOW_URL/approvals/$ref"
 echo "waiting for the decision (as an agent would poll; Ctrl-C stops waiting, the approval stays open)…"
-while [[ "$approval" == *'"status":"pending"'* ]]; do sleep 2; approval="$(call GET "/v1/approvals/$ref")"; done
+# Approved without a token yet: the token is still being minted, so poll on.
+while [[ "$approval" == *'"status":"pending"'* || ( "$approval" == *'"status":"approved"'* && "$approval" != *'"token":'* ) ]]; do
+  sleep 2; approval="$(call GET "/v1/approvals/$ref")"
+done
 status="$(printf '%s' "$approval" | sed -n 's/.*"status":"\([^"]*\)".*/\1/p')"
 token="$(printf '%s' "$approval" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
 echo "status: $status"
@@ -458,7 +461,8 @@ approval = call("POST", "/v1/approvals", json.loads(` + jsonText(jsonText(approv
 print("approval:", approval["reference"], approval["status"])
 print("A reviewer decides it at %s/approvals/%s" % (URL, approval["reference"]))
 print("waiting for the decision (as an agent would poll; Ctrl-C stops waiting, the approval stays open)...", flush=True)
-while approval["status"] == "pending":
+# Approved without a token yet: the token is still being minted, so poll on.
+while approval["status"] == "pending" or (approval["status"] == "approved" and not approval.get("token")):
     time.sleep(2)
     approval = call("GET", "/v1/approvals/" + approval["reference"])
 print("status:", approval["status"])
