@@ -59,7 +59,6 @@ const (
 	limitCodesPerAddress  = "codes_per_address"
 	limitCodesPerIP       = "codes_per_ip"
 	limitCodeFailuresByIP = "code_failures_per_ip"
-	limitPasskeyOptions   = "passkey_options_per_ip"
 )
 
 // Stable problem codes of e-mail sign-in.
@@ -87,10 +86,6 @@ type AccountsConfig struct {
 	// CodeFailuresPerIP limits wrong codes from one client address; past it,
 	// every verification from there is refused. Default 30 per 15 min.
 	CodeFailuresPerIP ratelimit.Limit
-	// PasskeyOptionsPerIP limits passkey sign-ins started from one client
-	// address: each stores a ceremony until it expires, and the endpoint is
-	// public. Default 60 per 15 min.
-	PasskeyOptionsPerIP ratelimit.Limit
 	// InvitationTTL is how long an invitation can be accepted. Default 7 days.
 	InvitationTTL time.Duration
 }
@@ -105,7 +100,6 @@ func (c *AccountsConfig) Validate() error {
 		{"CodesPerAddress", &c.CodesPerAddress, ratelimit.Limit{N: 5, Per: 15 * time.Minute}},
 		{"CodesPerIP", &c.CodesPerIP, ratelimit.Limit{N: 20, Per: 15 * time.Minute}},
 		{"CodeFailuresPerIP", &c.CodeFailuresPerIP, ratelimit.Limit{N: 30, Per: 15 * time.Minute}},
-		{"PasskeyOptionsPerIP", &c.PasskeyOptionsPerIP, ratelimit.Limit{N: 60, Per: 15 * time.Minute}},
 	} {
 		if *f.l == (ratelimit.Limit{}) {
 			*f.l = f.def

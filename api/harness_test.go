@@ -126,7 +126,7 @@ func testBox(t testing.TB) *sealed.Box {
 // limits_test.go sets the limits it tests; per-key limits keep their defaults.
 func testConfig() Config {
 	off := ratelimit.Limit{Off: true}
-	return Config{Addr: "127.0.0.1:0", AllowPrivateWebhooks: true, Accounts: AccountsConfig{PasskeyOptionsPerIP: off},
+	return Config{Addr: "127.0.0.1:0", AllowPrivateWebhooks: true,
 		Limits: LimitsConfig{AuthFailuresPerIP: off, VerifyFailuresPerIP: off,
 			OAuthAuthorizePerIP: off, OAuthAuthorizeAll: off, PasskeyOptionsPerIP: off, PasskeyOptionsAll: off}}
 }

@@ -159,21 +159,13 @@ func registerPasskeys(api huma.API, s *Server) {
 			"until it expires, so starts are limited per client address and for all addresses together (429 rate_limited " +
 			"with Retry-After past a limit).",
 		Tags: []string{tagPasskeys}, Errors: []int{http.StatusTooManyRequests, http.StatusServiceUnavailable},
-		Middlewares: huma.Middlewares{s.withClient},
 	}, accessPublic), func(ctx context.Context, in *passkeyOptionsInput) (*passkeyOptionsOutput, error) {
 		// Public and stateful: without a bound, one address — or a flood
 		// from many — could fill the ceremony table faster than it is
-		// swept. The in-memory budgets come first, so a flood they refuse
-		// costs no database write.
+		// swept. The budgets are in memory, so a refused start costs no
+		// database write.
 		if pr := s.passkeyOptionsLimited(ctx, in.Caller); pr != nil {
 			return nil, pr
-		}
-		ip := requestClient(ctx).ip
-		if over, secs, err := s.hitLimit(ctx, limitPasskeyOptions, subjectOf(addrString(ip)), s.cfg.Accounts.PasskeyOptionsPerIP); err != nil || over {
-			if err != nil {
-				return nil, toProblem(ctx, s.log, err)
-			}
-			return nil, limitedProblem(secs, "too many passkey sign-ins started from this address")
 		}
 		o, err := s.rp.BeginSignIn(ctx)
 		if err != nil {

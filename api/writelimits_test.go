@@ -151,6 +151,89 @@ func TestPasskeyOptionsAreLimitedPerAddressAndInAll(t *testing.T) {
 	})
 }
 
+// writeMark is a mark for writtenSince: every transaction that writes after
+// it gets a transaction id at or past it.
+func (e *testEnv) writeMark() int64 {
+	e.t.Helper()
+	var xid int64
+	require.NoError(e.t, e.st.Pool.QueryRow(context.Background(),
+		`SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint`).Scan(&xid))
+	return xid
+}
+
+// writtenSince counts the rows, in every table of the test's database, that
+// a transaction inserted or updated since mark.
+func (e *testEnv) writtenSince(mark int64) int {
+	e.t.Helper()
+	ctx := context.Background()
+	rows, err := e.st.Pool.Query(ctx, `SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables`)
+	require.NoError(e.t, err)
+	var tables []string
+	for rows.Next() {
+		var t string
+		require.NoError(e.t, rows.Scan(&t))
+		tables = append(tables, t)
+	}
+	require.NoError(e.t, rows.Err())
+	require.NotEmpty(e.t, tables)
+	n := 0
+	for _, t := range tables {
+		var c int
+		// A row's xmin is the 32-bit id of the transaction that wrote it; a
+		// test cluster never wraps around.
+		require.NoError(e.t, e.st.Pool.QueryRow(ctx, `SELECT count(*) FROM `+t+
+			` WHERE xmin::text::bigint >= $1 % 4294967296`, mark).Scan(&c))
+		n += c
+	}
+	return n
+}
+
+// TestPasskeySignInStartsWriteOnlyTheirCeremony: one mechanism limits sign-in
+// starts, in memory. With the server's defaults otherwise, an admitted start
+// writes its ceremony and nothing else (no PostgreSQL counter), and past the
+// per-address budget the first refusal writes one audit row of the crossing
+// and later ones write nothing, however many come.
+func TestPasskeySignInStartsWriteOnlyTheirCeremony(t *testing.T) {
+	t.Parallel()
+	st, boot := bootstrappedStore(t)
+	clock := newTestClock()
+	cfg := Config{Addr: "127.0.0.1:0", AllowPrivateWebhooks: true,
+		Limits: LimitsConfig{PasskeyOptionsPerIP: ratelimit.Limit{N: 3, Per: time.Minute}}}
+	e := startEnvWith(t, cfg, Deps{Store: st, Now: clock.Now}, boot)
+	attacker := clientFrom("127.0.0.2")
+	start := func() (int, http.Header, []byte) {
+		return e.sendVia(attacker, http.MethodPost, "/v1/auth/passkey/options", "", nil, nil)
+	}
+
+	mark := e.writeMark()
+	for range 3 {
+		status, _, raw := start()
+		require.Equal(t, http.StatusOK, status, string(raw))
+	}
+	require.Equal(t, 3, e.rows("webauthn_ceremonies"))
+	require.Zero(t, e.rows("auth_limits"), "no PostgreSQL counter of starts")
+	require.Equal(t, 3, e.writtenSince(mark), "each start writes its ceremony and nothing else")
+
+	mark = e.writeMark()
+	status, hdr, raw := start()
+	requireLimited(t, status, hdr, raw, "20")
+	require.Contains(t, string(raw), "from this address")
+	require.Len(t, e.crossings(limitPasskeyOptionsPerIP), 1)
+	require.Equal(t, 1, e.writtenSince(mark), "the crossing is audited once")
+
+	mark = e.writeMark()
+	for range 20 {
+		status, hdr, raw := start()
+		requireLimited(t, status, hdr, raw, "20")
+	}
+	require.Zero(t, e.writtenSince(mark), "a flood of refused starts writes nothing")
+	require.Equal(t, 3, e.rows("webauthn_ceremonies"))
+
+	clock.Advance(20 * time.Second)
+	status, _, raw = start()
+	require.Equal(t, http.StatusOK, status, string(raw))
+}
+
 // TestStoredWritesAreSwept: the rows the limited endpoints store go once
 // they expire — authorization requests by the OAuth sweep an hour after,
 // ceremonies by the sign-in sweep — and live ones stay.

@@ -26,7 +26,6 @@ func loadAccounts() (api.AccountsConfig, api.SessionsConfig, mail.Sender, error)
 		{"OAKALLOW_LIMIT_SIGN_IN_CODES_PER_ADDRESS", getenv("OAKALLOW_LIMIT_SIGN_IN_CODES_PER_ADDRESS"), &acc.CodesPerAddress},
 		{"OAKALLOW_LIMIT_SIGN_IN_CODES_PER_IP", getenv("OAKALLOW_LIMIT_SIGN_IN_CODES_PER_IP"), &acc.CodesPerIP},
 		{"OAKALLOW_LIMIT_SIGN_IN_CODE_FAILURES_PER_IP", getenv("OAKALLOW_LIMIT_SIGN_IN_CODE_FAILURES_PER_IP"), &acc.CodeFailuresPerIP},
-		{"OAKALLOW_LIMIT_PASSKEY_SIGN_INS_PER_IP", getenv("OAKALLOW_LIMIT_PASSKEY_SIGN_INS_PER_IP"), &acc.PasskeyOptionsPerIP},
 	} {
 		if *f.to, err = ratelimit.ParseLimit(f.value); err != nil {
 			return acc, ses, nil, fmt.Errorf("%s: %w", f.name, err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -49,10 +50,9 @@ var envVars = []envVar{
 	{"OAKALLOW_LIMIT_VERIFY_FAILURES_PER_IP", "300/1m", "Failed token verifications (invalid, expired, wrong org, parameters mismatch, replayed) allowed from one client address (`<count>/<period>` or `off`). Past it, every verification from the address answers 429."},
 	{"OAKALLOW_LIMIT_VERIFY_FAILURES_PER_KEY", "120/1m", "Failed token verifications allowed per API key (`<count>/<period>` or `off`). Past it, every verification with the key answers 429."},
 	{"OAKALLOW_LIMIT_VERIFIES_PER_KEY", "100/1s", "All token verifications allowed per API key (`<count>/<period>` or `off`)."},
-	{"OAKALLOW_LIMIT_PASSKEY_SIGN_INS_PER_IP", "60/15m", "Passkey sign-ins started (`POST /v1/auth/passkey/options`, public; each keeps a WebAuthn ceremony until it expires) from one client address (`<count>/<window>` or `off`, in PostgreSQL). Past it, starting one answers 429 with `Retry-After`."},
 	{"OAKALLOW_LIMIT_OAUTH_AUTHORIZE_PER_IP", "30/1m", "Requests to the MCP connector's OAuth authorization endpoint (`GET /oauth/authorize`) from one client address (`<count>/<period>` or `off`). Each valid one stores an authorization request until it is answered or expires. Past it, the endpoint answers a 429 page (`error: rate_limited`, `Retry-After`)."},
 	{"OAKALLOW_LIMIT_OAUTH_AUTHORIZE_ALL", "600/1m", "The same from every client address together (`<count>/<period>` or `off`): how fast a flood from many addresses can store authorization requests."},
-	{"OAKALLOW_LIMIT_PASSKEY_OPTIONS_PER_IP", "30/1m", "Passkey sign-in and enrollment options (`POST /v1/auth/passkey/options`, `POST /v1/me/passkeys/options`) from one client address (`<count>/<period>` or `off`); each stores a WebAuthn ceremony until it is finished or expires. Past it, 429 `rate_limited` with `Retry-After`."},
+	{"OAKALLOW_LIMIT_PASSKEY_OPTIONS_PER_IP", "30/1m", "Passkey sign-in and enrollment options (`POST /v1/auth/passkey/options`, `POST /v1/me/passkeys/options`) from one client address (`<count>/<period>` or `off`); each stores a WebAuthn ceremony until it is finished or expires. Past it, 429 `rate_limited` with `Retry-After`. The only per-address limit on passkey sign-in starts (it replaced OAKALLOW_LIMIT_PASSKEY_SIGN_INS_PER_IP)."},
 	{"OAKALLOW_LIMIT_PASSKEY_OPTIONS_ALL", "1200/1m", "The same from every client address together (`<count>/<period>` or `off`)."},
 	{"OAKALLOW_BILLING_MODE", "prepaid", "How billable calls are paid for: `stripe` (credit is bought through Stripe Checkout), `prepaid` (operators grant credit with `oakallow credits grant`) or `off` (self-hosted: calls are metered and shown as usage, never refused with 402, nothing is debited). See \"Billing\" below."},
 	{"OAKALLOW_CREDIT_PACKS", "starter:10:10,growth:50:50,scale:200:220", "Credit packs on sale in mode stripe: `id:price_usd:credit_usd`, comma-separated (credit may exceed the price, as a volume discount)."},
@@ -80,6 +80,33 @@ var envVars = []envVar{
 	{"OAKALLOW_SESSION_ABSOLUTE", "336h", "Every session ends this long after sign-in, used or not."},
 	{"OAKALLOW_SESSION_CACHE_ENTRIES", "10000", "How many recently authenticated sessions each API replica keeps in memory (a cache hit costs no database round trip). Negative: no cache, every session request reads PostgreSQL."},
 	{"OAKALLOW_SESSION_CACHE_TTL", "0s", "How long a cached session answers before PostgreSQL is asked again, when no change notification ended it sooner (revocations, sign-outs, role and membership changes end it on every replica at once). `0s`: 30 s, or a quarter of `OAKALLOW_SESSION_IDLE` when that is shorter; at most a quarter of it."},
+}
+
+// removedVar is an environment variable a former version read. One that is
+// still set stops serve with what replaced it: an operator who set it meant
+// something by it, and ignoring it could quietly loosen what they asked for.
+type removedVar struct {
+	Name       string
+	ReplacedBy string
+}
+
+var removedVars = []removedVar{
+	{"OAKALLOW_LIMIT_PASSKEY_SIGN_INS_PER_IP", "passkey sign-in starts count only against OAKALLOW_LIMIT_PASSKEY_OPTIONS_PER_IP " +
+		"(per client address, default 30/1m) and OAKALLOW_LIMIT_PASSKEY_OPTIONS_ALL (all addresses together, default " +
+		"1200/1m), kept in each replica's memory so that a refused start costs no database write; set those instead " +
+		"(docs/CONFIGURATION.md, \"Rate limits\") and unset it"},
+}
+
+// checkRemovedVars fails, naming each and what replaced it, when a removed
+// variable is set (even to the empty string).
+func checkRemovedVars() error {
+	var errs []error
+	for _, v := range removedVars {
+		if _, ok := os.LookupEnv(v.Name); ok {
+			errs = append(errs, fmt.Errorf("%s is no longer read: %s", v.Name, v.ReplacedBy))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // getenv returns the variable's value or its documented default. Reading an

@@ -11,6 +11,9 @@ import (
 
 // loadLimits reads the rate limits and trusted proxies of serve.
 func loadLimits() (api.LimitsConfig, error) {
+	if err := checkRemovedVars(); err != nil {
+		return api.LimitsConfig{}, err
+	}
 	var c api.LimitsConfig
 	for _, f := range []struct {
 		name, value string
