@@ -464,7 +464,11 @@ func decideRequestID(keyID, approvalID, idemKey string) string {
 }
 
 // endedProblem is the 409 for deciding an approval that has ended, carrying its standing
-// (the decisions that won); nil while it is pending.
+// (the decisions that won); nil while it is pending and its current level's deadline is
+// ahead. A pending row whose deadline has passed is one the worker has not expired yet
+// (its timer is late, or the worker is down): the workflow's validator refuses any
+// decision on it as expired, so it is refused here the same way, before a passkey
+// ceremony is started or spent for it.
 func (s *Server) endedProblem(ctx context.Context, row store.Approval) error {
 	var p *Problem
 	switch workflows.Status(row.Status) {
@@ -473,7 +477,11 @@ func (s *Server) endedProblem(ctx context.Context, row store.Approval) error {
 	case workflows.StatusExpired:
 		p = problem(http.StatusConflict, CodeApprovalExpired, "the approval expired; request a new one")
 	default:
-		return nil
+		if s.now().Before(row.ExpiresAt) {
+			return nil
+		}
+		p = problem(http.StatusConflict, CodeApprovalExpired, fmt.Sprintf("level %d expired at %s; request a new one",
+			row.Level, row.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
 	ds, err := s.deps.Store.ListDecisionsOfApproval(ctx, row.ID)
 	if err != nil {

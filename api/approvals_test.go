@@ -106,6 +106,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"dashboard/settings", testDashboardSettings},
 		{"approvals/requester-cannot-decide", testRequesterCannotDecide},
 		{"approvals/reviewer-idempotency-key-per-approval", testReviewerIdempotencyKeyPerApproval},
+		{"approvals/decide-options-refuse-like-decide", testDecideOptionsRefuseLikeDecide},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -402,4 +403,77 @@ func TestEmailCodeEnrollsOnlyTheFirstPasskey(t *testing.T) {
 		map[string]any{"ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp), "name": "late"})
 	requireStatusCode(t, http.StatusForbidden, CodePasskeyRequired, status, raw)
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM passkeys WHERE user_id = $2 AND $1 <> ''`, user))
+}
+
+// testDecideOptionsRefuseLikeDecide: options for a decision that cannot be
+// made are refused up front, with the very answer decide gives (status, code,
+// the approval's standing), and leave no ceremony behind: for an approval
+// already decided, and for one whose deadline passed before the worker
+// expired it (the workflow's validator refuses a decision on it as expired).
+func testDecideOptionsRefuseLikeDecide(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	e.allowDecide(true)
+	e.seedTool("wire_money", "", nil)
+	r := e.enrolledReviewer(RoleReviewer)
+	e.setApproverGroup(1, []string{r.id})
+	ceremonies := func() int {
+		return e.count(`SELECT count(*) FROM webauthn_ceremonies WHERE user_id = $2 AND $1 <> ''`, r.id)
+	}
+	// prepared is a decide with an assertion made while the approval could still be decided.
+	prepared := func(id string) map[string]any {
+		opts := expectAs[decideOptionsAnswer](e, http.StatusOK, http.MethodPost, "/v1/approvals/"+id+"/decide/options", r.hdr,
+			map[string]any{"decision": "approve"})
+		resp, err := r.auth.Get(opts.PublicKey)
+		require.NoError(t, err)
+		return map[string]any{"decision": "approve", "ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp)}
+	}
+	// refusal is a problem without its request id, which differs per request.
+	refusal := func(raw []byte) map[string]any {
+		var p map[string]any
+		require.NoError(t, json.Unmarshal(raw, &p), string(raw))
+		delete(p, "request_id")
+		return p
+	}
+	// sameAsDecide asks for options on an approval that cannot be decided and
+	// checks the refusal is decide's, reviewer's and management key's alike.
+	sameAsDecide := func(id string, decide map[string]any, code string) map[string]any {
+		t.Helper()
+		before := ceremonies()
+		status, raw := e.asSession(http.MethodPost, "/v1/approvals/"+id+"/decide/options", r.hdr, map[string]any{"decision": "approve"})
+		requireStatusCode(t, http.StatusConflict, code, status, raw)
+		require.Equal(t, before, ceremonies(), "a refused start stores no ceremony")
+		got := refusal(raw)
+		status, raw = e.asSession(http.MethodPost, "/v1/approvals/"+id+"/decide", r.hdr, decide)
+		require.Equal(t, http.StatusConflict, status, string(raw))
+		require.Equal(t, got, refusal(raw), "options answer as the reviewer's decide does")
+		raw = e.expectProblem(http.StatusConflict, code, http.MethodPost, "/v1/approvals/"+id+"/decide", e.boot.ManagementKey,
+			map[string]any{"decision": "approve"})
+		require.Equal(t, got, refusal(raw), "options answer as a management key's decide does")
+		return got["approval"].(map[string]any)
+	}
+
+	denied := e.requestApproval(map[string]any{"tool": "wire_money", "reasoning": "pay", "parameters": map[string]any{"amount": 1}})
+	late := prepared(denied.ID)
+	expect[Approval](e, http.StatusOK, http.MethodPost, "/v1/approvals/"+denied.ID+"/decide", e.boot.ManagementKey,
+		map[string]any{"decision": "deny"})
+	standing := sameAsDecide(denied.ID, late, CodeAlreadyDecided)
+	require.Equal(t, "denied", standing["status"])
+	decisions := standing["decisions"].([]any)
+	require.Len(t, decisions, 1)
+	require.Equal(t, "deny", decisions[0].(map[string]any)["decision"], "the winning decision")
+
+	// The level's deadline passed; the worker has not expired the approval yet.
+	overdue := e.requestApproval(map[string]any{"tool": "wire_money", "reasoning": "pay", "parameters": map[string]any{"amount": 2}})
+	late = prepared(overdue.ID)
+	// Moved back once the workflow's creation is projected, which would write its deadline again.
+	require.Eventually(t, func() bool {
+		tag, err := s.st.Pool.Exec(context.Background(), `UPDATE approvals SET expires_at = now() - interval '1 second'
+			WHERE id = $1 AND status = 'pending' AND projection_seq > 0`, overdue.ID)
+		require.NoError(t, err)
+		return tag.RowsAffected() == 1
+	}, hangDeadline, 20*time.Millisecond, "the approval's creation was never projected")
+	standing = sameAsDecide(overdue.ID, late, CodeApprovalExpired)
+	require.Equal(t, "pending", standing["status"])
+	require.EqualValues(t, 1, standing["level"])
+	require.Empty(t, standing["decisions"])
 }

@@ -64,7 +64,9 @@ func registerReview(api huma.API, s *Server) {
 		Summary: "Start a passkey-signed decision",
 		Description: "Options for navigator.credentials.get() whose challenge binds this approval, its current level and your " +
 			"decision. Only a member of the level's approver group who did not request the approval and did not decide " +
-			"its other level gets them. Send the assertion with POST /v1/approvals/{id}/decide within 5 minutes.",
+			"its other level gets them. Send the assertion with POST /v1/approvals/{id}/decide within 5 minutes. An approval " +
+			"that cannot be decided any more — decided, expired, or past its level's deadline — answers 409 already_decided " +
+			"or approval_expired with its standing (the winning decisions), exactly as decide would, and starts no ceremony.",
 		Tags: []string{tagApprovals},
 		Errors: []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusConflict,
 			http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
