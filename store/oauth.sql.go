@@ -597,6 +597,40 @@ func (q *Queries) RevokeUserOAuthGrants(ctx context.Context, arg RevokeUserOAuth
 	return items, nil
 }
 
+const sweepOAuthClients = `-- name: SweepOAuthClients :execrows
+DELETE FROM oauth_clients WHERE id IN (
+    SELECT c.id FROM oauth_clients c
+    WHERE c.created_at < $1
+      AND NOT EXISTS (SELECT 1 FROM oauth_requests r WHERE r.client_id = c.id)
+      AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.client_id = c.id
+          AND (g.revoked_at IS NULL OR g.revoked_at >= $2::timestamptz))
+    ORDER BY c.created_at, c.id
+    LIMIT $3
+    FOR UPDATE OF c SKIP LOCKED)
+`
+
+type SweepOAuthClientsParams struct {
+	UnusedBefore  time.Time
+	RevokedBefore time.Time
+	RowLimit      int32
+}
+
+// Deletes up to @row_limit registrations nobody uses, oldest first: those
+// registered before @unused_before with no grant, and those whose every
+// grant was revoked before @revoked_before (their tokens stopped working
+// then; they go with the client, by cascade). A client with an
+// authorization request of any age is kept: a consent needs its request,
+// and requests are swept an hour after they expire, so a client cannot be
+// deleted under a person consenting to it. SKIP LOCKED lets replicas sweep
+// at once without waiting for each other's rows.
+func (q *Queries) SweepOAuthClients(ctx context.Context, arg SweepOAuthClientsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, sweepOAuthClients, arg.UnusedBefore, arg.RevokedBefore, arg.RowLimit)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const sweepOAuthCodes = `-- name: SweepOAuthCodes :exec
 DELETE FROM oauth_codes WHERE expires_at < $1
 `

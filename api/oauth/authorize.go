@@ -26,6 +26,10 @@ const (
 	maxScopeLen = 200
 )
 
+// unknownClient is the authorization page of a client_id this server does
+// not know: never registered, or swept (a registration unused for a day).
+const unknownClient = "This client is not registered with this server. A registration that is not used within a day is deleted: the application must register again."
+
 // codeChallengePattern is a base64url SHA-256 without padding (RFC 7636 §4.2).
 var codeChallengePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 
@@ -131,7 +135,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	client, err := s.d.Store.GetOAuthClient(r.Context(), clientID)
 	if errors.Is(err, store.ErrNotFound) {
-		authorizePage(w, http.StatusBadRequest, "This client is not registered with this server.")
+		authorizePage(w, http.StatusBadRequest, unknownClient)
 		return
 	}
 	if err != nil {
@@ -194,7 +198,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	id := store.NewID("oar")
 	if err := s.d.Store.CreateOAuthRequest(r.Context(), store.CreateOAuthRequestParams{ID: id, ClientID: client.ID,
 		RedirectUri: redirectURI, State: state, CodeChallenge: p["code_challenge"], Scopes: scopes,
-		Resource: s.cfg.Resource(), CreatedAt: now, ExpiresAt: now.Add(s.cfg.RequestTTL)}); err != nil {
+		Resource: s.cfg.Resource(), CreatedAt: now, ExpiresAt: now.Add(s.cfg.RequestTTL)}); errors.Is(err, store.ErrReferenced) {
+		// The sweep deleted the client since it was read (Sweep).
+		authorizePage(w, http.StatusBadRequest, unknownClient)
+		return
+	} else if err != nil {
 		s.internal(w, r, fmt.Errorf("create authorization request: %w", err))
 		return
 	}

@@ -373,8 +373,36 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, http.StatusInternalServerError, "server_error", "the server could not answer; try again")
 }
 
+// Bounds of the client sweep (SweepOAuthClients). Registration is open to
+// anyone (RFC 7591), so registrations nobody uses are deleted, or the table
+// would only grow.
+const (
+	// unusedClientAge: a client that no person has consented to a day after
+	// it registered is deleted. An MCP client registers right before it
+	// sends the person to the consent page, and a consent has RequestTTL
+	// (at most an hour). A client that comes back later with its old
+	// client_id is refused (unknownClient; invalid_client at the token
+	// endpoint) and must register again.
+	unusedClientAge = 24 * time.Hour
+	// revokedClientAge: a client whose every grant was revoked this long
+	// ago is deleted with its grants and their tokens. A revoked grant's
+	// tokens stopped working when it was revoked, so nothing it held can
+	// work again; the revocations stay in the audit log. The wait keeps a
+	// revoked connection's rows for a month for anyone looking into it.
+	revokedClientAge = 30 * 24 * time.Hour
+	// clientSweepBatch clients are deleted per statement (its own short
+	// transaction, cascades included), and at most clientSweepBatches
+	// statements run per pass: a backlog is worked off over several passes
+	// instead of in one long transaction.
+	clientSweepBatch   = 500
+	clientSweepBatches = 20
+)
+
 // Sweep deletes requests, codes and tokens long past their expiry (a used
-// refresh token is kept until it expires, so its reuse is still detected).
+// refresh token is kept until it expires, so its reuse is still detected),
+// then clients nobody uses (see unusedClientAge and revokedClientAge).
+// Replicas may sweep at once: each delete is idempotent, and the client
+// sweep skips rows another replica is deleting.
 func (s *Server) Sweep(ctx context.Context) error {
 	cutoff := s.d.Now().Add(-time.Hour)
 	if err := s.d.Store.SweepOAuthRequests(ctx, cutoff); err != nil {
@@ -386,7 +414,31 @@ func (s *Server) Sweep(ctx context.Context) error {
 	if err := s.d.Store.SweepOAuthTokens(ctx, cutoff); err != nil {
 		return fmt.Errorf("sweep oauth tokens: %w", err)
 	}
-	return nil
+	n, err := s.sweepClients(ctx, clientSweepBatch, clientSweepBatches)
+	if n > 0 {
+		s.log.Info("oauth clients swept", "deleted", n)
+	}
+	return err
+}
+
+// sweepClients deletes unused clients, batch per statement, for at most
+// batches statements or until a statement finds fewer than batch; it
+// returns how many it deleted.
+func (s *Server) sweepClients(ctx context.Context, batch int32, batches int) (int64, error) {
+	now := s.d.Now()
+	p := store.SweepOAuthClientsParams{UnusedBefore: now.Add(-unusedClientAge), RevokedBefore: now.Add(-revokedClientAge), RowLimit: batch}
+	var total int64
+	for range batches {
+		n, err := s.d.Store.SweepOAuthClients(ctx, p)
+		if err != nil {
+			return total, fmt.Errorf("sweep oauth clients: %w", err)
+		}
+		total += n
+		if n < int64(batch) {
+			break
+		}
+	}
+	return total, nil
 }
 
 // SweepLoop sweeps every ten minutes until ctx ends.

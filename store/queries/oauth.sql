@@ -112,6 +112,25 @@ DELETE FROM oauth_codes WHERE expires_at < @cutoff;
 -- name: SweepOAuthTokens :exec
 DELETE FROM oauth_tokens WHERE expires_at < @cutoff;
 
+-- name: SweepOAuthClients :execrows
+-- Deletes up to @row_limit registrations nobody uses, oldest first: those
+-- registered before @unused_before with no grant, and those whose every
+-- grant was revoked before @revoked_before (their tokens stopped working
+-- then; they go with the client, by cascade). A client with an
+-- authorization request of any age is kept: a consent needs its request,
+-- and requests are swept an hour after they expire, so a client cannot be
+-- deleted under a person consenting to it. SKIP LOCKED lets replicas sweep
+-- at once without waiting for each other's rows.
+DELETE FROM oauth_clients WHERE id IN (
+    SELECT c.id FROM oauth_clients c
+    WHERE c.created_at < @unused_before
+      AND NOT EXISTS (SELECT 1 FROM oauth_requests r WHERE r.client_id = c.id)
+      AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.client_id = c.id
+          AND (g.revoked_at IS NULL OR g.revoked_at >= @revoked_before::timestamptz))
+    ORDER BY c.created_at, c.id
+    LIMIT @row_limit
+    FOR UPDATE OF c SKIP LOCKED);
+
 -- name: TouchOAuthGrant :exec
 -- Records that a grant authenticated a request, unless a use after
 -- stale_before is already recorded.
