@@ -71,6 +71,8 @@ func checkProjection(in workflows.ProjectApprovalInput) error {
 		return fmt.Errorf("level %d is not 1 or 2", in.State.Level)
 	case in.At.IsZero():
 		return errors.New("transition time is required")
+	case in.StartRecovered && in.Event != workflows.EventCreated:
+		return fmt.Errorf("only the creation of a recovered start is audited as one, not %s", in.Event)
 	}
 	want := map[workflows.Event]func() bool{
 		workflows.EventCreated:   func() bool { return in.State.Status == workflows.StatusPending && in.Decision == nil },
@@ -100,7 +102,8 @@ func checkProjection(in workflows.ProjectApprovalInput) error {
 
 // ProjectApproval implements workflows.ActivityProjectApproval: it writes one transition
 // of an approval — the approval row, the decision row when there is one, and the audit
-// event — in one transaction, together with a workflow_effects row keyed by (RunID, Key).
+// event (for the creation of a run the start reconciler started, approval.start_recovered
+// too) — in one transaction, together with a workflow_effects row keyed by (RunID, Key).
 // A retry finds that row and writes nothing; a transition older than the one the row
 // already shows (projection_seq) is recorded as applied but changes nothing.
 func (a *Activities) ProjectApproval(ctx context.Context, in workflows.ProjectApprovalInput) error {
@@ -183,6 +186,12 @@ func (a *Activities) ProjectApproval(ctx context.Context, in workflows.ProjectAp
 		}
 		if in.Event == workflows.EventDecided || in.Event == workflows.EventExpired {
 			final = &apr
+		}
+		if in.StartRecovered {
+			// Once per approval: only the run that first projects the creation gets here.
+			if err := a.auditStartRecovered(ctx, q, apr, in.RunID); err != nil {
+				return err
+			}
 		}
 		return a.auditTransition(ctx, q, apr, in)
 	})

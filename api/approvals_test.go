@@ -76,6 +76,7 @@ func TestApprovalSuite(t *testing.T) {
 		{"approvals/workflow-gone", testApprovalWorkflowGone},
 		{"approvals/token-follows-its-decision", testApprovalTokenFollowsItsDecision},
 		{"approvals/unstarted-is-recovered", testApprovalUnstartedIsRecovered},
+		{"approvals/unstarted-ended-is-listed", testApprovalUnstartedEndedIsListed},
 		{"approvals/exact-numbers", testApprovalBindsExactNumbers},
 		{"approvals/deep-input", testApprovalAndVerifyRefuseDeepInput},
 		{"tokens/recheck-policy", testMintAndVerifyRecheckPolicy},

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"testing"
@@ -37,18 +38,12 @@ func (l *lostStart) ExecuteWorkflow(_ context.Context, _ client.StartWorkflowOpt
 	return nil, serviceerror.NewUnavailable("temporal is down")
 }
 
-// testApprovalUnstartedIsRecovered: an approval whose start failed and whose
-// withdrawal failed too is answered 503 "it may exist" and left pending with no
-// workflow; the worker's start reconciler starts its workflow with exactly the input
-// the API meant to give it, after which it is announced once, decided like any other,
-// gets its token, and PostgreSQL agrees with the workflow's history.
-func testApprovalUnstartedIsRecovered(t *testing.T, s *approvalSuite) {
-	e := s.org(t)
-	e.allowDecide(true)
-	e.seedTool("send_email", "", nil)
-	hook, _ := orgHook(e, e.boot.ManagementKey)
+// orphanApproval requests an approval of e's org whose start fails and whose
+// withdrawal fails too: the caller is answered 503 "it may exist" and the row stays
+// pending with no workflow. It returns the input the API meant to start it with.
+func orphanApproval(t *testing.T, s *approvalSuite, e *testEnv) workflows.ApprovalInput {
+	t.Helper()
 	ctx := context.Background()
-
 	// PostgreSQL refuses to withdraw this org's approvals, as when it fails mid-abort.
 	fn := pgx.Identifier{"refuse_withdrawal_" + e.boot.OrgID}.Sanitize()
 	for _, sql := range []string{
@@ -77,9 +72,45 @@ func testApprovalUnstartedIsRecovered(t *testing.T, s *approvalSuite) {
 	require.Contains(t, string(raw), "may exist")
 	drop()
 	lost.mu.Lock()
+	defer lost.mu.Unlock()
 	require.Len(t, lost.inputs, 1)
-	want := lost.inputs[0]
-	lost.mu.Unlock()
+	return lost.inputs[0]
+}
+
+// backdateApproval makes an approval look untouched for an hour, past
+// worker.StartRecoveryAfter. (Rows of other tests are younger, so a pass takes only
+// this one, or the suite worker's own sweep takes it first: either way one pass.)
+func backdateApproval(t *testing.T, s *approvalSuite, id string) {
+	t.Helper()
+	_, err := s.st.Pool.Exec(context.Background(), `UPDATE approvals SET updated_at = updated_at - interval '1 hour' WHERE id = $1`, id)
+	require.NoError(t, err)
+}
+
+// activityOf lists e's org's audit events of kind about subject, through GET /v1/activity.
+func activityOf(e *testEnv, kind, subject string) []ActivityEvent {
+	page := expect[activityOutputBody](e, http.StatusOK, http.MethodGet, "/v1/activity?kind="+kind, e.boot.ManagementKey, nil)
+	var out []ActivityEvent
+	for _, ev := range page.Items {
+		if ev.Subject == subject {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// testApprovalUnstartedIsRecovered: an approval whose start failed and whose
+// withdrawal failed too is answered 503 "it may exist" and left pending with no
+// workflow; the worker's start reconciler starts its workflow with exactly the input
+// the API meant to give it, after which it is announced once, decided like any other,
+// gets its token, and PostgreSQL agrees with the workflow's history. The recovery is
+// in the activity log, found by its kind.
+func testApprovalUnstartedIsRecovered(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	e.allowDecide(true)
+	e.seedTool("send_email", "", nil)
+	hook, _ := orgHook(e, e.boot.ManagementKey)
+	ctx := context.Background()
+	want := orphanApproval(t, s, e)
 
 	// Left behind: pending, unprojected, no workflow. The cross-check says so at once.
 	require.Equal(t, 1, e.count(`SELECT count(*) FROM approvals WHERE org_id = $1 AND id = $2 AND status = 'pending' AND projection_seq = 0`, want.ApprovalID))
@@ -92,11 +123,8 @@ func testApprovalUnstartedIsRecovered(t *testing.T, s *approvalSuite) {
 	require.NoError(t, err)
 	require.True(t, rep.Unstarted, "reported as never started")
 
-	// A sweep after StartRecoveryAfter: the row looks untouched for an hour. (Rows of
-	// other tests are younger, so this pass takes only this one, or the suite worker's
-	// own sweep takes it first: either way one start.)
-	_, err = s.st.Pool.Exec(ctx, `UPDATE approvals SET updated_at = updated_at - interval '1 hour' WHERE id = $1`, want.ApprovalID)
-	require.NoError(t, err)
+	// A sweep after StartRecoveryAfter.
+	backdateApproval(t, s, want.ApprovalID)
 	_, err = s.acts.RecoverUnstartedApprovals(ctx, 30*time.Minute, 100)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
@@ -111,10 +139,14 @@ func testApprovalUnstartedIsRecovered(t *testing.T, s *approvalSuite) {
 	var got workflows.ApprovalInput
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(first.GetWorkflowExecutionStartedEventAttributes().GetInput(), &got))
 	require.True(t, want.CreatedAt.Equal(got.CreatedAt), "created at %s, want %s", got.CreatedAt, want.CreatedAt)
-	got.CreatedAt = want.CreatedAt
+	require.True(t, got.StartRecovered, "marked as the reconciler's start")
+	got.CreatedAt, got.StartRecovered = want.CreatedAt, want.StartRecovered
 	require.Equal(t, want, got)
-	require.Equal(t, 1, e.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND subject = $2 AND kind = $3`,
-		want.ApprovalID, activities.AuditApprovalStartRecovered))
+	recovered := activityOf(e, activities.AuditApprovalStartRecovered, want.ApprovalID)
+	require.Len(t, recovered, 1, "the recovery is listed under its kind")
+	require.Equal(t, []string{activities.ActorSystem, "start_reconciler", "pending", "send_email"},
+		[]string{recovered[0].ActorKind, recovered[0].ActorID, recovered[0].Outcome, recovered[0].Tool})
+	require.False(t, recovered[0].Billable)
 
 	// The agent's poll shows it pending; a reviewer decides it and the agent gets a token.
 	polled := expect[Approval](e, http.StatusOK, http.MethodGet, "/v1/approvals/"+want.Reference, e.boot.StandardKey, nil)
@@ -140,4 +172,41 @@ func testApprovalUnstartedIsRecovered(t *testing.T, s *approvalSuite) {
 	require.Equal(t, 1, e.count(`SELECT count(DISTINCT f.run_id) FROM workflow_effects f JOIN approvals a ON a.id = f.approval_id
 		WHERE a.org_id = $1 AND a.id = $2`, want.ApprovalID),
 		"one workflow run")
+}
+
+// testApprovalUnstartedEndedIsListed: an unstarted approval whose workflow closed
+// before ever projecting it ends expired, with no token; the end is in the activity
+// log, found by its kind, with its reason.
+func testApprovalUnstartedEndedIsListed(t *testing.T, s *approvalSuite) {
+	e := s.org(t)
+	e.seedTool("send_email", "", nil)
+	ctx := context.Background()
+	in := orphanApproval(t, s, e)
+
+	// Its workflow starts on a queue no worker polls, and an operator terminates it.
+	opts := workflows.StartWorkflowOptions(in)
+	opts.TaskQueue = "idle-" + in.Reference
+	_, err := s.tc.ExecuteWorkflow(ctx, opts, workflows.ApprovalWorkflowName, in)
+	require.NoError(t, err)
+	require.NoError(t, s.tc.TerminateWorkflow(ctx, in.Reference, "", "operator"))
+	backdateApproval(t, s, in.ApprovalID)
+	_, err = s.acts.RecoverUnstartedApprovals(ctx, 30*time.Minute, 100)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return e.count(`SELECT count(*) FROM approvals WHERE org_id = $1 AND id = $2 AND status = 'expired'`, in.ApprovalID) == 1
+	}, hangDeadline, 20*time.Millisecond, "the approval never ended")
+
+	polled := expect[Approval](e, http.StatusOK, http.MethodGet, "/v1/approvals/"+in.Reference, e.boot.StandardKey, nil)
+	require.Equal(t, "expired", polled.Status)
+	require.Empty(t, polled.Token)
+	ended := activityOf(e, activities.AuditApprovalEndedUnstarted, in.ApprovalID)
+	require.Len(t, ended, 1, "the end is listed under its kind")
+	require.Equal(t, []string{activities.ActorSystem, "start_reconciler", "expired"},
+		[]string{ended[0].ActorKind, ended[0].ActorID, ended[0].Outcome})
+	var details struct {
+		Reason string `json:"reason"`
+	}
+	require.NoError(t, json.Unmarshal(ended[0].Details, &details))
+	require.Equal(t, "workflow_closed", details.Reason)
+	require.Empty(t, activityOf(e, activities.AuditApprovalStartRecovered, in.ApprovalID), "the reconciler started nothing")
 }

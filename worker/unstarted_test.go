@@ -2,10 +2,12 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -43,12 +45,14 @@ func (w *world) startedInput(ref string) workflows.ApprovalInput {
 }
 
 // requireStartedAsTheAPIWould requires that ref's workflow got exactly want, the
-// input the API builds: the same ids, level plan and creation time.
+// input the API builds — the same ids, level plan and creation time — marked as
+// started by the reconciler.
 func (w *world) requireStartedAsTheAPIWould(want workflows.ApprovalInput) {
 	w.t.Helper()
 	got := w.startedInput(want.Reference)
 	require.True(w.t, want.CreatedAt.Equal(got.CreatedAt), "created at %s, want %s", got.CreatedAt, want.CreatedAt)
-	got.CreatedAt = want.CreatedAt
+	require.True(w.t, got.StartRecovered, "marked as the reconciler's start")
+	got.CreatedAt, got.StartRecovered = want.CreatedAt, want.StartRecovered
 	require.Equal(w.t, want, got)
 }
 
@@ -299,4 +303,139 @@ func TestReconcilerLeavesStartedApprovals(t *testing.T) {
 	require.Equal(t, run.GetRunID(), desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), "no new run under a closed id")
 	w.backdate(waiting.ApprovalID)
 	require.Zero(t, sweep(), "an ended approval is not claimed again")
+}
+
+// lostAfterStart is a Temporal client whose workflow starts reach the server, after
+// which the caller hears nothing: the reconciler's process was lost right after its
+// start, before it could write anything else.
+type lostAfterStart struct {
+	client.Client
+	mu      sync.Mutex
+	started int
+}
+
+func (l *lostAfterStart) ExecuteWorkflow(ctx context.Context, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	if _, err := l.Client.ExecuteWorkflow(ctx, o, wf, args...); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.started++
+	l.mu.Unlock()
+	return nil, errors.New("the reconciler's process was lost after its start")
+}
+
+// TestRecoveryIsAuditedOnceAlthoughTheReconcilerIsLost: a reconciler lost right after
+// starting the workflow of an unstarted approval still leaves exactly one
+// approval.start_recovered — written with the recovered run's first projection — and
+// later passes of several replicas add none.
+func TestRecoveryIsAuditedOnceAlthoughTheReconcilerIsLost(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.startWorker(nil, worker.WithSweepInterval(0))
+	ctx := context.Background()
+	in := w.insertApproval(time.Now().Add(-10*time.Minute), time.Hour)
+
+	lost := &lostAfterStart{Client: w.tc}
+	_, err := w.newActivitiesOn(lost).RecoverUnstartedApprovals(ctx, worker.StartRecoveryAfter, 100)
+	require.Error(t, err, "the lost reconciler never heard back")
+	require.Equal(t, 1, lost.started)
+	w.waitProjected(in.ApprovalID, 1)
+	w.requireStartedAsTheAPIWould(in)
+	require.Equal(t, 1, w.audits(in.ApprovalID, activities.AuditApprovalStartRecovered))
+	var actorKind, actorID, outcome, runID string
+	require.NoError(t, w.st.Pool.QueryRow(ctx, `SELECT actor_kind, actor_id, outcome, details->>'workflow_run_id'
+		FROM audit_events WHERE subject = $1 AND kind = $2`, in.ApprovalID, activities.AuditApprovalStartRecovered).
+		Scan(&actorKind, &actorID, &outcome, &runID))
+	desc, err := w.tc.DescribeWorkflowExecution(ctx, in.Reference, "")
+	require.NoError(t, err)
+	require.Equal(t, []string{activities.ActorSystem, "start_reconciler", "pending", desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()},
+		[]string{actorKind, actorID, outcome, runID})
+
+	// Passes of three replicas after the claim ran out: nothing more to do or to audit.
+	w.backdate(in.ApprovalID)
+	var wg sync.WaitGroup
+	for _, acts := range []*activities.Activities{w.acts, w.newActivities(), w.newActivities()} {
+		wg.Go(func() {
+			_, err := acts.RecoverUnstartedApprovals(ctx, worker.StartRecoveryAfter, 100)
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	require.Equal(t, 1, w.audits(in.ApprovalID, activities.AuditApprovalStartRecovered), "audited once")
+
+	res := w.decide(in.Reference, approve("alice"))
+	require.Equal(t, workflows.StatusApproved, res.State.Status)
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	rep, err := approvalcheck.Check(cctx, w.st.Pool, w.tc, in.Reference)
+	require.NoError(t, err)
+	require.NoError(t, rep.Err())
+	require.Equal(t, 1, w.runs(in.ApprovalID))
+	require.Equal(t, 1, w.audits(in.ApprovalID, activities.AuditApprovalStartRecovered))
+}
+
+// TestRecoveredRunClosedBeforeProjecting: a run the reconciler started that was
+// terminated before it ever projected the approval never wrote approval.start_recovered;
+// the pass that ends the approval writes it, with approval.ended_unstarted, once.
+func TestRecoveredRunClosedBeforeProjecting(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t) // no worker polls the queue: the recovered run will not project
+	ctx := context.Background()
+	in := w.insertApproval(time.Now().Add(-10*time.Minute), time.Hour)
+	n, err := w.acts.RecoverUnstartedApprovals(ctx, worker.StartRecoveryAfter, 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	w.requireStartedAsTheAPIWould(in)
+	require.Zero(t, w.audits(in.ApprovalID, activities.AuditApprovalStartRecovered), "nothing projected yet")
+
+	require.NoError(t, w.tc.TerminateWorkflow(ctx, in.Reference, "", "operator"))
+	for range 2 {
+		w.backdate(in.ApprovalID)
+		_, err := w.acts.RecoverUnstartedApprovals(ctx, worker.StartRecoveryAfter, 100)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 1, w.count(`SELECT count(*) FROM approvals WHERE id = $1 AND status = 'expired' AND decided_at IS NOT NULL`, in.ApprovalID))
+	require.Equal(t, 1, w.audits(in.ApprovalID, activities.AuditApprovalStartRecovered))
+	require.Equal(t, 1, w.audits(in.ApprovalID, activities.AuditApprovalEndedUnstarted))
+	require.Equal(t, 1, w.count(`SELECT count(*) FROM audit_events WHERE subject = $1 AND kind = $2 AND details->>'reason' = 'workflow_closed'`,
+		in.ApprovalID, activities.AuditApprovalEndedUnstarted))
+	require.Zero(t, w.count(`SELECT count(*) FROM execution_tokens WHERE source_kind = 'approval' AND source_id = $1`, in.ApprovalID))
+}
+
+// TestUnstartedApprovalOfADeletedOrgEnds: an unstarted approval whose org was deleted
+// gets no workflow — nobody could decide it, and starting it would only announce it —
+// but ends expired, with no token, no webhook and no new charge, audited
+// approval.ended_unstarted with the reason; the cross-check agrees.
+func TestUnstartedApprovalOfADeletedOrgEnds(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.startWorker(nil, worker.WithSweepInterval(0))
+	ctx := context.Background()
+	in := w.insertApproval(time.Now().Add(-10*time.Minute), time.Hour)
+	w.exec(`UPDATE orgs SET deleted_at = now() WHERE id = $1`, w.orgID)
+	billable := func() int {
+		return w.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND billable`, w.orgID)
+	}
+	billed := billable()
+
+	for range 2 {
+		w.backdate(in.ApprovalID)
+		_, err := w.acts.RecoverUnstartedApprovals(ctx, worker.StartRecoveryAfter, 100)
+		require.NoError(t, err)
+	}
+	w.requireNoWorkflow(in.Reference)
+	require.Equal(t, 1, w.count(`SELECT count(*) FROM approvals WHERE id = $1 AND status = 'expired' AND decided_at IS NOT NULL AND token_id IS NULL`, in.ApprovalID))
+	require.Equal(t, 1, w.count(`SELECT count(*) FROM audit_events WHERE subject = $1 AND kind = $2 AND details->>'reason' = 'org_deleted'
+		AND actor_kind = 'system' AND outcome = 'expired' AND NOT billable`, in.ApprovalID, activities.AuditApprovalEndedUnstarted))
+	require.Zero(t, w.audits(in.ApprovalID, activities.AuditApprovalStartRecovered))
+	require.Equal(t, billed, billable(), "not billed again")
+	require.Zero(t, w.count(`SELECT count(*) FROM webhook_deliveries WHERE org_id = $1`, w.orgID))
+
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	rep, err := approvalcheck.Check(cctx, w.st.Pool, w.tc, in.Reference)
+	require.NoError(t, err)
+	require.NoError(t, rep.Err())
+	require.True(t, rep.EndedUnstarted)
+	require.False(t, rep.Unstarted)
 }

@@ -380,6 +380,7 @@ func (a *approval) project(ctx workflow.Context, event Event, d *Decision, st St
 		RunID: a.runID, Key: key,
 		OrgID: a.in.OrgID, ApprovalID: a.in.ApprovalID, Reference: a.in.Reference,
 		Event: event, Decision: d, State: st, At: at,
+		StartRecovered: event == EventCreated && a.in.StartRecovered,
 	}
 	opts := durableOptions(a.activityID(key), fmt.Sprintf("project %s (level %d)", event, st.Level), ProjectStartToClose)
 	opts.regular = a.decisionBoundary(d)

@@ -182,11 +182,12 @@ func TestWorkflowDataCarriesNoCustomerData(t *testing.T) {
 		want  []string
 	}{
 		{name: "ApprovalInput", value: testInput(true), want: []string{
-			"approval_id", "reference", "org_id", "tool_name", "tenant_id", "two_levels", "level_timeout", "created_at"}},
+			"approval_id", "reference", "org_id", "tool_name", "tenant_id", "two_levels", "level_timeout", "created_at",
+			"start_recovered"}},
 		{name: "DecideRequest", value: DecideRequest{}, want: []string{"level", "decision", "decider", "note", "request_id"}},
 		{name: "State", value: State{}, want: []string{"status", "level", "expires_at", "decisions", "token_id", "token_hash"}},
 		{name: "ProjectApprovalInput", value: ProjectApprovalInput{}, want: []string{
-			"run_id", "key", "org_id", "approval_id", "reference", "event", "decision", "state", "at"}},
+			"run_id", "key", "org_id", "approval_id", "reference", "event", "decision", "state", "at", "start_recovered"}},
 		{name: "EnqueueNotificationsInput", value: EnqueueNotificationsInput{}, want: []string{
 			"run_id", "key", "org_id", "approval_id", "reference", "event", "level", "status", "expires_at", "decision", "at"}},
 		{name: "MintApprovalTokenInput", value: MintApprovalTokenInput{}, want: []string{

@@ -91,6 +91,13 @@ type ApprovalInput struct {
 	// CreatedAt is when the API created the approval; level 1's deadline counts from it so
 	// the workflow's expires_at equals the one the API returned to the caller.
 	CreatedAt time.Time `json:"created_at"`
+	// StartRecovered is set only by the worker's start reconciler, when it starts the
+	// workflow of an approval whose row was committed but whose workflow never started
+	// (activities.RecoverUnstartedApprovals). The creation's projection then audits
+	// approval.start_recovered in its own transaction: the record of the recovery is
+	// written from history, so it exists exactly when a run the reconciler created runs
+	// the approval, also when the reconciler's process is lost right after the start.
+	StartRecovered bool `json:"start_recovered,omitempty"`
 }
 
 // Validate reports the first problem with in, or nil. The workflow refuses (fails with a
@@ -274,6 +281,9 @@ type ProjectApprovalInput struct {
 	State State `json:"state"`
 	// At is when the transition happened (workflow time).
 	At time.Time `json:"at"`
+	// StartRecovered is set on the creation's projection of a run the start reconciler
+	// started (ApprovalInput.StartRecovered): the projection also audits that recovery.
+	StartRecovered bool `json:"start_recovered,omitempty"`
 }
 
 // EnqueueNotificationsInput is the input of [ActivityEnqueueNotifications]. The activity

@@ -43,6 +43,12 @@ type Report struct {
 	// reconciler starts such a workflow once the row is worker.StartRecoveryAfter old;
 	// until then it is a problem, reported at once rather than waited for.
 	Unstarted bool
+	// EndedUnstarted is set when no workflow ever ran the approval and the start
+	// reconciler ended it expired instead of starting one (its org was deleted, audited
+	// approval.ended_unstarted). There is no history to compare with; the invariant is
+	// that nothing a workflow causes exists: no decision, token, webhook or alert, and
+	// no audit of a transition.
+	EndedUnstarted bool
 }
 
 // Err is nil when the invariant holds, else an error listing every problem.
@@ -62,14 +68,23 @@ func (r *Report) problem(format string, args ...any) {
 // are in the Report.
 func Check(ctx context.Context, db *pgxpool.Pool, tc client.Client, ref string) (Report, error) {
 	rep := Report{Reference: ref}
-	unstarted, err := isUnstarted(ctx, db, tc, ref)
+	unstarted, ended, err := withoutWorkflow(ctx, db, tc, ref)
 	if err != nil {
 		return rep, err
 	}
-	if unstarted {
+	switch {
+	case unstarted:
 		// There is no workflow to wait for, and none will close by itself.
 		rep.Unstarted = true
 		rep.problem("PostgreSQL holds a pending approval that no workflow ever ran: its row was committed and its workflow never started (the worker's start reconciler starts it)")
+		return rep, nil
+	case ended:
+		rep.EndedUnstarted = true
+		pg, err := load(ctx, db, ref)
+		if err != nil {
+			return rep, err
+		}
+		compareEndedUnstarted(&rep, pg)
 		return rep, nil
 	}
 	if err := tc.GetWorkflow(ctx, ref, "").Get(ctx, &rep.State); err != nil {
@@ -93,26 +108,50 @@ func Check(ctx context.Context, db *pgxpool.Pool, tc client.Client, ref string) 
 	return rep, nil
 }
 
-// isUnstarted reports whether ref's row is pending and unprojected while Temporal has
-// no workflow with its id.
-func isUnstarted(ctx context.Context, db *pgxpool.Pool, tc client.Client, ref string) (bool, error) {
-	var unprojected bool
-	err := db.QueryRow(ctx, `SELECT projection_seq = 0 AND status = 'pending' FROM approvals WHERE reference = $1`, ref).Scan(&unprojected)
+// withoutWorkflow reports, for an approval Temporal has no workflow for, whether its
+// row is pending and unprojected (unstarted) or was ended by the start reconciler
+// (ended). Temporal is asked only about rows in one of those states.
+func withoutWorkflow(ctx context.Context, db *pgxpool.Pool, tc client.Client, ref string) (unstarted, ended bool, err error) {
+	err = db.QueryRow(ctx, `SELECT a.projection_seq = 0 AND a.status = 'pending',
+			EXISTS (SELECT 1 FROM audit_events e WHERE e.org_id = a.org_id AND e.kind = $2 AND e.subject = a.id)
+		FROM approvals a WHERE a.reference = $1`, ref, activities.AuditApprovalEndedUnstarted).Scan(&unstarted, &ended)
 	if err != nil {
-		return false, fmt.Errorf("load approval %s: %w", ref, err)
+		return false, false, fmt.Errorf("load approval %s: %w", ref, err)
 	}
-	if !unprojected {
-		return false, nil
+	if !unstarted && !ended {
+		return false, false, nil
 	}
 	_, err = tc.DescribeWorkflowExecution(ctx, ref, "")
 	var notFound *serviceerror.NotFound
 	switch {
 	case errors.As(err, &notFound):
-		return true, nil
+		return unstarted, ended, nil
 	case err != nil:
-		return false, fmt.Errorf("describe workflow %s: %w", ref, err)
+		return false, false, fmt.Errorf("describe workflow %s: %w", ref, err)
 	}
-	return false, nil
+	return false, false, nil
+}
+
+// compareEndedUnstarted states the invariant for an approval that no workflow ever ran
+// and that the start reconciler ended: expired, with nothing a workflow would have
+// caused.
+func compareEndedUnstarted(rep *Report, pg stored) {
+	if pg.status != string(workflows.StatusExpired) || !pg.decidedAt {
+		rep.problem("ended without a workflow, but PostgreSQL says %s (decided_at set: %t), not expired", pg.status, pg.decidedAt)
+	}
+	if len(pg.decisions) != 0 || len(pg.tokens) != 0 || pg.tokenID != "" {
+		rep.problem("ended without a workflow, but PostgreSQL holds %d decisions and tokens %v (row %q)", len(pg.decisions), pg.tokens, pg.tokenID)
+	}
+	for _, d := range pg.deliveries {
+		rep.problem("ended without a workflow, but a %s delivery of %s exists", d.target, d.eventType)
+	}
+	want := map[string]int{activities.AuditApprovalEndedUnstarted: 1}
+	for _, kind := range []string{activities.AuditApprovalEndedUnstarted, activities.AuditApprovalStartRecovered, activities.AuditApprovalCreated,
+		string(workflows.EventEscalated), string(workflows.EventDecided), string(workflows.EventExpired), activities.AuditTokenMinted} {
+		if got := len(pg.audit[kind]); got != want[kind] {
+			rep.problem("ended without a workflow: %d %s audit events, want %d", got, kind, want[kind])
+		}
+	}
 }
 
 // acceptedDecisions are the decide Updates the workflow's history accepted, in order.
