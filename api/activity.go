@@ -13,7 +13,7 @@ import (
 )
 
 type activityInput struct {
-	Kind    string    `query:"kind" maxLength:"100" doc:"Event kind, e.g. permission.check, rule.created, approval.decided."`
+	Kind    string    `query:"kind" maxLength:"100" doc:"Event kind, exactly as listed in docs/AUDIT.md, e.g. permission.check, rule.created, approval.decided, approval.start_recovered."`
 	Tool    string    `query:"tool" maxLength:"200" doc:"Tool name."`
 	Tenant  string    `query:"tenant" maxLength:"200" doc:"Tenant name."`
 	Outcome string    `query:"outcome" maxLength:"100" doc:"Outcome, e.g. a verdict (allowed, requires_approval, disabled) or insufficient_credits."`
