@@ -20,12 +20,20 @@ import (
 
 const tagConnections = "MCP clients"
 
+type listConnectionsInput struct {
+	OrgID string `path:"org_id" maxLength:"64" doc:"Org id (org_…)."`
+	PageParams
+}
+
 type connectionsOutput struct {
 	Body struct {
-		Items []oauth.Connection `json:"items" doc:"Clients connected to the org, newest first: each a person's standing authorization with a token that still works."`
-		More  bool               `json:"more" doc:"True when the org has more connected clients than the 500 listed."`
+		Items      []oauth.Connection `json:"items" doc:"Clients connected to the org, newest first: each a person's standing authorization with a token that still works."`
+		NextCursor string             `json:"next_cursor,omitempty" doc:"Pass as cursor for the next (older) page; absent on the last page."`
 	}
 }
+
+// connectionCursorKind tags the list's cursors (encodeTimeCursor).
+const connectionCursorKind = "mcp_client"
 
 type connectionRefInput struct {
 	IdempotencyHeader
@@ -37,20 +45,33 @@ func registerConnections(api huma.API, s *Server) {
 	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "list-mcp-clients", Method: http.MethodGet, Path: "/v1/orgs/{org_id}/mcp-clients",
 		Summary: "List connected MCP clients",
-		Description: "The OAuth clients connected to the org's MCP connector: who authorized each, when, with which scopes, " +
-			"its redirect URIs and when it last called /mcp. Owners and admins.",
-		Tags: []string{tagConnections}, Errors: teamErrors,
-	}, accessTeamAdmin), func(ctx context.Context, _ *orgKeysInput) (*connectionsOutput, error) {
+		Description: "The OAuth clients connected to the org's MCP connector, newest first, cursor-paginated: who authorized " +
+			"each, when, with which scopes, its redirect URIs and when it last called /mcp. Owners and admins.",
+		Tags: []string{tagConnections}, Errors: append(teamErrors, http.StatusBadRequest),
+	}, accessTeamAdmin), func(ctx context.Context, in *listConnectionsInput) (*connectionsOutput, error) {
 		out := &connectionsOutput{}
 		out.Body.Items = []oauth.Connection{}
+		var before *oauth.ConnectionPosition
+		if in.Cursor != "" {
+			at, id, err := decodeTimeCursor(in.Cursor, connectionCursorKind)
+			if err != nil {
+				return nil, err
+			}
+			before = &oauth.ConnectionPosition{AuthorizedAt: at, GrantID: id}
+		}
 		if s.oauth == nil {
 			return out, nil // no authorization server: nothing can be connected
 		}
-		items, err := s.oauth.ListConnections(ctx, mustPrincipal(ctx).OrgID)
+		items, err := s.oauth.ListConnections(ctx, mustPrincipal(ctx).OrgID, before, in.rowLimit())
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}
-		out.Body.Items, out.Body.More = items, len(items) == oauth.MaxConnections
+		n := min(len(items), in.Limit)
+		out.Body.Items = items[:n]
+		if len(items) > in.Limit {
+			last := items[n-1]
+			out.Body.NextCursor = encodeTimeCursor(connectionCursorKind, last.CreatedAt, last.GrantID)
+		}
 		return out, nil
 	})
 

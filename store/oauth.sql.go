@@ -372,16 +372,20 @@ FROM oauth_grants g
 JOIN oauth_clients c ON c.id = g.client_id
 JOIN users u ON u.id = g.user_id
 WHERE g.org_id = $1 AND g.revoked_at IS NULL
-  AND EXISTS (SELECT 1 FROM oauth_tokens t WHERE t.grant_id = g.id AND t.expires_at > $2
+  AND ($2::timestamptz IS NULL
+       OR (g.created_at, g.id) < ($2::timestamptz, $3::text))
+  AND EXISTS (SELECT 1 FROM oauth_tokens t WHERE t.grant_id = g.id AND t.expires_at > $4
       AND (t.kind = 'access' OR t.used_at IS NULL))
 ORDER BY g.created_at DESC, g.id DESC
-LIMIT $3
+LIMIT $5
 `
 
 type ListOrgOAuthGrantsParams struct {
-	OrgID   string
-	Now     time.Time
-	MaxRows int32
+	OrgID         string
+	BeforeCreated *time.Time
+	BeforeID      string
+	Now           time.Time
+	RowLimit      int32
 }
 
 type ListOrgOAuthGrantsRow struct {
@@ -399,9 +403,16 @@ type ListOrgOAuthGrantsRow struct {
 
 // The org's connected clients: standing grants with a token that still
 // works (an unexpired access token, or an unused unexpired refresh token),
-// newest first, with their client and the person who consented.
+// newest first, with their client and the person who consented. The cursor
+// is (created_at, id) of the previous page's last row.
 func (q *Queries) ListOrgOAuthGrants(ctx context.Context, arg ListOrgOAuthGrantsParams) ([]ListOrgOAuthGrantsRow, error) {
-	rows, err := q.db.Query(ctx, listOrgOAuthGrants, arg.OrgID, arg.Now, arg.MaxRows)
+	rows, err := q.db.Query(ctx, listOrgOAuthGrants,
+		arg.OrgID,
+		arg.BeforeCreated,
+		arg.BeforeID,
+		arg.Now,
+		arg.RowLimit,
+	)
 	if err != nil {
 		return nil, err
 	}

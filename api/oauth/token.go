@@ -449,13 +449,23 @@ type Connection struct {
 	LastUsedAt   *time.Time `json:"last_used_at,omitempty" doc:"When it last called /mcp (to the minute); absent: never."`
 }
 
-// MaxConnections bounds the clients ListConnections returns.
-const MaxConnections = 500
+// ConnectionPosition is where a page of ListConnections starts: after the
+// connection authorized at AuthorizedAt with grant GrantID (the previous
+// page's last).
+type ConnectionPosition struct {
+	AuthorizedAt time.Time
+	GrantID      string
+}
 
-// ListConnections lists the clients connected to org, newest first: its
-// standing grants with a token that still works, at most MaxConnections.
-func (s *Server) ListConnections(ctx context.Context, orgID string) ([]Connection, error) {
-	rows, err := s.d.Store.ListOrgOAuthGrants(ctx, store.ListOrgOAuthGrantsParams{OrgID: orgID, Now: s.d.Now(), MaxRows: MaxConnections})
+// ListConnections lists up to limit clients connected to org, newest first
+// (after before, when not nil): its standing grants with a token that still
+// works.
+func (s *Server) ListConnections(ctx context.Context, orgID string, before *ConnectionPosition, limit int32) ([]Connection, error) {
+	p := store.ListOrgOAuthGrantsParams{OrgID: orgID, Now: s.d.Now(), RowLimit: limit}
+	if before != nil {
+		p.BeforeCreated, p.BeforeID = &before.AuthorizedAt, before.GrantID
+	}
+	rows, err := s.d.Store.ListOrgOAuthGrants(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("list connected clients: %w", err)
 	}

@@ -23,11 +23,11 @@ type connection struct {
 	LastUsedAt        *time.Time `json:"last_used_at"`
 }
 
-// connectionsView is the MCP clients page.
+// connectionsView is the MCP clients page: one page of the list, with the
+// next page's cursor.
 type connectionsView struct {
 	Org     org
-	Clients []connection
-	More    bool
+	Clients pageList[connection]
 }
 
 func (d *Dashboard) connectionsSpec() adminPage {
@@ -37,14 +37,10 @@ func (d *Dashboard) connectionsSpec() adminPage {
 		if !ok {
 			return v, false
 		}
-		var l struct {
-			Items []connection `json:"items"`
-			More  bool         `json:"more"`
-		}
-		if !d.adminFetch(w, r, m, "/v1/orgs/"+url.PathEscape(o.ID)+"/mcp-clients", nil, &l) {
+		if !d.adminFetch(w, r, m, "/v1/orgs/"+url.PathEscape(o.ID)+"/mcp-clients", pageQuery(r, listPageSize), &v.Clients) {
 			return v, false
 		}
-		v.Org, v.Clients, v.More = o, l.Items, l.More
+		v.Org = o
 		return v, true
 	}}
 }

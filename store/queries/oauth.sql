@@ -140,17 +140,20 @@ WHERE id = @id AND revoked_at IS NULL AND (last_used_at IS NULL OR last_used_at 
 -- name: ListOrgOAuthGrants :many
 -- The org's connected clients: standing grants with a token that still
 -- works (an unexpired access token, or an unused unexpired refresh token),
--- newest first, with their client and the person who consented.
+-- newest first, with their client and the person who consented. The cursor
+-- is (created_at, id) of the previous page's last row.
 SELECT g.id, g.client_id, c.name AS client_name, c.client_uri, c.redirect_uris, g.user_id, u.email AS user_email,
     g.scopes, g.created_at, g.last_used_at
 FROM oauth_grants g
 JOIN oauth_clients c ON c.id = g.client_id
 JOIN users u ON u.id = g.user_id
 WHERE g.org_id = @org_id AND g.revoked_at IS NULL
+  AND (sqlc.narg('before_created')::timestamptz IS NULL
+       OR (g.created_at, g.id) < (sqlc.narg('before_created')::timestamptz, @before_id::text))
   AND EXISTS (SELECT 1 FROM oauth_tokens t WHERE t.grant_id = g.id AND t.expires_at > @now
       AND (t.kind = 'access' OR t.used_at IS NULL))
 ORDER BY g.created_at DESC, g.id DESC
-LIMIT @max_rows;
+LIMIT @row_limit;
 
 -- name: RevokeOrgOAuthGrant :one
 -- Revokes one standing grant of an org (its owners and admins revoke a
