@@ -292,6 +292,15 @@ func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 	b.run(chromedp.Evaluate(`document.querySelectorAll('#passkeys form').length`, &removable))
 	require.Zero(t, removable, "the last passkey offers no removal")
 	b.screenshot("security")
+	// New recovery codes take the passkey too; they replace the old ones.
+	var fresh []string
+	b.run(chromedp.Click(`#regenerate-codes`), chromedp.WaitVisible(`#recovery-codes`),
+		chromedp.Evaluate(`[...document.querySelectorAll('#recovery-codes code')].map(c => c.textContent)`, &fresh))
+	require.Len(t, fresh, 10)
+	require.NotContains(t, fresh, codes[3])
+	codes = fresh
+	b.run(chromedp.Navigate(e.base+"/security"), chromedp.WaitVisible(`#passkeys`), chromedp.Text(`main`, &text))
+	require.Contains(t, text, "10 unused recovery codes left")
 
 	// Signed out, the passkey alone signs in again.
 	b.run(chromedp.Click(`.signout button`), chromedp.WaitVisible(`#passkey-sign-in`),

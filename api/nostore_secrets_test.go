@@ -19,6 +19,9 @@ func TestNoStoreOnCredentialsShownOnce(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
 	owner := bearer(e.signIn(e.boot.UserID, true).Token)
+	ownerKey := passkeystest.New("localhost", testOrigin)
+	status, raw := e.enrollREST(ownerKey, owner)
+	require.Equal(t, http.StatusCreated, status, string(raw))
 	noStore := func(what string, status, want int, h http.Header, raw []byte) {
 		t.Helper()
 		require.Equal(t, want, status, "%s: %s", what, raw)
@@ -29,7 +32,7 @@ func TestNoStoreOnCredentialsShownOnce(t *testing.T) {
 	noStore("create-api-key", status, http.StatusCreated, h, raw)
 	status, h, raw = e.send(http.MethodPost, org+"/agents", "", owner, map[string]any{"name": "bot"})
 	noStore("create-agent-identity", status, http.StatusCreated, h, raw)
-	status, h, raw = e.send(http.MethodPost, "/v1/me/recovery-codes", "", owner, nil)
+	status, h, raw = e.regenerateCodes(ownerKey, owner)
 	noStore("regenerate-recovery-codes", status, http.StatusOK, h, raw)
 	status, h, raw = e.send(http.MethodPost, "/v1/team/invitations", "", owner, map[string]any{"email": "rita@example.com", "role": "reviewer"})
 	noStore("create-invitation", status, http.StatusCreated, h, raw)

@@ -117,6 +117,18 @@ type passkeyRefInput struct {
 	ID string `path:"id" maxLength:"64" doc:"Passkey id (pk_…)."`
 }
 
+// regenerateCodesInput carries the passkey assertion that confirms new
+// recovery codes. The body is optional in the schema so that a call without
+// one is told what it lacks (401 passkey_assertion_required), not only that
+// a body is missing.
+type regenerateCodesInput struct {
+	Body *struct {
+		_          struct{}   `additionalProperties:"false"`
+		CeremonyID string     `json:"ceremony_id,omitempty" maxLength:"100" doc:"The ceremony_id of POST /v1/me/recovery-codes/options."`
+		Credential jsonObject `json:"credential,omitempty" doc:"The PublicKeyCredential from navigator.credentials.get() for those options, JSON-encoded (toJSON())."`
+	}
+}
+
 type recoveryCodesOutput struct {
 	Body struct {
 		Codes []string `json:"recovery_codes" doc:"10 new single-use recovery codes, shown this once; the old ones no longer work."`
@@ -142,6 +154,7 @@ func registerPasskeys(api huma.API, s *Server) {
 			{"passkey-enrollment-options", http.MethodPost, "/v1/me/passkeys/options", accessEnrollment},
 			{"enroll-passkey", http.MethodPost, "/v1/me/passkeys", accessEnrollment},
 			{"list-passkeys", http.MethodGet, "/v1/me/passkeys", accessSelf},
+			{"recovery-codes-options", http.MethodPost, "/v1/me/recovery-codes/options", accessSelf},
 			{"regenerate-recovery-codes", http.MethodPost, "/v1/me/recovery-codes", accessSelf},
 		} {
 			huma.Register(api, withAccess(huma.Operation{OperationID: op.id, Method: op.method, Path: op.path,
@@ -312,11 +325,39 @@ func registerPasskeys(api huma.API, s *Server) {
 	})
 
 	huma.Register(api, withAccess(huma.Operation{
+		OperationID: "recovery-codes-options", Method: http.MethodPost, Path: "/v1/me/recovery-codes/options",
+		Summary: "Start confirming new recovery codes",
+		Description: "Options for navigator.credentials.get() whose challenge binds this change, you and this session: new " +
+			"recovery codes are made only with your passkey's assertion for them (POST /v1/me/recovery-codes within 5 " +
+			"minutes), never on a session alone. Limited like the other passkey options.",
+		Tags: []string{tagPasskeys}, Errors: append(passkeyErrors, http.StatusTooManyRequests),
+	}, accessSelf), func(ctx context.Context, in *passkeyOptionsInput) (*passkeyOptionsOutput, error) {
+		if pr := s.passkeyOptionsLimited(ctx, in.Caller); pr != nil {
+			return nil, pr
+		}
+		p := mustPrincipal(ctx)
+		o, err := s.rp.BeginRecoveryCodes(ctx, p.UserID, p.SessionID)
+		if err != nil {
+			return nil, toProblem(ctx, s.log, err)
+		}
+		return &passkeyOptionsOutput{Body: o}, nil
+	})
+
+	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "regenerate-recovery-codes", Method: http.MethodPost, Path: "/v1/me/recovery-codes",
-		Summary: "Regenerate recovery codes", Description: "Replaces all your recovery codes with 10 new ones, shown this once.",
-		Tags: []string{tagPasskeys}, Errors: sessionErrors,
-	}, accessSelf), func(ctx context.Context, _ *struct{}) (*recoveryCodesOutput, error) {
-		codes, err := s.rp.RegenerateRecoveryCodes(ctx, mustPrincipal(ctx).UserID)
+		Summary: "Regenerate recovery codes",
+		Description: "Replaces all your recovery codes with 10 new ones, shown this once. A recovery code signs in to the " +
+			"account whatever becomes of its passkeys and sessions, so this needs your passkey: get options from POST " +
+			"/v1/me/recovery-codes/options and send the assertion (401 passkey_assertion_required without one).",
+		Tags: []string{tagPasskeys}, Errors: passkeyErrors,
+	}, accessSelf), func(ctx context.Context, in *regenerateCodesInput) (*recoveryCodesOutput, error) {
+		if in.Body == nil || in.Body.CeremonyID == "" || len(in.Body.Credential) == 0 {
+			return nil, problem(http.StatusUnauthorized, CodePasskeyAssertionNeeded,
+				"new recovery codes need a passkey assertion: get options from POST /v1/me/recovery-codes/options "+
+					"and send ceremony_id and credential")
+		}
+		p := mustPrincipal(ctx)
+		codes, err := s.rp.RegenerateRecoveryCodes(ctx, p.UserID, p.SessionID, in.Body.CeremonyID, in.Body.Credential)
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}

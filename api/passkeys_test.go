@@ -477,3 +477,55 @@ func testDecideOptionsRefuseLikeDecide(t *testing.T, s *approvalSuite) {
 	require.EqualValues(t, 1, standing["level"])
 	require.Empty(t, standing["decisions"])
 }
+
+// regenerateCodes makes new recovery codes as the session hdr, confirmed
+// with a passkey of a, and answers the API's answer.
+func (e *testEnv) regenerateCodes(a *passkeystest.Authenticator, hdr map[string]string) (int, http.Header, []byte) {
+	e.t.Helper()
+	opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/me/recovery-codes/options", hdr, nil)
+	resp, err := a.Get(opts.PublicKey)
+	require.NoError(e.t, err)
+	return e.send(http.MethodPost, "/v1/me/recovery-codes", "", hdr,
+		map[string]any{"ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp)})
+}
+
+// TestRecoveryCodesNeedAPasskeyAssertion: a recovery code signs in to the
+// account for good, so a session alone — a stolen cookie — cannot make new
+// ones: only the person's passkey, asserting for options this very session
+// asked for.
+func TestRecoveryCodesNeedAPasskeyAssertion(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	r := e.enrolledReviewer(RoleReviewer)
+	generated := func() int {
+		return e.count(`SELECT count(*) FROM audit_events WHERE kind = $2 AND actor_id = $3 AND $1 <> ''`,
+			passkeys.KindRecoveryGenerated, r.id)
+	}
+	require.Equal(t, 1, generated(), "the first enrollment's codes")
+
+	for _, body := range []any{nil, map[string]any{}, map[string]any{"ceremony_id": "cer_nope"}} {
+		status, raw := e.asSession(http.MethodPost, "/v1/me/recovery-codes", r.hdr, body)
+		requireStatusCode(t, http.StatusUnauthorized, CodePasskeyAssertionNeeded, status, raw)
+	}
+	// Options another session of the same person asked for do not serve this one.
+	status, raw, _ := e.passkeySignIn(r.auth)
+	require.Equal(t, http.StatusOK, status, string(raw))
+	var other SessionInfo
+	require.NoError(t, json.Unmarshal(raw, &other))
+	opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/me/recovery-codes/options", bearer(other.Token), nil)
+	resp, err := r.auth.Get(opts.PublicKey)
+	require.NoError(t, err)
+	status, raw = e.asSession(http.MethodPost, "/v1/me/recovery-codes", r.hdr,
+		map[string]any{"ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp)})
+	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeCeremonyInvalid, status, raw)
+	require.Equal(t, 1, generated(), "nothing was regenerated")
+
+	status, _, raw = e.regenerateCodes(r.auth, r.hdr)
+	require.Equal(t, http.StatusOK, status, string(raw))
+	var got struct {
+		Codes []string `json:"recovery_codes"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &got))
+	require.Len(t, got.Codes, passkeys.RecoveryCodeCount)
+	require.Equal(t, 2, generated())
+}

@@ -2,44 +2,21 @@ package passkeys
 
 import (
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
-
-	"github.com/go-webauthn/webauthn/protocol"
-	"github.com/go-webauthn/webauthn/webauthn"
 
 	"oakallow/store"
 )
 
 // BeginDecision starts the step-up ceremony for one decision (issue 9 §7):
-// an assertion request for the user's own passkeys whose challenge is 32
-// random bytes followed by the SHA-256 digest of b, so the signature the
-// authenticator makes confirms exactly this approval, level and decision.
-// The caller has checked that the user may decide the approval.
+// a confirmation (confirm.go) whose challenge is 32 random bytes followed by
+// the SHA-256 digest of b, so the signature the authenticator makes confirms
+// exactly this approval, level and decision. The caller has checked that the
+// user may decide the approval.
 func (s *Service) BeginDecision(ctx context.Context, userID, orgID string, b Binding) (Options, error) {
-	u, err := loadUser(ctx, s.st.Queries, userID)
-	if err != nil {
-		return Options{}, err
-	}
-	if len(u.keys) == 0 {
-		return Options{}, refuse(Forbidden, "passkey_required", "enroll a passkey before deciding approvals")
-	}
-	random := make([]byte, randomChallengeLen)
-	_, _ = rand.Read(random)
-	assertion, sd, err := s.wa.BeginLogin(u, webauthn.WithChallenge(b.challenge(random)),
-		webauthn.WithUserVerification(protocol.VerificationRequired))
-	if err != nil {
-		return Options{}, fmt.Errorf("begin decision: %w", err)
-	}
 	level := int16(b.Level)
-	id, err := s.startCeremony(ctx, s.st.Queries, ceremonyRow{
-		kind: ceremonyDecide, userID: &userID, approvalID: &b.ApprovalID, orgID: &orgID, level: &level, decision: &b.Decision,
-	}, sd)
-	if err != nil {
-		return Options{}, err
-	}
-	return Options{CeremonyID: id, PublicKey: assertion.Response}, nil
+	return s.beginConfirmation(ctx, userID, b.Digest(), ceremonyRow{
+		kind: ceremonyDecide, approvalID: &b.ApprovalID, orgID: &orgID, level: &level, decision: &b.Decision,
+	}, "enroll a passkey before deciding approvals")
 }
 
 // FinishDecision verifies the reviewer's assertion for a decision ceremony
@@ -57,27 +34,7 @@ func (s *Service) FinishDecision(ctx context.Context, userID, ceremonyID string,
 		return Evidence{}, refuse(Unauthenticated, CodeCeremonyInvalid,
 			"this passkey ceremony was started for another approval, decision or person; ask for new options")
 	}
-	parsed, err := parseAssertion(response)
-	if err != nil {
-		return Evidence{}, err
-	}
-	u, err := loadUser(ctx, s.st.Queries, userID)
-	if err != nil {
-		return Evidence{}, err
-	}
-	cred, err := s.wa.ValidateLogin(u, sd, parsed)
-	if err != nil {
-		s.auditDecisionRefused(ctx, c, "assertion_invalid")
-		return Evidence{}, errAssertion
-	}
-	k, ok := u.passkeyByCredential(cred.ID)
-	if !ok {
-		return Evidence{}, errAssertion
-	}
-	err = s.inTx(ctx, func(q *store.Queries) error { return s.recordUse(ctx, q, k, cred) })
-	if errors.Is(err, errClone) {
-		s.auditDecisionRefused(ctx, c, CodeCloneWarning)
-	}
+	parsed, k, err := s.verifyConfirmation(ctx, userID, sd, response, func(reason string) { s.auditDecisionRefused(ctx, c, reason) })
 	if err != nil {
 		return Evidence{}, err
 	}

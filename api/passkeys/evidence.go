@@ -47,20 +47,20 @@ type Binding struct {
 // length as a 4-byte big-endian number, so no two different bindings encode
 // alike (a field cannot borrow bytes from its neighbour).
 func (b Binding) Digest() [sha256.Size]byte {
+	return fieldsDigest(decisionDomain, b.ApprovalID, b.Tool, b.ParamsHash, fmt.Sprint(b.Level), b.Decision)
+}
+
+// fieldsDigest is SHA-256 over fields, each preceded by its length as a
+// 4-byte big-endian number.
+func fieldsDigest(fields ...string) [sha256.Size]byte {
 	var buf bytes.Buffer
-	for _, f := range []string{decisionDomain, b.ApprovalID, b.Tool, b.ParamsHash, fmt.Sprint(b.Level), b.Decision} {
+	for _, f := range fields {
 		var n [4]byte
 		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
 		buf.Write(n[:])
 		buf.WriteString(f)
 	}
 	return sha256.Sum256(buf.Bytes())
-}
-
-// challenge returns random || Digest().
-func (b Binding) challenge(random []byte) []byte {
-	d := b.Digest()
-	return append(append(make([]byte, 0, DecisionChallengeLen), random...), d[:]...)
 }
 
 // Evidence is the passkey assertion a reviewer made for a decision, with

@@ -35,6 +35,8 @@ const (
 	ceremonyRegister = "register"
 	ceremonyLogin    = "login"
 	ceremonyDecide   = "decide"
+	// ceremonyRecoveryCodes confirms a regeneration of recovery codes.
+	ceremonyRecoveryCodes = "recovery_codes"
 )
 
 // handleLen is the length of a WebAuthn user handle: 64 random bytes, the

@@ -299,8 +299,7 @@ func TestRecoveryCodes(t *testing.T) {
 
 	// Re-enrolling does not replace the codes; regenerating does, all of them.
 	require.Empty(t, f.enroll(t, a, "usr_a").RecoveryCodes)
-	fresh, err := f.svc.RegenerateRecoveryCodes(ctx, "usr_a")
-	require.NoError(t, err)
+	fresh := f.regenerate(t, a, "usr_a", "ses_1")
 	require.Len(t, fresh, passkeys.RecoveryCodeCount)
 	_, err = f.svc.RedeemRecoveryCode(ctx, "usr_a@example.com", codes[1])
 	requireCode(t, err, passkeys.CodeRecoveryInvalid)
@@ -406,4 +405,87 @@ func TestDecisionCeremonyIsTheDecidersOwn(t *testing.T) {
 	require.NoError(t, err)
 	_, err = f.svc.FinishDecision(ctx, "usr_b", opts.CeremonyID, resp, b)
 	requireCode(t, err, passkeys.CodeCeremonyInvalid)
+}
+
+// regenerate makes new recovery codes for user in session, confirmed with a.
+func (f fixture) regenerate(t *testing.T, a *passkeystest.Authenticator, user, session string) []string {
+	t.Helper()
+	ctx := context.Background()
+	opts, err := f.svc.BeginRecoveryCodes(ctx, user, session)
+	require.NoError(t, err)
+	resp, err := a.Get(opts.PublicKey)
+	require.NoError(t, err)
+	codes, err := f.svc.RegenerateRecoveryCodes(ctx, user, session, opts.CeremonyID, resp)
+	require.NoError(t, err)
+	return codes
+}
+
+// TestRecoveryCodesNeedTheirOwnConfirmation: new recovery codes sign in to
+// the account for good, so a session alone does not make them: only the
+// person's own passkey, asserting for a ceremony started for this very
+// change in this very session. Every refused attempt leaves the codes as
+// they were.
+func TestRecoveryCodesNeedTheirOwnConfirmation(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	a, bAuth := passkeystest.New(rpID, origin), passkeystest.New(rpID, origin)
+	codes := f.enroll(t, a, "usr_a").RecoveryCodes
+	f.enroll(t, bAuth, "usr_b")
+	start := func(user, session string) passkeys.Options {
+		t.Helper()
+		opts, err := f.svc.BeginRecoveryCodes(ctx, user, session)
+		require.NoError(t, err)
+		return opts
+	}
+	get := func(auth *passkeystest.Authenticator, opts passkeys.Options) []byte {
+		t.Helper()
+		resp, err := auth.Get(opts.PublicKey)
+		require.NoError(t, err)
+		return resp
+	}
+
+	// No ceremony, or none of this kind: a sign-in's or a decision's
+	// assertion is not spent on recovery codes.
+	_, err := f.svc.RegenerateRecoveryCodes(ctx, "usr_a", "ses_1", "", nil)
+	requireCode(t, err, passkeys.CodeCeremonyInvalid)
+	signIn, err := f.svc.BeginSignIn(ctx)
+	require.NoError(t, err)
+	_, err = f.svc.RegenerateRecoveryCodes(ctx, "usr_a", "ses_1", signIn.CeremonyID, get(a, signIn))
+	requireCode(t, err, passkeys.CodeCeremonyInvalid)
+	decision, err := f.svc.BeginDecision(ctx, "usr_a", "org_1", passkeys.Binding{ApprovalID: "apr_1", Level: 1, Decision: "approve"})
+	require.NoError(t, err)
+	_, err = f.svc.RegenerateRecoveryCodes(ctx, "usr_a", "ses_1", decision.CeremonyID, get(a, decision))
+	requireCode(t, err, passkeys.CodeCeremonyInvalid)
+
+	// Started in another session of the same person, or for another person.
+	opts := start("usr_a", "ses_other")
+	_, err = f.svc.RegenerateRecoveryCodes(ctx, "usr_a", "ses_1", opts.CeremonyID, get(a, opts))
+	requireCode(t, err, passkeys.CodeCeremonyInvalid)
+	opts = start("usr_b", "ses_1")
+	_, err = f.svc.RegenerateRecoveryCodes(ctx, "usr_a", "ses_1", opts.CeremonyID, get(bAuth, opts))
+	requireCode(t, err, passkeys.CodeCeremonyInvalid)
+	// Someone else's passkey cannot answer the person's ceremony.
+	opts = start("usr_a", "ses_1")
+	_, err = bAuth.Get(opts.PublicKey)
+	require.Error(t, err, "the options allow only usr_a's passkeys")
+	_, err = f.svc.RegenerateRecoveryCodes(ctx, "usr_a", "ses_1", opts.CeremonyID, []byte(`{"id":"AAAA","type":"public-key"}`))
+	requireCode(t, err, passkeys.CodeAssertionInvalid)
+	// An assertion is spent once.
+	opts = start("usr_a", "ses_1")
+	resp := get(a, opts)
+	fresh, err := f.svc.RegenerateRecoveryCodes(ctx, "usr_a", "ses_1", opts.CeremonyID, resp)
+	require.NoError(t, err)
+	require.Len(t, fresh, passkeys.RecoveryCodeCount)
+	_, err = f.svc.RegenerateRecoveryCodes(ctx, "usr_a", "ses_1", opts.CeremonyID, resp)
+	requireCode(t, err, passkeys.CodeCeremonyInvalid)
+	require.Equal(t, 3, auditKinds(t, f.st)[passkeys.KindRecoveryGenerated], "two first enrollments and the one confirmed regeneration")
+	_, err = f.svc.RedeemRecoveryCode(ctx, "usr_a@example.com", codes[0])
+	requireCode(t, err, passkeys.CodeRecoveryInvalid)
+
+	// Without a passkey there is nothing to confirm with.
+	_, err = f.svc.RedeemRecoveryCode(ctx, "usr_a@example.com", fresh[0])
+	require.NoError(t, err)
+	_, err = f.svc.BeginRecoveryCodes(ctx, "usr_a", "ses_1")
+	requireCode(t, err, "passkey_required")
 }

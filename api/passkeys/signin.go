@@ -101,21 +101,6 @@ func (s *Service) auditFailure(ctx context.Context, u *user, kind, reason string
 	})
 }
 
-// RegenerateRecoveryCodes replaces all of the user's recovery codes with a
-// fresh set, shown this once.
-func (s *Service) RegenerateRecoveryCodes(ctx context.Context, userID string) ([]string, error) {
-	var codes []string
-	err := s.inTx(ctx, func(q *store.Queries) error {
-		u, err := loadUser(ctx, q, userID)
-		if err != nil {
-			return err
-		}
-		codes, err = s.replaceRecoveryCodes(ctx, q, u)
-		return err
-	})
-	return codes, err
-}
-
 func (s *Service) replaceRecoveryCodes(ctx context.Context, q *store.Queries, u *user) ([]string, error) {
 	codes, hashes := newRecoveryCodes()
 	if _, err := q.DeleteRecoveryCodes(ctx, u.id); err != nil {

@@ -7,8 +7,9 @@ import (
 )
 
 // The Security page: the signed-in person's passkeys (add, remove — never
-// the last, the API refuses that), recovery codes (regenerate, shown once)
-// and sessions, i.e. devices (revoke one, or all others).
+// the last, the API refuses that), recovery codes (regenerate, confirmed
+// with a passkey, shown once) and sessions, i.e. devices (revoke one, or all
+// others).
 
 // passkeyItem is one passkey as GET /v1/me/passkeys lists it.
 type passkeyItem struct {
@@ -78,8 +79,8 @@ func (d *Dashboard) securityPage(w http.ResponseWriter, r *http.Request, m *me, 
 // securityChange sends one change of the Security page to the API and, when
 // it was refused, shows the page again with why; it reports whether the
 // change was made. Session cookies of the answer reach the browser.
-func (d *Dashboard) securityChange(w http.ResponseWriter, r *http.Request, m *me, method, path string, out any) bool {
-	a, ok := d.callOrFail(w, r, "change security", method, path, nil, out)
+func (d *Dashboard) securityChange(w http.ResponseWriter, r *http.Request, m *me, method, path string, in, out any) bool {
+	a, ok := d.callOrFail(w, r, "change security", method, path, in, out)
 	if !ok {
 		return false
 	}
@@ -96,7 +97,7 @@ func (d *Dashboard) removePasskey(w http.ResponseWriter, r *http.Request) {
 	if m == nil {
 		return
 	}
-	if d.securityChange(w, r, m, http.MethodDelete, "/v1/me/passkeys/"+url.PathEscape(r.PathValue("id")), nil) {
+	if d.securityChange(w, r, m, http.MethodDelete, "/v1/me/passkeys/"+url.PathEscape(r.PathValue("id")), nil, nil) {
 		http.Redirect(w, r, "/security", http.StatusSeeOther)
 	}
 }
@@ -106,10 +107,18 @@ func (d *Dashboard) regenerateCodes(w http.ResponseWriter, r *http.Request) {
 	if m == nil {
 		return
 	}
+	// New codes sign in to the account for good: the API makes them only
+	// with the passkey assertion webauthn.js got for this change.
+	c, ok := readCeremony(r)
+	if !ok {
+		d.securityPage(w, r, m, http.StatusUnprocessableEntity, noCeremony)
+		return
+	}
 	var out struct {
 		Codes []string `json:"recovery_codes"`
 	}
-	if d.securityChange(w, r, m, http.MethodPost, "/v1/me/recovery-codes", &out) {
+	in := map[string]any{"ceremony_id": c.CeremonyID, "credential": c.Credential}
+	if d.securityChange(w, r, m, http.MethodPost, "/v1/me/recovery-codes", in, &out) {
 		d.render(w, r, http.StatusOK, "codes", view{Title: "Your new recovery codes", Nav: "security", Me: m,
 			Data: codesView{Codes: out.Codes, Next: "/security"}})
 	}
@@ -121,7 +130,7 @@ func (d *Dashboard) revokeSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if !d.securityChange(w, r, m, http.MethodDelete, "/v1/sessions/"+url.PathEscape(id), nil) {
+	if !d.securityChange(w, r, m, http.MethodDelete, "/v1/sessions/"+url.PathEscape(id), nil, nil) {
 		return
 	}
 	if id == m.SessionID {
@@ -136,7 +145,7 @@ func (d *Dashboard) revokeOtherSessions(w http.ResponseWriter, r *http.Request) 
 	if m == nil {
 		return
 	}
-	if d.securityChange(w, r, m, http.MethodPost, "/v1/sessions/revoke-others", nil) {
+	if d.securityChange(w, r, m, http.MethodPost, "/v1/sessions/revoke-others", nil, nil) {
 		http.Redirect(w, r, "/security", http.StatusSeeOther)
 	}
 }

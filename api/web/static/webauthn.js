@@ -1,8 +1,8 @@
 // Passkeys in the browser. A form marked data-webauthn="create" (enroll a
-// passkey) or "get" (sign in, confirm a decision) is not sent as it is: on
-// submit this script asks the API for WebAuthn options (POST to the form's
-// data-options URL), hands them to navigator.credentials, puts the
-// ceremony id and the authenticator's answer, JSON-encoded, into the form's
+// passkey) or "get" (sign in, confirm a decision or new recovery codes) is
+// not sent as it is: on submit this script asks the API for WebAuthn options
+// (POST to the form's data-options URL), hands them to navigator.credentials,
+// puts the ceremony id and the authenticator's answer, JSON-encoded, into the form's
 // hidden fields, and then sends the form. The server verifies everything;
 // this script only carries bytes between the API and the authenticator.
 // No HTML is built from strings, so no Trusted Types policy is needed.
