@@ -289,13 +289,25 @@ func (a *Activities) auditTransition(ctx context.Context, q *store.Queries, apr 
 		details.Decider = &d.Decider
 		details.Decision = &decisionDetails{Level: d.Level, Decision: d.Decision, Note: pii.Scrub(d.Note)}
 	}
-	kind, outcome := string(in.Event), string(in.State.Status)
+	// Each transition's kind is named here, not derived from the event's name,
+	// so every kind written is one of the constants docs/AUDIT.md is checked
+	// against (cmd/oakallow TestAuditKindsMatchDocs).
+	var kind string
+	outcome := string(in.State.Status)
 	switch in.Event {
+	case workflows.EventCreated:
+		kind = AuditApprovalCreated
 	case workflows.EventEscalated:
-		outcome = "escalated"
+		kind, outcome = AuditApprovalEscalated, "escalated"
+	case workflows.EventDecided:
+		kind = AuditApprovalDecided
+	case workflows.EventExpired:
+		kind = AuditApprovalExpired
 	case workflows.EventTokenMinted:
 		kind, outcome = AuditTokenMinted, "minted"
 		details.TokenID = in.State.TokenID
+	default:
+		return fmt.Errorf("event %q has no audit kind", in.Event)
 	}
 	raw, err := json.Marshal(details)
 	if err != nil {
