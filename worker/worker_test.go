@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,16 +64,19 @@ type world struct {
 	slack  *notifytest.Slack
 	pd     *notifytest.PagerDuty
 	hook   *notifytest.WebhookReceiver
+	// warnings keeps what the SDK and the worker logged at warning level or above, so a
+	// test that times out can say why (a failing activity, a timed-out task).
+	warnings *warningLog
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	ctx := context.Background()
-	w := &world{t: t, st: devtest.Store(t), queue: "test-" + store.NewID("q")}
+	w := &world{t: t, st: devtest.Store(t), queue: "test-" + store.NewID("q"), warnings: &warningLog{}}
 	srv := devtest.Temporal(t)
 	var err error
 	w.tc, err = client.Dial(client.Options{HostPort: srv.Address(), Namespace: srv.Namespace(),
-		Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+		Logger: log.NewStructuredLogger(slog.New(w.warnings))})
 	require.NoError(t, err)
 	t.Cleanup(w.tc.Close)
 
@@ -162,7 +166,7 @@ func (w *world) startWorker(acts *activities.Activities, opts ...worker.Option) 
 	if acts == nil {
 		acts = w.acts
 	}
-	wk, err := worker.New(w.tc, acts, slog.New(slog.DiscardHandler), append([]worker.Option{worker.WithTaskQueue(w.queue)}, opts...)...)
+	wk, err := worker.New(w.tc, acts, slog.New(w.warnings), append([]worker.Option{worker.WithTaskQueue(w.queue)}, opts...)...)
 	require.NoError(w.t, err)
 	require.NoError(w.t, wk.Start())
 	w.t.Cleanup(wk.Stop)
@@ -233,12 +237,118 @@ func (w *world) decide(ref string, req workflows.DecideRequest) workflows.Decide
 	return res
 }
 
+// projectPatience is how long a test waits for a workflow to project a transition.
+// A projection is one local activity, milliseconds on an idle machine; the bound is
+// for -race runs beside other packages on two cores, where one attempt can time out
+// and the retry waits its backoff.
+const projectPatience = 60 * time.Second
+
+// waitProjected waits until approvalID's row shows projection seq (or a later one).
+// When it gives up it says what the workflow's history and the logged warnings show.
 func (w *world) waitProjected(approvalID string, seq int) {
 	w.t.Helper()
-	require.Eventually(w.t, func() bool {
-		return w.count(`SELECT projection_seq FROM approvals WHERE id = $1`, approvalID) >= seq
-	}, 20*time.Second, 20*time.Millisecond)
+	deadline := time.Now().Add(projectPatience)
+	for w.count(`SELECT projection_seq FROM approvals WHERE id = $1`, approvalID) < seq {
+		if time.Now().After(deadline) {
+			var ref string
+			require.NoError(w.t, w.st.Pool.QueryRow(context.Background(),
+				`SELECT reference FROM approvals WHERE id = $1`, approvalID).Scan(&ref))
+			w.t.Fatalf("approval %s (%s) not projected to seq %d within %s\nhistory: %s\nwarnings:\n%s",
+				approvalID, ref, seq, projectPatience, w.historySummary(ref), w.warnings)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
+
+// historySummary lists the event types of workflow ref's history, with the failure
+// of any failed or timed-out workflow task, for a test's failure message.
+func (w *world) historySummary(ref string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	it := w.tc.GetWorkflowHistory(ctx, ref, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var b strings.Builder
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			fmt.Fprintf(&b, " (reading history: %v)", err)
+			break
+		}
+		fmt.Fprintf(&b, " %s", ev.GetEventType())
+		if f := ev.GetWorkflowTaskFailedEventAttributes(); f != nil {
+			fmt.Fprintf(&b, "[%s: %s]", f.GetCause(), f.GetFailure().GetMessage())
+		}
+		if ev.GetWorkflowTaskTimedOutEventAttributes() != nil {
+			b.WriteString("[timed out]")
+		}
+	}
+	return b.String()
+}
+
+// warningLog is a slog handler that keeps the newest records at warning level or above.
+type warningLog struct {
+	mu      sync.Mutex
+	records []string
+}
+
+const keptWarnings = 200
+
+func (l *warningLog) Enabled(_ context.Context, level slog.Level) bool {
+	return level >= slog.LevelWarn
+}
+
+func (l *warningLog) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s", r.Time.Format("15:04:05.000"), r.Level, r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s", a)
+		return true
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records = append(l.records, b.String())
+	if len(l.records) > keptWarnings {
+		l.records = l.records[len(l.records)-keptWarnings:]
+	}
+	return nil
+}
+
+// WithAttrs shares the parent's records; the attributes go into each record's text.
+func (l *warningLog) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &derivedWarningLog{parent: l, attrs: attrs}
+}
+
+func (l *warningLog) WithGroup(string) slog.Handler { return l }
+
+func (l *warningLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.records) == 0 {
+		return "(none)"
+	}
+	return strings.Join(l.records, "\n")
+}
+
+// derivedWarningLog is a warningLog with attributes of its own.
+type derivedWarningLog struct {
+	parent *warningLog
+	attrs  []slog.Attr
+}
+
+func (d *derivedWarningLog) Enabled(ctx context.Context, level slog.Level) bool {
+	return d.parent.Enabled(ctx, level)
+}
+
+func (d *derivedWarningLog) Handle(ctx context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(d.attrs...)
+	return d.parent.Handle(ctx, r)
+}
+
+func (d *derivedWarningLog) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &derivedWarningLog{parent: d.parent, attrs: append(append([]slog.Attr{}, d.attrs...), attrs...)}
+}
+
+func (d *derivedWarningLog) WithGroup(string) slog.Handler { return d }
 
 func (w *world) waitDeliveriesSettled() {
 	w.t.Helper()
