@@ -299,8 +299,12 @@ func testIdentityActivity(t *testing.T, s *approvalSuite) {
 	status, raw = e.asSession(http.MethodPost, "/v1/auth/passkey", nil,
 		map[string]any{"ceremony_id": other.CeremonyID, "credential": json.RawMessage(resp), "client": "app"})
 	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeAssertionInvalid, status, raw)
-	extra := enroll(passkeystest.New("localhost", testOrigin), ownerTok)
-	expectAs[struct{}](e, http.StatusNoContent, http.MethodDelete, "/v1/me/passkeys/"+extra.Passkey.ID, owner, nil)
+	status, raw = e.addPasskeyREST(passkeystest.New("localhost", testOrigin), ownerKey, owner)
+	require.Equal(t, http.StatusCreated, status, string(raw))
+	var extra enrolledAnswer
+	require.NoError(t, json.Unmarshal(raw, &extra))
+	status, raw = e.removePasskeyREST(ownerKey, owner, extra.Passkey.ID)
+	require.Equal(t, http.StatusNoContent, status, string(raw))
 	expectAs[struct{}](e, http.StatusNoContent, http.MethodDelete, "/v1/sessions/"+second.SessionID, owner, nil)
 	status, raw, _ = e.passkeySignIn(ownerKey)
 	require.Equal(t, http.StatusOK, status, string(raw))

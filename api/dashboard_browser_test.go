@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
@@ -33,6 +37,7 @@ import (
 type browser struct {
 	t        *testing.T
 	ctx      context.Context
+	laptop   webauthn.AuthenticatorID // the virtual authenticator passkeyAuthenticator added
 	mu       sync.Mutex
 	problems []string
 	shots    string
@@ -143,7 +148,46 @@ func (s *approvalSuite) browserEnv(t *testing.T, e *testEnv) (*testEnv, *mailtes
 // the user at once.
 func (b *browser) passkeyAuthenticator() {
 	b.t.Helper()
-	b.run(devtest.PasskeyAuthenticator())
+	b.run(devtest.AddPasskeyAuthenticator(webauthn.AuthenticatorTransportInternal, &b.laptop))
+}
+
+// addPasskeyFromSecurity adds a passkey named name, made by a second
+// virtual authenticator (a security key), from the Security page: the form's
+// confirming get() is answered by the laptop, its create() by the key.
+// Which of two present authenticators answers a create() is Chromium's race,
+// and the laptop holds the passkey the new one's options exclude, which ends
+// the ceremony with InvalidStateError (WebAuthn §6.3.2) if it answers: so it
+// stops answering once its get() is done, while the creation options are on
+// their way (that request is held until it has).
+func (b *browser) addPasskeyFromSecurity(name string) webauthn.AuthenticatorID {
+	b.t.Helper()
+	var key webauthn.AuthenticatorID
+	b.run(devtest.AddPasskeyAuthenticator(webauthn.AuthenticatorTransportUsb, &key))
+	lctx, stop := context.WithCancel(b.ctx)
+	defer stop()
+	held := make(chan error, 1)
+	chromedp.ListenTarget(lctx, func(ev any) {
+		p, ok := ev.(*fetch.EventRequestPaused)
+		if !ok {
+			return
+		}
+		go func() {
+			ctx := cdp.WithExecutor(b.ctx, chromedp.FromContext(b.ctx).Target)
+			err := webauthn.SetAutomaticPresenceSimulation(b.laptop, false).Do(ctx)
+			held <- errors.Join(err, fetch.ContinueRequest(p.RequestID).Do(ctx))
+		}()
+	})
+	b.run(fetch.Enable().WithPatterns([]*fetch.RequestPattern{{URLPattern: "*/v1/me/passkeys/options", RequestStage: fetch.RequestStageRequest}}),
+		chromedp.SendKeys(`#passkey-name`, name), chromedp.Click(`#add-passkey`),
+		chromedp.WaitVisible(`#passkeys form`))
+	select {
+	case err := <-held:
+		require.NoError(b.t, err)
+	default:
+		b.t.Fatal("the creation options were never asked for")
+	}
+	b.run(fetch.Disable(), webauthn.SetAutomaticPresenceSimulation(b.laptop, true))
+	return key
 }
 
 // inviteAt creates an invitation of e's team for email at now and returns its token.
@@ -301,6 +345,19 @@ func testDashboardBrowser(t *testing.T, s *approvalSuite) {
 	codes = fresh
 	b.run(chromedp.Navigate(e.base+"/security"), chromedp.WaitVisible(`#passkeys`), chromedp.Text(`main`, &text))
 	require.Contains(t, text, "10 unused recovery codes left")
+	// Another passkey is added only with the first one's confirmation (its
+	// get() before the new one's create()); a passkey is removed only with
+	// one's confirmation for removing it (a get()).
+	key := b.addPasskeyFromSecurity("test key")
+	b.run(chromedp.Text(`#passkeys`, &text))
+	require.Contains(t, text, "test laptop")
+	require.Contains(t, text, "test key")
+	b.screenshot("security-two-passkeys")
+	b.run(chromedp.Click(`#passkeys button[aria-label="Remove passkey test key"]`),
+		chromedp.WaitVisible(`#only-passkey`), chromedp.Text(`main`, &text), webauthn.RemoveVirtualAuthenticator(key))
+	require.Contains(t, text, "test laptop")
+	require.NotContains(t, text, "test key")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM passkeys p JOIN users u ON u.id = p.user_id WHERE u.email = $2 AND $1 <> ''`, email))
 
 	// Signed out, the passkey alone signs in again.
 	b.run(chromedp.Click(`.signout button`), chromedp.WaitVisible(`#passkey-sign-in`),

@@ -48,6 +48,17 @@ func sessionSet(h http.Header) string {
 
 var recoveryCodeItem = regexp.MustCompile(`<li><code>([^<]+)</code></li>`)
 
+// confirmForm is what webauthn.js puts into a form after answering the
+// options of optionsPath (asked for with the browser session cookie
+// session) with a: the fields prefix + ceremony_id and credential.
+func (e *testEnv) confirmForm(a *passkeystest.Authenticator, session, optionsPath, prefix string) url.Values {
+	e.t.Helper()
+	opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, optionsPath, cookie(session), nil)
+	resp, err := a.Get(opts.PublicKey)
+	require.NoError(e.t, err)
+	return url.Values{prefix + "ceremony_id": {opts.CeremonyID}, prefix + "credential": {string(resp)}}
+}
+
 func TestDashboardPasskeyForms(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
@@ -107,15 +118,49 @@ func TestDashboardPasskeyForms(t *testing.T) {
 	var pkID string
 	require.NoError(t, e.st.Pool.QueryRow(t.Context(), `SELECT id FROM passkeys WHERE user_id = $1`, user).Scan(&pkID))
 	status, _, body = e.form("/security/passkeys/"+pkID+"/remove", full, nil)
-	require.Equal(t, http.StatusConflict, status, body)
+	require.Equal(t, http.StatusUnprocessableEntity, status, "the session alone removes no passkey")
+	require.Contains(t, body, "needs JavaScript")
+	// Its removal's options are refused already: webauthn.js shows why
+	// before the person touches the authenticator.
+	status, raw := e.asSession(http.MethodPost, "/v1/me/passkeys/"+pkID+"/remove-options", cookie(full), nil)
+	requireStatusCode(t, http.StatusConflict, passkeys.CodeLastPasskey, status, raw)
+	require.Contains(t, body, `data-confirm="/v1/me/passkeys/add-options"`, "adding a passkey confirms with one first")
+
+	// Another passkey is added only with the first one's confirmation, and
+	// then either may go, confirmed.
+	phone := passkeystest.New("localhost", testOrigin)
+	add := func(confirm url.Values) (int, string) {
+		opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/me/passkeys/options", cookie(full), nil)
+		resp, err := phone.Create(opts.PublicKey)
+		require.NoError(t, err)
+		form := url.Values{"ceremony_id": {opts.CeremonyID}, "credential": {string(resp)}, "name": {"phone"}}
+		for k, v := range confirm {
+			form[k] = v
+		}
+		status, _, body := e.form("/enroll", full, form)
+		return status, body
+	}
+	status, body = add(nil)
+	require.Equal(t, http.StatusUnauthorized, status, "the session alone adds no passkey")
+	require.Contains(t, body, "confirm the new one")
+	status, body = add(e.confirmForm(auth, full, "/v1/me/passkeys/add-options", "confirm_"))
+	require.Equal(t, http.StatusSeeOther, status, body)
+	status, _, body = e.page("/security", full)
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, "phone")
+	require.Contains(t, body, `data-options="/v1/me/passkeys/`+pkID+`/remove-options"`)
+	var phoneID string
+	require.NoError(t, e.st.Pool.QueryRow(t.Context(), `SELECT id FROM passkeys WHERE user_id = $1 AND name = 'phone'`, user).Scan(&phoneID))
+	status, _, body = e.form("/security/passkeys/"+pkID+"/remove", full, e.confirmForm(phone, full, "/v1/me/passkeys/"+phoneID+"/remove-options", ""))
+	require.Equal(t, http.StatusUnauthorized, status, "a confirmation for removing another passkey removes none")
 	require.Contains(t, body, `role="alert"`)
+	status, _, body = e.form("/security/passkeys/"+pkID+"/remove", full, e.confirmForm(phone, full, "/v1/me/passkeys/"+pkID+"/remove-options", ""))
+	require.Equal(t, http.StatusSeeOther, status, body)
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM passkeys WHERE user_id = $2 AND $1 <> ''`, user))
 	status, _, body = e.form("/security/recovery-codes", full, nil)
 	require.Equal(t, http.StatusUnprocessableEntity, status, "the session alone makes no codes")
 	require.Contains(t, body, "needs JavaScript")
-	copts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/me/recovery-codes/options", cookie(full), nil)
-	resp, err = auth.Get(copts.PublicKey)
-	require.NoError(t, err)
-	status, _, body = e.form("/security/recovery-codes", full, url.Values{"ceremony_id": {copts.CeremonyID}, "credential": {string(resp)}})
+	status, _, body = e.form("/security/recovery-codes", full, e.confirmForm(phone, full, "/v1/me/recovery-codes/options", ""))
 	require.Equal(t, http.StatusOK, status, body)
 	fresh := recoveryCodeItem.FindAllStringSubmatch(body, -1)
 	require.Len(t, fresh, 10)

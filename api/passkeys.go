@@ -64,6 +64,8 @@ type finishEnrollmentInput struct {
 		CeremonyID string     `json:"ceremony_id" minLength:"1" maxLength:"100" doc:"From the options."`
 		Credential jsonObject `json:"credential" doc:"The PublicKeyCredential from navigator.credentials.create(), JSON-encoded (toJSON())."`
 		Name       string     `json:"name,omitempty" maxLength:"100" doc:"A name for the passkey (\"laptop\", \"phone\")."`
+		// Confirmation is required once the account has a passkey.
+		Confirmation *passkeyAssertion `json:"confirmation,omitempty" doc:"When the account has a passkey already: an existing passkey's assertion for the options of POST /v1/me/passkeys/add-options."`
 	}
 }
 
@@ -113,20 +115,54 @@ type listPasskeysOutput struct {
 	}
 }
 
-type passkeyRefInput struct {
-	ID string `path:"id" maxLength:"64" doc:"Passkey id (pk_…)."`
+// passkeyAssertion is a passkey's assertion confirming one account change:
+// the ceremony its confirmation options started and the authenticator's
+// answer. Bodies carrying one are optional in the schema so that a call
+// without one is told what it lacks (401 passkey_assertion_required), not
+// only that a body is missing.
+type passkeyAssertion struct {
+	_          struct{}   `additionalProperties:"false"`
+	CeremonyID string     `json:"ceremony_id,omitempty" maxLength:"100" doc:"The ceremony_id of this change's confirmation options."`
+	Credential jsonObject `json:"credential,omitempty" doc:"The PublicKeyCredential from navigator.credentials.get() for those options, JSON-encoded (toJSON())."`
 }
 
-// regenerateCodesInput carries the passkey assertion that confirms new
-// recovery codes. The body is optional in the schema so that a call without
-// one is told what it lacks (401 passkey_assertion_required), not only that
-// a body is missing.
-type regenerateCodesInput struct {
-	Body *struct {
-		_          struct{}   `additionalProperties:"false"`
-		CeremonyID string     `json:"ceremony_id,omitempty" maxLength:"100" doc:"The ceremony_id of POST /v1/me/recovery-codes/options."`
-		Credential jsonObject `json:"credential,omitempty" doc:"The PublicKeyCredential from navigator.credentials.get() for those options, JSON-encoded (toJSON())."`
+// confirmation is the assertion a, for the caller's session, as the
+// relying party takes it — or a 401 passkey_assertion_required problem
+// saying where the options come from when a is missing or incomplete.
+func (a *passkeyAssertion) confirmation(ctx context.Context, what, optionsPath string) (passkeys.Confirmation, *Problem) {
+	if a == nil || a.CeremonyID == "" || len(a.Credential) == 0 {
+		return passkeys.Confirmation{}, problem(http.StatusUnauthorized, CodePasskeyAssertionNeeded,
+			what+" needs a passkey assertion: get options from POST "+optionsPath+" and send ceremony_id and credential")
 	}
+	return passkeys.Confirmation{SessionID: mustPrincipal(ctx).SessionID, CeremonyID: a.CeremonyID, Response: a.Credential}, nil
+}
+
+type regenerateCodesInput struct {
+	Body *passkeyAssertion
+}
+
+type removePasskeyInput struct {
+	ID   string `path:"id" maxLength:"64" doc:"Passkey id (pk_…)."`
+	Body *passkeyAssertion
+}
+
+type removeOptionsInput struct {
+	Caller callerFacts
+	ID     string `path:"id" maxLength:"64" doc:"Passkey id (pk_…)."`
+}
+
+// confirmOptions starts a confirmation ceremony for the caller with begin,
+// spending one of the client's passkey options budgets first.
+func (s *Server) confirmOptions(ctx context.Context, caller callerFacts,
+	begin func(p Principal) (passkeys.Options, error)) (*passkeyOptionsOutput, error) {
+	if pr := s.passkeyOptionsLimited(ctx, caller); pr != nil {
+		return nil, pr
+	}
+	o, err := begin(mustPrincipal(ctx))
+	if err != nil {
+		return nil, toProblem(ctx, s.log, err)
+	}
+	return &passkeyOptionsOutput{Body: o}, nil
 }
 
 type recoveryCodesOutput struct {
@@ -154,6 +190,8 @@ func registerPasskeys(api huma.API, s *Server) {
 			{"passkey-enrollment-options", http.MethodPost, "/v1/me/passkeys/options", accessEnrollment},
 			{"enroll-passkey", http.MethodPost, "/v1/me/passkeys", accessEnrollment},
 			{"list-passkeys", http.MethodGet, "/v1/me/passkeys", accessSelf},
+			{"add-passkey-options", http.MethodPost, "/v1/me/passkeys/add-options", accessSelf},
+			{"remove-passkey-options", http.MethodPost, "/v1/me/passkeys/{id}/remove-options", accessSelf},
 			{"recovery-codes-options", http.MethodPost, "/v1/me/recovery-codes/options", accessSelf},
 			{"regenerate-recovery-codes", http.MethodPost, "/v1/me/recovery-codes", accessSelf},
 		} {
@@ -262,17 +300,31 @@ func registerPasskeys(api huma.API, s *Server) {
 		OperationID: "enroll-passkey", Method: http.MethodPost, Path: "/v1/me/passkeys",
 		Summary: "Enroll a passkey",
 		Description: "Verifies the new passkey (user verification required) and stores it. The first enrollment answers with " +
-			"10 recovery codes, shown this once. An enrollment-only session becomes full, under a new token.",
+			"10 recovery codes, shown this once. An enrollment-only session becomes full, under a new token. A passkey added " +
+			"to an account that has one needs an existing passkey's assertion made for it (confirmation, from POST " +
+			"/v1/me/passkeys/add-options; 401 passkey_assertion_required without one): a session alone, perhaps a stolen " +
+			"cookie, never adds a passkey.",
 		Tags: []string{tagPasskeys}, DefaultStatus: http.StatusCreated, Errors: append(passkeyErrors, http.StatusConflict),
 	}, accessEnrollment), func(ctx context.Context, in *finishEnrollmentInput) (*finishEnrollmentOutput, error) {
 		p := mustPrincipal(ctx)
-		finish := s.rp.FinishEnrollment
-		if p.Enrollment {
+		var e passkeys.Enrolled
+		var err error
+		switch {
+		case p.Enrollment:
 			// Options may have been taken before another session enrolled
 			// the account's first passkey: check again when finishing.
-			finish = s.rp.FinishFirstEnrollment
+			e, err = s.rp.FinishFirstEnrollment(ctx, p.UserID, in.Body.CeremonyID, in.Body.Credential, in.Body.Name)
+		case in.Body.Confirmation != nil:
+			c, pr := in.Body.Confirmation.confirmation(ctx, "adding a passkey", "/v1/me/passkeys/add-options")
+			if pr != nil {
+				return nil, pr
+			}
+			e, err = s.rp.FinishConfirmedEnrollment(ctx, p.UserID, c, in.Body.CeremonyID, in.Body.Credential, in.Body.Name)
+		default:
+			// Only the account's first passkey: the relying party answers
+			// 401 passkey_assertion_required if it has one.
+			e, err = s.rp.FinishEnrollment(ctx, p.UserID, in.Body.CeremonyID, in.Body.Credential, in.Body.Name)
 		}
-		e, err := finish(ctx, p.UserID, in.Body.CeremonyID, in.Body.Credential, in.Body.Name)
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}
@@ -314,14 +366,48 @@ func registerPasskeys(api huma.API, s *Server) {
 
 	huma.Register(api, withAccess(huma.Operation{
 		OperationID: "remove-passkey", Method: http.MethodDelete, Path: "/v1/me/passkeys/{id}",
-		Summary: "Remove a passkey", Description: "Removes one of your passkeys — never the last one (409 last_passkey).",
+		Summary: "Remove a passkey",
+		Description: "Removes one of your passkeys — never the last one (409 last_passkey) — with your passkey's assertion " +
+			"made for removing this one: get options from POST /v1/me/passkeys/{id}/remove-options (401 " +
+			"passkey_assertion_required without one). A session alone never removes a passkey.",
 		Tags: []string{tagPasskeys}, DefaultStatus: http.StatusNoContent,
-		Errors: append(sessionErrors, http.StatusNotFound, http.StatusConflict),
-	}, accessSelf), func(ctx context.Context, in *passkeyRefInput) (*struct{}, error) {
-		if err := s.rp.RemovePasskey(ctx, mustPrincipal(ctx).UserID, in.ID); err != nil {
+		Errors: append(passkeyErrors, http.StatusNotFound, http.StatusConflict),
+	}, accessSelf), func(ctx context.Context, in *removePasskeyInput) (*struct{}, error) {
+		c, pr := in.Body.confirmation(ctx, "removing a passkey", "/v1/me/passkeys/"+in.ID+"/remove-options")
+		if pr != nil {
+			return nil, pr
+		}
+		if err := s.rp.RemovePasskey(ctx, mustPrincipal(ctx).UserID, in.ID, c); err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}
 		return &struct{}{}, nil
+	})
+
+	huma.Register(api, withAccess(huma.Operation{
+		OperationID: "add-passkey-options", Method: http.MethodPost, Path: "/v1/me/passkeys/add-options",
+		Summary: "Start confirming a new passkey",
+		Description: "Options for navigator.credentials.get() whose challenge binds adding a passkey, you and this session: " +
+			"an account that has a passkey gets another only with an existing passkey's assertion for these options " +
+			"(confirmation of POST /v1/me/passkeys, within 5 minutes). Limited like the other passkey options.",
+		Tags: []string{tagPasskeys}, Errors: append(passkeyErrors, http.StatusTooManyRequests),
+	}, accessSelf), func(ctx context.Context, in *passkeyOptionsInput) (*passkeyOptionsOutput, error) {
+		return s.confirmOptions(ctx, in.Caller, func(p Principal) (passkeys.Options, error) {
+			return s.rp.BeginAddPasskey(ctx, p.UserID, p.SessionID)
+		})
+	})
+
+	huma.Register(api, withAccess(huma.Operation{
+		OperationID: "remove-passkey-options", Method: http.MethodPost, Path: "/v1/me/passkeys/{id}/remove-options",
+		Summary: "Start confirming a passkey's removal",
+		Description: "Options for navigator.credentials.get() whose challenge binds removing this passkey, you and this " +
+			"session (DELETE /v1/me/passkeys/{id} within 5 minutes). A passkey that is not yours (404 not_found) or is " +
+			"your only one (409 last_passkey) is refused here already, before you are asked to touch your authenticator. " +
+			"Limited like the other passkey options.",
+		Tags: []string{tagPasskeys}, Errors: append(passkeyErrors, http.StatusNotFound, http.StatusConflict, http.StatusTooManyRequests),
+	}, accessSelf), func(ctx context.Context, in *removeOptionsInput) (*passkeyOptionsOutput, error) {
+		return s.confirmOptions(ctx, in.Caller, func(p Principal) (passkeys.Options, error) {
+			return s.rp.BeginRemovePasskey(ctx, p.UserID, p.SessionID, in.ID)
+		})
 	})
 
 	huma.Register(api, withAccess(huma.Operation{
@@ -332,15 +418,9 @@ func registerPasskeys(api huma.API, s *Server) {
 			"minutes), never on a session alone. Limited like the other passkey options.",
 		Tags: []string{tagPasskeys}, Errors: append(passkeyErrors, http.StatusTooManyRequests),
 	}, accessSelf), func(ctx context.Context, in *passkeyOptionsInput) (*passkeyOptionsOutput, error) {
-		if pr := s.passkeyOptionsLimited(ctx, in.Caller); pr != nil {
-			return nil, pr
-		}
-		p := mustPrincipal(ctx)
-		o, err := s.rp.BeginRecoveryCodes(ctx, p.UserID, p.SessionID)
-		if err != nil {
-			return nil, toProblem(ctx, s.log, err)
-		}
-		return &passkeyOptionsOutput{Body: o}, nil
+		return s.confirmOptions(ctx, in.Caller, func(p Principal) (passkeys.Options, error) {
+			return s.rp.BeginRecoveryCodes(ctx, p.UserID, p.SessionID)
+		})
 	})
 
 	huma.Register(api, withAccess(huma.Operation{
@@ -351,13 +431,11 @@ func registerPasskeys(api huma.API, s *Server) {
 			"/v1/me/recovery-codes/options and send the assertion (401 passkey_assertion_required without one).",
 		Tags: []string{tagPasskeys}, Errors: passkeyErrors,
 	}, accessSelf), func(ctx context.Context, in *regenerateCodesInput) (*recoveryCodesOutput, error) {
-		if in.Body == nil || in.Body.CeremonyID == "" || len(in.Body.Credential) == 0 {
-			return nil, problem(http.StatusUnauthorized, CodePasskeyAssertionNeeded,
-				"new recovery codes need a passkey assertion: get options from POST /v1/me/recovery-codes/options "+
-					"and send ceremony_id and credential")
+		c, pr := in.Body.confirmation(ctx, "new recovery codes", "/v1/me/recovery-codes/options")
+		if pr != nil {
+			return nil, pr
 		}
-		p := mustPrincipal(ctx)
-		codes, err := s.rp.RegenerateRecoveryCodes(ctx, p.UserID, p.SessionID, in.Body.CeremonyID, in.Body.Credential)
+		codes, err := s.rp.RegenerateRecoveryCodes(ctx, mustPrincipal(ctx).UserID, c.SessionID, c.CeremonyID, c.Response)
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,35 @@ func (e *testEnv) enrollREST(a *passkeystest.Authenticator, hdr map[string]strin
 	require.NoError(e.t, err)
 	return e.asSession(http.MethodPost, "/v1/me/passkeys", hdr,
 		map[string]any{"ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp), "name": "laptop"})
+}
+
+// confirmREST answers the confirmation options of optionsPath, asked for as
+// the session hdr, with a: the body (or confirmation) the change takes.
+func (e *testEnv) confirmREST(a *passkeystest.Authenticator, hdr map[string]string, optionsPath string) map[string]any {
+	e.t.Helper()
+	opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, optionsPath, hdr, nil)
+	resp, err := a.Get(opts.PublicKey)
+	require.NoError(e.t, err)
+	return map[string]any{"ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp)}
+}
+
+// addPasskeyREST enrolls fresh as another passkey of the session hdr's
+// account, confirmed by its passkey on existing.
+func (e *testEnv) addPasskeyREST(fresh, existing *passkeystest.Authenticator, hdr map[string]string) (int, []byte) {
+	e.t.Helper()
+	confirmation := e.confirmREST(existing, hdr, "/v1/me/passkeys/add-options")
+	opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/me/passkeys/options", hdr, nil)
+	resp, err := fresh.Create(opts.PublicKey)
+	require.NoError(e.t, err)
+	return e.asSession(http.MethodPost, "/v1/me/passkeys", hdr, map[string]any{"ceremony_id": opts.CeremonyID,
+		"credential": json.RawMessage(resp), "name": "phone", "confirmation": confirmation})
+}
+
+// removePasskeyREST removes passkey id as the session hdr, confirmed by a.
+func (e *testEnv) removePasskeyREST(a *passkeystest.Authenticator, hdr map[string]string, id string) (int, []byte) {
+	e.t.Helper()
+	return e.asSession(http.MethodDelete, "/v1/me/passkeys/"+id, hdr,
+		e.confirmREST(a, hdr, "/v1/me/passkeys/"+id+"/remove-options"))
 }
 
 // passkeySignIn signs in with a through the API and returns the status and body.
@@ -79,16 +109,17 @@ func TestPasskeyEnrollmentSignInAndRecovery(t *testing.T) {
 	status, raw = e.asSession(http.MethodPost, "/v1/auth/passkey", nil, replay)
 	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeCeremonyInvalid, status, raw)
 
-	// Never the last passkey; a second one can go.
-	status, raw = e.asSession(http.MethodDelete, "/v1/me/passkeys/"+first.Passkey.ID, full, nil)
+	// Never the last passkey: its removal is refused before the person is
+	// asked for an assertion. A second one (confirmed by the first) can go.
+	status, raw = e.asSession(http.MethodPost, "/v1/me/passkeys/"+first.Passkey.ID+"/remove-options", full, nil)
 	requireStatusCode(t, http.StatusConflict, passkeys.CodeLastPasskey, status, raw)
-	status, raw = e.enrollREST(a, full)
+	status, raw = e.addPasskeyREST(a, a, full)
 	require.Equal(t, http.StatusCreated, status, string(raw))
 	var second enrolledAnswer
 	require.NoError(t, json.Unmarshal(raw, &second))
 	require.Empty(t, second.RecoveryCodes, "recovery codes are shown once")
 	require.Nil(t, second.Session, "a full session stays as it is")
-	status, raw = e.asSession(http.MethodDelete, "/v1/me/passkeys/"+second.Passkey.ID, full, nil)
+	status, raw = e.removePasskeyREST(a, full, second.Passkey.ID)
 	require.Equal(t, http.StatusNoContent, status, string(raw))
 
 	// An e-mail code alone never adds a passkey to an account that has one.
@@ -145,6 +176,34 @@ func TestPasskeyEndpointsRefuseBadInput(t *testing.T) {
 	status, raw := e.asSession(http.MethodPost, "/v1/auth/passkey", nil,
 		map[string]any{"ceremony_id": opts.CeremonyID, "credential": map[string]any{"id": "AAAA", "type": "public-key"}})
 	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeAssertionInvalid, status, raw)
+
+	// The confirmed passkey changes refuse bad input with 4xx problems too.
+	r := e.enrolledReviewer(RoleReviewer)
+	long := strings.Repeat("x", 65)
+	for name, c := range map[string]struct {
+		method, path string
+		body         any
+	}{
+		"remove-options, unknown passkey": {http.MethodPost, "/v1/me/passkeys/pk_nope/remove-options", nil},
+		"remove-options, long id":         {http.MethodPost, "/v1/me/passkeys/" + long + "/remove-options", nil},
+		"remove, long id":                 {http.MethodDelete, "/v1/me/passkeys/" + long, nil},
+		"remove, unknown ceremony": {http.MethodDelete, "/v1/me/passkeys/pk_nope",
+			map[string]any{"ceremony_id": "cer_nope", "credential": map[string]any{"id": "x"}}},
+		"remove, garbage response": {http.MethodDelete, "/v1/me/passkeys/pk_nope",
+			map[string]any{"ceremony_id": "cer_nope", "credential": map[string]any{"response": 5}}},
+		"remove, credential string": {http.MethodDelete, "/v1/me/passkeys/pk_nope", map[string]any{"ceremony_id": "c", "credential": "abc"}},
+		"remove, unknown field":     {http.MethodDelete, "/v1/me/passkeys/pk_nope", map[string]any{"ceremony_id": "c", "extra": 1}},
+		"remove, long ceremony": {http.MethodDelete, "/v1/me/passkeys/pk_nope",
+			map[string]any{"ceremony_id": strings.Repeat("c", 101), "credential": map[string]any{"id": "x"}}},
+		"add, confirmation string": {http.MethodPost, "/v1/me/passkeys",
+			map[string]any{"ceremony_id": "cer_nope", "credential": map[string]any{"id": "x"}, "confirmation": "abc"}},
+		"add, unknown confirmation": {http.MethodPost, "/v1/me/passkeys", map[string]any{"ceremony_id": "cer_nope",
+			"credential": map[string]any{"id": "x"}, "confirmation": map[string]any{"ceremony_id": "cer_nope", "credential": map[string]any{"id": "x"}}}},
+	} {
+		status, raw := e.asSession(c.method, c.path, r.hdr, c.body)
+		require.GreaterOrEqual(t, status, 400, name)
+		require.Less(t, status, 500, "%s: %s", name, raw)
+	}
 }
 
 // reviewer is a person with a passkey and a full session.
@@ -482,11 +541,7 @@ func testDecideOptionsRefuseLikeDecide(t *testing.T, s *approvalSuite) {
 // with a passkey of a, and answers the API's answer.
 func (e *testEnv) regenerateCodes(a *passkeystest.Authenticator, hdr map[string]string) (int, http.Header, []byte) {
 	e.t.Helper()
-	opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/me/recovery-codes/options", hdr, nil)
-	resp, err := a.Get(opts.PublicKey)
-	require.NoError(e.t, err)
-	return e.send(http.MethodPost, "/v1/me/recovery-codes", "", hdr,
-		map[string]any{"ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp)})
+	return e.send(http.MethodPost, "/v1/me/recovery-codes", "", hdr, e.confirmREST(a, hdr, "/v1/me/recovery-codes/options"))
 }
 
 // TestRecoveryCodesNeedAPasskeyAssertion: a recovery code signs in to the
@@ -528,4 +583,96 @@ func TestRecoveryCodesNeedAPasskeyAssertion(t *testing.T) {
 	require.NoError(t, json.Unmarshal(raw, &got))
 	require.Len(t, got.Codes, passkeys.RecoveryCodeCount)
 	require.Equal(t, 2, generated())
+}
+
+// TestPasskeyChangesNeedAPasskeyAssertion: a passkey added by whoever holds
+// a session alone (a stolen cookie) would sign in to the account for good,
+// and removing the owner's passkeys would lock them out: both take an
+// existing passkey's assertion made for this very change (for a removal,
+// this very passkey) in this very session.
+func TestPasskeyChangesNeedAPasskeyAssertion(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	r := e.enrolledReviewer(RoleReviewer)
+	thief := passkeystest.New("localhost", testOrigin)
+	count := func() int { return e.count(`SELECT count(*) FROM passkeys WHERE user_id = $2 AND $1 <> ''`, r.id) }
+	var first string
+	require.NoError(t, e.st.Pool.QueryRow(t.Context(), `SELECT id FROM passkeys WHERE user_id = $1`, r.id).Scan(&first))
+	// addWith tries to add the thief's passkey with confirmation (none when nil).
+	addWith := func(confirmation any) (int, []byte) {
+		t.Helper()
+		opts := expectAs[passkeys.Options](e, http.StatusOK, http.MethodPost, "/v1/me/passkeys/options", r.hdr, nil)
+		resp, err := thief.Create(opts.PublicKey)
+		require.NoError(t, err)
+		body := map[string]any{"ceremony_id": opts.CeremonyID, "credential": json.RawMessage(resp)}
+		if confirmation != nil {
+			body["confirmation"] = confirmation
+		}
+		return e.asSession(http.MethodPost, "/v1/me/passkeys", r.hdr, body)
+	}
+
+	// The session alone adds none: without a confirmation, with an empty or
+	// a half one.
+	for _, confirmation := range []any{nil, map[string]any{}, map[string]any{"ceremony_id": "cer_nope"}} {
+		status, raw := addWith(confirmation)
+		requireStatusCode(t, http.StatusUnauthorized, CodePasskeyAssertionNeeded, status, raw)
+	}
+	// Confirmations of another session, or another change, are refused.
+	status, raw, _ := e.passkeySignIn(r.auth)
+	require.Equal(t, http.StatusOK, status, string(raw))
+	var other SessionInfo
+	require.NoError(t, json.Unmarshal(raw, &other))
+	for name, confirmation := range map[string]map[string]any{
+		"another session": e.confirmREST(r.auth, bearer(other.Token), "/v1/me/passkeys/add-options"),
+		"recovery codes":  e.confirmREST(r.auth, r.hdr, "/v1/me/recovery-codes/options"),
+	} {
+		status, raw := addWith(confirmation)
+		requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeCeremonyInvalid, status, raw)
+		require.Equal(t, 1, count(), name)
+	}
+
+	// Confirmed by the person's passkey, a second one is added.
+	phone := passkeystest.New("localhost", testOrigin)
+	status, raw = e.addPasskeyREST(phone, r.auth, r.hdr)
+	require.Equal(t, http.StatusCreated, status, string(raw))
+	var added enrolledAnswer
+	require.NoError(t, json.Unmarshal(raw, &added))
+	require.Equal(t, 2, count())
+	// A removal's confirmation adds none.
+	status, raw = addWith(e.confirmREST(r.auth, r.hdr, "/v1/me/passkeys/"+first+"/remove-options"))
+	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeCeremonyInvalid, status, raw)
+
+	// The session alone removes none; nor does a confirmation made in
+	// another session, for another passkey or for an addition.
+	for _, body := range []any{nil, map[string]any{}, map[string]any{"credential": map[string]any{"id": "x"}}} {
+		status, raw := e.asSession(http.MethodDelete, "/v1/me/passkeys/"+first, r.hdr, body)
+		requireStatusCode(t, http.StatusUnauthorized, CodePasskeyAssertionNeeded, status, raw)
+	}
+	for name, confirmation := range map[string]map[string]any{
+		"another session": e.confirmREST(r.auth, bearer(other.Token), "/v1/me/passkeys/"+first+"/remove-options"),
+		"another passkey": e.confirmREST(r.auth, r.hdr, "/v1/me/passkeys/"+added.Passkey.ID+"/remove-options"),
+		"an addition":     e.confirmREST(r.auth, r.hdr, "/v1/me/passkeys/add-options"),
+	} {
+		status, raw := e.asSession(http.MethodDelete, "/v1/me/passkeys/"+first, r.hdr, confirmation)
+		requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeCeremonyInvalid, status, raw)
+		require.Equal(t, 2, count(), name)
+	}
+	require.Zero(t, e.countAudit(passkeys.KindPasskeyChangeRefused), "misdirected ceremonies are no refused assertions")
+
+	// An assertion made without user verification is refused and audited,
+	// once, with the change; nothing secret is kept.
+	confirmed := e.confirmREST(r.auth, r.hdr, "/v1/me/passkeys/"+first+"/remove-options")
+	phone.WithoutUserVerification()
+	status, raw = e.removePasskeyREST(phone, r.hdr, first)
+	requireStatusCode(t, http.StatusUnauthorized, passkeys.CodeAssertionInvalid, status, raw)
+	require.Equal(t, 2, count())
+	var subject, outcome, details string
+	require.NoError(t, e.st.Pool.QueryRow(t.Context(), `SELECT subject, outcome, details::text FROM audit_events
+		WHERE kind = $1 AND actor_id = $2`, passkeys.KindPasskeyChangeRefused, r.id).Scan(&subject, &outcome, &details))
+	require.Equal(t, []string{first, "refused", `{"change": "remove", "reason": "assertion_invalid"}`}, []string{subject, outcome, details})
+
+	// Confirmed, in this session, for this passkey: it goes.
+	status, raw = e.asSession(http.MethodDelete, "/v1/me/passkeys/"+first, r.hdr, confirmed)
+	require.Equal(t, http.StatusNoContent, status, string(raw))
+	require.Equal(t, 1, count())
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
@@ -32,6 +34,11 @@ func (s *Service) beginConfirmation(ctx context.Context, userID string, digest [
 	if err != nil {
 		return Options{}, err
 	}
+	return s.startConfirmation(ctx, u, digest, c, noPasskey)
+}
+
+// startConfirmation is beginConfirmation for a user already loaded.
+func (s *Service) startConfirmation(ctx context.Context, u *user, digest [sha256.Size]byte, c ceremonyRow, noPasskey string) (Options, error) {
 	if len(u.keys) == 0 {
 		return Options{}, refuse(Forbidden, "passkey_required", noPasskey)
 	}
@@ -43,7 +50,7 @@ func (s *Service) beginConfirmation(ctx context.Context, userID string, digest [
 	if err != nil {
 		return Options{}, fmt.Errorf("begin %s confirmation: %w", c.kind, err)
 	}
-	c.userID = &userID
+	c.userID = &u.id
 	id, err := s.startCeremony(ctx, s.st.Queries, c, sd)
 	if err != nil {
 		return Options{}, err
@@ -119,12 +126,67 @@ func (a accountAction) boundBy(challenge string) bool {
 	return bytes.Equal(raw[randomChallengeLen:], d[:])
 }
 
+// accountChange is an account change a person confirms with a passkey:
+// the ceremony kind it takes, what its challenge binds, and how a refused
+// assertion for it is audited.
+type accountChange struct {
+	ceremony string
+	action   accountAction
+	// auditKind, subject and details describe a refused assertion's
+	// audit entry (its reason is added).
+	auditKind, subject string
+	details            map[string]any
+}
+
+// begin starts the change's confirmation ceremony; someone without a
+// passkey is refused with noPasskey.
+func (ch accountChange) begin(ctx context.Context, s *Service, noPasskey string) (Options, error) {
+	return s.beginConfirmation(ctx, ch.action.userID, ch.action.digest(), ceremonyRow{kind: ch.ceremony}, noPasskey)
+}
+
+// confirm consumes the confirmation ceremony ceremonyID and verifies
+// response for it: the ceremony must be of the change's kind, started for
+// this person, this session and this very change, and answered by one of
+// the person's own passkeys. The ceremony is consumed whatever the outcome.
+// A made assertion that is refused (it does not verify, or its passkey
+// looks cloned) is audited, as a refused decision signature is.
+func (ch accountChange) confirm(ctx context.Context, s *Service, ceremonyID string, response []byte) error {
+	c, sd, err := s.takeCeremony(ctx, ceremonyID, ch.ceremony)
+	if err != nil {
+		return err
+	}
+	if c.UserID == nil || *c.UserID != ch.action.userID || !ch.action.boundBy(sd.Challenge) {
+		return refuse(Unauthenticated, CodeCeremonyInvalid,
+			"this passkey ceremony was started for another person, session or change; ask for new options")
+	}
+	_, _, err = s.verifyConfirmation(ctx, ch.action.userID, sd, response, func(reason string) { s.auditRefusedChange(ctx, ch, reason) })
+	return err
+}
+
+// auditRefusedChange records a refused confirmation of ch in the person's
+// teams. It is best effort: the refusal stands whether or not the entry
+// could be written. The entry names the change and why, nothing the client
+// sent.
+func (s *Service) auditRefusedChange(ctx context.Context, ch accountChange, reason string) {
+	details := map[string]any{"reason": reason}
+	maps.Copy(details, ch.details)
+	_ = s.inTx(ctx, func(q *store.Queries) error {
+		return s.audit(ctx, q, ch.action.userID, ch.auditKind, ch.subject, "refused", details)
+	})
+}
+
+// recoveryCodesChange is replacing userID's recovery codes in sessionID.
+func recoveryCodesChange(userID, sessionID string) accountChange {
+	return accountChange{
+		ceremony: ceremonyRecoveryCodes, action: accountAction{userID: userID, sessionID: sessionID, action: actionRecoveryCodes},
+		auditKind: KindRecoveryConfirmationRefused, subject: userID,
+	}
+}
+
 // BeginRecoveryCodes starts the passkey confirmation that
 // RegenerateRecoveryCodes needs, for userID in session sessionID.
 func (s *Service) BeginRecoveryCodes(ctx context.Context, userID, sessionID string) (Options, error) {
-	a := accountAction{userID: userID, sessionID: sessionID, action: actionRecoveryCodes}
-	return s.beginConfirmation(ctx, userID, a.digest(), ceremonyRow{kind: ceremonyRecoveryCodes},
-		"enroll a passkey before making new recovery codes")
+	return recoveryCodesChange(userID, sessionID).begin(ctx, s, "enroll a passkey before making new recovery codes")
 }
 
 // RegenerateRecoveryCodes replaces all of the user's recovery codes with a
@@ -134,20 +196,11 @@ func (s *Service) BeginRecoveryCodes(ctx context.Context, userID, sessionID stri
 // a session alone (a stolen cookie) must not be able to mint them. The
 // ceremony is consumed whatever the outcome.
 func (s *Service) RegenerateRecoveryCodes(ctx context.Context, userID, sessionID, ceremonyID string, response []byte) ([]string, error) {
-	c, sd, err := s.takeCeremony(ctx, ceremonyID, ceremonyRecoveryCodes)
-	if err != nil {
-		return nil, err
-	}
-	a := accountAction{userID: userID, sessionID: sessionID, action: actionRecoveryCodes}
-	if c.UserID == nil || *c.UserID != userID || !a.boundBy(sd.Challenge) {
-		return nil, refuse(Unauthenticated, CodeCeremonyInvalid,
-			"this passkey ceremony was started for another person or session; ask for new options")
-	}
-	if _, _, err := s.verifyConfirmation(ctx, userID, sd, response, nil); err != nil {
+	if err := recoveryCodesChange(userID, sessionID).confirm(ctx, s, ceremonyID, response); err != nil {
 		return nil, err
 	}
 	var codes []string
-	err = s.inTx(ctx, func(q *store.Queries) error {
+	err := s.inTx(ctx, func(q *store.Queries) error {
 		u, err := loadUser(ctx, q, userID)
 		if err != nil {
 			return err
@@ -156,4 +209,65 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, userID, sessionID
 		return err
 	})
 	return codes, err
+}
+
+// Confirmation is a person's passkey assertion for a change of their
+// passkeys: the ceremony BeginAddPasskey or BeginRemovePasskey started for
+// it in session SessionID, and the authenticator's answer to it.
+type Confirmation struct {
+	SessionID, CeremonyID string
+	Response              []byte
+}
+
+// The passkey changes a confirmation binds. A removal binds the passkey's
+// id after actionRemovePasskey, so it removes that passkey and no other.
+const (
+	actionAddPasskey    = "add-passkey"
+	actionRemovePasskey = "remove-passkey:"
+)
+
+// addPasskeyChange is adding a passkey to userID's account in sessionID.
+func addPasskeyChange(userID, sessionID string) accountChange {
+	return accountChange{
+		ceremony: ceremonyPasskeyChange, action: accountAction{userID: userID, sessionID: sessionID, action: actionAddPasskey},
+		auditKind: KindPasskeyChangeRefused, subject: userID, details: map[string]any{"change": "add"},
+	}
+}
+
+// removePasskeyChange is removing userID's passkey passkeyID in sessionID.
+func removePasskeyChange(userID, sessionID, passkeyID string) accountChange {
+	return accountChange{
+		ceremony:  ceremonyPasskeyChange,
+		action:    accountAction{userID: userID, sessionID: sessionID, action: actionRemovePasskey + passkeyID},
+		auditKind: KindPasskeyChangeRefused, subject: passkeyID, details: map[string]any{"change": "remove"},
+	}
+}
+
+// BeginAddPasskey starts the passkey confirmation that
+// FinishConfirmedEnrollment needs to add a passkey to an account that has
+// one, for userID in session sessionID: whoever holds a session alone (a
+// stolen cookie) must not be able to add a passkey of their own, which
+// would outlive the session.
+func (s *Service) BeginAddPasskey(ctx context.Context, userID, sessionID string) (Options, error) {
+	return addPasskeyChange(userID, sessionID).begin(ctx, s, "this account has no passkey yet: enroll one, no confirmation needed")
+}
+
+// BeginRemovePasskey starts the passkey confirmation that RemovePasskey
+// needs to remove passkeyID, for userID in session sessionID. A passkey
+// that is not the user's (404) or is their only one (409) is refused here
+// already, before the person is asked to touch their authenticator;
+// RemovePasskey checks both again under its lock.
+func (s *Service) BeginRemovePasskey(ctx context.Context, userID, sessionID, passkeyID string) (Options, error) {
+	u, err := loadUser(ctx, s.st.Queries, userID)
+	if err != nil {
+		return Options{}, err
+	}
+	if !slices.ContainsFunc(u.keys, func(k store.Passkey) bool { return k.ID == passkeyID }) {
+		return Options{}, errNoSuchPasskey
+	}
+	if len(u.keys) == 1 {
+		return Options{}, errLastPasskey
+	}
+	ch := removePasskeyChange(userID, sessionID, passkeyID)
+	return s.startConfirmation(ctx, u, ch.action.digest(), ceremonyRow{kind: ch.ceremony}, "this account has no passkey to remove")
 }

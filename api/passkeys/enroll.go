@@ -72,25 +72,60 @@ type Enrolled struct {
 }
 
 // FinishEnrollment verifies the authenticator's attestation response for the
-// ceremony and stores the passkey. The first enrollment of a user that has
-// no recovery codes yet also generates their codes.
+// ceremony and stores the passkey — the account's first one only: adding to
+// an account that has a passkey takes FinishConfirmedEnrollment (401
+// passkey_assertion_required here). The first enrollment also generates the
+// user's recovery codes.
 func (s *Service) FinishEnrollment(ctx context.Context, userID, ceremonyID string, response []byte, name string) (Enrolled, error) {
-	return s.finishEnrollment(ctx, userID, ceremonyID, response, name, false)
+	return s.finishEnrollment(ctx, userID, ceremonyID, response, name, enrollUnconfirmed)
 }
 
 // FinishFirstEnrollment is FinishEnrollment for a caller that may only add
 // the account's first passkey (an enrollment-only session: an e-mail or
 // recovery code). It refuses once the account has a passkey, even if the
-// ceremony was started before that one was enrolled.
+// ceremony was started before that one was enrolled, with 403
+// passkey_required: such a session must sign in with that passkey.
 func (s *Service) FinishFirstEnrollment(ctx context.Context, userID, ceremonyID string, response []byte, name string) (Enrolled, error) {
-	return s.finishEnrollment(ctx, userID, ceremonyID, response, name, true)
+	return s.finishEnrollment(ctx, userID, ceremonyID, response, name, enrollFirstOnly)
 }
 
-func (s *Service) finishEnrollment(ctx context.Context, userID, ceremonyID string, response []byte, name string, firstOnly bool) (Enrolled, error) {
+// FinishConfirmedEnrollment is FinishEnrollment for an account that may
+// have a passkey already: c, an existing passkey's assertion for a ceremony
+// BeginAddPasskey started for this person in session c.SessionID, confirms
+// the new one. It is verified (and consumed) first.
+func (s *Service) FinishConfirmedEnrollment(ctx context.Context, userID string, c Confirmation, ceremonyID string, response []byte, name string) (Enrolled, error) {
+	if err := checkName(name); err != nil {
+		return Enrolled{}, err
+	}
+	if err := addPasskeyChange(userID, c.SessionID).confirm(ctx, s, c.CeremonyID, c.Response); err != nil {
+		return Enrolled{}, err
+	}
+	return s.finishEnrollment(ctx, userID, ceremonyID, response, name, enrollConfirmed)
+}
+
+// enrollMode is what a finishing enrollment may add besides the account's
+// first passkey.
+type enrollMode int
+
+const (
+	enrollUnconfirmed enrollMode = iota // nothing: a passkey confirms any other (401)
+	enrollFirstOnly                     // nothing, ever: an enrollment-only session (403)
+	enrollConfirmed                     // another passkey: confirmed by an existing one
+)
+
+func checkName(name string) error {
 	name = strings.TrimSpace(name)
 	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxNameRunes {
-		return Enrolled{}, refuse(Invalid, CodeInvalid, fmt.Sprintf("the passkey name must be valid text of at most %d characters", maxNameRunes))
+		return refuse(Invalid, CodeInvalid, fmt.Sprintf("the passkey name must be valid text of at most %d characters", maxNameRunes))
 	}
+	return nil
+}
+
+func (s *Service) finishEnrollment(ctx context.Context, userID, ceremonyID string, response []byte, name string, mode enrollMode) (Enrolled, error) {
+	if err := checkName(name); err != nil {
+		return Enrolled{}, err
+	}
+	name = strings.TrimSpace(name)
 	c, sd, err := s.takeCeremony(ctx, ceremonyID, ceremonyRegister)
 	if err != nil {
 		return Enrolled{}, err
@@ -111,8 +146,15 @@ func (s *Service) finishEnrollment(ctx context.Context, userID, ceremonyID strin
 		if err != nil {
 			return err
 		}
-		if firstOnly && len(u.keys) > 0 {
+		// Checked under the transaction: options may have been taken
+		// before another session enrolled the account's first passkey.
+		switch {
+		case len(u.keys) == 0 || mode == enrollConfirmed:
+		case mode == enrollFirstOnly:
 			return refuse(Forbidden, "passkey_required", "this account already has a passkey: sign in with it to add another")
+		default:
+			return refuse(Unauthenticated, CodeAssertionRequired,
+				"this account already has a passkey: confirm the new one with it (POST /v1/me/passkeys/add-options)")
 		}
 		cred, err := s.wa.CreateCredential(u, sd, parsed)
 		if err != nil {
@@ -189,11 +231,22 @@ func (s *Service) HasPasskey(ctx context.Context, userID string) (bool, error) {
 	return n > 0, nil
 }
 
+var (
+	errNoSuchPasskey = refuse(NotFound, CodeNotFound, "no such passkey")
+	errLastPasskey   = refuse(Conflict, CodeLastPasskey, "this is your only passkey: enroll another one before removing it")
+)
+
 // RemovePasskey removes one of the user's passkeys, never the last one:
 // passkey MFA is mandatory, and a user without one could not sign in or
-// decide. The user's passkeys are locked first, so two concurrent removals
-// cannot both see "another one is left".
-func (s *Service) RemovePasskey(ctx context.Context, userID, passkeyID string) error {
+// decide. c, the user's passkey assertion for a ceremony BeginRemovePasskey
+// started for this very passkey in session c.SessionID, confirms it (a
+// session alone must not strip the owner's passkeys); it is consumed
+// whatever the outcome. The user's passkeys are locked first, so two
+// concurrent removals cannot both see "another one is left".
+func (s *Service) RemovePasskey(ctx context.Context, userID, passkeyID string, c Confirmation) error {
+	if err := removePasskeyChange(userID, c.SessionID, passkeyID).confirm(ctx, s, c.CeremonyID, c.Response); err != nil {
+		return err
+	}
 	return s.inTx(ctx, func(q *store.Queries) error {
 		ids, err := q.LockUserPasskeys(ctx, userID)
 		if err != nil {
@@ -204,10 +257,10 @@ func (s *Service) RemovePasskey(ctx context.Context, userID, passkeyID string) e
 			found = found || id == passkeyID
 		}
 		if !found {
-			return refuse(NotFound, CodeNotFound, "no such passkey")
+			return errNoSuchPasskey
 		}
 		if len(ids) == 1 {
-			return refuse(Conflict, CodeLastPasskey, "this is your only passkey: enroll another one before removing it")
+			return errLastPasskey
 		}
 		row, err := q.DeletePasskey(ctx, store.DeletePasskeyParams{UserID: userID, ID: passkeyID})
 		if err != nil {

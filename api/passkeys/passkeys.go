@@ -28,6 +28,12 @@ const (
 	KindRecoveryRedeemed  = "recovery_code.redeemed"
 	KindDecisionSigned    = "approval.decision_signed"
 	KindDecisionRefused   = "approval.decision_signature_refused"
+	// KindRecoveryConfirmationRefused: a passkey assertion confirming new
+	// recovery codes was refused.
+	KindRecoveryConfirmationRefused = "recovery_codes.confirmation_refused"
+	// KindPasskeyChangeRefused: a passkey assertion confirming adding or
+	// removing a passkey was refused (details: change add or remove).
+	KindPasskeyChangeRefused = "passkey.change_confirmation_refused"
 )
 
 // Ceremony kinds (webauthn_ceremonies.kind).
@@ -37,6 +43,8 @@ const (
 	ceremonyDecide   = "decide"
 	// ceremonyRecoveryCodes confirms a regeneration of recovery codes.
 	ceremonyRecoveryCodes = "recovery_codes"
+	// ceremonyPasskeyChange confirms adding or removing a passkey.
+	ceremonyPasskeyChange = "passkey_change"
 )
 
 // handleLen is the length of a WebAuthn user handle: 64 random bytes, the
@@ -85,6 +93,8 @@ const (
 	CodeRecoveryInvalid  = "recovery_code_invalid"
 	CodeNotFound         = "not_found"
 	CodeInvalid          = "validation_failed"
+	// CodeAssertionRequired: the change needs a passkey assertion made for it.
+	CodeAssertionRequired = "passkey_assertion_required"
 )
 
 func refuse(kind ErrorKind, code, msg string) *Error { return &Error{Kind: kind, Code: code, Msg: msg} }

@@ -1,6 +1,7 @@
 package passkeys_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,17 +54,52 @@ func (f fixture) advance(d time.Duration) {
 	*f.now = f.now.Add(d)
 }
 
-// enroll runs a whole enrollment ceremony for user with a.
+// enroll runs a whole enrollment ceremony for user with a: a passkey
+// added to one the user has is confirmed by a, in session ses_1.
 func (f fixture) enroll(t *testing.T, a *passkeystest.Authenticator, user string) passkeys.Enrolled {
 	t.Helper()
+	return f.enrollConfirmedBy(t, a, a, user)
+}
+
+// enrollConfirmedBy is enroll with a passkey of confirmer confirming the
+// new one, when user has one already.
+func (f fixture) enrollConfirmedBy(t *testing.T, a, confirmer *passkeystest.Authenticator, user string) passkeys.Enrolled {
+	t.Helper()
 	ctx := context.Background()
+	has, err := f.svc.HasPasskey(ctx, user)
+	require.NoError(t, err)
 	opts, err := f.svc.BeginEnrollment(ctx, user)
 	require.NoError(t, err)
 	resp, err := a.Create(opts.PublicKey)
 	require.NoError(t, err)
-	e, err := f.svc.FinishEnrollment(ctx, user, opts.CeremonyID, resp, "")
+	var e passkeys.Enrolled
+	if has {
+		c := f.confirm(t, confirmer, "ses_1", func() (passkeys.Options, error) { return f.svc.BeginAddPasskey(ctx, user, "ses_1") })
+		e, err = f.svc.FinishConfirmedEnrollment(ctx, user, c, opts.CeremonyID, resp, "")
+	} else {
+		e, err = f.svc.FinishEnrollment(ctx, user, opts.CeremonyID, resp, "")
+	}
 	require.NoError(t, err)
 	return e
+}
+
+// confirm answers the confirmation ceremony begin starts with a, as
+// session answers it.
+func (f fixture) confirm(t *testing.T, a *passkeystest.Authenticator, session string, begin func() (passkeys.Options, error)) passkeys.Confirmation {
+	t.Helper()
+	opts, err := begin()
+	require.NoError(t, err)
+	resp, err := a.Get(opts.PublicKey)
+	require.NoError(t, err)
+	return passkeys.Confirmation{SessionID: session, CeremonyID: opts.CeremonyID, Response: resp}
+}
+
+// removal is a's confirmation, in session ses_1, of removing user's passkey id.
+func (f fixture) removal(t *testing.T, a *passkeystest.Authenticator, user, id string) passkeys.Confirmation {
+	t.Helper()
+	return f.confirm(t, a, "ses_1", func() (passkeys.Options, error) {
+		return f.svc.BeginRemovePasskey(context.Background(), user, "ses_1", id)
+	})
 }
 
 func (f fixture) signIn(t *testing.T, a *passkeystest.Authenticator) (passkeys.SignedIn, error) {
@@ -204,11 +240,11 @@ func TestUserVerificationIsRequired(t *testing.T) {
 	_, err = f.svc.FinishSignIn(ctx, opts.CeremonyID, resp)
 	requireCode(t, err, passkeys.CodeAssertionInvalid)
 
-	eopts, err := f.svc.BeginEnrollment(ctx, "usr_a")
+	eopts, err := f.svc.BeginEnrollment(ctx, "usr_b")
 	require.NoError(t, err)
 	eresp, err := a.Create(eopts.PublicKey)
 	require.NoError(t, err)
-	_, err = f.svc.FinishEnrollment(ctx, "usr_a", eopts.CeremonyID, eresp, "")
+	_, err = f.svc.FinishEnrollment(ctx, "usr_b", eopts.CeremonyID, eresp, "")
 	requireCode(t, err, passkeys.CodeAssertionInvalid)
 }
 
@@ -247,24 +283,46 @@ func TestNeverRemoveTheLastPasskey(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	a := passkeystest.New(rpID, origin)
+	a, b := passkeystest.New(rpID, origin), passkeystest.New(rpID, origin)
 	one := f.enroll(t, a, "usr_a")
-	requireCode(t, f.svc.RemovePasskey(ctx, "usr_a", one.Passkey.ID), passkeys.CodeLastPasskey)
+	f.enroll(t, b, "usr_b")
+	// The only passkey, or someone else's, is refused before the person is
+	// asked for an assertion.
+	_, err := f.svc.BeginRemovePasskey(ctx, "usr_a", "ses_1", one.Passkey.ID)
+	requireCode(t, err, passkeys.CodeLastPasskey)
 	two := f.enroll(t, a, "usr_a")
-	requireCode(t, f.svc.RemovePasskey(ctx, "usr_b", two.Passkey.ID), passkeys.CodeNotFound)
+	_, err = f.svc.BeginRemovePasskey(ctx, "usr_b", "ses_1", two.Passkey.ID)
+	requireCode(t, err, passkeys.CodeNotFound)
+
+	// A confirmation made while the account had passkeys it has no more is
+	// void: the options offered them, and the relying party refuses an
+	// assertion for options listing passkeys the person does not own.
+	keep := passkeystest.New(rpID, origin)
+	three := f.enrollConfirmedBy(t, keep, a, "usr_a")
+	late := f.removal(t, keep, "usr_a", three.Passkey.ID)
+	require.NoError(t, f.svc.RemovePasskey(ctx, "usr_a", one.Passkey.ID, f.removal(t, a, "usr_a", one.Passkey.ID)))
+	require.NoError(t, f.svc.RemovePasskey(ctx, "usr_a", two.Passkey.ID, f.removal(t, a, "usr_a", two.Passkey.ID)))
+	requireCode(t, f.svc.RemovePasskey(ctx, "usr_a", three.Passkey.ID, late), passkeys.CodeAssertionInvalid)
 
 	// Two concurrent removals of the two passkeys: one wins, the last stays.
+	// The other finds one passkey left (under the lock that orders them), or
+	// its confirmation void, the passkey set having changed.
+	four := f.enrollConfirmedBy(t, a, keep, "usr_a")
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	for i, id := range []string{one.Passkey.ID, two.Passkey.ID} {
-		wg.Go(func() { errs[i] = f.svc.RemovePasskey(ctx, "usr_a", id) })
+	confirmed := []passkeys.Confirmation{f.removal(t, keep, "usr_a", three.Passkey.ID), f.removal(t, a, "usr_a", four.Passkey.ID)}
+	for i, id := range []string{three.Passkey.ID, four.Passkey.ID} {
+		wg.Go(func() { errs[i] = f.svc.RemovePasskey(ctx, "usr_a", id, confirmed[i]) })
 	}
 	wg.Wait()
 	left, err := f.svc.ListPasskeys(ctx, "usr_a")
 	require.NoError(t, err)
 	require.Len(t, left, 1)
 	require.True(t, (errs[0] == nil) != (errs[1] == nil), "exactly one removal succeeds: %v", errs)
-	require.Equal(t, 1, auditKinds(t, f.st)[passkeys.KindRemoved])
+	var refused *passkeys.Error
+	require.ErrorAs(t, cmp.Or(errs[0], errs[1]), &refused)
+	require.Contains(t, []string{passkeys.CodeLastPasskey, passkeys.CodeAssertionInvalid}, refused.Code)
+	require.Equal(t, 3, auditKinds(t, f.st)[passkeys.KindRemoved])
 }
 
 func TestRecoveryCodes(t *testing.T) {
@@ -488,4 +546,180 @@ func TestRecoveryCodesNeedTheirOwnConfirmation(t *testing.T) {
 	require.NoError(t, err)
 	_, err = f.svc.BeginRecoveryCodes(ctx, "usr_a", "ses_1")
 	requireCode(t, err, "passkey_required")
+}
+
+// TestPasskeyChangesNeedTheirOwnConfirmation: a passkey added to an account
+// that has one, or a passkey removed, outlives or strips the owner's
+// sign-in, so a session alone (a stolen cookie) does neither: only an
+// existing passkey of the person, asserting for a ceremony started for this
+// very change (this passkey, for a removal) in this very session.
+func TestPasskeyChangesNeedTheirOwnConfirmation(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	a, bAuth, fresh := passkeystest.New(rpID, origin), passkeystest.New(rpID, origin), passkeystest.New(rpID, origin)
+	one := f.enroll(t, a, "usr_a")
+	spare := f.enroll(t, a, "usr_a")
+	f.enroll(t, bAuth, "usr_b")
+	register := func() (string, []byte) {
+		t.Helper()
+		opts, err := f.svc.BeginEnrollment(ctx, "usr_a")
+		require.NoError(t, err)
+		resp, err := fresh.Create(opts.PublicKey)
+		require.NoError(t, err)
+		return opts.CeremonyID, resp
+	}
+	add := func(session string) func() (passkeys.Options, error) {
+		return func() (passkeys.Options, error) { return f.svc.BeginAddPasskey(ctx, "usr_a", session) }
+	}
+	count := func() int {
+		keys, err := f.svc.ListPasskeys(ctx, "usr_a")
+		require.NoError(t, err)
+		return len(keys)
+	}
+
+	// Without a confirmation the account's next passkey is refused.
+	id, resp := register()
+	_, err := f.svc.FinishEnrollment(ctx, "usr_a", id, resp, "")
+	requireCode(t, err, passkeys.CodeAssertionRequired)
+	// Confirmations of another kind, session, change or person are refused.
+	signIn, err := f.svc.BeginSignIn(ctx)
+	require.NoError(t, err)
+	signInResp, err := a.Get(signIn.PublicKey)
+	require.NoError(t, err)
+	wrong := map[string]passkeys.Confirmation{
+		"recovery codes": f.confirm(t, a, "ses_1", func() (passkeys.Options, error) { return f.svc.BeginRecoveryCodes(ctx, "usr_a", "ses_1") }),
+		"a decision": f.confirm(t, a, "ses_1", func() (passkeys.Options, error) {
+			return f.svc.BeginDecision(ctx, "usr_a", "org_1", passkeys.Binding{ApprovalID: "apr_1", Level: 1, Decision: "approve"})
+		}),
+		"a sign-in":       {SessionID: "ses_1", CeremonyID: signIn.CeremonyID, Response: signInResp},
+		"another session": f.confirm(t, a, "ses_1", add("ses_other")),
+		"a removal":       f.removal(t, a, "usr_a", one.Passkey.ID),
+		"another person": f.confirm(t, bAuth, "ses_1", func() (passkeys.Options, error) {
+			return f.svc.BeginAddPasskey(ctx, "usr_b", "ses_1")
+		}),
+		"none": {SessionID: "ses_1"},
+	}
+	for what, c := range wrong {
+		id, resp := register()
+		_, err = f.svc.FinishConfirmedEnrollment(ctx, "usr_a", c, id, resp, "")
+		requireCode(t, err, passkeys.CodeCeremonyInvalid)
+		require.Equal(t, 2, count(), what)
+	}
+	// A confirmation for adding one is spent on new recovery codes neither.
+	c := f.confirm(t, a, "ses_1", add("ses_1"))
+	_, err = f.svc.RegenerateRecoveryCodes(ctx, "usr_a", "ses_1", c.CeremonyID, c.Response)
+	requireCode(t, err, passkeys.CodeCeremonyInvalid)
+
+	// Confirmed, the passkey is added, and the confirmation is spent.
+	c = f.confirm(t, a, "ses_1", add("ses_1"))
+	id, resp = register()
+	three, err := f.svc.FinishConfirmedEnrollment(ctx, "usr_a", c, id, resp, "phone")
+	require.NoError(t, err)
+	require.False(t, three.First)
+	require.Empty(t, three.RecoveryCodes)
+	require.Equal(t, "phone", three.Passkey.Name)
+	id, resp = register()
+	_, err = f.svc.FinishConfirmedEnrollment(ctx, "usr_a", c, id, resp, "")
+	requireCode(t, err, passkeys.CodeCeremonyInvalid)
+	require.Equal(t, 3, count())
+
+	// A removal's confirmation names the passkey, the session and the change.
+	wrong = map[string]passkeys.Confirmation{
+		"none":            {SessionID: "ses_1"},
+		"another passkey": f.removal(t, a, "usr_a", one.Passkey.ID),
+		"another session": f.confirm(t, a, "ses_1", func() (passkeys.Options, error) {
+			return f.svc.BeginRemovePasskey(ctx, "usr_a", "ses_other", three.Passkey.ID)
+		}),
+		"an addition":    f.confirm(t, a, "ses_1", add("ses_1")),
+		"recovery codes": f.confirm(t, a, "ses_1", func() (passkeys.Options, error) { return f.svc.BeginRecoveryCodes(ctx, "usr_a", "ses_1") }),
+	}
+	for what, c := range wrong {
+		requireCode(t, f.svc.RemovePasskey(ctx, "usr_a", three.Passkey.ID, c), passkeys.CodeCeremonyInvalid)
+		require.Equal(t, 3, count(), what)
+	}
+	// Spent once: a removal's confirmation removes nothing twice.
+	c = f.removal(t, a, "usr_a", spare.Passkey.ID)
+	require.NoError(t, f.svc.RemovePasskey(ctx, "usr_a", spare.Passkey.ID, c))
+	requireCode(t, f.svc.RemovePasskey(ctx, "usr_a", spare.Passkey.ID, c), passkeys.CodeCeremonyInvalid)
+	// The new passkey itself may confirm removing the old one.
+	require.NoError(t, f.svc.RemovePasskey(ctx, "usr_a", one.Passkey.ID, f.removal(t, fresh, "usr_a", one.Passkey.ID)))
+	require.Equal(t, 1, count())
+	require.Zero(t, auditKinds(t, f.st)[passkeys.KindPasskeyChangeRefused], "no assertion was refused, only misdirected ceremonies")
+}
+
+// TestRefusedConfirmationsAreAudited: an assertion made for an account change
+// that does not verify, or whose passkey looks cloned, is refused and
+// audited once, with the change and the reason, as a refused decision
+// signature is; the refusal consumes the ceremony.
+func TestRefusedConfirmationsAreAudited(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	a := passkeystest.New(rpID, origin)
+	one := f.enroll(t, a, "usr_a")
+	two := f.enroll(t, a, "usr_a")
+	type refusal struct{ kind, subject, outcome, details string }
+	refusals := func() []refusal {
+		t.Helper()
+		rows, err := f.st.Pool.Query(ctx, `SELECT kind, subject, outcome, details::text FROM audit_events
+			WHERE kind IN ($1, $2)`, passkeys.KindPasskeyChangeRefused, passkeys.KindRecoveryConfirmationRefused)
+		require.NoError(t, err)
+		defer rows.Close()
+		var out []refusal
+		for rows.Next() {
+			var r refusal
+			require.NoError(t, rows.Scan(&r.kind, &r.subject, &r.outcome, &r.details))
+			out = append(out, r)
+		}
+		require.NoError(t, rows.Err())
+		return out
+	}
+	id := func() (string, []byte) {
+		t.Helper()
+		opts, err := f.svc.BeginEnrollment(ctx, "usr_a")
+		require.NoError(t, err)
+		resp, err := passkeystest.New(rpID, origin).Create(opts.PublicKey)
+		require.NoError(t, err)
+		return opts.CeremonyID, resp
+	}
+
+	// An assertion that lags behind the passkey's counter (a clone).
+	_, err := f.signIn(t, a)
+	require.NoError(t, err)
+	opts, err := f.svc.BeginAddPasskey(ctx, "usr_a", "ses_1")
+	require.NoError(t, err)
+	resp, err := a.GetReplayingCounter(opts.PublicKey)
+	require.NoError(t, err)
+	cer, att := id()
+	_, err = f.svc.FinishConfirmedEnrollment(ctx, "usr_a", passkeys.Confirmation{SessionID: "ses_1", CeremonyID: opts.CeremonyID, Response: resp}, cer, att, "")
+	requireCode(t, err, passkeys.CodeCloneWarning)
+
+	// Assertions without user verification do not verify.
+	a.WithoutUserVerification()
+	opts, err = f.svc.BeginRemovePasskey(ctx, "usr_a", "ses_1", one.Passkey.ID)
+	require.NoError(t, err)
+	resp, err = a.Get(opts.PublicKey)
+	require.NoError(t, err)
+	requireCode(t, f.svc.RemovePasskey(ctx, "usr_a", one.Passkey.ID, passkeys.Confirmation{SessionID: "ses_1", CeremonyID: opts.CeremonyID, Response: resp}),
+		passkeys.CodeAssertionInvalid)
+	opts, err = f.svc.BeginRecoveryCodes(ctx, "usr_a", "ses_1")
+	require.NoError(t, err)
+	resp, err = a.Get(opts.PublicKey)
+	require.NoError(t, err)
+	_, err = f.svc.RegenerateRecoveryCodes(ctx, "usr_a", "ses_1", opts.CeremonyID, resp)
+	requireCode(t, err, passkeys.CodeAssertionInvalid)
+	// The refused ceremony is spent.
+	_, err = f.svc.RegenerateRecoveryCodes(ctx, "usr_a", "ses_1", opts.CeremonyID, resp)
+	requireCode(t, err, passkeys.CodeCeremonyInvalid)
+
+	require.ElementsMatch(t, []refusal{
+		{passkeys.KindPasskeyChangeRefused, "usr_a", "refused", `{"change": "add", "reason": "passkey_clone_warning"}`},
+		{passkeys.KindPasskeyChangeRefused, one.Passkey.ID, "refused", `{"change": "remove", "reason": "assertion_invalid"}`},
+		{passkeys.KindRecoveryConfirmationRefused, "usr_a", "refused", `{"reason": "assertion_invalid"}`},
+	}, refusals(), "one entry per refused assertion, none for the spent ceremony")
+	keys, err := f.svc.ListPasskeys(ctx, "usr_a")
+	require.NoError(t, err)
+	require.Len(t, keys, 2, "nothing was added or removed")
+	require.Equal(t, two.Passkey.ID, keys[1].ID)
 }

@@ -44,9 +44,16 @@ type ceremonyForm struct {
 // readCeremony reads the ceremony id and the authenticator's JSON answer
 // from a submitted form; ok is false when either is missing or malformed
 // (a browser without JavaScript, or a tampered form).
-func readCeremony(r *http.Request) (ceremonyForm, bool) {
-	f := ceremonyForm{CeremonyID: r.PostFormValue("ceremony_id")}
-	raw := r.PostFormValue("credential")
+func readCeremony(r *http.Request) (ceremonyForm, bool) { return readCeremonyFields(r, "") }
+
+// readConfirmation reads the confirming passkey assertion webauthn.js puts
+// into a form marked data-confirm (confirm_ceremony_id, confirm_credential)
+// as readCeremony reads the main one.
+func readConfirmation(r *http.Request) (ceremonyForm, bool) { return readCeremonyFields(r, "confirm_") }
+
+func readCeremonyFields(r *http.Request, prefix string) (ceremonyForm, bool) {
+	f := ceremonyForm{CeremonyID: r.PostFormValue(prefix + "ceremony_id")}
+	raw := r.PostFormValue(prefix + "credential")
 	if f.CeremonyID == "" || len(f.CeremonyID) > 100 || raw == "" || len(raw) > maxCredentialField || !json.Valid([]byte(raw)) {
 		return f, false
 	}
@@ -164,9 +171,14 @@ func (d *Dashboard) enrollPasskey(w http.ResponseWriter, r *http.Request) {
 		d.enrollRefused(w, r, m, page, title, next, http.StatusUnprocessableEntity, noCeremony)
 		return
 	}
+	in := map[string]any{"ceremony_id": c.CeremonyID, "credential": c.Credential, "name": strings.TrimSpace(r.PostFormValue("name"))}
+	if confirm, ok := readConfirmation(r); ok && m.State == "full" {
+		// Another passkey: the API adds it only with an existing one's
+		// assertion, which webauthn.js got first (data-confirm).
+		in["confirmation"] = confirm
+	}
 	var out enrolled
-	a, ok := d.callOrFail(w, r, "enroll passkey", http.MethodPost, "/v1/me/passkeys", map[string]any{
-		"ceremony_id": c.CeremonyID, "credential": c.Credential, "name": strings.TrimSpace(r.PostFormValue("name"))}, &out)
+	a, ok := d.callOrFail(w, r, "enroll passkey", http.MethodPost, "/v1/me/passkeys", in, &out)
 	if !ok {
 		return
 	}

@@ -7,9 +7,9 @@ import (
 )
 
 // The Security page: the signed-in person's passkeys (add, remove — never
-// the last, the API refuses that), recovery codes (regenerate, confirmed
-// with a passkey, shown once) and sessions, i.e. devices (revoke one, or all
-// others).
+// the last, the API refuses that — each confirmed with a passkey), recovery
+// codes (regenerate, confirmed with a passkey, shown once) and sessions,
+// i.e. devices (revoke one, or all others).
 
 // passkeyItem is one passkey as GET /v1/me/passkeys lists it.
 type passkeyItem struct {
@@ -97,7 +97,14 @@ func (d *Dashboard) removePasskey(w http.ResponseWriter, r *http.Request) {
 	if m == nil {
 		return
 	}
-	if d.securityChange(w, r, m, http.MethodDelete, "/v1/me/passkeys/"+url.PathEscape(r.PathValue("id")), nil, nil) {
+	// Removing a passkey takes the assertion webauthn.js got for removing
+	// this very one: a session alone must not strip the owner's passkeys.
+	c, ok := readCeremony(r)
+	if !ok {
+		d.securityPage(w, r, m, http.StatusUnprocessableEntity, noCeremony)
+		return
+	}
+	if d.securityChange(w, r, m, http.MethodDelete, "/v1/me/passkeys/"+url.PathEscape(r.PathValue("id")), c, nil) {
 		http.Redirect(w, r, "/security", http.StatusSeeOther)
 	}
 }

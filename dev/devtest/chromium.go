@@ -44,11 +44,22 @@ func ChromiumTab(t testing.TB) context.Context {
 // DevTools WebAuthn domain) that holds discoverable credentials and verifies
 // the user at once, as a person with a passkey on their laptop would.
 func PasskeyAuthenticator() chromedp.Action {
+	return AddPasskeyAuthenticator(webauthn.AuthenticatorTransportInternal, nil)
+}
+
+// AddPasskeyAuthenticator adds a virtual authenticator as PasskeyAuthenticator
+// does, reached over transport, and keeps its id in id (when not nil) so that
+// a test can steer it. A second one of the same person (a security key or a
+// phone) is an external one: Chromium allows one internal authenticator.
+func AddPasskeyAuthenticator(transport webauthn.AuthenticatorTransport, id *webauthn.AuthenticatorID) chromedp.Action {
 	return chromedp.Tasks{webauthn.Enable().WithEnableUI(false), chromedp.ActionFunc(func(ctx context.Context) error {
-		_, err := webauthn.AddVirtualAuthenticator(&webauthn.VirtualAuthenticatorOptions{
+		got, err := webauthn.AddVirtualAuthenticator(&webauthn.VirtualAuthenticatorOptions{
 			Protocol: webauthn.AuthenticatorProtocolCtap2, Ctap2version: webauthn.Ctap2versionCtap21,
-			Transport: webauthn.AuthenticatorTransportInternal, HasResidentKey: true, HasUserVerification: true,
+			Transport: transport, HasResidentKey: true, HasUserVerification: true,
 			IsUserVerified: true, AutomaticPresenceSimulation: true}).Do(ctx)
+		if id != nil {
+			*id = got
+		}
 		return err
 	})}
 }

@@ -1,10 +1,13 @@
 // Passkeys in the browser. A form marked data-webauthn="create" (enroll a
-// passkey) or "get" (sign in, confirm a decision or new recovery codes) is
-// not sent as it is: on submit this script asks the API for WebAuthn options
-// (POST to the form's data-options URL), hands them to navigator.credentials,
-// puts the ceremony id and the authenticator's answer, JSON-encoded, into the form's
-// hidden fields, and then sends the form. The server verifies everything;
-// this script only carries bytes between the API and the authenticator.
+// passkey) or "get" (sign in, confirm a decision, new recovery codes or a
+// passkey's removal) is not sent as it is: on submit this script asks the
+// API for WebAuthn options (POST to the form's data-options URL), hands them
+// to navigator.credentials, puts the ceremony id and the authenticator's
+// answer, JSON-encoded, into the form's hidden fields, and then sends the
+// form. A form also marked data-confirm (adding another passkey) first runs a
+// "get" ceremony with the options of that URL, so an existing passkey
+// confirms the change. The server verifies everything; this script only
+// carries bytes between the API and the authenticator.
 // No HTML is built from strings, so no Trusted Types policy is needed.
 'use strict';
 (function () {
@@ -67,19 +70,13 @@
     return (err && err.message) || 'The passkey step failed. Try again.';
   }
 
-  function start(form, submitter) {
-    var kind = form.dataset.webauthn;
-    var body = {};
-    if (submitter && submitter.name) {
-      body[submitter.name] = submitter.value;
-      var field = form.querySelector('input[type=hidden][name="' + submitter.name + '"]');
-      if (field) field.value = submitter.value;
-    }
+  // ceremony asks url for options (POST body), runs navigator.credentials
+  // (create or get) with them and puts the ceremony id and the answer into
+  // the form's hidden fields named prefix + ceremony_id / credential.
+  function ceremony(form, url, kind, body, prefix) {
     var headers = { 'Content-Type': 'application/json', 'Accept': 'application/json' };
     if (form.dataset.org) headers['X-Oakallow-Org'] = form.dataset.org;
-    say(form, '');
-    busy(form, true);
-    fetch(form.dataset.options, { method: 'POST', credentials: 'same-origin', headers: headers, body: JSON.stringify(body) })
+    return fetch(url, { method: 'POST', credentials: 'same-origin', headers: headers, body: JSON.stringify(body) })
       .then(function (res) {
         return res.json().then(function (j) {
           if (!res.ok) throw new Error(j.detail || ('The server refused (' + res.status + ').'));
@@ -87,16 +84,35 @@
         });
       })
       .then(function (opts) {
-        form.elements.ceremony_id.value = opts.ceremony_id;
+        form.elements[prefix + 'ceremony_id'].value = opts.ceremony_id;
         var call = kind === 'create'
           ? navigator.credentials.create({ publicKey: creationOptions(opts.publicKey) })
           : navigator.credentials.get({ publicKey: requestOptions(opts.publicKey) });
         return call.catch(function (err) { throw new Error(refusal(err)); });
       })
       .then(function (cred) {
-        form.elements.credential.value = credentialJSON(cred);
-        form.submit();
-      })
+        form.elements[prefix + 'credential'].value = credentialJSON(cred);
+      });
+  }
+
+  // A form marked data-confirm (adding a passkey to an account that has
+  // one) first confirms the change with an existing passkey: a get()
+  // ceremony with the options of that URL, answered into confirm_ fields.
+  function start(form, submitter) {
+    var body = {};
+    if (submitter && submitter.name) {
+      body[submitter.name] = submitter.value;
+      var field = form.querySelector('input[type=hidden][name="' + submitter.name + '"]');
+      if (field) field.value = submitter.value;
+    }
+    say(form, '');
+    busy(form, true);
+    var confirmed = form.dataset.confirm
+      ? ceremony(form, form.dataset.confirm, 'get', {}, 'confirm_')
+      : Promise.resolve();
+    confirmed
+      .then(function () { return ceremony(form, form.dataset.options, form.dataset.webauthn, body, ''); })
+      .then(function () { form.submit(); })
       .catch(function (err) {
         busy(form, false);
         say(form, err.message);
