@@ -118,9 +118,9 @@ func TestConnectedMCPClientsArePaged(t *testing.T) {
 	for _, q := range []string{
 		`INSERT INTO oauth_clients (id, name, redirect_uris, created_at)
 		 SELECT 'cli_page' || lpad(i::text, 2, '0'), 'Paged ' || i, ARRAY['http://127.0.0.1/cb'], now() FROM generate_series(1, 55) i`,
-		`INSERT INTO oauth_grants (id, client_id, user_id, org_id, team_id, scopes, resource, created_at)
+		`INSERT INTO oauth_grants (id, client_id, user_id, org_id, team_id, scopes, resource, created_at, expires_at)
 		 SELECT 'grt_page' || lpad(i::text, 2, '0'), 'cli_page' || lpad(i::text, 2, '0'), $1, $2, $3, ARRAY['mcp:read'],
-		     'http://127.0.0.1/mcp', timestamptz '2026-01-01 00:00:00.123456Z' + (i / 2) * interval '1 minute'
+		     'http://127.0.0.1/mcp', timestamptz '2026-01-01 00:00:00.123456Z' + (i / 2) * interval '1 minute', now() + interval '1 hour'
 		 FROM generate_series(1, 55) i`,
 		`INSERT INTO oauth_tokens (token_hash, grant_id, kind, scopes, created_at, expires_at)
 		 SELECT sha256(('page' || i)::bytea), 'grt_page' || lpad(i::text, 2, '0'), 'access', ARRAY['mcp:read'], now(), now() + interval '1 hour'

@@ -45,7 +45,8 @@ func (e *testEnv) oauthAccessToken(scopes ...string) (string, string) {
 			return err
 		}
 		if err := q.CreateOAuthGrant(ctx, store.CreateOAuthGrantParams{ID: grantID, ClientID: clientID, UserID: e.boot.UserID,
-			OrgID: e.boot.OrgID, TeamID: e.boot.TeamID, Scopes: scopes, Resource: e.srv.oauth.Config().Resource(), CreatedAt: now}); err != nil {
+			OrgID: e.boot.OrgID, TeamID: e.boot.TeamID, Scopes: scopes, Resource: e.srv.oauth.Config().Resource(), CreatedAt: now,
+			ExpiresAt: now.Add(time.Hour)}); err != nil {
 			return err
 		}
 		return q.CreateOAuthToken(ctx, store.CreateOAuthTokenParams{TokenHash: hash[:], GrantID: grantID, Kind: "access",

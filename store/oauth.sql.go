@@ -138,8 +138,8 @@ func (q *Queries) CreateOAuthCode(ctx context.Context, arg CreateOAuthCodeParams
 }
 
 const createOAuthGrant = `-- name: CreateOAuthGrant :exec
-INSERT INTO oauth_grants (id, client_id, user_id, org_id, team_id, scopes, resource, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO oauth_grants (id, client_id, user_id, org_id, team_id, scopes, resource, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 `
 
 type CreateOAuthGrantParams struct {
@@ -151,8 +151,11 @@ type CreateOAuthGrantParams struct {
 	Scopes    []string
 	Resource  string
 	CreatedAt time.Time
+	ExpiresAt time.Time
 }
 
+// expires_at: its code's expiry (ExtendOAuthGrant moves it on when tokens
+// are issued).
 func (q *Queries) CreateOAuthGrant(ctx context.Context, arg CreateOAuthGrantParams) error {
 	_, err := q.db.Exec(ctx, createOAuthGrant,
 		arg.ID,
@@ -163,6 +166,7 @@ func (q *Queries) CreateOAuthGrant(ctx context.Context, arg CreateOAuthGrantPara
 		arg.Scopes,
 		arg.Resource,
 		arg.CreatedAt,
+		arg.ExpiresAt,
 	)
 	return err
 }
@@ -256,6 +260,26 @@ func (q *Queries) DecideOAuthRequest(ctx context.Context, arg DecideOAuthRequest
 		&i.DecidedAt,
 	)
 	return i, err
+}
+
+const extendOAuthGrant = `-- name: ExtendOAuthGrant :exec
+UPDATE oauth_grants SET expires_at = GREATEST(expires_at, $1)
+WHERE id = $2
+`
+
+type ExtendOAuthGrantParams struct {
+	ExpiresAt time.Time
+	ID        string
+}
+
+// Records that the grant works until @expires_at (a refresh token it was
+// just issued expires then), in the transaction that issues the token: a
+// grant is never swept while one of its tokens can still be refreshed.
+// GREATEST: never earlier than a token issued before (a replica whose clock
+// lags, a RefreshTTL shortened since).
+func (q *Queries) ExtendOAuthGrant(ctx context.Context, arg ExtendOAuthGrantParams) error {
+	_, err := q.db.Exec(ctx, extendOAuthGrant, arg.ExpiresAt, arg.ID)
+	return err
 }
 
 const getOAuthClient = `-- name: GetOAuthClient :one
@@ -614,59 +638,135 @@ DELETE FROM oauth_clients WHERE id IN (
     WHERE c.created_at < $1
       AND NOT EXISTS (SELECT 1 FROM oauth_requests r WHERE r.client_id = c.id)
       AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.client_id = c.id
-          AND (g.revoked_at IS NULL OR g.revoked_at >= $2::timestamptz))
+          AND COALESCE(g.revoked_at, g.expires_at) >= $2::timestamptz)
     ORDER BY c.created_at, c.id
     LIMIT $3
     FOR UPDATE OF c SKIP LOCKED)
 `
 
 type SweepOAuthClientsParams struct {
-	UnusedBefore  time.Time
-	RevokedBefore time.Time
-	RowLimit      int32
+	UnusedBefore time.Time
+	EndedBefore  time.Time
+	RowLimit     int32
 }
 
 // Deletes up to @row_limit registrations nobody uses, oldest first: those
 // registered before @unused_before with no grant, and those whose every
-// grant was revoked before @revoked_before (their tokens stopped working
-// then; they go with the client, by cascade). A client with an
+// grant ended before @ended_before (revoked, or every token expired, as in
+// SweepOAuthGrants; they go with the client, by cascade). A client with an
 // authorization request of any age is kept: a consent needs its request,
 // and requests are swept an hour after they expire, so a client cannot be
-// deleted under a person consenting to it. SKIP LOCKED lets replicas sweep
-// at once without waiting for each other's rows.
+// deleted under a person consenting to it.
 func (q *Queries) SweepOAuthClients(ctx context.Context, arg SweepOAuthClientsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, sweepOAuthClients, arg.UnusedBefore, arg.RevokedBefore, arg.RowLimit)
+	result, err := q.db.Exec(ctx, sweepOAuthClients, arg.UnusedBefore, arg.EndedBefore, arg.RowLimit)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const sweepOAuthCodes = `-- name: SweepOAuthCodes :exec
-DELETE FROM oauth_codes WHERE expires_at < $1
+const sweepOAuthCodes = `-- name: SweepOAuthCodes :execrows
+DELETE FROM oauth_codes WHERE code_hash IN (
+    SELECT c.code_hash FROM oauth_codes c WHERE c.expires_at < $1
+    ORDER BY c.expires_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED)
 `
 
-func (q *Queries) SweepOAuthCodes(ctx context.Context, cutoff time.Time) error {
-	_, err := q.db.Exec(ctx, sweepOAuthCodes, cutoff)
-	return err
+type SweepOAuthCodesParams struct {
+	Cutoff   time.Time
+	RowLimit int32
 }
 
-const sweepOAuthRequests = `-- name: SweepOAuthRequests :exec
-DELETE FROM oauth_requests WHERE expires_at < $1
-`
-
-func (q *Queries) SweepOAuthRequests(ctx context.Context, cutoff time.Time) error {
-	_, err := q.db.Exec(ctx, sweepOAuthRequests, cutoff)
-	return err
+// Deletes up to @row_limit authorization codes that expired before
+// @cutoff, used or not, oldest first.
+func (q *Queries) SweepOAuthCodes(ctx context.Context, arg SweepOAuthCodesParams) (int64, error) {
+	result, err := q.db.Exec(ctx, sweepOAuthCodes, arg.Cutoff, arg.RowLimit)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
-const sweepOAuthTokens = `-- name: SweepOAuthTokens :exec
-DELETE FROM oauth_tokens WHERE expires_at < $1
+const sweepOAuthGrants = `-- name: SweepOAuthGrants :execrows
+DELETE FROM oauth_grants WHERE id IN (
+    SELECT g.id FROM oauth_grants g WHERE COALESCE(g.revoked_at, g.expires_at) < $1::timestamptz
+    ORDER BY COALESCE(g.revoked_at, g.expires_at), g.id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED)
 `
 
-func (q *Queries) SweepOAuthTokens(ctx context.Context, cutoff time.Time) error {
-	_, err := q.db.Exec(ctx, sweepOAuthTokens, cutoff)
-	return err
+type SweepOAuthGrantsParams struct {
+	EndedBefore time.Time
+	RowLimit    int32
+}
+
+// Deletes up to @row_limit grants that ended before @ended_before, the
+// earliest ended first: revoked then, or standing with every token expired
+// by then (expires_at). Their codes and tokens go by cascade; the
+// authorization and any revocation stay in the audit log. A grant that can
+// still be refreshed is never among them: expires_at is at least its
+// refresh token's expiry (ExtendOAuthGrant, in the transaction that issues
+// it). A grant in use (its row locked by a revocation, a token issue, a
+// recorded use) is skipped.
+func (q *Queries) SweepOAuthGrants(ctx context.Context, arg SweepOAuthGrantsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, sweepOAuthGrants, arg.EndedBefore, arg.RowLimit)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const sweepOAuthRequests = `-- name: SweepOAuthRequests :execrows
+DELETE FROM oauth_requests WHERE id IN (
+    SELECT r.id FROM oauth_requests r WHERE r.expires_at < $1
+    ORDER BY r.expires_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+`
+
+type SweepOAuthRequestsParams struct {
+	Cutoff   time.Time
+	RowLimit int32
+}
+
+// Deletes up to @row_limit authorization requests that expired before
+// @cutoff, oldest first. Like each Sweep… delete below, it is one short
+// transaction that api/oauth Sweep repeats a bounded number of times per
+// pass, so a backlog (after a flood) is worked off over several passes
+// instead of in one long transaction; SKIP LOCKED lets replicas sweep at
+// once without waiting for, or failing on, each other's rows (or a row a
+// request is using): a skipped row is left to a later statement or pass.
+func (q *Queries) SweepOAuthRequests(ctx context.Context, arg SweepOAuthRequestsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, sweepOAuthRequests, arg.Cutoff, arg.RowLimit)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const sweepOAuthTokens = `-- name: SweepOAuthTokens :execrows
+DELETE FROM oauth_tokens WHERE token_hash IN (
+    SELECT t.token_hash FROM oauth_tokens t WHERE t.expires_at < $1
+    ORDER BY t.expires_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+`
+
+type SweepOAuthTokensParams struct {
+	Cutoff   time.Time
+	RowLimit int32
+}
+
+// Deletes up to @row_limit access and refresh tokens that expired before
+// @cutoff, oldest first (a used refresh token is kept until then, so its
+// reuse is still detected).
+func (q *Queries) SweepOAuthTokens(ctx context.Context, arg SweepOAuthTokensParams) (int64, error) {
+	result, err := q.db.Exec(ctx, sweepOAuthTokens, arg.Cutoff, arg.RowLimit)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const touchOAuthGrant = `-- name: TouchOAuthGrant :exec

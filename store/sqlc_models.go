@@ -305,6 +305,7 @@ type OauthGrant struct {
 	RevokedAt     *time.Time
 	RevokedReason string
 	LastUsedAt    *time.Time
+	ExpiresAt     time.Time
 }
 
 type OauthRequest struct {

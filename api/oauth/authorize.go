@@ -383,9 +383,12 @@ func (s *Server) Decide(ctx context.Context, d Decision) (string, error) {
 			return s.audit(ctx, q, audit{kind: KindDenied, actorKind: actorUser, actorID: d.UserID, subject: req.ClientID,
 				outcome: "denied", details: map[string]any{"client_name": req.ClientName, "request_id": req.ID}})
 		}
+		// Until its code is exchanged, the grant works as long as the code
+		// (the exchange extends it: issue).
 		grantID := store.NewID("grt")
 		if err := q.CreateOAuthGrant(ctx, store.CreateOAuthGrantParams{ID: grantID, ClientID: req.ClientID, UserID: d.UserID,
-			OrgID: org.ID, TeamID: org.TeamID, Scopes: scopes, Resource: req.Resource, CreatedAt: now}); err != nil {
+			OrgID: org.ID, TeamID: org.TeamID, Scopes: scopes, Resource: req.Resource, CreatedAt: now,
+			ExpiresAt: now.Add(s.cfg.CodeTTL)}); err != nil {
 			return fmt.Errorf("create grant: %w", err)
 		}
 		code, h := newSecret(codePrefix)

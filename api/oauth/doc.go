@@ -12,9 +12,9 @@
 //   - Dynamic client registration (RFC 7591) of public clients only
 //     (token_endpoint_auth_method none), rate-limited per client address
 //     across replicas, with redirect URIs that are https, or http on a
-//     loopback host (RFC 8252 §7.3). Registrations nobody uses are swept
-//     (Sweep): unauthorized a day after registering, or every grant
-//     revoked 30 days ago.
+//     loopback host (RFC 8252 §7.3). Grants are swept (Sweep) 30 days
+//     after they ended — revoked, or every token expired — and then
+//     registrations nobody uses: without a grant a day after registering.
 //   - Authorization requests limited per client address and for all
 //     addresses together (Deps.AdmitAuthorization): each valid one is
 //     stored until it is answered or expires, and swept after.

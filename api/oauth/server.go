@@ -373,72 +373,116 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, http.StatusInternalServerError, "server_error", "the server could not answer; try again")
 }
 
-// Bounds of the client sweep (SweepOAuthClients). Registration is open to
-// anyone (RFC 7591), so registrations nobody uses are deleted, or the table
-// would only grow.
+// What the sweep (Sweep) deletes, and how much at once.
 const (
+	// expiredAge: requests, codes and tokens are deleted this long after
+	// they expire (a used refresh token is kept until then, so its reuse
+	// is still detected).
+	expiredAge = time.Hour
+	// endedGrantAge: a grant that ended this long ago is deleted with its
+	// codes and tokens — revoked, or with every token expired (its
+	// expires_at: the expiry of its latest refresh token). Nothing it held
+	// can work again, and it is not among the org's connected clients; the
+	// authorization, refreshes and revocation stay in the audit log. The
+	// wait keeps an ended connection's rows for a month for anyone looking
+	// into it. A grant that can still be refreshed has not ended.
+	endedGrantAge = 30 * 24 * time.Hour
 	// unusedClientAge: a client that no person has consented to a day after
-	// it registered is deleted. An MCP client registers right before it
-	// sends the person to the consent page, and a consent has RequestTTL
-	// (at most an hour). A client that comes back later with its old
-	// client_id is refused (unknownClient; invalid_client at the token
-	// endpoint) and must register again.
+	// it registered is deleted, and so is one whose every grant ended
+	// endedGrantAge ago (it has none once they are swept). Registration is
+	// open to anyone (RFC 7591), so without this the table only grows. An
+	// MCP client registers right before it sends the person to the consent
+	// page, and a consent has RequestTTL (at most an hour). A client that
+	// comes back later with its old client_id is refused (unknownClient;
+	// invalid_client at the token endpoint) and must register again.
 	unusedClientAge = 24 * time.Hour
-	// revokedClientAge: a client whose every grant was revoked this long
-	// ago is deleted with its grants and their tokens. A revoked grant's
-	// tokens stopped working when it was revoked, so nothing it held can
-	// work again; the revocations stay in the audit log. The wait keeps a
-	// revoked connection's rows for a month for anyone looking into it.
-	revokedClientAge = 30 * 24 * time.Hour
-	// clientSweepBatch clients are deleted per statement (its own short
-	// transaction, cascades included), and at most clientSweepBatches
-	// statements run per pass: a backlog is worked off over several passes
-	// instead of in one long transaction.
-	clientSweepBatch   = 500
-	clientSweepBatches = 20
+	// sweepBatch rows of a table are deleted per statement (its own short
+	// transaction, cascades included: tens of milliseconds), and a pass
+	// runs a bounded number of statements per table: a backlog — a flood
+	// of authorization requests, a client refreshing in a loop — is worked
+	// off over several passes instead of in one statement whose transaction
+	// holds millions of row locks and all their WAL until it ends.
+	sweepBatch = 500
+	// expiredSweepBatches bounds the statements per pass of each of the
+	// requests, codes and tokens: 50,000 rows of each per pass and replica,
+	// above what the default OAKALLOW_LIMIT_OAUTH_AUTHORIZE_ALL admits
+	// (6,000 requests per 10 minutes) and what tens of thousands of
+	// connected clients refreshing every hour issue; tokens have no other
+	// bound, since a refresh needs no consent.
+	expiredSweepBatches = 100
+	// endedSweepBatches bounds those of the grants and the clients, whose
+	// deletes cascade and which come only as fast as people consent and
+	// clients register (per address, in PostgreSQL): 10,000 per pass.
+	endedSweepBatches = 20
 )
 
-// Sweep deletes requests, codes and tokens long past their expiry (a used
-// refresh token is kept until it expires, so its reuse is still detected),
-// then clients nobody uses (see unusedClientAge and revokedClientAge).
-// Replicas may sweep at once: each delete is idempotent, and the client
-// sweep skips rows another replica is deleting.
-func (s *Server) Sweep(ctx context.Context) error {
-	cutoff := s.d.Now().Add(-time.Hour)
-	if err := s.d.Store.SweepOAuthRequests(ctx, cutoff); err != nil {
-		return fmt.Errorf("sweep oauth requests: %w", err)
-	}
-	if err := s.d.Store.SweepOAuthCodes(ctx, cutoff); err != nil {
-		return fmt.Errorf("sweep oauth codes: %w", err)
-	}
-	if err := s.d.Store.SweepOAuthTokens(ctx, cutoff); err != nil {
-		return fmt.Errorf("sweep oauth tokens: %w", err)
-	}
-	n, err := s.sweepClients(ctx, clientSweepBatch, clientSweepBatches)
-	if n > 0 {
-		s.log.Info("oauth clients swept", "deleted", n)
-	}
-	return err
+// sweepBounds is how much a pass deletes: batch rows per statement, at
+// most expired statements per table of requests, codes and tokens and
+// ended per table of grants and clients.
+type sweepBounds struct {
+	batch          int32
+	expired, ended int
 }
 
-// sweepClients deletes unused clients, batch per statement, for at most
-// batches statements or until a statement finds fewer than batch; it
-// returns how many it deleted.
-func (s *Server) sweepClients(ctx context.Context, batch int32, batches int) (int64, error) {
+// Sweep deletes requests, codes and tokens long past their expiry, then
+// grants that ended long ago (see endedGrantAge), then clients nobody uses
+// (see unusedClientAge), each in bounded batches (sweepBatch,
+// expiredSweepBatches, endedSweepBatches); what a pass leaves is left to
+// the next. Replicas may sweep at once: each statement skips the rows
+// another replica is deleting, so none fails on another.
+func (s *Server) Sweep(ctx context.Context) error {
+	return s.sweep(ctx, sweepBounds{batch: sweepBatch, expired: expiredSweepBatches, ended: endedSweepBatches})
+}
+
+// sweep runs each of the sweep's deletes b.batch rows per statement, for at
+// most its number of statements or until a statement finds fewer than
+// b.batch.
+func (s *Server) sweep(ctx context.Context, b sweepBounds) error {
 	now := s.d.Now()
-	p := store.SweepOAuthClientsParams{UnusedBefore: now.Add(-unusedClientAge), RevokedBefore: now.Add(-revokedClientAge), RowLimit: batch}
-	var total int64
-	for range batches {
-		n, err := s.d.Store.SweepOAuthClients(ctx, p)
-		if err != nil {
-			return total, fmt.Errorf("sweep oauth clients: %w", err)
+	expired, ended := now.Add(-expiredAge), now.Add(-endedGrantAge)
+	st := s.d.Store
+	for _, step := range []struct {
+		what    string
+		batches int
+		del     func(context.Context, int32) (int64, error)
+	}{
+		{"requests", b.expired, func(ctx context.Context, n int32) (int64, error) {
+			return st.SweepOAuthRequests(ctx, store.SweepOAuthRequestsParams{Cutoff: expired, RowLimit: n})
+		}},
+		{"codes", b.expired, func(ctx context.Context, n int32) (int64, error) {
+			return st.SweepOAuthCodes(ctx, store.SweepOAuthCodesParams{Cutoff: expired, RowLimit: n})
+		}},
+		{"tokens", b.expired, func(ctx context.Context, n int32) (int64, error) {
+			return st.SweepOAuthTokens(ctx, store.SweepOAuthTokensParams{Cutoff: expired, RowLimit: n})
+		}},
+		// Before the clients: a client whose grants all go here has none
+		// left, and goes in the same pass.
+		{"grants", b.ended, func(ctx context.Context, n int32) (int64, error) {
+			return st.SweepOAuthGrants(ctx, store.SweepOAuthGrantsParams{EndedBefore: ended, RowLimit: n})
+		}},
+		{"clients", b.ended, func(ctx context.Context, n int32) (int64, error) {
+			return st.SweepOAuthClients(ctx, store.SweepOAuthClientsParams{UnusedBefore: now.Add(-unusedClientAge),
+				EndedBefore: ended, RowLimit: n})
+		}},
+	} {
+		var total int64
+		var err error
+		for range step.batches {
+			var n int64
+			n, err = step.del(ctx, b.batch)
+			total += n
+			if err != nil || n < int64(b.batch) {
+				break
+			}
 		}
-		total += n
-		if n < int64(batch) {
-			break
+		if total > 0 {
+			s.log.Info("oauth sweep", "table", step.what, "deleted", total)
+		}
+		if err != nil {
+			return fmt.Errorf("sweep oauth %s: %w", step.what, err)
 		}
 	}
-	return total, nil
+	return nil
 }
 
 // SweepLoop sweeps every ten minutes until ctx ends.

@@ -281,12 +281,17 @@ type grant struct {
 }
 
 // issue creates an access token with scopes and a refresh token with the
-// grant's scopes, and audits it as kind.
+// grant's scopes, and audits it as kind. The grant is recorded to work
+// until the refresh token expires in the same transaction, so the sweep
+// never deletes a grant that can still be refreshed (endedGrantAge).
 func (s *Server) issue(ctx context.Context, g grant, scopes []string, kind string) (tokenAnswer, *tokenError) {
 	now := s.d.Now()
 	at, ah := newSecret(accessPrefix)
 	rt, rh := newSecret(refreshPrefix)
 	err := s.d.Store.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
+		if err := q.ExtendOAuthGrant(ctx, store.ExtendOAuthGrantParams{ID: g.id, ExpiresAt: now.Add(s.cfg.RefreshTTL)}); err != nil {
+			return fmt.Errorf("extend grant: %w", err)
+		}
 		if err := q.CreateOAuthToken(ctx, store.CreateOAuthTokenParams{TokenHash: ah, GrantID: g.id, Kind: "access",
 			Scopes: scopes, CreatedAt: now, ExpiresAt: now.Add(s.cfg.AccessTTL)}); err != nil {
 			return fmt.Errorf("create access token: %w", err)

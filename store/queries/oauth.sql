@@ -42,8 +42,19 @@ ORDER BY t.name, o.name, o.id
 LIMIT 200;
 
 -- name: CreateOAuthGrant :exec
-INSERT INTO oauth_grants (id, client_id, user_id, org_id, team_id, scopes, resource, created_at)
-VALUES (@id, @client_id, @user_id, @org_id, @team_id, @scopes, @resource, @created_at);
+-- expires_at: its code's expiry (ExtendOAuthGrant moves it on when tokens
+-- are issued).
+INSERT INTO oauth_grants (id, client_id, user_id, org_id, team_id, scopes, resource, created_at, expires_at)
+VALUES (@id, @client_id, @user_id, @org_id, @team_id, @scopes, @resource, @created_at, @expires_at);
+
+-- name: ExtendOAuthGrant :exec
+-- Records that the grant works until @expires_at (a refresh token it was
+-- just issued expires then), in the transaction that issues the token: a
+-- grant is never swept while one of its tokens can still be refreshed.
+-- GREATEST: never earlier than a token issued before (a replica whose clock
+-- lags, a RefreshTTL shortened since).
+UPDATE oauth_grants SET expires_at = GREATEST(expires_at, @expires_at)
+WHERE id = @id;
 
 -- name: CreateOAuthCode :exec
 INSERT INTO oauth_codes (code_hash, grant_id, redirect_uri, code_challenge, created_at, expires_at)
@@ -103,30 +114,68 @@ JOIN users u ON u.id = g.user_id AND u.status = 'active'
 JOIN memberships m ON m.user_id = g.user_id AND m.team_id = g.team_id
 WHERE t.token_hash = @token_hash AND t.kind = 'access' AND t.expires_at > @now;
 
--- name: SweepOAuthRequests :exec
-DELETE FROM oauth_requests WHERE expires_at < @cutoff;
+-- name: SweepOAuthRequests :execrows
+-- Deletes up to @row_limit authorization requests that expired before
+-- @cutoff, oldest first. Like each Sweep… delete below, it is one short
+-- transaction that api/oauth Sweep repeats a bounded number of times per
+-- pass, so a backlog (after a flood) is worked off over several passes
+-- instead of in one long transaction; SKIP LOCKED lets replicas sweep at
+-- once without waiting for, or failing on, each other's rows (or a row a
+-- request is using): a skipped row is left to a later statement or pass.
+DELETE FROM oauth_requests WHERE id IN (
+    SELECT r.id FROM oauth_requests r WHERE r.expires_at < @cutoff
+    ORDER BY r.expires_at
+    LIMIT @row_limit
+    FOR UPDATE SKIP LOCKED);
 
--- name: SweepOAuthCodes :exec
-DELETE FROM oauth_codes WHERE expires_at < @cutoff;
+-- name: SweepOAuthCodes :execrows
+-- Deletes up to @row_limit authorization codes that expired before
+-- @cutoff, used or not, oldest first.
+DELETE FROM oauth_codes WHERE code_hash IN (
+    SELECT c.code_hash FROM oauth_codes c WHERE c.expires_at < @cutoff
+    ORDER BY c.expires_at
+    LIMIT @row_limit
+    FOR UPDATE SKIP LOCKED);
 
--- name: SweepOAuthTokens :exec
-DELETE FROM oauth_tokens WHERE expires_at < @cutoff;
+-- name: SweepOAuthTokens :execrows
+-- Deletes up to @row_limit access and refresh tokens that expired before
+-- @cutoff, oldest first (a used refresh token is kept until then, so its
+-- reuse is still detected).
+DELETE FROM oauth_tokens WHERE token_hash IN (
+    SELECT t.token_hash FROM oauth_tokens t WHERE t.expires_at < @cutoff
+    ORDER BY t.expires_at
+    LIMIT @row_limit
+    FOR UPDATE SKIP LOCKED);
+
+-- name: SweepOAuthGrants :execrows
+-- Deletes up to @row_limit grants that ended before @ended_before, the
+-- earliest ended first: revoked then, or standing with every token expired
+-- by then (expires_at). Their codes and tokens go by cascade; the
+-- authorization and any revocation stay in the audit log. A grant that can
+-- still be refreshed is never among them: expires_at is at least its
+-- refresh token's expiry (ExtendOAuthGrant, in the transaction that issues
+-- it). A grant in use (its row locked by a revocation, a token issue, a
+-- recorded use) is skipped.
+DELETE FROM oauth_grants WHERE id IN (
+    SELECT g.id FROM oauth_grants g WHERE COALESCE(g.revoked_at, g.expires_at) < @ended_before::timestamptz
+    ORDER BY COALESCE(g.revoked_at, g.expires_at), g.id
+    LIMIT @row_limit
+    FOR UPDATE SKIP LOCKED);
 
 -- name: SweepOAuthClients :execrows
 -- Deletes up to @row_limit registrations nobody uses, oldest first: those
 -- registered before @unused_before with no grant, and those whose every
--- grant was revoked before @revoked_before (their tokens stopped working
--- then; they go with the client, by cascade). A client with an
+-- grant ended before @ended_before (revoked, or every token expired, as in
+-- SweepOAuthGrants; they go with the client, by cascade). A client with an
 -- authorization request of any age is kept: a consent needs its request,
 -- and requests are swept an hour after they expire, so a client cannot be
--- deleted under a person consenting to it. SKIP LOCKED lets replicas sweep
--- at once without waiting for each other's rows.
+-- deleted under a person consenting to it.
 DELETE FROM oauth_clients WHERE id IN (
     SELECT c.id FROM oauth_clients c
     WHERE c.created_at < @unused_before
       AND NOT EXISTS (SELECT 1 FROM oauth_requests r WHERE r.client_id = c.id)
       AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.client_id = c.id
-          AND (g.revoked_at IS NULL OR g.revoked_at >= @revoked_before::timestamptz))
+          AND COALESCE(g.revoked_at, g.expires_at) >= @ended_before::timestamptz)
     ORDER BY c.created_at, c.id
     LIMIT @row_limit
     FOR UPDATE OF c SKIP LOCKED);
