@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
+	"oakallow/api/passkeys"
 	"oakallow/api/passkeys/passkeystest"
 	"oakallow/api/ratelimit"
 	"oakallow/store"
@@ -31,6 +32,7 @@ type oauthEnv struct {
 	*testEnv
 	session  string                      // the owner's full session token, sent as the browser's cookie
 	auth     *passkeystest.Authenticator // the owner's passkey
+	codes    []string                    // the owner's recovery codes, from enrolling that passkey
 	org2     string
 	noFollow *http.Client
 }
@@ -53,7 +55,7 @@ func newOAuthEnv(t *testing.T, registrations ratelimit.Limit) *oauthEnv {
 	require.NoError(t, json.Unmarshal(raw, &got))
 	org2 := store.NewID("org")
 	require.NoError(t, st.CreateOrg(context.Background(), store.CreateOrgParams{ID: org2, TeamID: boot.TeamID, Name: "second-app", CreatedAt: time.Now()}))
-	return &oauthEnv{testEnv: e, session: got.Session.Token, auth: a, org2: org2, noFollow: &http.Client{
+	return &oauthEnv{testEnv: e, session: got.Session.Token, auth: a, codes: got.RecoveryCodes, org2: org2, noFollow: &http.Client{
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: hangDeadline}}
 }
 
@@ -519,33 +521,60 @@ func TestOAuthAuthorizationServer(t *testing.T) {
 // is lost, perhaps to someone else, and every session ends. Whoever held the
 // passkey may also have authorized an MCP client of their own; its grant
 // ends with the sessions, or it would keep acting (and refreshing) for the
-// person's org for as long as it likes.
+// person's org for as long as it likes. The OAuth server is on only while
+// the public URL is https (or loopback), and grants outlive a change of it:
+// a recovery on a replica where it is off — plain http elsewhere, passkeys
+// configured explicitly — revokes them too, or they would work again on a
+// replica where it is on.
 func TestRecoveryRevokesOAuthGrants(t *testing.T) {
 	t.Parallel()
-	o := newOAuthEnv(t, ratelimit.Limit{N: 12, Per: time.Hour})
-	cfg := o.oauth2Config(o.register(testRedirect), "mcp:read", "mcp:write")
-	tok := o.authorized(cfg, o.boot.OrgID, "mcp:read mcp:write")
-	status, _ := o.mcpStatus(tok.AccessToken, listTools)
-	require.Equal(t, http.StatusOK, status)
+	for _, tc := range []struct {
+		name     string
+		oauthOff bool
+	}{{"where OAuth is on", false}, {"where OAuth is off", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := newOAuthEnv(t, ratelimit.Limit{N: 12, Per: time.Hour})
+			cfg := o.oauth2Config(o.register(testRedirect), "mcp:read", "mcp:write")
+			tok := o.authorized(cfg, o.boot.OrgID, "mcp:read mcp:write")
+			status, _ := o.mcpStatus(tok.AccessToken, listTools)
+			require.Equal(t, http.StatusOK, status)
 
-	status, _, raw := o.regenerateCodes(o.auth, bearer(o.session))
-	require.Equal(t, http.StatusOK, status, string(raw))
-	var codes struct {
-		Codes []string `json:"recovery_codes"`
+			replica := o.testEnv
+			if tc.oauthOff {
+				off := testConfig()
+				off.PublicURL = "http://oakallow.test:8080"
+				off.Passkeys = passkeys.Config{RPID: "localhost", Origins: []string{"http://localhost:8080"}}
+				replica = startEnvWith(t, off, Deps{Store: o.st}, o.boot)
+				require.Nil(t, replica.srv.oauth, "no OAuth server on plain http elsewhere than on this machine")
+			}
+			o.recoverWith(replica, o.codes[0])
+			o.requireRecoveryRevoked(cfg, tok)
+		})
 	}
-	require.NoError(t, json.Unmarshal(raw, &codes))
-	var email string
-	require.NoError(t, o.st.Pool.QueryRow(context.Background(), `SELECT email FROM users WHERE id = $1`, o.boot.UserID).Scan(&email))
-	expectAs[SessionInfo](o.testEnv, http.StatusOK, http.MethodPost, "/v1/auth/recovery", nil,
-		map[string]any{"email": email, "code": codes.Codes[0], "client": "app"})
+}
 
+// recoverWith signs the owner in with recovery code on the server of e.
+func (o *oauthEnv) recoverWith(e *testEnv, code string) {
+	o.t.Helper()
+	var email string
+	require.NoError(o.t, o.st.Pool.QueryRow(context.Background(), `SELECT email FROM users WHERE id = $1`, o.boot.UserID).Scan(&email))
+	expectAs[SessionInfo](e, http.StatusOK, http.MethodPost, "/v1/auth/recovery", nil,
+		map[string]any{"email": email, "code": code, "client": "app"})
+}
+
+// requireRecoveryRevoked: the grant of tok (from cfg's client) was revoked
+// by a recovery: its access token is refused by /mcp, its refresh token at
+// the token endpoint, and the revocation is audited once.
+func (o *oauthEnv) requireRecoveryRevoked(cfg *oauth2.Config, tok *oauth2.Token) {
+	o.t.Helper()
 	status, challenge := o.mcpStatus(tok.AccessToken, listTools)
-	require.Equal(t, http.StatusUnauthorized, status)
-	require.Contains(t, challenge, `error="invalid_token"`)
+	require.Equal(o.t, http.StatusUnauthorized, status)
+	require.Contains(o.t, challenge, `error="invalid_token"`)
 	_, err := cfg.TokenSource(o.ctx(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
 	var re *oauth2.RetrieveError
-	require.ErrorAs(t, err, &re)
-	require.Equal(t, "invalid_grant", re.ErrorCode)
-	require.Equal(t, 1, o.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'oauth.revoked'
-		AND details->>'reason' = 'account_recovered'`))
+	require.ErrorAs(o.t, err, &re)
+	require.Equal(o.t, "invalid_grant", re.ErrorCode)
+	require.Equal(o.t, 1, o.count(`SELECT count(*) FROM audit_events WHERE org_id = $1 AND kind = 'oauth.revoked'
+		AND details->>'reason' = 'account_recovered' AND actor_kind = 'user'`))
 }

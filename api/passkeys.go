@@ -10,6 +10,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"oakallow/api/oauth"
 	"oakallow/api/passkeys"
 	"oakallow/store"
 )
@@ -481,10 +482,10 @@ func (s *Server) signedIn(ctx context.Context, n newSession, revokeOthers bool) 
 			if _, err := q.RevokeUserSessions(ctx, store.RevokeUserSessionsParams{UserID: n.UserID, Now: s.now()}); err != nil {
 				return err
 			}
-			if s.oauth != nil {
-				if err := s.oauth.RevokeUserGrants(ctx, q, n.UserID, "account_recovered"); err != nil {
-					return err
-				}
+			// Whether or not the OAuth server is on now: grants made while
+			// it was would work again when it is back on.
+			if err := oauth.RevokeUserGrants(ctx, q, s.now(), requestIDFrom(ctx), n.UserID, "account_recovered"); err != nil {
+				return err
 			}
 		}
 		var err error

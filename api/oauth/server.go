@@ -349,18 +349,24 @@ const (
 )
 
 func (s *Server) audit(ctx context.Context, q *store.Queries, a audit) error {
+	return writeAudit(ctx, q, s.d.Now(), s.d.RequestID(ctx), a)
+}
+
+// writeAudit records a, which occurred at, for the request requestID ("":
+// none).
+func writeAudit(ctx context.Context, q *store.Queries, at time.Time, requestID string, a audit) error {
 	if a.details == nil {
 		a.details = map[string]any{}
 	}
-	if rid := s.d.RequestID(ctx); rid != "" {
-		a.details["request_id"] = rid
+	if requestID != "" {
+		a.details["request_id"] = requestID
 	}
 	raw, err := json.Marshal(a.details)
 	if err != nil {
 		return fmt.Errorf("encode audit details of %s: %w", a.kind, err)
 	}
 	if err := q.InsertAuditEvent(ctx, store.InsertAuditEventParams{ID: store.NewID("evt"), OrgID: a.orgID, TeamID: a.teamID,
-		OccurredAt: s.d.Now(), ActorKind: a.actorKind, ActorID: a.actorID, Kind: a.kind, Subject: a.subject,
+		OccurredAt: at, ActorKind: a.actorKind, ActorID: a.actorID, Kind: a.kind, Subject: a.subject,
 		Outcome: a.outcome, Details: raw}); err != nil {
 		return fmt.Errorf("audit %s: %w", a.kind, err)
 	}

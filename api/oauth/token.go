@@ -323,32 +323,35 @@ func (s *Server) revokeGrant(ctx context.Context, grantID, reason, kind, actorKi
 		if err != nil {
 			return fmt.Errorf("revoke grant: %w", err)
 		}
-		return s.auditRevoked(ctx, q, g, reason, kind, actorKind, actorID)
+		return s.audit(ctx, q, revokedAudit(g, reason, kind, actorKind, actorID))
 	})
 }
 
 // RevokeUserGrants revokes every standing grant of the person userID — and
 // with each, its refresh token and access tokens — in the caller's
-// transaction q, auditing each as revoked for reason. Account recovery
-// calls it: whoever held the lost passkey may have authorized a client.
-func (s *Server) RevokeUserGrants(ctx context.Context, q *store.Queries, userID, reason string) error {
-	now := s.d.Now()
+// transaction q, at now, auditing each as revoked for reason (requestID:
+// the request that does it, "" for none). Account recovery calls it:
+// whoever held the lost passkey may have authorized a client. It needs no
+// Server: grants made while the authorization server was on are revoked
+// even when it is off now (a public URL that is no longer https), or they
+// would work again when it is back on.
+func RevokeUserGrants(ctx context.Context, q *store.Queries, now time.Time, requestID, userID, reason string) error {
 	gs, err := q.RevokeUserOAuthGrants(ctx, store.RevokeUserOAuthGrantsParams{Now: &now, Reason: reason, UserID: userID})
 	if err != nil {
 		return fmt.Errorf("revoke grants of a person: %w", err)
 	}
 	for _, g := range gs {
-		if err := s.auditRevoked(ctx, q, store.RevokeOAuthGrantRow(g), reason, KindRevoked, actorUser, userID); err != nil {
+		if err := writeAudit(ctx, q, now, requestID, revokedAudit(store.RevokeOAuthGrantRow(g), reason, KindRevoked, actorUser, userID)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// auditRevoked audits the revocation of grant g as kind.
-func (s *Server) auditRevoked(ctx context.Context, q *store.Queries, g store.RevokeOAuthGrantRow, reason, kind, actorKind, actorID string) error {
-	return s.audit(ctx, q, audit{kind: kind, orgID: g.OrgID, teamID: g.TeamID, actorKind: actorKind, actorID: actorID,
-		subject: g.ID, outcome: "revoked", details: map[string]any{"client_id": g.ClientID, "user_id": g.UserID, "reason": reason}})
+// revokedAudit is the audit entry of the revocation of grant g as kind.
+func revokedAudit(g store.RevokeOAuthGrantRow, reason, kind, actorKind, actorID string) audit {
+	return audit{kind: kind, orgID: g.OrgID, teamID: g.TeamID, actorKind: actorKind, actorID: actorID,
+		subject: g.ID, outcome: "revoked", details: map[string]any{"client_id": g.ClientID, "user_id": g.UserID, "reason": reason}}
 }
 
 // revoke is the revocation endpoint (RFC 7009 §2). Revoking either token
